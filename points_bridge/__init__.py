@@ -1,0 +1,1 @@
+"""itemseal points_bridge."""

@@ -1,0 +1,131 @@
+"""The `itemseal` command as a user runs it: real processes, real redis-server."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from cli import main
+from codegen.codes import NUMERIC_20, NUMERIC_24, group_digits
+from codegen.keys import KeyStore, load_master_key
+
+ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def run(env: dict[str, str], *args: str, stdin: str | None = None, ok: bool = True):
+    proc = subprocess.run(
+        [ITEMSEAL, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _all_commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize(
+    "path", [p for p, _ in _all_commands(main)], ids=lambda p: " ".join(p)
+)
+def test_every_command_has_help_and_is_in_the_readme(path):
+    command = dict(_all_commands(main))[path]
+    assert command.help and len(command.help.strip()) > 20, "write a real help text"
+    assert f"itemseal {' '.join(path)}" in README.read_text(), "document it in the README"
+
+
+def test_main_help_lists_the_groups(itemseal_env):
+    out = run(itemseal_env, "--help").stdout
+    for name in ("tenant", "key", "check", "store"):
+        assert re.search(rf"^\s+{name}\s", out, re.M), name
+
+
+def test_tenant_keys_and_check(itemseal_env):
+    env = itemseal_env
+    assert "created with key 0" in run(env, "tenant", "create", "ACME", "--name", "Acme").stdout
+    assert "already exists" in run(env, "tenant", "create", "ACME", "--name", "x", ok=False).stderr
+    assert run(env, "key", "rotate", "--tenant", "ACME").stdout.strip().endswith("signing key")
+    keys = run(env, "key", "list", "--tenant", "ACME").stdout.splitlines()
+    assert [line.split("\t")[:2] for line in keys] == [["0", "active"], ["1", "active"]]
+
+    store = _key_store(env)
+    good = store.signer("ACME", 1, NUMERIC_24).code(NUMERIC_24.serial_base + 42)
+    short = store.signer("ACME", 0, NUMERIC_20).code(7)
+    slipped = good[:3] + str((int(good[3]) + 1) % 10) + good[4:]
+    lines = run(env, "check", "--tenant", "ACME", group_digits(good), short, slipped, "hello")
+    rows = [line.split("\t") for line in lines.stdout.splitlines()]
+    assert rows == [
+        [group_digits(good), "valid", "1", str(NUMERIC_24.serial_base + 42), "-"],
+        [short, "valid", "0", "7", "-"],
+        [slipped, "mistyped"],
+        ["hello", "malformed"],
+    ]
+    run(env, "key", "revoke", "--tenant", "ACME", "1")
+    assert "\trevoked\t" in run(env, "check", "--tenant", "ACME", good).stdout
+
+
+def test_check_reads_thousands_from_stdin(itemseal_env):
+    run(itemseal_env, "tenant", "create", "ACME", "--name", "Acme")
+    signer = _key_store(itemseal_env).signer("ACME", 0, NUMERIC_24)
+    codes = ["".join(map(str, r)) for r in signer.code_matrix(NUMERIC_24.serial_base, 5000)]
+    out = run(itemseal_env, "check", "--tenant", "ACME", "-", stdin="\n".join(codes) + "\n")
+    verdicts = [line.split("\t")[1] for line in out.stdout.splitlines()]
+    assert verdicts == ["valid"] * 5000
+
+
+def test_without_the_master_key_nothing_verifies(itemseal_env):
+    run(itemseal_env, "tenant", "create", "ACME", "--name", "Acme")
+    (Path(itemseal_env["ITEMSEAL_HOME"]) / "master.key").unlink()
+    proc = run(itemseal_env, "check", "--tenant", "ACME", "1" * 24, ok=False)
+    assert proc.returncode == 1
+    assert "no master key" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_tenant_is_one_line(itemseal_env):
+    proc = run(itemseal_env, "key", "list", "--tenant", "NOPE", ok=False)
+    assert proc.stderr.strip() == (
+        "Error: unknown tenant 'NOPE': create it with `itemseal tenant create NOPE`"
+    )
+
+
+def test_embedded_store_starts_once_and_stops(short_home):
+    env = {"ITEMSEAL_HOME": str(short_home), "PATH": os.environ["PATH"]}
+    try:
+        run(env, "tenant", "create", "ACME", "--name", "Acme")  # starts the store on demand
+        first = run(env, "store", "status").stdout
+        assert first.startswith("store running (pid ")
+        pid = re.search(r"pid (\d+)", first).group(1)
+        assert f"(pid {pid})" in run(env, "store", "start").stdout, "reused, not restarted"
+        assert "ACME" in run(env, "tenant", "list").stdout
+        assert (short_home / "redis" / "data").is_dir()
+    finally:
+        assert run(env, "store", "stop").stdout.strip() == "store stopped"
+    assert run(env, "store", "status", ok=False).returncode == 3
+    run(env, "store", "start")
+    try:
+        assert "ACME" in run(env, "tenant", "list").stdout, "data survives a restart (AOF)"
+    finally:
+        run(env, "store", "stop")
+
+
+def test_redis_url_means_nothing_is_started(itemseal_env):
+    out = run(itemseal_env, "store", "start").stdout
+    assert "nothing to manage" in out
+    assert not (Path(itemseal_env["ITEMSEAL_HOME"]) / "redis").exists()
+
+
+def _key_store(env: dict[str, str]) -> KeyStore:
+    import redis
+
+    home = Path(env["ITEMSEAL_HOME"])
+    return KeyStore(redis.Redis.from_url(env["ITEMSEAL_REDIS_URL"]), load_master_key(home, {}))
