@@ -1,0 +1,91 @@
+"""Errors of the points engine, each with a message a user or operator can act on.
+
+One root, ``PointsError``, so the HTTP edge and the CLI can map every expected
+failure of points, members and tiers in one place (itsdangerous ``BadData``).
+Subclasses keep the offending input as an attribute; messages quote it with
+``!r`` and never include a secret (a tenant key or a salt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class PointsError(Exception):
+    """Root of every expected failure in points_bridge; shown without a traceback."""
+
+
+class BadPhone(PointsError):
+    """Text that is not a valid phone number, so no member can be found or made by it."""
+
+    def __init__(self, phone: object, reason: str = "not a valid phone number") -> None:
+        super().__init__(f"{phone!r}: {reason}; send the number as dialled, e.g. 138 1234 5678")
+        self.phone = phone
+        self.reason = reason
+
+
+class BadRegion(PointsError):
+    """A tenant's default phone region that phonenumbers does not know."""
+
+    def __init__(self, region: object) -> None:
+        super().__init__(
+            f"unknown phone region {region!r}: use an ISO 3166-1 alpha-2 code such as 'CN'"
+        )
+        self.region = region
+
+
+class BadSecret(PointsError):
+    """A tenant key or salt too short (or of the wrong type) to hide what it must hide."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"{what}: {reason}")
+        self.what = what
+        self.reason = reason
+
+
+class CardSpaceExhausted(PointsError):
+    """A card sequence number outside the space a card number can carry."""
+
+    def __init__(self, seq: object, capacity: int) -> None:
+        super().__init__(
+            f"card sequence {seq!r} is outside [0, {capacity}): the tenant's card space is used up"
+            " or the counter is corrupt"
+        )
+        self.seq = seq
+        self.capacity = capacity
+
+
+class BadRule(PointsError):
+    """A campaign or points policy that cannot be applied as written."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(f"rule {rule!r}: {reason}")
+        self.rule = rule
+        self.reason = reason
+
+
+class BadInput(PointsError):
+    """Facts the engine cannot work with, e.g. fractional points or a naive datetime."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(f"{field}={value!r}: {reason}")
+        self.field = field
+        self.value = value
+        self.reason = reason
+
+
+class BadLadder(PointsError):
+    """A tier ladder that would place some member in no tier or two."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"tier ladder: {reason}")
+        self.reason = reason
+
+
+class UnknownTier(PointsError):
+    """A tier name (e.g. a manager's pin) that the tenant's ladder does not have."""
+
+    def __init__(self, name: object, known: Iterable[str]) -> None:
+        self.known = tuple(known)
+        super().__init__(f"unknown tier {name!r}: the ladder has {', '.join(self.known)}")
+        self.name = name
