@@ -15,10 +15,13 @@ from pathlib import Path
 import click
 import redis
 
+from codegen import batch_commands, product_commands
 from codegen import commands as codegen_commands
 from codegen.exc import CodegenError
 from codegen.keys import KeyStore, MasterKey, load_master_key
 from codegen.tenants import TenantStore
+from points_bridge import commands as points_commands
+from points_bridge.exc import PointsError
 from verify_api import commands as verify_commands
 from verify_api.embedded import EmbeddedRedis, connect
 from verify_api.exc import VerifyError
@@ -61,7 +64,7 @@ class ItemsealGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (CodegenError, VerifyError) as exc:
+        except (CodegenError, PointsError, VerifyError) as exc:
             raise click.ClickException(str(exc)) from exc
         except redis.ConnectionError as exc:
             raise click.ClickException(f"cannot reach the store: {exc}") from exc
@@ -87,5 +90,11 @@ def main(ctx: click.Context) -> None:
     ctx.obj = Config()
 
 
-for group in (*codegen_commands.COMMANDS, *verify_commands.COMMANDS):
+for group in (
+    *codegen_commands.COMMANDS,
+    *product_commands.COMMANDS,
+    *batch_commands.COMMANDS,
+    *verify_commands.COMMANDS,
+    *points_commands.COMMANDS,
+):
     main.add_command(group)

@@ -76,6 +76,11 @@ def tenant_show(config: Config, tenant_id: str) -> None:
 @click.argument("tenant_id")
 @click.option("--name", help="The brand's display name.")
 @click.option("--verify-url", help="URL template for the QR code, with {tenant} and {code}.")
+@click.option(
+    "--region",
+    callback=lambda ctx, param, value: _phone_region(value),
+    help="Phone region (e.g. CN, the default) for member numbers typed without +CC.",
+)
 @pass_config
 def tenant_set(config: Config, tenant_id: str, **settings: str | None) -> None:
     """Change a tenant's settings.
@@ -83,12 +88,21 @@ def tenant_set(config: Config, tenant_id: str, **settings: str | None) -> None:
     \b
     Example:
       itemseal tenant set ACME --verify-url "https://acme.example/t/{tenant}/v/{code}"
+      itemseal tenant set ACME --region CN
     """
     changes = {k: v for k, v in settings.items() if v is not None}
     if not changes:
         raise click.UsageError("nothing to set: give at least one option")
     config.tenants.update(tenant_id, **changes)
     click.echo(f"tenant {tenant_id} updated: {', '.join(sorted(changes))}")
+
+
+def _phone_region(value: str | None) -> str | None:
+    import phonenumbers
+
+    if value is not None and value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise click.BadParameter(f"{value!r} is not a phone region such as CN or US")
+    return None if value is None else value.upper()
 
 
 @click.group()

@@ -13,7 +13,9 @@ class BadTenantId(CodegenError):
 
 class UnknownTenant(CodegenError):
     def __init__(self, tenant: str) -> None:
-        super().__init__(f"unknown tenant {tenant!r}: create it with `itemseal tenant create {tenant}`")
+        super().__init__(
+            f"unknown tenant {tenant!r}: create it with `itemseal tenant create {tenant}`"
+        )
         self.tenant = tenant
 
 
@@ -50,3 +52,36 @@ class KeySlotsExhausted(CodegenError):
 
 class UnknownProfile(CodegenError):
     pass
+
+
+class ProductError(CodegenError):
+    """A product that cannot be stored as given (SKU, GTIN, points)."""
+
+
+class UnknownProduct(ProductError):
+    def __init__(self, tenant: str, sku: str) -> None:
+        super().__init__(
+            f"tenant {tenant!r} has no product {sku!r}:"
+            f" add it with `itemseal product add --tenant {tenant} --sku {sku} ...`"
+        )
+        self.tenant = tenant
+        self.sku = sku
+
+
+class ProductExists(ProductError):
+    def __init__(self, tenant: str, sku: str) -> None:
+        super().__init__(f"tenant {tenant!r} already has product {sku!r}: use `product set`")
+        self.tenant = tenant
+        self.sku = sku
+
+
+class MintError(CodegenError):
+    """A mint or export that cannot be done as asked (count, output file)."""
+
+
+class BadOutput(MintError):
+    """The output path cannot be written (no such directory)."""
+
+
+class OutputExists(BadOutput):
+    """The output file exists and --force was not given."""

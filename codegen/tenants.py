@@ -28,7 +28,7 @@ class Tenant:
 
 
 def check_tenant_id(tenant: str) -> str:
-    if not TENANT_ID.match(tenant):
+    if not TENANT_ID.fullmatch(tenant):
         raise BadTenantId(
             f"bad tenant id {tenant!r}: use 1-32 letters, digits, '-' or '_', starting with"
             " a letter or digit"

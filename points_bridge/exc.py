@@ -89,3 +89,89 @@ class UnknownTier(PointsError):
         self.known = tuple(known)
         super().__init__(f"unknown tier {name!r}: the ladder has {', '.join(self.known)}")
         self.name = name
+
+
+class BadSetting(PointsError):
+    """A tenant points setting (tiers, cap, expiry, attributes ...) that cannot be used."""
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        super().__init__(f"points setting {name}={value!r}: {reason}")
+        self.name = name
+        self.value = value
+        self.reason = reason
+
+
+class BadAttribute(PointsError):
+    """A member attribute the tenant did not declare, or a value of the wrong type."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"attribute {name!r}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class UnknownMember(PointsError):
+    """No member has this phone or card."""
+
+    def __init__(self, tenant: str, who: str) -> None:
+        super().__init__(f"tenant {tenant!r} has no member {who!r}")
+        self.tenant = tenant
+        self.who = who
+
+
+class PhoneTaken(PointsError):
+    """A rebind to a phone that already belongs to another member."""
+
+    def __init__(self, phone: str, card: str) -> None:
+        super().__init__(f"phone {phone} already belongs to card {card}")
+        self.phone = phone
+        self.card = card
+
+
+class MemberInactive(PointsError):
+    """A frozen or cancelled member asked to spend, or a state change that does not apply."""
+
+    def __init__(self, card: str, status: str, action: str) -> None:
+        super().__init__(f"member {card} is {status}: cannot {action}")
+        self.card = card
+        self.status = status
+        self.action = action
+
+
+class InsufficientPoints(PointsError):
+    """A redemption (or a negative adjustment) larger than the balance."""
+
+    def __init__(self, card: str, balance: int, asked: int) -> None:
+        super().__init__(f"member {card} has {balance} points: cannot take {asked}")
+        self.card = card
+        self.balance = balance
+        self.asked = asked
+
+
+class IdempotencyConflict(PointsError):
+    """An idempotency key used again with a different request body."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different request:"
+            " use a new key for a new request"
+        )
+        self.key = key
+
+
+class UnknownCampaign(PointsError):
+    def __init__(self, tenant: str, campaign_id: str) -> None:
+        super().__init__(f"tenant {tenant!r} has no campaign {campaign_id!r}")
+        self.tenant = tenant
+        self.campaign_id = campaign_id
+
+
+class CampaignExists(PointsError):
+    def __init__(self, tenant: str, campaign_id: str) -> None:
+        super().__init__(f"tenant {tenant!r} already has campaign {campaign_id!r}")
+        self.tenant = tenant
+        self.campaign_id = campaign_id
+
+
+class Contended(PointsError):
+    """A member or a serial changed under us more times than a retry allows; try again."""

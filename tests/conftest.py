@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from codegen.keys import KeyStore, MasterKey
+from codegen.keyspace import TenantKeys
 from codegen.tenants import TenantStore
 from verify_api.embedded import EmbeddedRedis
 
@@ -84,5 +85,80 @@ def key_store_factory(redis_client: redis.Redis, master_key: MasterKey):
         TenantStore(redis_client).create(tenant, name)
         store.rotate(tenant)
         return store
+
+    return make
+
+
+@pytest.fixture
+def points_tenant(redis_client: redis.Redis):
+    """Return (tenant_id="ACME", **settings) -> tenant_id: a tenant with settings, no keys."""
+
+    def make(tenant: str = "ACME", **settings: str) -> str:
+        TenantStore(redis_client).create(tenant, f"{tenant} brand")
+        if settings:
+            redis_client.hset(TenantKeys(tenant).meta, mapping=settings)
+        return tenant
+
+    return make
+
+
+class ManualClock:
+    """A clock tests move by hand: ``clock()`` is now, ``clock.advance(s)`` moves it."""
+
+    def __init__(self, now: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def batch_factory(redis_client: redis.Redis, master_key: MasterKey):
+    """Return a factory of registered batches; tenants are created on first use.
+
+    ``make(tenant="ACME", count=1000, state="active", sku="SKU-1", profile=NUMERIC_24)``
+    returns ``(batch, key_store)``; ``key_store.signer(tenant, batch.key_id,
+    batch.profile).code(serial)`` gives the codes. No Parquet file is written.
+    """
+    from codegen.batches import BatchRegistry
+    from codegen.codes import NUMERIC_24
+
+    stores: dict[str, KeyStore] = {}
+
+    def make(
+        tenant: str = "ACME",
+        count: int = 1000,
+        state: str = "active",
+        sku: str = "SKU-1",
+        profile=NUMERIC_24,
+    ):
+        if tenant not in stores:
+            stores[tenant] = KeyStore(redis_client, master_key)
+            TenantStore(redis_client).create(tenant, f"{tenant} brand")
+            stores[tenant].rotate(tenant)
+        key_store = stores[tenant]
+        registry = BatchRegistry(redis_client, tenant)
+        first = registry.reserve(profile, count)
+        batch = registry.register(
+            registry.next_batch_id(),
+            sku=sku,
+            key_id=key_store.current(tenant).key_id,
+            profile=profile.name,
+            first_serial=first,
+            count=count,
+        )
+        if state != "minted":
+            registry.transition(batch.batch_id, "active")
+        if state == "recalled":
+            registry.transition(batch.batch_id, "recalled")
+        return registry.get(batch.batch_id), key_store
 
     return make

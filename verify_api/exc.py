@@ -1,4 +1,9 @@
-"""Errors of the verification side: the store, the embedded server, the API."""
+"""Errors of the verification side: the store, the embedded server, the API.
+
+Every expected failure is a ``VerifyError`` carrying the HTTP status and the
+machine-readable ``code`` the API answers with (``app.py`` maps them with one
+``add_error_handler``); the CLI shows the message as one line.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,65 @@ from __future__ import annotations
 class VerifyError(Exception):
     """Root of every expected failure in verify_api."""
 
+    status = 500
+    code = "internal"
+
 
 class StoreError(VerifyError):
     """Redis could not be reached or failed; the API answers 503, never 500."""
 
+    status = 503
+    code = "store_unavailable"
+
 
 class EmbeddedStoreError(StoreError):
     """The embedded redis-server could not be started, found or stopped."""
+
+
+class RequestError(VerifyError):
+    """The request is wrong; the client must change it before trying again."""
+
+    status = 400
+    code = "bad_request"
+
+
+class InvalidJson(RequestError):
+    code = "invalid_json"
+
+
+class InvalidField(RequestError):
+    """A field has the wrong type or value; ``field`` names it."""
+
+    status = 422
+    code = "invalid_field"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class BodyTooLarge(RequestError):
+    status = 413
+    code = "body_too_large"
+
+
+class TooManyCodes(RequestError):
+    status = 413
+    code = "too_many_codes"
+
+
+class NotFound(VerifyError):
+    status = 404
+    code = "not_found"
+
+
+class RateLimited(VerifyError):
+    """Too many checks from one client or phone; ``retry_after`` in seconds."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, subject: str, retry_after: int) -> None:
+        super().__init__(f"too many checks from this {subject}: retry in {retry_after} s")
+        self.subject = subject
+        self.retry_after = retry_after

@@ -1,0 +1,238 @@
+"""Deliver every ledger entry and member change to the brand's CRM over a webhook.
+
+The events are in the tenant's ``MEMBER_SHARDS`` shard streams
+(``PointsKeys.events``), written by the same scripts as the ledger, so none
+is ever missing. The bridge reads each stream in a consumer group (``crm``):
+
+* **Signed, keyed POSTs.** The body is compact JSON; ``X-Itemseal-Signature``
+  is the hex HMAC-SHA256 of the raw body under the tenant's secret, and
+  ``Idempotency-Key`` (``TENANT/SHARD/STREAM-ID``) is the same on every
+  redelivery, so the CRM keeps exactly one copy of each event.
+* **Retries with bounded exponential backoff** for 5xx, 408, 429 and network
+  errors; an event still failing after ``max_attempts``, or refused with any
+  other 4xx (poison: retrying cannot help), is parked in the tenant's
+  dead-letter stream with the reason, and the bridge moves on.
+* **Resumes where it stopped.** An event is acknowledged only once delivered
+  or parked. After a restart the bridge first re-reads its own pending events,
+  then takes over those of a dead consumer idle longer than ``claim_idle``
+  (XAUTOCLAIM), then reads new ones. Within a shard, events go out in order.
+
+Delivered events are trimmed from a stream once every group has read them and
+none is pending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from points_bridge.exc import PointsError
+from points_bridge.keyspace import MEMBER_SHARDS, PointsKeys
+
+GROUP = "crm"
+SIGNATURE_HEADER = "X-Itemseal-Signature"
+RETRYABLE = (408, 425, 429)
+CHUNK = 100
+NUMBERS = ("delta", "balance", "earned", "at", "serial", "created_at")
+"""Fields sent as JSON numbers (the streams hold text)."""
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """Return the hex HMAC-SHA256 of ``body``, the value of ``X-Itemseal-Signature``."""
+    return hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+class Webhook:
+    """POST JSON bodies to one URL; return the HTTP status (0 for a network failure)."""
+
+    def __init__(self, url: str, secret: bytes, *, timeout: float = 10.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise PointsError(f"webhook {url!r}: give an http:// or https:// URL")
+        self.url = url
+        self._secret = secret
+        self._timeout = timeout
+
+    def post(self, body: bytes, idempotency_key: str) -> tuple[int, str]:
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: sign(self._secret, body),
+                "Idempotency-Key": idempotency_key,
+                "User-Agent": "itemseal-bridge",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                return response.status, ""
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return exc.code, f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            return 0, str(getattr(exc, "reason", exc))
+
+
+@dataclass
+class BridgeStats:
+    delivered: int = 0
+    parked: int = 0
+    retries: int = 0
+
+
+def _numbers(data: dict) -> dict:
+    for name in NUMBERS:
+        value = data.get(name)
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            data[name] = int(value)
+    return data
+
+
+class Bridge:
+    """Drain one tenant's event streams to a webhook."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        tenant: str,
+        webhook: Webhook,
+        *,
+        consumer: str | None = None,
+        max_attempts: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        claim_idle: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        self._clock = clock
+        self.tenant = tenant
+        self.keys = PointsKeys(tenant)
+        self._webhook = webhook
+        self.consumer = consumer or f"bridge-{os.uname().nodename}"
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._claim_idle_ms = int(claim_idle * 1000)
+        self._sleep = sleep
+        self._ready: set[str] = set()
+
+    def drain(self) -> BridgeStats:
+        """Deliver everything pending or new in every shard, then return."""
+        stats = BridgeStats()
+        for shard in range(MEMBER_SHARDS):
+            while self._pass(shard, stats):
+                pass
+            self._trim(self.keys.events(shard))
+        return stats
+
+    def run(self, should_stop: Callable[[], bool], idle_poll: float = 1.0) -> BridgeStats:
+        """Deliver until ``should_stop()``; sleep ``idle_poll`` when nothing came."""
+        total = BridgeStats()
+        while not should_stop():
+            stats = self.drain()
+            for name in ("delivered", "parked", "retries"):
+                setattr(total, name, getattr(total, name) + getattr(stats, name))
+            if not (stats.delivered or stats.parked):
+                self._sleep(idle_poll)
+        return total
+
+    def _pass(self, shard: int, stats: BridgeStats) -> bool:
+        """Deliver one chunk of the shard (own pending, abandoned, then new); False if none."""
+        stream = self.keys.events(shard)
+        self._ensure_group(stream)
+        entries = self._read(stream, "0")
+        if not entries:
+            claimed = self._redis.xautoclaim(
+                stream, GROUP, self.consumer, self._claim_idle_ms, "0-0", count=CHUNK
+            )
+            entries = [(i, f) for i, f in claimed[1] if f]
+        if not entries:
+            entries = self._read(stream, ">")
+        for entry_id, fields in entries:
+            self._deliver(shard, stream, entry_id.decode(), fields, stats)
+        return bool(entries)
+
+    def _read(self, stream: str, start: str) -> list:
+        reply = self._redis.xreadgroup(GROUP, self.consumer, {stream: start}, count=CHUNK)
+        entries = reply[0][1] if reply else []
+        stale = [i for i, f in entries if not f]  # trimmed while pending: nothing to send
+        if stale:
+            self._redis.xack(stream, GROUP, *stale)
+        return [(i, f) for i, f in entries if f]
+
+    def _ensure_group(self, stream: str) -> None:
+        if stream in self._ready:
+            return
+        try:
+            self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._ready.add(stream)
+
+    def payload(self, shard: int, entry_id: str, fields: dict[bytes, bytes]) -> tuple[bytes, str]:
+        """Return the JSON body of one event and its idempotency key."""
+        f = {k.decode(): v.decode() for k, v in fields.items()}
+        key = f"{self.tenant}/{shard}/{entry_id}"
+        event = {
+            "tenant": self.tenant,
+            "event_id": key,
+            "type": f.get("type", ""),
+            "card": f.get("card", ""),
+            "entry_id": f.get("entry") or None,
+            "data": _numbers(json.loads(f.get("data") or "{}")),
+        }
+        return json.dumps(event, sort_keys=True, separators=(",", ":")).encode(), key
+
+    def _deliver(
+        self, shard: int, stream: str, entry_id: str, fields: dict, stats: BridgeStats
+    ) -> None:
+        body, key = self.payload(shard, entry_id, fields)
+        reason = ""
+        for attempt in range(1, self._max_attempts + 1):
+            status, error = self._webhook.post(body, key)
+            if 200 <= status < 300:
+                self._redis.xack(stream, GROUP, entry_id)
+                stats.delivered += 1
+                return
+            reason = error or f"HTTP {status}"
+            if 400 <= status < 500 and status not in RETRYABLE:
+                break  # poison: the CRM refuses this event as it is
+            if attempt < self._max_attempts:
+                stats.retries += 1
+                self._sleep(min(self._backoff * 2 ** (attempt - 1), self._max_backoff))
+        else:
+            reason = f"{reason}; gave up after {self._max_attempts} attempts"
+        self._redis.xadd(
+            self.keys.dead_letter,
+            {"idempotency_key": key, "stream": stream, "entry": entry_id, "reason": reason,
+             "body": body, "at": str(int(self._clock()))},
+        )
+        self._redis.xack(stream, GROUP, entry_id)
+        stats.parked += 1
+
+    def _trim(self, stream: str) -> None:
+        """Drop events every group has read and acknowledged."""
+        try:
+            groups = self._redis.xinfo_groups(stream)
+        except redis.ResponseError:
+            return
+        if not groups or any(g["pending"] for g in groups):
+            return
+        oldest = min(
+            (g["last-delivered-id"] for g in groups),
+            key=lambda i: tuple(int(p) for p in i.split(b"-")),
+        )
+        self._redis.xtrim(stream, minid=oldest.decode(), approximate=False)

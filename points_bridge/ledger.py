@@ -1,0 +1,243 @@
+"""The points ledger: append-only entries per member, each applied once per key.
+
+Every entry (credit by claim, redemption, adjustment, expiry, tier change,
+and the member's status changes and rebinds) is one XADD to the member's
+ledger stream, made by the same script that moves the balance, the lifetime
+and per-day earned points and the expiry lots (``lua/ledger_apply.lua``), so
+the figures and the history never disagree.
+
+**Idempotency.** Each request carries a key; the member's idem hash maps it to
+``<sha of the request body> <entry id>``. The same key with the same body
+returns the first entry (``Posted.duplicate``), with a different body it is
+refused (``IdempotencyConflict``). A claim's key is ``claim:<serial>``.
+
+**The CRM stream, written in the same script.** Every entry is also appended
+to the member shard's event stream (``PointsKeys.events``), which shares the
+member's hash tag. The alternative, a second XADD to one tenant-wide stream
+after the script, leaves a window where a crash loses an event and needs a
+sweep of every member to find it; writing both in one script makes "every
+entry reaches the bridge" hold by construction. The price is that the
+bridge reads ``MEMBER_SHARDS`` streams instead of one, in a consumer group
+each (``crm.py``). Downstream, exactly once is by idempotency key anyway.
+
+**Expiry.** With ``points_expiry_months`` set, each credit adds to a lot that
+expires at the start of the N+1-th month after the month it was earned;
+spending takes the oldest lots first and due lots leave (an ``expire``
+entry) before anything else the script does, so no one spends points that
+are gone. ``expire_due`` sweeps a member who is not otherwise active.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import redis
+
+from points_bridge.exc import (
+    BadInput,
+    IdempotencyConflict,
+    InsufficientPoints,
+    MemberInactive,
+    UnknownMember,
+)
+from points_bridge.keyspace import PointsKeys
+from points_bridge.members import Member
+from points_bridge.scripts import scripts
+
+BASE_FIELDS = ("kind", "delta", "balance", "earned", "tier", "at", "idem")
+
+
+class Stale(Exception):
+    """The member changed since the snapshot a figure was computed from (retry)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ledger entry; ``fields`` holds the kind-specific rest (serial, reason, ...)."""
+
+    entry_id: str
+    kind: str
+    delta: int
+    balance: int
+    earned: int
+    tier: str
+    at: int
+    idem: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_stream(cls, entry_id: bytes | str, raw: Mapping[bytes, bytes]) -> Entry:
+        f = {k.decode(): v.decode() for k, v in raw.items()}
+        return cls(
+            entry_id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+            kind=f.pop("kind"),
+            delta=int(f.pop("delta", 0)),
+            balance=int(f.pop("balance", 0) or 0),
+            earned=int(f.pop("earned", 0) or 0),
+            tier=f.pop("tier", ""),
+            at=int(f.pop("at", 0)),
+            idem=f.pop("idem", ""),
+            fields=f,
+        )
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What a post did: the entry (the first one, for a repeated key)."""
+
+    entry: Entry
+    duplicate: bool
+    tier_from: str | None = None
+    expired: int = 0
+
+
+def body_sha(body: Mapping[str, object]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def lot_expiry(at: int, months: int, zone: ZoneInfo) -> int:
+    """Return when points earned at ``at`` expire: the start of month (earned + N + 1)."""
+    if months <= 0:
+        return 0
+    local = datetime.fromtimestamp(at, zone)
+    index = local.year * 12 + local.month - 1 + months + 1
+    return int(datetime(index // 12, index % 12 + 1, 1, tzinfo=zone).timestamp())
+
+
+class Ledger:
+    """Post entries to the members of one tenant and read them back."""
+
+    def __init__(
+        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._redis = client
+        self.tenant = tenant
+        self.keys = PointsKeys(tenant)
+        self._clock = clock
+        self._scripts = scripts(client)
+
+    def post(
+        self,
+        card: str,
+        *,
+        kind: str,
+        idem: str,
+        body: Mapping[str, object],
+        delta: int = 0,
+        earned: int = 0,
+        day: str = "",
+        drop_days: Iterable[str] = (),
+        need_active: bool = False,
+        lot_expires: int = 0,
+        tier: str | None = None,
+        version: int | None = None,
+        fields: Mapping[str, str] | None = None,
+        at: int | None = None,
+    ) -> Posted:
+        """Apply one entry atomically; raise the domain error when it cannot apply."""
+        spec: dict[str, object] = {
+            "card": card, "at": str(int(self._clock() if at is None else at)), "kind": kind,
+            "idem": idem, "sha": body_sha(body), "delta": delta, "earned": earned,
+            "day": f"d:{day}", "drop_days": [f"d:{d}" for d in drop_days],
+            "need_active": need_active, "lot_expires": lot_expires, "fields": dict(fields or {}),
+        }
+        if tier:
+            spec["tier"] = tier
+        if version is not None:
+            spec["version"] = str(version)
+        reply = self._call(card, spec)
+        if reply["ok"]:
+            entry = self.entry(card, reply["entry"])
+            return Posted(entry, False, reply.get("tier_from") or None, reply["expired"])
+        why = reply["why"]
+        if why == "dup":
+            return Posted(self.entry(card, reply["entry"]), True)
+        if why == "stale":
+            raise Stale(card)
+        if why == "conflict":
+            raise IdempotencyConflict(idem)
+        if why == "inactive":
+            raise MemberInactive(card, reply["status"], f"{kind} points")
+        if why == "insufficient":
+            raise InsufficientPoints(card, int(reply["balance"]), -delta)
+        raise UnknownMember(self.tenant, card)
+
+    def redeem(
+        self, card: str, points: int, *, idem: str | None = None, reason: str = ""
+    ) -> Posted:
+        """Spend points (oldest lots first); refused over the balance or when not active."""
+        if points <= 0:
+            raise BadInput("points", points, "a redemption takes a whole number > 0")
+        idem = idem or f"redeem:{uuid.uuid4().hex}"
+        return self.post(
+            card, kind="redeem", idem=idem, body={"points": points, "reason": reason},
+            delta=-points, need_active=True, fields={"reason": reason},
+        )
+
+    def adjust(
+        self,
+        card: str,
+        delta: int,
+        *,
+        reason: str,
+        idem: str | None = None,
+        expiry: tuple[int, ZoneInfo] | None = None,
+    ) -> Posted:
+        """Correct a balance by ``delta`` with a reason; it never counts as earned."""
+        if not reason.strip():
+            raise BadInput("reason", reason, "an adjustment needs a reason")
+        if delta == 0:
+            raise BadInput("delta", delta, "an adjustment of 0 changes nothing")
+        now = int(self._clock())
+        expires = lot_expiry(now, expiry[0], expiry[1]) if expiry and delta > 0 else 0
+        idem = idem or f"adjust:{uuid.uuid4().hex}"
+        return self.post(
+            card, kind="adjust", idem=idem, body={"delta": delta, "reason": reason},
+            delta=delta, lot_expires=expires, fields={"reason": reason}, at=now,
+        )
+
+    def expire_due(self, card: str) -> int:
+        """Remove the member's due lots now; return the points that expired."""
+        spec = {"card": card, "at": str(int(self._clock())), "kind": "", "idem": ""}
+        reply = self._call(card, spec)
+        if not reply["ok"]:
+            raise UnknownMember(self.tenant, card)
+        return reply["expired"]
+
+    def _call(self, card: str, spec: Mapping[str, object]) -> dict:
+        raw = self._scripts.ledger_apply(keys=self.keys.member_keys(card), args=[json.dumps(spec)])
+        return json.loads(raw)
+
+    def entry(self, card: str, entry_id: str) -> Entry:
+        found = self._redis.xrange(self.keys.ledger(card), entry_id, entry_id)
+        return Entry.from_stream(*found[0])
+
+    def lookup(self, card: str, idem: str) -> Entry | None:
+        seen = self._redis.hget(self.keys.idem(card), idem)
+        return self.entry(card, seen.decode().split()[1]) if seen else None
+
+    def history(self, card: str, count: int | None = None) -> list[Entry]:
+        """Return the member's entries oldest first (the last ``count`` when given)."""
+        if count is None:
+            found = self._redis.xrange(self.keys.ledger(card))
+        else:
+            found = list(reversed(self._redis.xrevrange(self.keys.ledger(card), count=count)))
+        return [Entry.from_stream(i, raw) for i, raw in found]
+
+    def snapshot(self, card: str, idem: str) -> tuple[Member | None, Entry | None]:
+        """Return the member record and the entry already posted under ``idem``, if any."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.member(card))
+        pipe.hget(self.keys.idem(card), idem)
+        record, seen = pipe.execute()
+        fields = {k.decode(): v.decode() for k, v in record.items()}
+        member = Member.from_record(self.tenant, card, fields) if fields.get("status") else None
+        entry = self.entry(card, seen.decode().split()[1]) if seen else None
+        return member, entry

@@ -1,0 +1,72 @@
+-- Create or change one member record; what changed goes to its ledger and the CRM stream.
+-- KEYS[1] = member hash    (is:{T/mK}:m:CARD)
+-- KEYS[2] = ledger stream  (is:{T/mK}:ledger:CARD)
+-- KEYS[3] = idem hash      (is:{T/mK}:idem:CARD), unused here: same KEYS as ledger_apply
+-- KEYS[4] = lots list      (is:{T/mK}:lots:CARD)
+-- KEYS[5] = events stream  (is:{T/mK}:events)
+-- ARGV[1] = JSON {card, at, create?, expect {field: [allowed values]}, set {}, del [],
+--                 forfeit? (zero the balance), entry {kind, ...}?, event?}
+-- Returns JSON {ok=true, member, entry?, forfeited} or {ok=false, why=exists|missing|state, member}
+local spec = cjson.decode(ARGV[1])
+
+local function record()
+  local flat = redis.call('HGETALL', KEYS[1])
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+local function flatten(t)
+  local out = {}
+  for k, v in pairs(t) do
+    out[#out + 1] = k
+    out[#out + 1] = tostring(v)
+  end
+  return out
+end
+
+local m = record()
+if spec.create and m.status then
+  return cjson.encode({ok = false, why = 'exists', member = m})
+elseif not spec.create and not m.status then
+  return cjson.encode({ok = false, why = 'missing'})
+end
+for field, allowed in pairs(spec.expect or {}) do
+  local found = false
+  for _, value in ipairs(allowed) do
+    if (m[field] or '') == value then found = true end
+  end
+  if not found then return cjson.encode({ok = false, why = 'state', field = field, member = m}) end
+end
+
+local forfeited = 0
+if spec.forfeit then
+  forfeited = tonumber(m.balance or '0')
+  redis.call('HSET', KEYS[1], 'balance', '0')
+  redis.call('DEL', KEYS[4])
+end
+local set = flatten(spec.set or {})
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+for _, field in ipairs(spec.del or {}) do redis.call('HDEL', KEYS[1], field) end
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+m = record()
+
+local entry_id = false
+if spec.entry then
+  local e = {kind = spec.entry.kind, delta = 0 - forfeited, balance = m.balance, earned = m.earned,
+             tier = m.tier, at = spec.at}
+  for k, v in pairs(spec.entry) do e[k] = v end
+  local fields = flatten(e)
+  entry_id = redis.call('XADD', KEYS[2], '*', unpack(fields))
+  redis.call('XADD', KEYS[5], '*', 'type', 'ledger', 'card', spec.card, 'entry', entry_id,
+             'data', cjson.encode(e))
+end
+if spec.event then
+  local public = {}
+  for k, v in pairs(m) do
+    if k ~= 'v' and string.sub(k, 1, 2) ~= 'd:' then public[k] = v end
+  end
+  redis.call('XADD', KEYS[5], '*', 'type', spec.event, 'card', spec.card, 'data',
+             cjson.encode(public))
+end
+return cjson.encode({ok = true, member = m, entry = entry_id, forfeited = forfeited})

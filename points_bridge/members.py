@@ -1,0 +1,398 @@
+"""Members: found by phone or card, bound to one card for life, with a status.
+
+A member's record lives in its card's shard (``PointsKeys.member``); the phone
+index ``{T/p+E164}`` -> card lives in a slot of its own. On Redis Cluster no
+script can touch both, so the record is the truth and the index is a hint
+that every lookup checks against it (``record.phone == phone``):
+
+* **Create** (first claim, SMS join, API, import): ``SET index card NX``
+  first, then create the record if absent. Two concurrent first claims by one
+  phone race on the ``SET NX``; the loser reads the winner's card, so one
+  phone makes one member. A crash between the two steps leaves an index to a
+  card without a record; the next create for that phone finishes it.
+* **Rebind** (a new phone for the same card, points and history kept): mark
+  ``rebind_to`` on the record, ``SET NX`` the new index, move the record's
+  phone, then delete the old index if it still names the card. Each step is
+  idempotent; a lookup that meets a half-done rebind rolls it forward, and an
+  old index left behind is seen as stale (the record names another phone)
+  and removed.
+
+Card numbers come from the tenant's counter through ``cards.card_number``
+under a random per-tenant secret, so they are unique without a retry loop
+and reveal nothing about the member count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import redis
+
+from points_bridge.cards import card_number, is_valid_card, normalize_card
+from points_bridge.exc import (
+    BadInput,
+    MemberInactive,
+    PhoneTaken,
+    PointsError,
+    UnknownMember,
+)
+from points_bridge.keyspace import PointsKeys
+from points_bridge.phones import normalize_phone
+from points_bridge.scripts import scripts
+from points_bridge.settings import PointsSettings, SettingsStore, check_attribute_value
+from points_bridge.tiers import tier_for
+
+ACTIVE, FROZEN, CANCELLED = "active", "frozen", "cancelled"
+# action -> (statuses it applies to, status after)
+TRANSITIONS = {
+    "freeze": ((ACTIVE,), FROZEN),
+    "unfreeze": ((FROZEN,), ACTIVE),
+    "cancel": ((ACTIVE, FROZEN), CANCELLED),
+    "restore": ((CANCELLED,), ACTIVE),
+}
+ATTR = "a."
+DAY = "d:"
+
+
+@dataclass(frozen=True)
+class Member:
+    tenant: str
+    card: str
+    phone: str
+    status: str
+    balance: int
+    earned: int
+    tier: str
+    pinned_tier: str | None
+    birthday: str | None
+    created_at: int
+    source: str
+    version: int
+    attributes: dict[str, str] = field(default_factory=dict)
+    days: dict[str, int] = field(default_factory=dict)
+    reason: str = ""
+    rebind_to: str | None = None
+
+    @classmethod
+    def from_record(cls, tenant: str, card: str, m: Mapping[str, str]) -> Member:
+        return cls(
+            tenant=tenant,
+            card=card,
+            phone=m["phone"],
+            status=m["status"],
+            balance=int(m.get("balance", 0)),
+            earned=int(m.get("earned", 0)),
+            tier=m.get("tier", ""),
+            pinned_tier=m.get("pin") or None,
+            birthday=m.get("birthday") or None,
+            created_at=int(m.get("created_at", 0)),
+            source=m.get("source", ""),
+            version=int(m.get("v", 0)),
+            attributes={k[len(ATTR) :]: v for k, v in m.items() if k.startswith(ATTR)},
+            days={k[len(DAY) :]: int(v) for k, v in m.items() if k.startswith(DAY)},
+            reason=m.get("reason", ""),
+            rebind_to=m.get("rebind_to") or None,
+        )
+
+    def is_birthday(self, day: date) -> bool:
+        """Tell whether ``day`` is the birthday (Feb 29 is kept on Feb 28 in other years)."""
+        if not self.birthday:
+            return False
+        month, dom = int(self.birthday[-5:-3]), int(self.birthday[-2:])
+        if (month, dom) == (2, 29) and not _leap(day.year):
+            dom = 28
+        return (day.month, day.day) == (month, dom)
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def check_birthday(text: str) -> str:
+    """Accept ``YYYY-MM-DD`` or ``MM-DD`` (year unknown, stored as ``--MM-DD``)."""
+    text = text.strip()
+    try:
+        if len(text) == 5:
+            date.fromisoformat(f"2000-{text}")
+            return f"--{text}"
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise BadInput("birthday", text, "write YYYY-MM-DD or MM-DD") from None
+
+
+def _decode(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+class MemberStore:
+    """Create, find and change the members of one tenant."""
+
+    def __init__(
+        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._redis = client
+        self.tenant = tenant
+        self.keys = PointsKeys(tenant)
+        self._clock = clock
+        self._scripts = scripts(client)
+        self._secret: bytes | None = None
+
+    # -- reading -----------------------------------------------------------------------
+    def settings(self) -> PointsSettings:
+        return SettingsStore(self._redis).get(self.tenant)
+
+    def normalize(self, phone: str, settings: PointsSettings | None = None) -> str:
+        region = (settings or self.settings()).region
+        return normalize_phone(phone, region)
+
+    def get(self, card: str) -> Member | None:
+        return self.get_from(card, self._redis.hgetall(self.keys.member(card)))
+
+    def get_from(self, card: str, raw: Mapping[bytes, bytes]) -> Member | None:
+        """Build a member from its raw record (e.g. from a pipeline); None if there is none."""
+        fields = _decode(raw)
+        return Member.from_record(self.tenant, card, fields) if fields.get("status") else None
+
+    def find(self, *, phone: str | None = None, card: str | None = None) -> Member:
+        """Return the member of a phone (as typed) or a card, or raise ``UnknownMember``."""
+        if card is not None:
+            digits = normalize_card(card)
+            found = self.get(digits) if digits and is_valid_card(digits) else None
+            if found is None:
+                raise UnknownMember(self.tenant, card)
+            return found
+        if phone is None:
+            raise BadInput("member", None, "give a phone or a card number")
+        e164 = self.normalize(phone)
+        found = self.by_phone(e164)
+        if found is None:
+            raise UnknownMember(self.tenant, e164)
+        return found
+
+    def by_phone(self, e164: str) -> Member | None:
+        card = self._redis.get(self.keys.phone(e164))
+        member = self.get(card.decode()) if card else None
+        if member is None:
+            return None
+        if member.phone == e164:
+            return member
+        if member.rebind_to == e164:
+            return self._finish_rebind(member, e164)
+        return None
+
+    def cards(self) -> Iterator[str]:
+        """Every card ever issued, in issue order (some may have no record: lost races)."""
+        issued = int(self._redis.get(self.keys.card_counter) or 0)
+        secret = self._card_secret()
+        for seq in range(issued):
+            yield card_number(seq, secret)
+
+    # -- creating ------------------------------------------------------------------------
+    def ensure(
+        self,
+        e164: str,
+        *,
+        settings: PointsSettings | None = None,
+        source: str = "claim",
+        profile: Mapping[str, str] | None = None,
+    ) -> tuple[Member, bool]:
+        """Return the member of a normalised phone, creating it if none; and whether created."""
+        settings = settings or self.settings()
+        index = self.keys.phone(e164)
+        for _ in range(8):
+            card = self._redis.get(index)
+            if card is None:
+                fresh = self._issue_card()
+                card = fresh.encode() if self._redis.set(index, fresh, nx=True) else None
+                card = card or self._redis.get(index)
+                if card is None:
+                    continue
+            card = card.decode()
+            fields = {
+                "card": card, "phone": e164, "status": ACTIVE, "balance": "0", "earned": "0",
+                "tier": settings.ladder.tiers[0].name, "created_at": str(int(self._clock())),
+                "source": source, **(profile or {}),
+            }
+            reply = self._update(card, create=True, set=fields, event="member.created")
+            if reply["ok"]:
+                return Member.from_record(self.tenant, card, reply["member"]), True
+            member = Member.from_record(self.tenant, card, reply["member"])
+            if member.phone == e164:
+                return member, False
+            if member.rebind_to == e164:
+                return self._finish_rebind(member, e164), False
+            self._scripts.del_if(keys=[index], args=[card])  # stale: the phone moved away
+        raise PointsError(f"could not settle the member of {e164}: retry")
+
+    def join(
+        self,
+        phone: str,
+        *,
+        birthday: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+        source: str = "api",
+    ) -> tuple[Member, bool]:
+        """Create a member by phone with a profile (SMS join, API, CLI); an existing one is kept."""
+        settings = self.settings()
+        profile = self.profile_fields(settings, birthday, attributes)
+        member, created = self.ensure(
+            self.normalize(phone, settings), settings=settings, source=source, profile=profile
+        )
+        if not created and profile:
+            member = self.update_profile(member.card, birthday=birthday, attributes=attributes)
+        return member, created
+
+    def _issue_card(self) -> str:
+        seq = self._redis.incr(self.keys.card_counter) - 1
+        return card_number(seq, self._card_secret())
+
+    def _card_secret(self) -> bytes:
+        """Return the tenant's card secret, made by whoever needs it first (SET NX)."""
+        if self._secret is None:
+            key = self.keys.card_secret
+            self._redis.set(key, os.urandom(32), nx=True)
+            self._secret = self._redis.get(key)
+        return self._secret
+
+    # -- changing ------------------------------------------------------------------------
+    def profile_fields(
+        self,
+        settings: PointsSettings,
+        birthday: str | None,
+        attributes: Mapping[str, str] | None,
+    ) -> dict[str, str]:
+        fields = {} if birthday is None else {"birthday": check_birthday(birthday)}
+        for name, value in (attributes or {}).items():
+            fields[ATTR + name] = check_attribute_value(settings.attributes, name, value)
+        return fields
+
+    def update_profile(
+        self,
+        card: str,
+        *,
+        birthday: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> Member:
+        """Set the birthday and declared attributes (an empty attribute value removes it)."""
+        settings = self.settings()
+        keep = {k: v for k, v in (attributes or {}).items() if v != ""}
+        fields = self.profile_fields(settings, birthday, keep)
+        drop = [ATTR + k for k, v in (attributes or {}).items() if v == ""]
+        reply = self._update(card, set=fields, delete=drop, event="member.updated")
+        return self._member(card, reply)
+
+    def change_status(self, card: str, action: str, reason: str = "") -> tuple[Member, str]:
+        """Freeze, unfreeze, cancel or restore; return the member and what happened."""
+        allowed, after = TRANSITIONS[action]
+        forfeit = action == "restore" and self.settings().restore == "forfeit"
+        entry = {"kind": "status", "action": action, "to": after, "reason": reason}
+        reply = self._update(
+            card,
+            expect={"status": list(allowed)},
+            set={"status": after, "reason": reason},
+            entry=entry,
+            event="member.updated",
+            forfeit=forfeit,
+        )
+        member = self._member(card, reply, action=action)
+        note = f"member {card} is now {after}"
+        if action == "restore":
+            note += (
+                f"; {reply['forfeited']} points forfeited (tenant policy: forfeit)"
+                if forfeit
+                else f"; balance of {member.balance} points kept (tenant policy: keep)"
+            )
+        return member, note
+
+    def pin_tier(self, card: str, tier: str | None, reason: str = "") -> Member:
+        """Set (or with None, lift) the manager's tier floor; the tier is recomputed."""
+        settings = self.settings()
+        member = self.get(card)
+        if member is None:
+            raise UnknownMember(self.tenant, card)
+        if tier is not None:
+            settings.ladder.index(tier)
+        earned = earned_for_tier(member, settings, int(self._clock()))
+        status = tier_for(earned, settings.ladder, tier)
+        entry = {"kind": "pin", "pin": tier or "", "from": member.tier, "to": status.name,
+                 "reason": reason}
+        reply = self._update(
+            card,
+            expect={"v": [str(member.version)]},
+            set={"pin": tier or "", "tier": status.name},
+            entry=entry,
+            event="member.updated",
+        )
+        if not reply["ok"] and reply["why"] == "state":
+            return self.pin_tier(card, tier, reason)  # changed under us: compute again
+        return self._member(card, reply)
+
+    def rebind(self, card: str, phone: str) -> Member:
+        """Bind a new phone to the card: points, tier and history stay with the card."""
+        e164 = self.normalize(phone)
+        member = self.get(card)
+        if member is None:
+            raise UnknownMember(self.tenant, card)
+        if member.phone == e164:
+            return member
+        reply = self._update(card, expect={"status": [ACTIVE, FROZEN]}, set={"rebind_to": e164})
+        member = self._member(card, reply, action="rebind")
+        index = self.keys.phone(e164)
+        while not self._redis.set(index, card, nx=True):
+            holder = (self._redis.get(index) or b"").decode()
+            if holder == card:
+                break
+            other = self.get(holder) if holder else None
+            # A card without a record is a first claim of that phone in flight: taken too.
+            if holder and (other is None or e164 in (other.phone, other.rebind_to)):
+                self._update(card, expect={"rebind_to": [e164]}, delete=["rebind_to"])
+                raise PhoneTaken(e164, holder)
+            if holder:
+                self._scripts.del_if(keys=[index], args=[holder])  # stale: it moved away
+        return self._finish_rebind(member, e164)
+
+    def _finish_rebind(self, member: Member, e164: str) -> Member:
+        old = member.phone
+        entry = {"kind": "rebind", "from": old, "to": e164}
+        reply = self._update(
+            member.card,
+            expect={"rebind_to": [e164]},
+            set={"phone": e164},
+            delete=["rebind_to"],
+            entry=entry,
+            event="member.updated",
+        )
+        done = reply["ok"] or reply.get("member", {}).get("phone") == e164
+        if done and old != e164:
+            self._scripts.del_if(keys=[self.keys.phone(old)], args=[member.card])
+        return self._member(member.card, reply) if reply["ok"] else self.get(member.card)
+
+    def _member(self, card: str, reply: dict, action: str = "change") -> Member:
+        if reply["ok"]:
+            return Member.from_record(self.tenant, card, reply["member"])
+        if reply["why"] == "missing":
+            raise UnknownMember(self.tenant, card)
+        raise MemberInactive(card, reply["member"].get("status", "?"), action)
+
+    def _update(self, card: str, *, delete: list[str] | None = None, **spec: object) -> dict:
+        """Run ``member_update.lua``; options left None or False are not sent."""
+        body = {k: v for k, v in spec.items() if v is not None and v is not False}
+        body.update({"card": card, "at": str(int(self._clock())), "del": delete or []})
+        body = json.dumps(body)
+        reply = self._scripts.member_update(keys=self.keys.member_keys(card), args=[body])
+        return json.loads(reply)
+
+
+def earned_for_tier(member: Member, settings: PointsSettings, now: int) -> int:
+    """Return the earned points the ladder counts: lifetime, or the trailing window's days."""
+    ladder = settings.ladder
+    if ladder.window_days is None:
+        return member.earned
+    today = datetime.fromtimestamp(now, settings.timezone).date()
+    first = (today - timedelta(days=ladder.window_days - 1)).strftime("%Y%m%d")
+    return sum(points for day, points in member.days.items() if day >= first)

@@ -1,0 +1,173 @@
+"""The CRM bridge against a real redis-server and a real local HTTP receiver."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from points_bridge.crm import GROUP, SIGNATURE_HEADER, Bridge, Webhook
+from points_bridge.keyspace import PointsKeys, shard_of
+from points_bridge.ledger import Ledger
+from points_bridge.members import MemberStore
+
+SECRET = b"crm-secret-of-acme"
+
+
+class Receiver:
+    """A CRM stand-in: answers each POST with the next scripted status, then 200."""
+
+    def __init__(self) -> None:
+        self.script: list[int] = []
+        self.poison: dict[str, int] = {}  # event type -> status for every attempt
+        self.received: list[tuple[dict, bytes]] = []
+        self.accepted: list[tuple[dict, bytes]] = []
+        self.lock = threading.Lock()
+
+    def answer(self, headers: dict, body: bytes) -> int:
+        with self.lock:
+            self.received.append((headers, body))
+            kind = json.loads(body)["data"].get("kind", "")
+            status = self.poison.get(kind) or (self.script.pop(0) if self.script else 200)
+            if status == 200:
+                self.accepted.append((headers, body))
+            return status
+
+    def delivered(self) -> dict[str, dict]:
+        """Events answered 200, by idempotency key (repeats collapse, as in a CRM)."""
+        return {h["Idempotency-Key"]: json.loads(b) for h, b in self.accepted}
+
+
+@contextlib.contextmanager
+def serve_receiver() -> Iterator[tuple[Receiver, str]]:
+    """Run a Receiver on a free local port; yield it and its URL."""
+    crm = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = crm.answer(dict(self.headers), body)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield crm, f"http://127.0.0.1:{server.server_address[1]}/hooks/itemseal"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    with serve_receiver() as served:
+        yield served
+
+
+@pytest.fixture
+def card(redis_client, points_tenant) -> str:
+    tenant = points_tenant()
+    member, _ = MemberStore(redis_client, tenant).ensure("+8613812345678")
+    ledger = Ledger(redis_client, tenant)
+    ledger.adjust(member.card, 100, reason="welcome")
+    ledger.redeem(member.card, 30, reason="gift")
+    return member.card
+
+
+def bridge(redis_client, url: str, sleeps: list[float] | None = None, **kw) -> Bridge:
+    sleeper = (sleeps if sleeps is not None else []).append
+    return Bridge(redis_client, "ACME", Webhook(url, SECRET), sleep=sleeper, **kw)
+
+
+def test_every_event_arrives_signed_and_keyed(redis_client, receiver, card):
+    crm, url = receiver
+    stats = bridge(redis_client, url).drain()
+    assert stats.delivered == 3 and stats.parked == 0
+    events = list(crm.delivered().values())
+    assert [e["type"] for e in events] == ["member.created", "ledger", "ledger"]
+    assert [e["data"].get("kind") for e in events[1:]] == ["adjust", "redeem"]
+    assert events[2]["data"]["balance"] == 70 and events[2]["card"] == card
+    for headers, body in crm.received:
+        assert headers[SIGNATURE_HEADER] == hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+    assert bridge(redis_client, url).drain().delivered == 0, "nothing twice"
+
+
+def test_failures_are_retried_with_exponential_backoff(redis_client, receiver, card):
+    crm, url = receiver
+    crm.script = [503, 503, 429]
+    sleeps: list[float] = []
+    stats = bridge(redis_client, url, sleeps, backoff=0.25).drain()
+    assert (stats.delivered, stats.retries, stats.parked) == (3, 3, 0)
+    assert sleeps == [0.25, 0.5, 1.0]
+    assert len(crm.delivered()) == 3 and len(crm.received) == 6
+
+
+def test_poison_events_are_parked_and_the_rest_go_on(redis_client, receiver, card):
+    crm, url = receiver
+    crm.poison = {"adjust": 422, "redeem": 500}
+    stats = bridge(redis_client, url, max_attempts=3).drain()
+    assert (stats.delivered, stats.parked) == (1, 2)
+    dead = redis_client.xrange(PointsKeys("ACME").dead_letter)
+    reasons = [f[b"reason"].decode() for _, f in dead]
+    assert reasons == ["HTTP 422", "HTTP 500; gave up after 3 attempts"]
+    assert json.loads(dead[0][1][b"body"])["data"]["kind"] == "adjust"
+    pending = redis_client.xpending(PointsKeys("ACME").events(shard_of(card)), GROUP)
+    assert pending["pending"] == 0
+
+
+def test_an_unreachable_crm_is_retried_then_parked(redis_client, card):
+    stats = bridge(redis_client, "http://127.0.0.1:9/nowhere", max_attempts=2).drain()
+    assert stats.parked == 3 and stats.delivered == 0
+
+
+class Crash(BaseException):
+    """A bridge process dying mid-delivery (not an Exception: nothing catches it)."""
+
+
+def test_a_restarted_bridge_resumes_where_it_stopped(redis_client, receiver, card):
+    crm, url = receiver
+    first = bridge(redis_client, url, consumer="b1")
+    real_post = first._webhook.post
+    calls = []
+
+    def post_then_die(body: bytes, key: str):
+        calls.append(key)
+        if len(calls) == 2:
+            raise Crash  # the second event was read but never acknowledged
+        return real_post(body, key)
+
+    first._webhook.post = post_then_die
+    with pytest.raises(Crash):
+        first.drain()
+    assert len(crm.delivered()) == 1
+    stats = bridge(redis_client, url, consumer="b1").drain()  # same consumer: its pending first
+    assert stats.delivered == 2 and len(crm.delivered()) == 3
+
+
+def test_another_consumer_takes_over_abandoned_events(redis_client, receiver, card):
+    crm, url = receiver
+    stream = PointsKeys("ACME").events(shard_of(card))
+    redis_client.xgroup_create(stream, GROUP, id="0")
+    redis_client.xreadgroup(GROUP, "dead-bridge", {stream: ">"}, count=2)  # then it died
+    stats = bridge(redis_client, url, consumer="b2", claim_idle=0).drain()
+    assert stats.delivered == 3 and len(crm.delivered()) == 3
+
+
+def test_delivered_events_are_trimmed(redis_client, receiver, card):
+    _, url = receiver
+    stream = PointsKeys("ACME").events(shard_of(card))
+    bridge(redis_client, url).drain()
+    assert redis_client.xlen(stream) == 1, "only the last delivered id is kept"

@@ -1,0 +1,148 @@
+"""`itemseal serve` for real: gunicorn with two workers, over HTTP, on both kinds of store."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from openapi_check import validate
+
+from codegen.batches import BatchRegistry
+from codegen.codes import NUMERIC_24
+from codegen.keys import KeyStore, MasterKey
+from codegen.tenants import TenantStore
+from verify_api.embedded import EmbeddedRedis
+
+ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
+VERIFY = "/v1/tenants/{tenant}/verify"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], workers: int = 2) -> Iterator[str]:
+    """Run `itemseal serve` on a free port until the block ends; yield its base URL."""
+    port = free_port()
+    args = [ITEMSEAL, "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "itemseal serve did not come up"
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()
+
+
+def seed(client, master: MasterKey, count: int = 100) -> list[str]:
+    TenantStore(client).create("ACME", "Acme")
+    key_store = KeyStore(client, master)
+    key_store.rotate("ACME")
+    registry = BatchRegistry(client, "ACME")
+    first = registry.reserve(NUMERIC_24, count)
+    batch = registry.register(
+        registry.next_batch_id(), sku="SKU-1", key_id=0, profile=NUMERIC_24.name,
+        first_serial=first, count=count,
+    )  # fmt: skip
+    registry.transition(batch.batch_id, "active")
+    signer = key_store.signer("ACME", 0, NUMERIC_24)
+    return [signer.code(first + i) for i in range(count)]
+
+
+def server_env(home: Path, master: MasterKey, redis_url: str | None) -> dict[str, str]:
+    env = {
+        "ITEMSEAL_HOME": str(home),
+        "ITEMSEAL_MASTER_KEY": base64.b64encode(master.secret).decode(),
+        "PATH": os.environ.get("PATH", ""),
+    }
+    if redis_url:
+        env["ITEMSEAL_REDIS_URL"] = redis_url
+    return env
+
+
+def post(base: str, body: dict) -> requests.Response:
+    answer = requests.post(f"{base}/v1/tenants/ACME/verify", json=body, timeout=10)
+    validate(VERIFY, "POST", answer.status_code, answer.json())
+    return answer
+
+
+@pytest.mark.slow
+def test_serve_with_redis_url_answers_and_sums_metrics(
+    short_home, redis_server, redis_client, master_key
+):
+    codes = seed(redis_client, master_key)
+    with serving(server_env(short_home, master_key, redis_server.url())) as base:
+        first = post(base, {"code": codes[0], "phone": "13800138000", "channel": "sms"})
+        assert first.json()["result"] == "genuine" and first.json()["claimed"]
+        again = post(base, {"code": codes[0]})
+        assert again.json()["result"] == "already_verified"
+        assert again.json()["first_channel"] == "sms"
+        assert post(base, {"code": "nonsense"}).json()["result"] == "malformed"
+        bad = requests.post(f"{base}/v1/tenants/ACME/verify", data=b"{nope", timeout=10)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+        batch = requests.post(
+            f"{base}/v1/tenants/ACME/verify:batch", json={"codes": codes[:50]}, timeout=10
+        )
+        assert batch.json()["summary"] == {"already_verified": 1, "genuine": 49}
+        session = requests.Session()  # keep-alive: the same worker answers; new ones spread
+        for _ in range(40):
+            requests.get(f"{base}/v1/ping", timeout=10)
+            session.get(f"{base}/v1/ping", timeout=10)
+        assert requests.get(f"{base}/openapi.json", timeout=10).json()["openapi"] == "3.1.0"
+        metrics = requests.get(f"{base}/metrics", timeout=10).text
+    pings = [
+        line for line in metrics.splitlines()
+        if line.startswith("itemseal_http_requests_total") and 'route="/v1/ping"' in line
+    ]  # fmt: skip
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in pings) == 80  # both workers summed
+    assert 'itemseal_verify_results_total{result="genuine"} 50.0' in metrics
+
+
+@pytest.mark.slow
+def test_serve_on_the_embedded_store(short_home, master_key):
+    store = EmbeddedRedis(short_home)
+    client = store.client()
+    try:
+        codes = seed(client, master_key)
+        with serving(server_env(short_home, master_key, None)) as base:
+            assert post(base, {"code": codes[1]}).json()["result"] == "genuine"
+            assert post(base, {"code": codes[1]}).json()["scan_count"] == 2
+        assert store.status().running  # serve reused it, and leaves it running
+    finally:
+        client.close()
+        store.stop()
+
+
+def test_serve_help_has_an_example():
+    out = subprocess.run(
+        [ITEMSEAL, "serve", "--help"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    assert "Example:" in out and "itemseal serve --bind" in out and "--workers" in out

@@ -1,0 +1,69 @@
+"""Sliding-window rate-limit arithmetic (pure) and the limiter on a real redis-server."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from verify_api.exc import RateLimited
+from verify_api.pipe import RedisPipe
+from verify_api.ratelimit import Hit, Limit, RateLimiter, estimate, retry_after, window_position
+from verify_api.store import Scripts
+
+limits = st.builds(Limit, st.integers(1, 1000), st.integers(1, 3600))
+
+
+def allowed_after(wait: int, current: int, previous: int, fraction: float, limit: Limit) -> bool:
+    """Would one more request ``wait`` seconds from now be under the limit?"""
+    moved = fraction + wait / limit.seconds
+    if moved < 1:
+        return estimate(current + 1, previous, moved) <= limit.count
+    if moved < 2:
+        return estimate(1, current, moved - 1) <= limit.count
+    return True
+
+
+@given(limits, st.integers(0, 5000), st.integers(0, 5000), st.floats(0, 0.999))
+def test_retry_after_is_enough_and_at_most_two_windows(limit, current, previous, fraction):
+    current = max(current, 1)
+    assume(estimate(current, previous, fraction) > limit.count)
+    wait = retry_after(current, previous, fraction, limit)
+    assert 1 <= wait <= 2 * limit.seconds + 1
+    assert allowed_after(wait, current, previous, fraction, limit)
+
+
+@given(st.floats(0, 4e9), st.integers(1, 86400))
+def test_window_position(now, seconds):
+    index, fraction = window_position(now, seconds)
+    assert 0 <= fraction < 1
+    assert index * seconds <= now < (index + 1) * seconds + 1e-6
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("300/60", Limit(300, 60)), ("20", Limit(20, 60)), ("0", None), ("off", None)],
+)
+def test_limit_parse(text, expected):
+    assert Limit.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["x/60", "-1/60", "5/0"])
+def test_limit_parse_refuses(text):
+    with pytest.raises(ValueError):
+        Limit.parse(text)
+
+
+def test_limiter_counts_in_redis_and_windows_slide(redis_client, clock):
+    pipe = RedisPipe.for_client(redis_client)
+    limiter = RateLimiter(Scripts(pipe), clock=clock)
+    hits = [Hit("ip/192.0.2.1", Limit(5, 10)), Hit("phone/abc", Limit(100, 10))]
+    for _ in range(5):
+        limiter.check("ACME", hits)
+    with pytest.raises(RateLimited) as caught:
+        limiter.check("ACME", hits)
+    assert caught.value.subject == "ip" and caught.value.retry_after >= 1
+    clock.advance(caught.value.retry_after)
+    limiter.check("ACME", hits)  # the window slid far enough for one more
+    limiter.check("ACME", [Hit("ip/192.0.2.2", Limit(5, 10))])  # another client never waited
+    pipe.close()

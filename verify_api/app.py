@@ -1,0 +1,133 @@
+"""The verification HTTP API: ``create_app`` builds it from what it is given.
+
+As in falcon's *look* example, everything the app touches comes in through
+the factory: the Redis client, the key store, the clock. Tests pass their own
+(a real redis-server, a clock they move by hand); ``server.py`` passes the
+configured ones. Errors are mapped here, once: every ``VerifyError`` carries
+its status and code, and every error body is ``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from importlib import resources
+
+import falcon
+import orjson
+import redis
+import yaml
+
+from codegen.exc import BadTenantId, CodegenError, UnknownTenant
+from codegen.keys import KeyStore
+from verify_api.engine import VerifyEngine
+from verify_api.exc import InvalidField, RateLimited, VerifyError
+from verify_api.metrics import Metrics, MetricsMiddleware
+from verify_api.pipe import RedisPipe
+from verify_api.resources.service import (
+    HealthResource,
+    MetricsResource,
+    OpenApiResource,
+    PingResource,
+)
+from verify_api.resources.verify import BatchResource, CodeResource, VerifyResource
+
+log = logging.getLogger(__name__)
+TENANT = "/v1/tenants/{tenant}"
+
+
+class VerifyApp(falcon.App):
+    """The falcon app, with its engine in reach of tests and the benchmark."""
+
+    engine: VerifyEngine
+
+
+def create_app(
+    client: redis.Redis,
+    key_store: KeyStore,
+    *,
+    clock: Callable[[], float] = time.time,
+    pipe: RedisPipe | None = None,
+    key_cache_seconds: float = 2.0,
+    catalog_seconds: float = 5.0,
+    metrics: Metrics | None = None,
+) -> VerifyApp:
+    """Build the WSGI app; ``pipe`` defaults to a coalescing link to ``client``'s server."""
+    metrics = metrics or Metrics()
+    engine = VerifyEngine(
+        client,
+        pipe or RedisPipe.for_client(client),
+        key_store,
+        clock=clock,
+        key_cache_seconds=key_cache_seconds,
+        catalog_seconds=catalog_seconds,
+        on_result=metrics.count_result,
+    )
+    app = VerifyApp(middleware=[MetricsMiddleware(metrics)])
+    json_handler = falcon.media.JSONHandler(dumps=orjson.dumps, loads=orjson.loads)
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+    app.add_route(f"{TENANT}/verify", VerifyResource(engine))
+    app.add_route(f"{TENANT}/verify:batch", BatchResource(engine))
+    app.add_route(f"{TENANT}/codes/{{code}}", CodeResource(engine))
+    app.add_route("/v1/ping", PingResource())
+    app.add_route("/healthz", HealthResource(engine))
+    app.add_route("/metrics", MetricsResource(metrics))
+    app.add_route("/openapi.json", OpenApiResource(openapi_document()))
+    app.add_error_handler(VerifyError, _verify_error)
+    app.add_error_handler(CodegenError, _codegen_error)
+    app.add_error_handler(redis.RedisError, _redis_error)
+    app.set_error_serializer(_serialize_http_error)
+    app.engine = engine
+    return app
+
+
+@functools.cache
+def openapi_spec() -> dict:
+    """Return schemas/openapi.yaml as a dict (the single source of the API's contract)."""
+    return yaml.safe_load(resources.files("schemas").joinpath("openapi.yaml").read_text())
+
+
+def openapi_document() -> bytes:
+    return orjson.dumps(openapi_spec())
+
+
+def _error(resp: falcon.Response, status: int, code: str, message: str, **extra) -> None:
+    resp.status = status
+    resp.media = {"error": {"code": code, "message": message, **extra}}
+
+
+def _verify_error(req: falcon.Request, resp: falcon.Response, ex: VerifyError, params) -> None:
+    extra = {"field": ex.field} if isinstance(ex, InvalidField) else {}
+    if isinstance(ex, RateLimited):
+        resp.set_header("Retry-After", str(ex.retry_after))
+    if ex.status >= 500:
+        log.warning("%s %s: %s", req.method, req.path, ex)
+    _error(resp, ex.status, ex.code, str(ex), **extra)
+
+
+def _codegen_error(req: falcon.Request, resp: falcon.Response, ex: CodegenError, params) -> None:
+    if isinstance(ex, UnknownTenant | BadTenantId):
+        _error(resp, 404, "unknown_tenant", str(ex))
+        return
+    log.error("%s %s: %s", req.method, req.path, ex)  # a master key problem: the operator's
+    _error(resp, 503, "keys_unavailable", "the service cannot open its keys")
+
+
+def _redis_error(req: falcon.Request, resp: falcon.Response, ex: redis.RedisError, params) -> None:
+    log.warning("%s %s: redis: %s", req.method, req.path, ex)
+    _error(resp, 503, "store_unavailable", f"the store is unavailable: {type(ex).__name__}")
+
+
+def _serialize_http_error(
+    req: falcon.Request, resp: falcon.Response, exception: falcon.HTTPError
+) -> None:
+    """falcon's own errors (404 route, 405 method, 500) in our error shape."""
+    phrase = HTTPStatus(exception.status_code).phrase
+    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    message = exception.description or phrase
+    resp.data = orjson.dumps({"error": {"code": code, "message": message}})
+    resp.content_type = falcon.MEDIA_JSON

@@ -1,0 +1,74 @@
+-- Check authentic codes of one segment against their batches; in verify mode record the scan.
+-- KEYS[1] = segment ranges (is:{TENANT/sN}:ranges): batch id by first serial in the segment
+-- KEYS[2] = segment batch facts (is:{TENANT/sN}:batches): id -> "state key_id wire first last sku"
+-- KEYS[2+i] = scan bucket of code i (is:{TENANT/sN}:scan:B): serial % 256 -> record
+--             (layout in verify_api/scanrecord.py)
+-- ARGV[1] = mode: 'v' verify and record, 'l' look up only; ARGV[2] = now (unix seconds)
+-- ARGV[3] = check cap (no claim once the count passes it), ARGV[4] = channel code (1-4)
+-- ARGV[5] = region or '', ARGV[6] = phone fingerprint ('0': no phone)
+-- ARGV[7] = phone sketch bit, ARGV[8] = region sketch bit
+-- ARGV[4+5i .. 8+5i] = code i: serial, key id, profile wire id, bucket field, '1' if its key
+--                      is revoked else '0'
+-- Returns 4 values per code: status (counterfeit | not_activated | recalled | revoked |
+-- active), sku, record after this check ('' if never scanned), 1 if this check claimed it.
+local mode, now, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local known = {} -- batches met so far in this call: {first, last, facts}
+local out = {}
+
+local function batch_of(serial, serial_arg)
+  for _, b in ipairs(known) do
+    if serial >= b[1] and serial <= b[2] then return b end
+  end
+  local hit = redis.call('ZREVRANGEBYSCORE', KEYS[1], serial_arg, '-inf', 'LIMIT', 0, 1)
+  if #hit == 0 then return nil end
+  local facts = redis.call('HGET', KEYS[2], hit[1])
+  if not facts then return nil end
+  local state, key_id, wire, first, last, sku =
+    string.match(facts, '^(%S+) (%d+) (%d+) (%d+) (%d+) (.*)$')
+  local b = {tonumber(first), tonumber(last), state, key_id, wire, sku}
+  known[#known + 1] = b
+  return b
+end
+
+local function record_check(bucket, field, rec)
+  local flags, count, first, claimed, phones, regions, region
+  if rec then
+    local _
+    flags, count, first, _, claimed, phones, regions = struct.unpack('>BHIIIHB', rec)
+    region = string.sub(rec, 19)
+  else
+    flags, count, first, claimed, phones, regions, region = ARGV[4] * 2, 0, now, 0, 0, 0, ARGV[5]
+  end
+  if count < 65535 then count = count + 1 end
+  phones = bit.bor(phones, tonumber(ARGV[7]))
+  regions = bit.bor(regions, tonumber(ARGV[8]))
+  local claimed_now = 0
+  if claimed == 0 and ARGV[6] ~= '0' and count <= cap then
+    claimed, claimed_now = tonumber(ARGV[6]), 1
+  end
+  rec = struct.pack('>BHIIIHB', flags, count, first, now, claimed, phones, regions) .. region
+  redis.call('HSET', bucket, field, rec)
+  return rec, claimed_now
+end
+
+for i = 1, #KEYS - 2 do
+  local at = 4 + 5 * i
+  local serial = tonumber(ARGV[at])
+  local b = batch_of(serial, ARGV[at])
+  if not b or serial > b[2] or b[4] ~= ARGV[at + 1] or b[5] ~= ARGV[at + 2] then
+    out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = 'counterfeit', '', '', 0
+  else
+    local bucket, field = KEYS[2 + i], ARGV[at + 3]
+    local rec = redis.call('HGET', bucket, field)
+    local status, claimed_now = b[3], 0
+    if ARGV[at + 4] == '1' or (rec and string.byte(rec, 1) % 2 == 1) then
+      status = 'revoked'
+    elseif status == 'minted' then
+      status = 'not_activated'
+    elseif status == 'active' and mode == 'v' then
+      rec, claimed_now = record_check(bucket, field, rec)
+    end
+    out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = status, b[6], rec or '', claimed_now
+  end
+end
+return out

@@ -1,0 +1,48 @@
+"""Consumer checks, the brand's look-up, and distributors' batch checks."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import falcon
+
+from verify_api import bodies
+from verify_api.engine import VerifyEngine
+from verify_api.resources import read_body
+
+
+class VerifyResource:
+    """``POST /v1/tenants/{tenant}/verify``: a consumer's check; records it."""
+
+    def __init__(self, engine: VerifyEngine) -> None:
+        self._engine = engine
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+        request = bodies.parse_verify(read_body(req, bodies.MAX_VERIFY_BODY))
+        resp.media = self._engine.verify(tenant, request, req.remote_addr).to_json()
+
+
+class CodeResource:
+    """``GET /v1/tenants/{tenant}/codes/{code}``: the same answer, nothing recorded."""
+
+    def __init__(self, engine: VerifyEngine) -> None:
+        self._engine = engine
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, tenant: str, code: str) -> None:
+        resp.media = self._engine.lookup(tenant, code, req.remote_addr).to_json()
+
+
+class BatchResource:
+    """``POST /v1/tenants/{tenant}/verify:batch``: up to 1,000 codes, one pipeline."""
+
+    def __init__(self, engine: VerifyEngine, max_codes: int = bodies.MAX_BATCH_CODES) -> None:
+        self._engine = engine
+        self._max_codes = max_codes
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+        batch = bodies.parse_batch(read_body(req, bodies.MAX_BATCH_BODY), self._max_codes)
+        found = self._engine.verify_batch(tenant, batch.codes, req.remote_addr)
+        resp.media = {
+            "results": [a.to_batch_json(c) for c, a in zip(batch.codes, found, strict=True)],
+            "summary": dict(Counter(a.result for a in found)),
+        }
