@@ -65,6 +65,10 @@ class TenantKeys:
         """Hash: batch id -> compact batch facts the verify script needs."""
         return f"{self.segment_tag(segment)}:batches"
 
+    def segment_claims(self, segment: int) -> str:
+        """Stream: the claims outbox the points side credits from (and reconciles)."""
+        return f"{self.segment_tag(segment)}:claims"
+
     def scan_bucket(self, serial: int) -> str:
         """Hash of per-code scan state for a bucket of serials (no record before a scan)."""
         return f"{self.segment_tag(segment_of(serial))}:scan:{serial // SCAN_BUCKET_SERIALS}"

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 import redis
 
 from codegen.exc import UnknownTenant
+from codegen.keyspace import segment_of
 from codegen.products import Product
 from points_bridge.campaigns import CampaignStore, StoredCampaign, parse_all
 from points_bridge.exc import Contended
@@ -213,6 +214,14 @@ class ClaimCrediter:
                 posted.entry, duplicate=posted.duplicate, created=created and not posted.duplicate
             )
         raise Contended(f"member {card} changed {MAX_ATTEMPTS} times during one credit: retry")
+
+    def forget_claim(self, tenant: str, serial: int, outbox_entry: str) -> None:
+        """Drop a credited claim from the outbox, which then holds only what is owed.
+
+        Safe at any time: the credit is idempotent by serial, so a reconcile that
+        read the entry first credits nothing twice.
+        """
+        self._redis.xdel(PointsKeys(tenant).claims(segment_of(serial)), outbox_entry)
 
     def tenant_view(self, tenant: str, sku: str) -> TenantView:
         """Read settings, the SKU's points and the campaigns in one round trip."""

@@ -123,7 +123,7 @@ class PointsKeys:
     # -- code segments ---------------------------------------------------------------
     def claims(self, segment: int) -> str:
         """Stream the verify script appends a claim to (serial, sku, phone, ...)."""
-        return f"{self.tenant_keys.segment_tag(segment)}:claims"
+        return self.tenant_keys.segment_claims(segment)
 
     def reconcile_checkpoint(self, segment: int) -> str:
         """String: the last claims entry id reconcile has credited."""

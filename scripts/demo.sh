@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: the main job end to end on the embedded store.
 # Create a tenant and a product, mint a batch into Parquet, activate it, check a
-# code offline, then serve the API and verify the code over HTTP twice.
+# code offline, then serve the API and verify the code over HTTP twice: the first
+# check with a phone credits the product's points to that member.
 set -euo pipefail
 export ITEMSEAL_HOME="${ITEMSEAL_HOME:-$PWD/.itemseal}"
 unset ITEMSEAL_REDIS_URL
@@ -56,6 +57,9 @@ for phone in ("13800138000", "13900139000"):
     answer = verify(phone)
     print(json.dumps(answer, ensure_ascii=False))
 PY
+
+step "the member credited by the first check"
+itemseal member show --tenant DEMO --phone 13800138000
 
 step "done"
 echo "files in $out; the store keeps running: itemseal store stop"

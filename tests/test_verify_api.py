@@ -83,7 +83,7 @@ def test_verify_then_repeat(world, clock):
     assert first.status_code == 200
     assert first.json["result"] == "genuine" and first.json["claimed"] is True
     assert first.json["product"] == {"sku": "LIP-001", "name": "Velvet lipstick"}
-    assert first.json["points_awarded"] == 0 and first.json["balance"] is None
+    assert first.json["points_awarded"] == 10 and first.json["balance"] == 10
     clock.advance(90)
     again = api.verify({"code": f"https://acme.example/t/ACME/v/{code(1)}", "region": "cn-sh"})
     assert again.json["result"] == "already_verified"

@@ -5,6 +5,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from points_bridge.credit import CreditResult
 
 GENUINE = "genuine"
 ALREADY_VERIFIED = "already_verified"
@@ -48,7 +52,7 @@ def _iso_time(ts: int) -> str:
 
 @dataclass(frozen=True)
 class Answer:
-    """What one check found; ``points_awarded`` and ``balance`` wait for the points issue."""
+    """What one check found; ``credit`` is set when this check earned a member points."""
 
     result: str
     sku: str | None = None
@@ -61,6 +65,8 @@ class Answer:
     claimed: bool = False
     points_awarded: int = 0
     balance: int | None = None
+    points_pending: bool = False
+    credit: CreditResult | None = None
 
     @property
     def message(self) -> str:
@@ -93,7 +99,22 @@ class Answer:
             "risk": self.risk,
             "limit_reached": self.limit_reached,
             "claimed": self.claimed,
+            "points_pending": self.points_pending,
+            "member": self.member(),
+            "rules_applied": list(self.credit.applied_rules) if self.credit else [],
             "message": self.message,
+        }
+
+    def member(self) -> dict | None:
+        """The crediting member's standing: card, tier and the way to the next tier."""
+        if self.credit is None:
+            return None
+        return {
+            "card": self.credit.member_card,
+            "tier": self.credit.tier,
+            "next_tier": self.credit.next_tier,
+            "points_to_next": self.credit.points_to_next,
+            "new_member": self.credit.member_created,
         }
 
     def to_batch_json(self, code: str) -> dict:

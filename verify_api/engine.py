@@ -16,9 +16,10 @@ verified".
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
@@ -26,6 +27,8 @@ from codegen.checker import CodeChecker, Decoded
 from codegen.codes import Rejected
 from codegen.keys import KeyStore
 from codegen.keyspace import TenantKeys
+from points_bridge.credit import ClaimCrediter
+from points_bridge.exc import PointsError
 from verify_api import answers, phones
 from verify_api.answers import Answer
 from verify_api.batch_parse import parse_many
@@ -53,6 +56,7 @@ from verify_api.store import (
 )
 
 LOOKUP_ONLY = CheckContext()
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class VerifyEngine:
         self.catalog = Catalog(client, ttl=catalog_seconds)
         self.limiter = RateLimiter(self.scripts, clock=clock)
         self._on_result = on_result or (lambda result: None)
+        self.crediter = ClaimCrediter(client, clock=clock)
 
     # -- public -------------------------------------------------------------------------
 
@@ -107,7 +112,31 @@ class VerifyEngine:
         reply = self._round_trip(tenant, limit, [query] if query else [], context, now)
         if query is None:
             return self._done(Answer(decoded.verdict))
-        return self._done(self._answer(tenant, policy, reply[0], now, recorded=True))
+        answer = self._answer(tenant, policy, reply[0], now, recorded=True)
+        if reply[0].outbox_entry and phone:
+            answer = self._credit(tenant, answer, phone, decoded.serial, request, now)
+            if not answer.points_pending:  # credited: the outbox keeps only what is owed
+                self.crediter.forget_claim(tenant, decoded.serial, reply[0].outbox_entry)
+        return self._done(answer)
+
+    def _credit(
+        self, tenant: str, answer: Answer, phone: str, serial: int, request: CheckRequest, now: int
+    ) -> Answer:
+        """Credit the claim's points now; if that fails the outbox entry is replayed later.
+
+        The claim and its outbox entry were written by the verify script, so a
+        failure here loses nothing: ``itemseal points reconcile`` credits it,
+        exactly once (the credit is idempotent by serial).
+        """
+        try:
+            credit = self.crediter.credit_claim(
+                tenant, phone, serial, answer.sku or "", request.channel, request.region, now
+            )
+        except (redis.RedisError, PointsError) as exc:
+            log.warning("claim of serial %s of %s queued for reconcile: %s", serial, tenant,
+                        type(exc).__name__)
+            return replace(answer, points_pending=True)
+        return replace(answer, points_awarded=credit.points, balance=credit.balance, credit=credit)
 
     def lookup(self, tenant: str, code: str, client_ip: str) -> Answer:
         """The brand's look at a code: the same answer, nothing recorded or claimed."""
@@ -182,6 +211,8 @@ class VerifyEngine:
             phone_bit=phones.sketch_bit(phone, PHONE_SKETCH_BITS) if phone else 0,
             region_bit=phones.sketch_bit(region, REGION_SKETCH_BITS) if region else 0,
             cap=policy.check_cap,
+            phone=phone or "",
+            channel_name=request.channel,
         )
 
     def _round_trip(

@@ -93,6 +93,8 @@ class CheckContext:
     phone_bit: int = 0
     region_bit: int = 0
     cap: int = 5
+    phone: str = ""
+    channel_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class ScanReply:
     sku: str | None = None
     record: ScanRecord | None = None
     claimed_now: bool = False
+    outbox_entry: str | None = None
 
 
 def verify_calls(
@@ -130,12 +133,18 @@ def verify_calls(
         b"%d" % context.phone_fingerprint,
         b"%d" % context.phone_bit,
         b"%d" % context.region_bit,
+        context.phone.encode(),
+        context.channel_name.encode(),
     )
     calls = []
     for segment, indexes in by_segment.items():
         for at in range(0, len(indexes), per_call):
             chunk = indexes[at : at + per_call]
-            names = [keys.segment_ranges(segment), keys.segment_batches(segment)]
+            names = [
+                keys.segment_ranges(segment),
+                keys.segment_batches(segment),
+                keys.segment_claims(segment),
+            ]
             args = list(common)
             for i in chunk:
                 q = queries[i]
@@ -161,7 +170,8 @@ def parse_verify_reply(reply: list) -> list[ScanReply]:
                 status.decode(),
                 sku.decode() or None,
                 scanrecord.unpack(raw),
-                claimed == 1,
+                claimed != 0,
+                claimed.decode() if isinstance(claimed, bytes) else None,
             )
         )
     return out

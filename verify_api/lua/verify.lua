@@ -1,16 +1,19 @@
 -- Check authentic codes of one segment against their batches; in verify mode record the scan.
 -- KEYS[1] = segment ranges (is:{TENANT/sN}:ranges): batch id by first serial in the segment
 -- KEYS[2] = segment batch facts (is:{TENANT/sN}:batches): id -> "state key_id wire first last sku"
--- KEYS[2+i] = scan bucket of code i (is:{TENANT/sN}:scan:B): serial % 256 -> record
+-- KEYS[3] = claims outbox (is:{TENANT/sN}:claims): a stream the points side credits from
+-- KEYS[3+i] = scan bucket of code i (is:{TENANT/sN}:scan:B): serial % 256 -> record
 --             (layout in verify_api/scanrecord.py)
 -- ARGV[1] = mode: 'v' verify and record, 'l' look up only; ARGV[2] = now (unix seconds)
 -- ARGV[3] = check cap (no claim once the count passes it), ARGV[4] = channel code (1-4)
 -- ARGV[5] = region or '', ARGV[6] = phone fingerprint ('0': no phone)
 -- ARGV[7] = phone sketch bit, ARGV[8] = region sketch bit
--- ARGV[4+5i .. 8+5i] = code i: serial, key id, profile wire id, bucket field, '1' if its key
+-- ARGV[9] = the member phone in E.164 ('' if none), ARGV[10] = channel name
+-- ARGV[6+5i .. 10+5i] = code i: serial, key id, profile wire id, bucket field, '1' if its key
 --                      is revoked else '0'
 -- Returns 4 values per code: status (counterfeit | not_activated | recalled | revoked |
--- active), sku, record after this check ('' if never scanned), 1 if this check claimed it.
+-- active), sku, record after this check ('' if never scanned), and 0 or, if this check
+-- claimed the code, 1 or (with a phone) the id of its claims outbox entry.
 local mode, now, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local known = {} -- batches met so far in this call: {first, last, facts}
 local out = {}
@@ -25,7 +28,7 @@ local function batch_of(serial, serial_arg)
   if not facts then return nil end
   local state, key_id, wire, first, last, sku =
     string.match(facts, '^(%S+) (%d+) (%d+) (%d+) (%d+) (.*)$')
-  local b = {tonumber(first), tonumber(last), state, key_id, wire, sku}
+  local b = {tonumber(first), tonumber(last), state, key_id, wire, sku, hit[1]}
   known[#known + 1] = b
   return b
 end
@@ -51,14 +54,21 @@ local function record_check(bucket, field, rec)
   return rec, claimed_now
 end
 
-for i = 1, #KEYS - 2 do
-  local at = 4 + 5 * i
+-- A claim and its outbox entry are written together: the points credit that
+-- follows may crash, the reconciler replays the outbox (points_bridge/reconcile.py).
+local function queue_claim(serial_arg, b)
+  return redis.call('XADD', KEYS[3], '*', 'serial', serial_arg, 'batch', b[7], 'sku', b[6],
+    'phone', ARGV[9], 'channel', ARGV[10], 'region', ARGV[5], 'at', ARGV[2])
+end
+
+for i = 1, #KEYS - 3 do
+  local at = 6 + 5 * i
   local serial = tonumber(ARGV[at])
   local b = batch_of(serial, ARGV[at])
   if not b or serial > b[2] or b[4] ~= ARGV[at + 1] or b[5] ~= ARGV[at + 2] then
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = 'counterfeit', '', '', 0
   else
-    local bucket, field = KEYS[2 + i], ARGV[at + 3]
+    local bucket, field = KEYS[3 + i], ARGV[at + 3]
     local rec = redis.call('HGET', bucket, field)
     local status, claimed_now = b[3], 0
     if ARGV[at + 4] == '1' or (rec and string.byte(rec, 1) % 2 == 1) then
@@ -67,6 +77,7 @@ for i = 1, #KEYS - 2 do
       status = 'not_activated'
     elseif status == 'active' and mode == 'v' then
       rec, claimed_now = record_check(bucket, field, rec)
+      if claimed_now == 1 and ARGV[9] ~= '' then claimed_now = queue_claim(ARGV[at], b) end
     end
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = status, b[6], rec or '', claimed_now
   end

@@ -1,0 +1,89 @@
+"""The whole claim path: verify over HTTP with a phone, points once, the CRM hears of it."""
+
+from __future__ import annotations
+
+import threading
+
+from test_crm import serve_receiver
+from test_verify_api import world  # noqa: F401  (the fixture: an app with an active batch)
+
+from codegen.keyspace import segment_of
+from points_bridge.crm import Bridge, Webhook
+from points_bridge.keyspace import PointsKeys
+from points_bridge.reconcile import Reconciler
+
+PHONE = "138 0013 8000"
+
+
+def test_first_genuine_check_with_a_phone_credits_once_and_reaches_the_crm(world, redis_client):  # noqa: F811 (the imported fixture)
+    api, code_of, _ = world
+    first = api.verify({"code": code_of(1), "phone": PHONE, "channel": "web"}).json
+    assert first["result"] == "genuine" and first["claimed"] is True
+    assert first["points_awarded"] == 10 and first["balance"] == 10
+    assert first["member"]["tier"] and first["member"]["new_member"] is True
+    assert first["member"]["points_to_next"] is not None
+    assert first["rules_applied"][0]["kind"] == "base"
+
+    again = api.verify({"code": code_of(1), "phone": PHONE}).json
+    assert again["result"] == "already_verified" and again["points_awarded"] == 0
+    assert again["member"] is None
+
+    second = api.verify({"code": code_of(2), "phone": PHONE}).json
+    assert second["points_awarded"] == 10 and second["balance"] == 20
+
+    with serve_receiver() as (crm, url):
+        stats = Bridge(redis_client, "ACME", Webhook(url, b"s"), sleep=lambda s: None).drain()
+    ledger = [e["data"] for e in crm.delivered().values() if e["type"] == "ledger"]
+    assert [(e["kind"], e["delta"], e["balance"]) for e in ledger] == [
+        ("credit", 10, 10),
+        ("credit", 10, 20),
+    ]
+    assert stats.parked == 0
+
+
+def test_fifty_phones_racing_for_one_code_credit_exactly_once(world, redis_client):  # noqa: F811 (the imported fixture)
+    api, code_of, _ = world
+    answers, barrier = [], threading.Barrier(50)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        answers.append(api.verify({"code": code_of(3), "phone": f"1380013{i:04d}"}).json)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    credited = [a for a in answers if a["points_awarded"]]
+    assert len(credited) == 1 and sum(a["claimed"] for a in answers) == 1
+    assert len(answers) == 50
+
+
+def test_a_claim_whose_credit_failed_is_reconciled_once(world, redis_client):  # noqa: F811 (the imported fixture)
+    api, code_of, _ = world
+    engine = api.app.engine
+
+    class Down:
+        def credit_claim(self, *args, **kw):
+            import redis
+
+            raise redis.ConnectionError("member shard unreachable")
+
+    real, engine.crediter = engine.crediter, Down()
+    answer = api.verify({"code": code_of(4), "phone": PHONE}).json
+    engine.crediter = real
+    assert answer["claimed"] is True and answer["points_pending"] is True
+    assert answer["points_awarded"] == 0
+
+    reconciler = Reconciler(redis_client, "ACME", min_age=0)
+    first, again = reconciler.run(), reconciler.run()
+    assert (first.credited, first.points, again.credited) == (1, 10, 0)
+    later = api.verify({"code": code_of(5), "phone": PHONE}).json
+    assert later["balance"] == 20, "the reconciled 10 points plus this claim's 10"
+
+
+def test_the_outbox_keeps_only_uncredited_claims(world, redis_client):  # noqa: F811
+    api, code_of, batch = world
+    outbox = PointsKeys("ACME").claims(segment_of(batch.first_serial))
+    api.verify({"code": code_of(6), "phone": PHONE})
+    assert redis_client.xlen(outbox) == 0, "credited at once, so nothing is owed"
