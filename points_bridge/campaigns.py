@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import redis
-
 from points_bridge.exc import BadRule, CampaignExists, UnknownCampaign
-from points_bridge.keyspace import PointsKeys
 from points_bridge.rules import Campaign
-from points_bridge.scripts import scripts
+from points_bridge.scoped import TenantScoped
 
 CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 UNLIMITED = 2**53 - 1
@@ -97,17 +93,8 @@ def parse_all(
     }
 
 
-class CampaignStore:
+class CampaignStore(TenantScoped):
     """Add, list and end campaigns; charge and refund their budgets."""
-
-    def __init__(
-        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._redis = client
-        self.tenant = tenant
-        self.keys = PointsKeys(tenant)
-        self._clock = clock
-        self._scripts = scripts(client)
 
     def add(self, campaign: Campaign) -> StoredCampaign:
         if not CAMPAIGN_ID.match(campaign.campaign_id):

@@ -31,14 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
-
-import redis
 
 from points_bridge.exc import (
     BadInput,
@@ -47,9 +44,8 @@ from points_bridge.exc import (
     MemberInactive,
     UnknownMember,
 )
-from points_bridge.keyspace import PointsKeys
 from points_bridge.members import Member
-from points_bridge.scripts import scripts
+from points_bridge.scoped import TenantScoped
 
 BASE_FIELDS = ("kind", "delta", "balance", "earned", "tier", "at", "idem")
 
@@ -111,17 +107,8 @@ def lot_expiry(at: int, months: int, zone: ZoneInfo) -> int:
     return int(datetime(index // 12, index % 12 + 1, 1, tzinfo=zone).timestamp())
 
 
-class Ledger:
+class Ledger(TenantScoped):
     """Post entries to the members of one tenant and read them back."""
-
-    def __init__(
-        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._redis = client
-        self.tenant = tenant
-        self.keys = PointsKeys(tenant)
-        self._clock = clock
-        self._scripts = scripts(client)
 
     def post(
         self,

@@ -41,9 +41,8 @@ from points_bridge.exc import (
     PointsError,
     UnknownMember,
 )
-from points_bridge.keyspace import PointsKeys
 from points_bridge.phones import normalize_phone
-from points_bridge.scripts import scripts
+from points_bridge.scoped import TenantScoped
 from points_bridge.settings import PointsSettings, SettingsStore, check_attribute_value
 from points_bridge.tiers import tier_for
 
@@ -129,17 +128,13 @@ def _decode(raw: Mapping[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-class MemberStore:
+class MemberStore(TenantScoped):
     """Create, find and change the members of one tenant."""
 
     def __init__(
         self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
     ) -> None:
-        self._redis = client
-        self.tenant = tenant
-        self.keys = PointsKeys(tenant)
-        self._clock = clock
-        self._scripts = scripts(client)
+        super().__init__(client, tenant, clock=clock)
         self._secret: bytes | None = None
 
     # -- reading -----------------------------------------------------------------------
