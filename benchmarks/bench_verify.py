@@ -52,6 +52,7 @@ from codegen.batches import BatchRegistry  # noqa: E402
 from codegen.codes import NUMERIC_24  # noqa: E402
 from codegen.keys import KeyStore, MasterKey  # noqa: E402
 from codegen.keyspace import TenantKeys  # noqa: E402
+from codegen.products import ProductStore  # noqa: E402
 from codegen.tenants import TenantStore  # noqa: E402
 from verify_api.embedded import EmbeddedRedis  # noqa: E402
 from verify_api.pipe import RedisPipe  # noqa: E402
@@ -88,7 +89,7 @@ def seed(client: redis.Redis, master: MasterKey, count: int) -> tuple[KeyStore, 
             "verify_rate_batch": "1000000000/60",
         },
     )
-    client.hset(TenantKeys(TENANT).products, SKU, json.dumps({"name": "Face cream", "points": 10}))
+    ProductStore(client).add(TENANT, SKU, name="Face cream", points=10)
     key_store = KeyStore(client, master)
     key_store.rotate(TENANT)
     registry = BatchRegistry(client, TENANT)
