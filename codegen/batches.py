@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import redis
 
-from codegen.codes import PROFILE_BY_WIRE_ID, PROFILES, Profile
+from codegen.codes import PROFILES, Profile
 from codegen.exc import CodegenError
 from codegen.keyspace import SEGMENT_SERIALS, TenantKeys
 from codegen.scripts import register
@@ -174,7 +174,3 @@ class BatchRegistry:
         batch = self.get(batch_id)
         self._index_segments(batch)
         return before, batch
-
-
-def profile_of_wire_id(wire_id: int) -> Profile:
-    return PROFILE_BY_WIRE_ID[wire_id]
