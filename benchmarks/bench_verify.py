@@ -12,7 +12,9 @@ keep-alive connections from two generator processes (benchmarks/http_load.py):
 * ``bare``: ``GET /v1/ping`` of the same app, same middleware: the ceiling;
 * ``verify``: ``POST /v1/tenants/T/verify`` with real codes, each checked twice
   (a first check with a member phone, later a repeat), so half are genuine and
-  half already_verified;
+  half already_verified; each round on codes no earlier round checked;
+* ``repeat``: repeat checks only (already_verified, no claim, no credit): the
+  check without the points path, for the note's breakdown;
 * ``batch``: ``POST /v1/tenants/T/verify:batch`` with 1,000 codes a request, 8
   connections (distributors at once; ``--batch-connections``).
 
@@ -141,14 +143,26 @@ def start_server(home: Path, env: dict[str, str], port: int, worker_class: str) 
     raise RuntimeError("itemseal serve did not come up")
 
 
-def verify_requests(codes: list[str], procs: int) -> list[list[bytes]]:
-    """Per generator process: each code once with a phone, then once more (a repeat)."""
+def verify_request(i: int, code: str) -> bytes:
+    phone = f"1380013{i % 10000:04d}"
+    body = orjson.dumps({"code": code, "phone": phone, "channel": "web", "region": "CN-SH"})
+    return encode_request("POST", f"/v1/tenants/{TENANT}/verify", body)
+
+
+def verify_requests(codes: list[str], procs: int, lag: int = 64) -> list[list[bytes]]:
+    """Per generator process: each code checked with a phone, then again ``lag`` checks later.
+
+    Half the checks are first checks (claim and credit), half repeats
+    (already_verified), interleaved from the start.
+    """
     sets: list[list[bytes]] = [[] for _ in range(procs)]
-    for i, code in enumerate(codes):
-        phone = f"1380013{i % 10000:04d}"
-        body = orjson.dumps({"code": code, "phone": phone, "channel": "web", "region": "CN-SH"})
-        sets[i % procs].append(encode_request("POST", f"/v1/tenants/{TENANT}/verify", body))
-    return [reqs + reqs for reqs in sets]  # the second pass is all repeat checks
+    for p in range(procs):
+        mine = [verify_request(i, code) for i, code in enumerate(codes) if i % procs == p]
+        for k, first in enumerate(mine):
+            sets[p].append(first)
+            if k >= lag:
+                sets[p].append(mine[k - lag])
+    return sets
 
 
 def batch_requests(codes: list[str], procs: int) -> list[list[bytes]]:
@@ -222,11 +236,22 @@ def main() -> None:
         server = start_server(home, env, port, opts.worker_class)
         address = ("127.0.0.1", port)
         bare_reqs = [[encode_request("GET", "/v1/ping")]] * opts.generators
-        verify_reqs = verify_requests(codes, opts.generators)
+        per_round = len(codes) // opts.rounds  # each round checks codes nobody checked yet
         bare, verify = [], []
-        for _ in range(opts.rounds):
+        for r in range(opts.rounds):
+            mine = codes[r * per_round : (r + 1) * per_round]
             bare.append(run_load(address, bare_reqs, opts.connections, opts.seconds))
-            verify.append(run_load(address, verify_reqs, opts.connections, opts.seconds))
+            verify.append(
+                run_load(address, verify_requests(mine, opts.generators), opts.connections,
+                         opts.seconds)
+            )
+        # Repeats only, of codes the first round surely checked: the check without points.
+        checked = codes[: max(verify[0].requests // 2, opts.generators)]
+        repeat_reqs = [
+            [verify_request(i, c) for i, c in enumerate(checked) if i % opts.generators == p]
+            for p in range(opts.generators)
+        ]
+        repeat = run_load(address, repeat_reqs, opts.connections, opts.seconds)
         batch = run_load(
             address, batch_requests(codes, opts.generators), opts.batch_connections, opts.seconds
         )
@@ -243,12 +268,15 @@ def main() -> None:
             "bare_p50_ms": b["p50_ms"],
             "bare_p99_ms": b["p99_ms"],
             "ratio": round(v["rps"] / b["rps"], 3),
+            "repeat_rps": round(repeat.rps, 1),
+            "repeat_p99_ms": round(repeat.percentile(99), 3),
+            "repeat_ratio": round(repeat.rps / b["rps"], 3),
             "batch_codes_per_s": round(batch.rps * 1000, 1),
             "batch_p99_ms": round(batch.percentile(99), 2),
             "batch_connections": opts.batch_connections,
             "bytes_per_scanned_code": round(dense, 1),
             "bytes_per_scanned_code_sparse_1_in_16": round(sparse, 1),
-            "errors": v["errors"] + b["errors"] + batch.errors,
+            "errors": v["errors"] + b["errors"] + batch.errors + repeat.errors,
             "runs": {"bare_rps": b["runs_rps"], "verify_rps": v["runs_rps"]},
             "redis_version": client.info("server")["redis_version"],
             "loadavg_before": load_before,

@@ -107,6 +107,51 @@ def lot_expiry(at: int, months: int, zone: ZoneInfo) -> int:
     return int(datetime(index // 12, index % 12 + 1, 1, tzinfo=zone).timestamp())
 
 
+def entry_spec(
+    card: str,
+    *,
+    kind: str,
+    idem: str,
+    body: Mapping[str, object],
+    at: int,
+    delta: int = 0,
+    earned: int = 0,
+    day: str = "",
+    drop_days: Iterable[str] = (),
+    need_active: bool = False,
+    lot_expires: int = 0,
+    tier: str | None = None,
+    version: int | None = None,
+    fields: Mapping[str, str] | None = None,
+) -> dict[str, object]:
+    """The argument of ``lua/ledger_apply.lua`` for one entry (see the script's header)."""
+    spec: dict[str, object] = {
+        "card": card, "at": str(at), "kind": kind, "idem": idem, "sha": body_sha(body),
+        "delta": delta, "earned": earned, "day": f"d:{day}",
+        "drop_days": [f"d:{d}" for d in drop_days], "need_active": need_active,
+        "lot_expires": lot_expires, "fields": dict(fields or {}),
+    }
+    if tier:
+        spec["tier"] = tier
+    if version is not None:
+        spec["version"] = str(version)
+    return spec
+
+
+def refusal(reply: Mapping[str, object], tenant: str, card: str, spec: Mapping) -> Exception:
+    """The error for a refused post (``why`` other than ``dup``)."""
+    why = reply["why"]
+    if why == "stale":
+        return Stale(card)
+    if why == "conflict":
+        return IdempotencyConflict(spec["idem"])
+    if why == "inactive":
+        return MemberInactive(card, reply["status"], f"{spec['kind']} points")
+    if why == "insufficient":
+        return InsufficientPoints(card, int(reply["balance"]), -int(spec["delta"]))
+    return UnknownMember(tenant, card)
+
+
 class Ledger(TenantScoped):
     """Post entries to the members of one tenant and read them back."""
 
@@ -129,32 +174,18 @@ class Ledger(TenantScoped):
         at: int | None = None,
     ) -> Posted:
         """Apply one entry atomically; raise the domain error when it cannot apply."""
-        spec: dict[str, object] = {
-            "card": card, "at": str(int(self._clock() if at is None else at)), "kind": kind,
-            "idem": idem, "sha": body_sha(body), "delta": delta, "earned": earned,
-            "day": f"d:{day}", "drop_days": [f"d:{d}" for d in drop_days],
-            "need_active": need_active, "lot_expires": lot_expires, "fields": dict(fields or {}),
-        }
-        if tier:
-            spec["tier"] = tier
-        if version is not None:
-            spec["version"] = str(version)
+        spec = entry_spec(
+            card, kind=kind, idem=idem, body=body, delta=delta, earned=earned, day=day,
+            drop_days=drop_days, need_active=need_active, lot_expires=lot_expires, tier=tier,
+            version=version, fields=fields, at=int(self._clock() if at is None else at),
+        )
         reply = self._call(card, spec)
         if reply["ok"]:
             entry = self.entry(card, reply["entry"])
             return Posted(entry, False, reply.get("tier_from") or None, reply["expired"])
-        why = reply["why"]
-        if why == "dup":
+        if reply["why"] == "dup":
             return Posted(self.entry(card, reply["entry"]), True)
-        if why == "stale":
-            raise Stale(card)
-        if why == "conflict":
-            raise IdempotencyConflict(idem)
-        if why == "inactive":
-            raise MemberInactive(card, reply["status"], f"{kind} points")
-        if why == "insufficient":
-            raise InsufficientPoints(card, int(reply["balance"]), -delta)
-        raise UnknownMember(self.tenant, card)
+        raise refusal(reply, self.tenant, card, spec)
 
     def redeem(
         self, card: str, points: int, *, idem: str | None = None, reason: str = ""

@@ -29,6 +29,7 @@ from codegen.keys import KeyStore
 from codegen.keyspace import TenantKeys
 from points_bridge.credit import ClaimCrediter
 from points_bridge.exc import PointsError
+from points_bridge.keyspace import PointsKeys
 from verify_api import answers, phones
 from verify_api.answers import Answer
 from verify_api.batch_parse import parse_many
@@ -92,7 +93,7 @@ class VerifyEngine:
         self.catalog = Catalog(client, ttl=catalog_seconds)
         self.limiter = RateLimiter(self.scripts, clock=clock)
         self._on_result = on_result or (lambda result: None)
-        self.crediter = ClaimCrediter(client, clock=clock)
+        self.crediter = ClaimCrediter(client, wire=pipe, clock=clock, view_seconds=catalog_seconds)
 
     # -- public -------------------------------------------------------------------------
 
@@ -109,18 +110,27 @@ class VerifyEngine:
         query = self._query(decoded) if decoded.authentic else None
         now = int(self._clock())
         context = self._context(policy, request, phone)
-        reply = self._round_trip(tenant, limit, [query] if query else [], context, now)
+        # The phone's card rides along with the script: a claim needs it next.
+        card = [pack(b"GET", PointsKeys(tenant).phone(phone).encode())] if phone and query else []
+        reply = self._round_trip(tenant, limit, [query] if query else [], context, now, card)
         if query is None:
             return self._done(Answer(decoded.verdict))
         answer = self._answer(tenant, policy, reply[0], now, recorded=True)
         if reply[0].outbox_entry and phone:
-            answer = self._credit(tenant, answer, phone, decoded.serial, request, now)
+            answer = self._credit(tenant, answer, phone, decoded.serial, request, now, card[0])
             if not answer.points_pending:  # credited: the outbox keeps only what is owed
                 self.crediter.forget_claim(tenant, decoded.serial, reply[0].outbox_entry)
         return self._done(answer)
 
     def _credit(
-        self, tenant: str, answer: Answer, phone: str, serial: int, request: CheckRequest, now: int
+        self,
+        tenant: str,
+        answer: Answer,
+        phone: str,
+        serial: int,
+        request: CheckRequest,
+        now: int,
+        card: bytes | None,
     ) -> Answer:
         """Credit the claim's points now; if that fails the outbox entry is replayed later.
 
@@ -130,7 +140,8 @@ class VerifyEngine:
         """
         try:
             credit = self.crediter.credit_claim(
-                tenant, phone, serial, answer.sku or "", request.channel, request.region, now
+                tenant, phone, serial, answer.sku or "", request.channel, request.region, now,
+                card=card,
             )
         except (redis.RedisError, PointsError) as exc:
             log.warning("claim of serial %s of %s queued for reconcile: %s", serial, tenant,
@@ -222,12 +233,14 @@ class VerifyEngine:
         queries: list[ScanQuery],
         context: CheckContext,
         now: int,
+        reads: list[bytes] | None = None,
     ) -> list[ScanReply]:
         """Send the rate-limit count and the code scripts together; judge the limit first.
 
         A request that crosses its limit is refused (429) although its own
         script ran in the same round trip; the limiter then refuses that client
-        locally, without Redis, until Retry-After (see ratelimit.py).
+        locally, without Redis, until Retry-After (see ratelimit.py). Replies to
+        ``reads`` (plain commands sent along) land in that list, in place.
         """
         packed = verify_calls(self.scripts, TenantKeys(tenant), queries, context, now)
         calls = [call for call, _ in packed]
@@ -235,7 +248,10 @@ class VerifyEngine:
             calls.insert(0, limit.call)
         if not calls:
             return []
-        replies = self.scripts.run(calls)
+        extra = len(reads or ())
+        replies = self.scripts.run(calls + (reads or []))
+        if extra:
+            reads[:], replies = replies[-extra:], replies[:-extra]
         if limit is not None:
             self.limiter.settle(limit, replies.pop(0))
         found: list[ScanReply] = [None] * len(queries)  # type: ignore[list-item]

@@ -31,15 +31,10 @@ import hiredis
 import redis
 from redis.connection import parse_url
 
+from points_bridge.wire import pack
 from verify_api.exc import StoreError
 
-
-def pack(*args: bytes) -> bytes:
-    """Encode one command in RESP: ``*N`` then ``$len``-prefixed arguments."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(out)
+__all__ = ["RedisPipe", "pack"]
 
 
 class _Call:
@@ -93,6 +88,31 @@ class RedisPipe:
 
     def call(self, payload: bytes, count: int = 1) -> list:
         """Send ``count`` packed commands; return their replies in order."""
+        link, call = self._send(payload, count)
+        if not call.event.wait(self.timeout):
+            self._break(link, StoreError(f"redis did not answer within {self.timeout} s"))
+        if call.error is not None:
+            raise call.error
+        return call.replies
+
+    def post(self, payload: bytes, count: int = 1) -> None:
+        """Send ``count`` packed commands and return at once; their replies are dropped.
+
+        For work that a later replay settles if it is lost (an outbox entry's
+        removal): the caller does not wait one more round trip for it.
+        """
+        self._send(payload, count)
+
+    def close(self) -> None:
+        with self._lock:
+            link, self._link = self._link, None
+        if link is not None:
+            self._break(link, StoreError("the redis pipe was closed"))
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _send(self, payload: bytes, count: int) -> tuple[_Link, _Call]:
+        """Queue the commands; the first caller with no flush pending sends the buffer."""
         call = _Call(count)
         with self._lock:
             link = self._connected()
@@ -104,19 +124,7 @@ class RedisPipe:
         if schedule:
             time.sleep(0)  # let requests already under way add their commands to this write
             self._flush(link)
-        if not call.event.wait(self.timeout):
-            self._break(link, StoreError(f"redis did not answer within {self.timeout} s"))
-        if call.error is not None:
-            raise call.error
-        return call.replies
-
-    def close(self) -> None:
-        with self._lock:
-            link, self._link = self._link, None
-        if link is not None:
-            self._break(link, StoreError("the redis pipe was closed"))
-
-    # -- internals ----------------------------------------------------------------------
+        return link, call
 
     def _flush(self, link: _Link) -> None:
         """Send the buffer; the send lock keeps the bytes in FIFO order."""

@@ -2,23 +2,18 @@
 
 Each script is a file in ``verify_api/lua/`` (arguments documented at its top).
 ``Scripts.evalsha`` packs one call; ``Scripts.run`` sends a list of packed
-calls as one round trip and, if Redis has lost a script (restart, failover),
-loads it and re-sends only the calls that came back ``NOSCRIPT`` (they did not
-run, so re-sending is safe).
+calls as one round trip (``points_bridge/wire.py``: reloads lost scripts).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
-import hiredis
-
 from codegen.keyspace import SCAN_BUCKET_SERIALS, TenantKeys, segment_of
-from codegen.scripts import script_source
+from points_bridge.wire import ScriptSet
 from verify_api import scanrecord
 from verify_api.exc import StoreError
-from verify_api.pipe import RedisPipe, pack
+from verify_api.pipe import RedisPipe
 from verify_api.scanrecord import ScanRecord
 
 VERIFY, LOOKUP = b"v", b"l"
@@ -27,49 +22,12 @@ ACTIVE = "active"
 SCRIPT_NAMES = ("verify", "rate_limit")
 
 
-class Scripts:
-    """The verify scripts of one pipe, packed for EVALSHA."""
+class Scripts(ScriptSet):
+    """The verify scripts, packed for EVALSHA and sent through one worker's pipe."""
 
     def __init__(self, pipe: RedisPipe, names: tuple[str, ...] = SCRIPT_NAMES) -> None:
+        super().__init__(pipe, "verify_api", names, error=StoreError)
         self.pipe = pipe
-        self._source = {n: script_source("verify_api", n).encode() for n in names}
-        self._sha = {n: hashlib.sha1(src).hexdigest().encode() for n, src in self._source.items()}
-        self._prefix = {}
-        for name, sha in self._sha.items():
-            self._prefix[name] = b"$7\r\nEVALSHA\r\n$40\r\n" + sha + b"\r\n"
-
-    def evalsha(self, name: str, keys: tuple[str, ...], args: tuple[bytes, ...]) -> bytes:
-        """Pack one EVALSHA of script ``name`` (not sent yet)."""
-        numkeys = b"%d" % len(keys)
-        items = [numkeys, *[key.encode() for key in keys], *args]
-        return b"".join(
-            [
-                b"*%d\r\n" % (2 + len(items)),
-                self._prefix[name],
-                *[b"$%d\r\n%s\r\n" % (len(item), item) for item in items],
-            ]
-        )
-
-    def run(self, calls: list[bytes]) -> list:
-        """Send ``calls`` in one round trip; return the replies, errors raised."""
-        replies = self.pipe.call(b"".join(calls), len(calls))
-        missing = [i for i, r in enumerate(replies) if _is_noscript(r)]
-        if missing:
-            self.pipe.call(
-                b"".join(pack(b"SCRIPT", b"LOAD", src) for src in self._source.values()),
-                len(self._source),
-            )
-            again = self.pipe.call(b"".join(calls[i] for i in missing), len(missing))
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        for reply in replies:
-            if isinstance(reply, hiredis.ReplyError):
-                raise StoreError(f"redis script failed: {reply}")
-        return replies
-
-
-def _is_noscript(reply: object) -> bool:
-    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
 @dataclass(frozen=True)
