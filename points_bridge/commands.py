@@ -244,14 +244,8 @@ def bridge_run(config: Config, tenant: str, webhook: str, secret: str | None, on
       itemseal bridge run --tenant ACME --webhook https://crm.acme.example/hooks/itemseal
       itemseal bridge run --tenant ACME --webhook http://localhost:9000/h --once
     """
-    SettingsStore(config.redis).get(tenant)
-    key = secret.encode() if secret else config.redis.get(PointsKeys(tenant).crm_secret)
-    if not key:
-        raise click.UsageError(
-            f"no webhook secret: pass --secret or run `itemseal bridge secret --tenant {tenant}`"
-        )
-    runner = Bridge(config.redis, tenant, Webhook(webhook, key), consumer=consumer,
-                    max_attempts=max_attempts)
+    runner = _bridge(config, tenant, webhook, secret, consumer=consumer,
+                     max_attempts=max_attempts)
     if once:
         stats = runner.drain()
     else:
@@ -300,6 +294,38 @@ def bridge_dead(config: Config, tenant: str) -> None:
     for entry_id, f in config.redis.xrange(PointsKeys(tenant).dead_letter):
         click.echo(f"{entry_id.decode()}\t{f[b'idempotency_key'].decode()}"
                    f"\t{f[b'reason'].decode()}")
+
+
+@bridge.command("replay")
+@tenant_option
+@click.argument("entry_ids", nargs=-1)
+@click.option("--webhook", required=True, help="The CRM's URL, as for `bridge run`.")
+@click.option("--secret", help="HMAC secret; default the tenant's (`bridge secret`).")
+@pass_config
+def bridge_replay(config: Config, tenant: str, entry_ids: tuple[str, ...], webhook: str,
+                  secret: str | None) -> None:
+    """Send dead-lettered events again, once the CRM is fixed; all of them, or the ids given.
+
+    Each keeps its idempotency key. A delivered event leaves the dead-letter
+    stream; one refused again stays there with the new reason.
+
+    \b
+    Example:
+      itemseal bridge replay --tenant ACME --webhook https://crm.acme.example/hooks/itemseal
+      itemseal bridge replay --tenant ACME --webhook http://localhost:9000/h 1700000000000-0
+    """
+    stats = _bridge(config, tenant, webhook, secret).replay_dead(entry_ids)
+    click.echo(f"delivered {stats.delivered}, still dead {stats.parked}")
+
+
+def _bridge(config: Config, tenant: str, webhook: str, secret: str | None, **kw) -> Bridge:
+    SettingsStore(config.redis).get(tenant)
+    key = secret.encode() if secret else config.redis.get(PointsKeys(tenant).crm_secret)
+    if not key:
+        raise click.UsageError(
+            f"no webhook secret: pass --secret or run `itemseal bridge secret --tenant {tenant}`"
+        )
+    return Bridge(config.redis, tenant, Webhook(webhook, key), **kw)
 
 
 # -- files -------------------------------------------------------------------------------

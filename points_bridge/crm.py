@@ -30,12 +30,12 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis
 
-from points_bridge.exc import PointsError
+from points_bridge.exc import PointsError, UnknownDeadLetter
 from points_bridge.keyspace import MEMBER_SHARDS, PointsKeys
 
 GROUP = "crm"
@@ -222,6 +222,34 @@ class Bridge:
         )
         self._redis.xack(stream, GROUP, entry_id)
         stats.parked += 1
+
+    def replay_dead(self, entry_ids: Iterable[str] = ()) -> BridgeStats:
+        """Send parked events again (all, or ``entry_ids``); each delivered one leaves the stream.
+
+        The CRM has fixed what made it refuse them. An event goes with its
+        first idempotency key and body, so one that did arrive after all is
+        not applied twice; one refused again stays parked with the new reason.
+        """
+        stats = BridgeStats()
+        wanted = set(entry_ids)
+        missing = set(wanted)
+        for raw_id, fields in self._redis.xrange(self.keys.dead_letter):
+            entry_id = raw_id.decode()
+            if wanted and entry_id not in wanted:
+                continue
+            missing.discard(entry_id)
+            status, error = self._webhook.post(fields[b"body"], fields[b"idempotency_key"].decode())
+            if 200 <= status < 300:
+                self._redis.xdel(self.keys.dead_letter, entry_id)
+                stats.delivered += 1
+            else:
+                reason = f"replay: {error or f'HTTP {status}'}"
+                self._redis.xadd(self.keys.dead_letter, {**fields, b"reason": reason.encode()})
+                self._redis.xdel(self.keys.dead_letter, entry_id)
+                stats.parked += 1
+        if missing:
+            raise UnknownDeadLetter(self.tenant, sorted(missing))
+        return stats
 
     def _trim(self, stream: str) -> None:
         """Drop events every group has read and acknowledged."""

@@ -175,3 +175,14 @@ class CampaignExists(PointsError):
 
 class Contended(PointsError):
     """A member or a serial changed under us more times than a retry allows; try again."""
+
+
+class UnknownDeadLetter(PointsError):
+    """A dead-letter id to replay that the tenant's dead-letter stream does not hold."""
+
+    def __init__(self, tenant: str, entry_ids: list[str]) -> None:
+        super().__init__(
+            f"no dead letter {', '.join(entry_ids)} for {tenant!r}: see `itemseal bridge dead`"
+        )
+        self.tenant = tenant
+        self.entry_ids = entry_ids

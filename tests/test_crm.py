@@ -11,8 +11,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from click.testing import CliRunner
 
+from cli import main
 from points_bridge.crm import GROUP, SIGNATURE_HEADER, Bridge, Webhook
+from points_bridge.exc import UnknownDeadLetter
 from points_bridge.keyspace import PointsKeys, shard_of
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
@@ -126,6 +129,45 @@ def test_poison_events_are_parked_and_the_rest_go_on(redis_client, receiver, car
     assert json.loads(dead[0][1][b"body"])["data"]["kind"] == "adjust"
     pending = redis_client.xpending(PointsKeys("ACME").events(shard_of(card)), GROUP)
     assert pending["pending"] == 0
+
+
+def test_dead_letters_are_replayed_once_the_crm_is_fixed(redis_client, receiver, card):
+    crm, url = receiver
+    crm.poison = {"adjust": 422, "redeem": 422}
+    bridge(redis_client, url).drain()
+    dead = redis_client.xrange(PointsKeys("ACME").dead_letter)
+    adjust_id = dead[0][0].decode()
+    keys = {f[b"idempotency_key"].decode() for _, f in dead}
+
+    crm.poison = {"redeem": 409}  # the CRM fixed one of its two problems
+    stats = bridge(redis_client, url).replay_dead([adjust_id])
+    assert (stats.delivered, stats.parked) == (1, 0)
+    with pytest.raises(UnknownDeadLetter):
+        bridge(redis_client, url).replay_dead([adjust_id])  # gone: delivered
+    stats = bridge(redis_client, url).replay_dead()
+    assert (stats.delivered, stats.parked) == (0, 1)
+    (_, still), = redis_client.xrange(PointsKeys("ACME").dead_letter)
+    assert still[b"reason"] == b"replay: HTTP 409" and still[b"entry"] == dead[1][1][b"entry"]
+
+    crm.poison = {}
+    assert bridge(redis_client, url).replay_dead().delivered == 1
+    assert redis_client.xlen(PointsKeys("ACME").dead_letter) == 0
+    assert set(crm.delivered()) >= keys, "each with its first idempotency key"
+    replayed = [json.loads(b) for h, b in crm.accepted if h["Idempotency-Key"] in keys]
+    assert sorted(e["data"]["kind"] for e in replayed) == ["adjust", "redeem"]
+
+
+def test_bridge_replay_command(redis_client, receiver, card, itemseal_env):
+    crm, url = receiver
+    crm.poison = {"adjust": 422}
+    bridge(redis_client, url).drain()
+    crm.poison = {}
+    redis_client.set(PointsKeys("ACME").crm_secret, SECRET)
+    replay = ["bridge", "replay", "--tenant", "ACME", "--webhook", url]
+    out = CliRunner().invoke(main, replay, env=itemseal_env)
+    assert out.exit_code == 0 and "delivered 1, still dead 0" in out.output, out.output
+    out = CliRunner().invoke(main, [*replay, "1-0"], env=itemseal_env)
+    assert out.exit_code == 1 and "no dead letter 1-0" in out.output
 
 
 def test_an_unreachable_crm_is_retried_then_parked(redis_client, card):
