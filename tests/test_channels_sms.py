@@ -119,8 +119,8 @@ def test_signature_failures(world):
             "sequence_id": 1, "send_time": "2026-01-01 00:00:00"}]
     assert world.json("/v1/sms/aliyun", msg, sign=False).status_code == 403
     assert world.json("/v1/sms/aliyun", msg, secret="wrong-secret-0000000").status_code == 403
-    assert world.json("/v1/sms/tencent", {"mobile": "13800138000", "text": "888",
-                                          "extend": NUMBER, "time": 1}, sign=False).status_code == 403
+    tencent = {"mobile": "13800138000", "text": "888", "extend": NUMBER, "time": 1}
+    assert world.json("/v1/sms/tencent", tencent, sign=False).status_code == 403
 
 
 def test_a_changed_parameter_breaks_the_twilio_signature(world):
