@@ -47,7 +47,7 @@ def serving(env: dict[str, str], workers: int = 2) -> Iterator[str]:
             try:
                 if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # up, but still loading
                 pass
             assert time.monotonic() < deadline, "itemseal serve did not come up"
             time.sleep(0.1)
