@@ -50,7 +50,8 @@ class InboundSms:
         return f"{self.gateway}:h:{digest}"
 
 
-def _text(data: dict, name: str, *, required: bool = True, limit: int = 64) -> str:
+def field(data: dict, name: str, *, required: bool = True, limit: int = 64) -> str:
+    """One string field of a message (numbers given as JSON numbers become strings)."""
     value = data.get(name)
     if value is None or value == "":
         if required:
@@ -69,10 +70,10 @@ def parse_twilio(form: dict[str, str]) -> InboundSms:
     """A Twilio form post (already decoded by the web framework)."""
     return InboundSms(
         TWILIO,
-        sender=_text(form, "From"),
-        to=_text(form, "To"),
-        text=_text(form, "Body", required=False, limit=MAX_TEXT),
-        message_id=_text(form, "MessageSid", required=False) or None,
+        sender=field(form, "From"),
+        to=field(form, "To"),
+        text=field(form, "Body", required=False, limit=MAX_TEXT),
+        message_id=field(form, "MessageSid", required=False) or None,
     )
 
 
@@ -96,15 +97,15 @@ def parse_aliyun(body: bytes) -> list[InboundSms]:
     """An Aliyun uplink post: a JSON array of messages (one object is accepted too)."""
     out = []
     for item in _objects(_load(body), "a JSON array of uplink messages"):
-        seq = _text(item, "sequence_id", required=False)
+        seq = field(item, "sequence_id", required=False)
         out.append(
             InboundSms(
                 ALIYUN,
-                sender=_text(item, "phone_number"),
-                to=_text(item, "dest_code", required=False),
-                text=_text(item, "content", required=False, limit=MAX_TEXT),
+                sender=field(item, "phone_number"),
+                to=field(item, "dest_code", required=False),
+                text=field(item, "content", required=False, limit=MAX_TEXT),
                 message_id=seq or None,
-                sent_at=_text(item, "send_time", required=False),
+                sent_at=field(item, "send_time", required=False),
             )
         )
     return out
@@ -114,16 +115,16 @@ def parse_tencent(body: bytes) -> list[InboundSms]:
     """A Tencent reply callback: one JSON object (an array of them is accepted too)."""
     out = []
     for item in _objects(_load(body), "a JSON object"):
-        nation = _text(item, "nationcode", required=False, limit=4)
-        mobile = _text(item, "mobile")
+        nation = field(item, "nationcode", required=False, limit=4)
+        mobile = field(item, "mobile")
         sender = f"+{nation}{mobile}" if nation and not mobile.startswith("+") else mobile
         out.append(
             InboundSms(
                 TENCENT,
                 sender=sender,
-                to=_text(item, "extend", required=False),
-                text=_text(item, "text", required=False, limit=MAX_TEXT),
-                sent_at=_text(item, "time", required=False),
+                to=field(item, "extend", required=False),
+                text=field(item, "text", required=False, limit=MAX_TEXT),
+                sent_at=field(item, "time", required=False),
             )
         )
     return out

@@ -112,8 +112,8 @@ class IvrResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = _form(req)
         form = dict(params)
-        caller = gateways._text(form, "From")
-        config = self._service.config_for(gateways._text(form, "To"))
+        caller = gateways.field(form, "From")
+        config = self._service.config_for(gateways.field(form, "To"))
         _check_twilio(req, config, params)
         digits = form.get("Digits", "").strip().rstrip("#")
         resp.content_type = TWIML_TYPE
