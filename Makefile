@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	sh scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)

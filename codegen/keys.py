@@ -118,6 +118,11 @@ class KeyStore:
         self._random = random_bytes
         self._signers: dict[tuple[str, int, str], CodeSigner] = {}
 
+    @property
+    def master(self) -> MasterKey:
+        """The master key, for sealing other per-tenant secrets the same way."""
+        return self._master
+
     def _records(self, tenant: str) -> dict[int, dict]:
         raw = self._redis.hgetall(TenantKeys(tenant).keys)
         return {int(k): json.loads(v) for k, v in raw.items()}

@@ -12,7 +12,7 @@ from codegen.exc import BadTenantId, TenantExists, UnknownTenant
 from codegen.keyspace import TENANT_ID, TENANT_INDEX, TenantKeys
 
 DEFAULT_VERIFY_URL = "http://localhost:8080/t/{tenant}/v/{code}"
-SETTABLE = ("name", "verify_url", "region", "language")
+SETTABLE = ("name", "verify_url", "region", "language", "reply_format")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from codegen.keyspace import TenantKeys
 from codegen.tenants import TenantStore
 from verify_api.embedded import EmbeddedRedis
 
+pytest_plugins = ["browser"]
+
 
 def make_short_home() -> Path:
     """Return a new empty dir short enough to hold home/redis/redis.sock."""

@@ -27,6 +27,7 @@ from verify_api.engine import VerifyEngine
 from verify_api.exc import InvalidField, RateLimited, VerifyError
 from verify_api.metrics import Metrics, MetricsMiddleware
 from verify_api.pipe import RedisPipe
+from verify_api.resources import channels as channel_resources
 from verify_api.resources.service import (
     HealthResource,
     MetricsResource,
@@ -73,6 +74,7 @@ def create_app(
     app.add_route(f"{TENANT}/verify", VerifyResource(engine))
     app.add_route(f"{TENANT}/verify:batch", BatchResource(engine))
     app.add_route(f"{TENANT}/codes/{{code}}", CodeResource(engine))
+    _add_channel_routes(app, client, engine, key_store, clock)
     app.add_route("/v1/ping", PingResource())
     app.add_route("/healthz", HealthResource(engine))
     app.add_route("/metrics", MetricsResource(metrics))
@@ -83,6 +85,27 @@ def create_app(
     app.set_error_serializer(_serialize_http_error)
     app.engine = engine
     return app
+
+
+def _add_channel_routes(
+    app: falcon.App, client: redis.Redis, engine: VerifyEngine, key_store: KeyStore, clock
+) -> None:
+    """SMS gateways, the keypad and the verify page (``verify_api/channels/``)."""
+    from codegen.products import ProductStore
+    from verify_api.channels import csrf
+    from verify_api.channels.config import ChannelStore
+    from verify_api.channels.sms import SmsService
+
+    sms = SmsService(client, engine, ChannelStore(client, key_store.master), clock=clock)
+    app.add_route("/v1/sms/twilio", channel_resources.TwilioSmsResource(sms))
+    app.add_route("/v1/sms/aliyun", channel_resources.JsonSmsResource(sms, "aliyun"))
+    app.add_route("/v1/sms/tencent", channel_resources.JsonSmsResource(sms, "tencent"))
+    app.add_route("/v1/ivr/inbound", channel_resources.IvrResource(engine, sms))
+    page = channel_resources.WebPageResource(
+        engine, sms, ProductStore(client), csrf.secret_from(key_store.master), clock
+    )
+    app.add_route("/t/{tenant}/v/{code}", page)
+    app.add_route("/t/{tenant}/v", channel_resources.WebEntryResource())
 
 
 @functools.cache

@@ -73,3 +73,34 @@ class RateLimited(VerifyError):
         super().__init__(f"too many checks from this {subject}: retry in {retry_after} s")
         self.subject = subject
         self.retry_after = retry_after
+
+
+class SettingError(RequestError):
+    """A channel setting (number, keyword, template, language) is not acceptable."""
+
+    status = 422
+    code = "invalid_setting"
+
+
+class NumberTaken(SettingError):
+    code = "number_taken"
+
+
+class UnknownNumber(NotFound):
+    """No tenant has the SMS number or sub-port a gateway posted for."""
+
+    code = "unknown_number"
+
+
+class BadSignature(VerifyError):
+    """A gateway post is unsigned or its signature does not match: 403."""
+
+    status = 403
+    code = "bad_signature"
+
+
+class InProgress(VerifyError):
+    """The first delivery of this message is still being answered: retry later."""
+
+    status = 503
+    code = "in_progress"

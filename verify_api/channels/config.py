@@ -1,0 +1,246 @@
+"""A tenant's channel settings: SMS number, gateway secret, language, keywords, templates.
+
+They are fields of the tenant record (``TenantKeys.meta``), beside the
+policy settings: ``sms_number``, ``gateway_secret`` (sealed), ``language``
+(``zh``/``en``, default ``zh``), ``reply_format`` (``text``/``twiml``),
+``join_keyword``, ``balance_keyword`` and ``tpl.<name>`` template overrides.
+
+Gateways tell us only the number (or sub-port) a message was sent to, so a
+global index maps numbers to tenants (``NUMBERS``). A sub-port is the
+tenant's number with digits appended (``106570216001`` + ``42``): the lookup
+asks for every prefix of the destination in one HMGET and takes the longest
+registered one.
+
+The gateway secret is sealed with AES-GCM under the master key, like the
+tenant keys (``codegen/keys.py``), with the tenant and purpose as associated
+data; it is opened only to check a signature and never printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import redis
+from cryptography.exceptions import InvalidTag
+
+from codegen.exc import MasterKeyError
+from codegen.keys import MasterKey
+from codegen.keyspace import TenantKeys
+from codegen.tenants import TenantStore
+from verify_api.channels import keywords, templates
+from verify_api.exc import NumberTaken, SettingError
+
+NUMBERS = "is:channels:numbers"
+TEXT, TWIML = "text", "twiml"
+REPLY_FORMATS = (TEXT, TWIML)
+TEMPLATE_PREFIX = "tpl."
+SECRET_FIELD = "gateway_secret"
+_NUMBER = re.compile(r"^[0-9]{3,20}$")
+MIN_PREFIX = 3
+
+
+def number_digits(text: str) -> str:
+    """The digits of a number as gateways send it (``+86 1065-7021``), nothing else."""
+    return "".join(c for c in text if c.isascii() and c.isdigit())
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """What the channels need to answer for one tenant."""
+
+    tenant: str
+    name: str
+    language: str = templates.ZH
+    reply_format: str = TEXT
+    sms_number: str = ""
+    join_keyword: str = keywords.DEFAULT_JOIN
+    balance_keyword: str = keywords.DEFAULT_BALANCE
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    secret: str | None = None
+
+    def template(self, name: str) -> str:
+        return self.overrides.get(name) or templates.DEFAULTS[self.language][name]
+
+    def reply(self, name: str, **fields: object) -> str:
+        """Render template ``name`` in one SMS segment; keywords are filled in."""
+        values = {k: "" if v is None else str(v) for k, v in fields.items()}
+        values.setdefault("join_kw", self.join_keyword)
+        values.setdefault("balance_kw", self.balance_keyword)
+        return templates.render(self.template(name), values)
+
+
+class ChannelStore:
+    """Read and change tenants' channel settings; find a tenant by its SMS number."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        master: MasterKey,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._redis = client
+        self._master = master
+        self._random = random_bytes
+        self._tenants = TenantStore(client)
+
+    def get(self, tenant: str) -> ChannelConfig:
+        """The tenant's settings with the gateway secret opened (None if unset)."""
+        found = self._tenants.get(tenant)
+        s = found.settings
+        language = s.get("language") if s.get("language") in templates.LANGUAGES else templates.ZH
+        sealed = s.get(SECRET_FIELD)
+        return ChannelConfig(
+            tenant=tenant,
+            name=found.name,
+            language=language,
+            reply_format=s.get("reply_format") if s.get("reply_format") in REPLY_FORMATS else TEXT,
+            sms_number=s.get("sms_number", ""),
+            join_keyword=s.get("join_keyword") or keywords.DEFAULT_JOIN,
+            balance_keyword=s.get("balance_keyword") or keywords.DEFAULT_BALANCE,
+            overrides={
+                k[len(TEMPLATE_PREFIX) :]: v
+                for k, v in s.items()
+                if k.startswith(TEMPLATE_PREFIX) and k[len(TEMPLATE_PREFIX) :] in templates.FIELDS
+            },
+            secret=self._open(tenant, sealed) if sealed else None,
+        )
+
+    def tenant_for(self, destination: str) -> str | None:
+        """The tenant whose number is the longest prefix of ``destination`` (a sub-port)."""
+        digits = number_digits(destination)
+        prefixes = [digits[:n] for n in range(len(digits), MIN_PREFIX - 1, -1)]
+        if not prefixes:
+            return None
+        for hit in self._redis.hmget(NUMBERS, prefixes):
+            if hit is not None:
+                return hit.decode()
+        return None
+
+    def update(
+        self,
+        tenant: str,
+        *,
+        sms_number: str | None = None,
+        gateway_secret: str | None = None,
+        language: str | None = None,
+        reply_format: str | None = None,
+        join_keyword: str | None = None,
+        balance_keyword: str | None = None,
+        templates_: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Validate and store the given settings; return the names changed.
+
+        Everything is validated before anything is written, so a bad template
+        leaves the number unchanged too.
+        """
+        self._tenants.get(tenant)
+        fields = self._validated(
+            language, reply_format, join_keyword, balance_keyword, templates_ or {}
+        )
+        if gateway_secret is not None:
+            if len(gateway_secret) < 16:
+                raise SettingError("the gateway secret must be at least 16 characters")
+            fields[SECRET_FIELD] = self._seal(tenant, gateway_secret)
+        if sms_number is not None:
+            self._set_number(tenant, sms_number)
+        if fields:
+            self._redis.hset(TenantKeys(tenant).meta, mapping=fields)
+        return sorted([*fields, *(["sms_number"] if sms_number is not None else [])])
+
+    # -- internals ----------------------------------------------------------------------
+
+    @staticmethod
+    def _validated(
+        language: str | None,
+        reply_format: str | None,
+        join_keyword: str | None,
+        balance_keyword: str | None,
+        overrides: Mapping[str, str],
+    ) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        if language is not None:
+            if language not in templates.LANGUAGES:
+                raise SettingError(f"language must be one of {', '.join(templates.LANGUAGES)}")
+            fields["language"] = language
+        if reply_format is not None:
+            if reply_format not in REPLY_FORMATS:
+                raise SettingError(f"reply format must be one of {', '.join(REPLY_FORMATS)}")
+            fields["reply_format"] = reply_format
+        for name, word in (("join_keyword", join_keyword), ("balance_keyword", balance_keyword)):
+            if word is not None:
+                try:
+                    checked = keywords.check_keyword(word)
+                except ValueError as exc:
+                    raise SettingError(str(exc)) from None
+                if len(checked) > templates.MAX_KEYWORD:
+                    raise SettingError(f"{name}: at most {templates.MAX_KEYWORD} characters")
+                fields[name] = checked
+        if join_keyword and balance_keyword and keywords.fold(join_keyword) == keywords.fold(
+            balance_keyword
+        ):
+            raise SettingError("the join and balance keywords must differ")
+        for name, text in overrides.items():
+            try:
+                checked = templates.check_template(name, text) if text else ""
+                fields[TEMPLATE_PREFIX + name] = checked
+            except ValueError as exc:
+                raise SettingError(str(exc)) from None
+        return fields
+
+    def _set_number(self, tenant: str, number: str) -> None:
+        """Point the index at ``tenant`` (an empty number removes it); refuse another's number."""
+        digits = number_digits(number)
+        if number and not _NUMBER.match(digits):
+            raise SettingError(f"bad SMS number {number!r}: 3-20 digits")
+        meta = TenantKeys(tenant).meta
+
+        def move(pipe: redis.client.Pipeline) -> None:
+            holder = pipe.hget(NUMBERS, digits) if digits else None
+            if holder is not None and holder.decode() != tenant:
+                raise NumberTaken(f"the number {digits} belongs to tenant {holder.decode()!r}")
+            old = (pipe.hget(meta, "sms_number") or b"").decode()
+            old_holder = pipe.hget(NUMBERS, old) if old else None
+            pipe.multi()
+            if old and old != digits and old_holder is not None and old_holder.decode() == tenant:
+                pipe.hdel(NUMBERS, old)
+            if digits:
+                pipe.hset(NUMBERS, digits, tenant)
+            pipe.hset(meta, "sms_number", digits)
+
+        self._redis.transaction(move, NUMBERS, meta)
+
+    @staticmethod
+    def _context(tenant: str) -> bytes:
+        return f"itemseal/gateway-secret/{tenant}".encode()
+
+    def _seal(self, tenant: str, secret: str) -> str:
+        nonce = self._random(12)
+        sealed = self._master.seal(secret.encode(), self._context(tenant), nonce)
+        record = {
+            "nonce": nonce.hex(),
+            "sealed": base64.b64encode(sealed).decode(),
+            "kcv": self._master.check_value,
+        }
+        return json.dumps(record)
+
+    def _open(self, tenant: str, raw: str) -> str:
+        record = json.loads(raw)
+        if record.get("kcv") != self._master.check_value:
+            raise MasterKeyError(
+                f"the gateway secret of tenant {tenant!r} was sealed under a different master key"
+            )
+        try:
+            return self._master.open(
+                base64.b64decode(record["sealed"]), self._context(tenant),
+                bytes.fromhex(record["nonce"]),
+            ).decode()
+        except InvalidTag:
+            raise MasterKeyError(
+                f"the gateway secret of tenant {tenant!r} does not open: the record is damaged"
+            ) from None

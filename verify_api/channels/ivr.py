@@ -1,0 +1,45 @@
+"""The phone keypad: TwiML that asks for the code, speaks the answer, asks again on a slip.
+
+A call comes in, we answer with ``<Gather input="dtmf" finishOnKey="#">``
+around the prompt; the caller keys the code and ``#``; the gateway posts the
+``Digits`` back to the same route. The answer is the SMS text of the result
+(short and speakable), read in the tenant's language; after ``mistyped`` or
+``malformed`` the caller is asked again.
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape, quoteattr
+
+from verify_api.channels.config import ChannelConfig
+from verify_api.channels.templates import ZH
+
+VOICE_LANGUAGE = {ZH: "zh-CN", "en": "en-US"}
+ACTION = "/v1/ivr/inbound"
+
+
+def say(config: ChannelConfig, text: str) -> str:
+    return f"<Say language={quoteattr(VOICE_LANGUAGE[config.language])}>{escape(text)}</Say>"
+
+
+def gather(config: ChannelConfig) -> str:
+    return (
+        f'<Gather input="dtmf" finishOnKey="#" timeout="10" method="POST"'
+        f" action={quoteattr(ACTION)}>{say(config, config.reply('ivr_prompt'))}</Gather>"
+    )
+
+
+def twiml(*verbs: str) -> str:
+    return '<?xml version="1.0" encoding="UTF-8"?><Response>' + "".join(verbs) + "</Response>"
+
+
+def prompt(config: ChannelConfig) -> str:
+    """The first answer to a call: ask for the code."""
+    return twiml(gather(config))
+
+
+def answer(config: ChannelConfig, text: str, *, again: bool) -> str:
+    """Speak ``text``; ask for the code again when the caller slipped."""
+    if again:
+        return twiml(say(config, text), gather(config))
+    return twiml(say(config, text), "<Hangup/>")
