@@ -29,7 +29,7 @@ from codegen.keys import KeyStore
 from codegen.keyspace import TenantKeys
 from points_bridge.credit import ClaimCrediter
 from points_bridge.exc import PointsError
-from verify_api import answers, phones
+from verify_api import answers, phones, stats
 from verify_api.answers import Answer
 from verify_api.batch_parse import parse_many
 from verify_api.catalog import Catalog, TenantPolicy
@@ -109,7 +109,8 @@ class VerifyEngine:
         query = self._query(decoded) if decoded.authentic else None
         now = int(self._clock())
         context = self._context(policy, request, phone)
-        reply = self._round_trip(tenant, limit, [query] if query else [], context, now)
+        tally = self._tally(tenant, decoded.verdict, request, now) if query is None else []
+        reply = self._round_trip(tenant, limit, [query] if query else [], context, now, tally)
         if query is None:
             return self._done(Answer(decoded.verdict))
         answer = self._answer(tenant, policy, reply[0], now, recorded=True)
@@ -215,6 +216,13 @@ class VerifyEngine:
             channel_name=request.channel,
         )
 
+    @staticmethod
+    def _tally(tenant: str, result: str, request: CheckRequest, now: int) -> list[bytes]:
+        """Count a check refused before any script (the script counts the others)."""
+        key = TenantKeys(tenant).stats_day(stats.day_of(now))
+        commands = stats.tally_commands(key, result, request.region, request.channel)
+        return [pack(*command) for command in commands]
+
     def _round_trip(
         self,
         tenant: str,
@@ -222,6 +230,7 @@ class VerifyEngine:
         queries: list[ScanQuery],
         context: CheckContext,
         now: int,
+        tally: list[bytes] = (),  # type: ignore[assignment]
     ) -> list[ScanReply]:
         """Send the rate-limit count and the code scripts together; judge the limit first.
 
@@ -235,7 +244,9 @@ class VerifyEngine:
             calls.insert(0, limit.call)
         if not calls:
             return []
+        calls += tally  # rides on a round trip made anyway: never one of its own
         replies = self.scripts.run(calls)
+        del replies[len(replies) - len(tally) :]
         if limit is not None:
             self.limiter.settle(limit, replies.pop(0))
         found: list[ScanReply] = [None] * len(queries)  # type: ignore[list-item]
