@@ -74,7 +74,7 @@ class TenantKeys:
         return f"{self.segment_tag(segment)}:stats:{day}"
 
     def stats_day(self, day: str) -> str:
-        """Hash: per-day counters of checks answered without a script (malformed ... counterfeit)."""
+        """Hash: per-day counters of checks refused before any script (malformed ...)."""
         return f"is:{{{self.tenant}/st}}:day:{day}"
 
     @property
