@@ -310,7 +310,8 @@ def test_support_jobs_through_the_api_are_audited(world, redis_client):
 
 
 @pytest.mark.parametrize("body, field", [
-    (b"[1]", None), (b"{", None), ({"points": "5"}, "points"), ({"points": 5, "reason": "r", "x": 1}, "x"),
+    (b"[1]", None), (b"{", None), ({"points": "5"}, "points"),
+    ({"points": 5, "reason": "r", "x": 1}, "x"),
 ])
 def test_bad_bodies_are_4xx_never_500(world, body, field):
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
