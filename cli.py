@@ -22,6 +22,7 @@ from codegen.keys import KeyStore, MasterKey, load_master_key
 from codegen.tenants import TenantStore
 from points_bridge import commands as points_commands
 from points_bridge.exc import PointsError
+from verify_api import admin_commands
 from verify_api import commands as verify_commands
 from verify_api.embedded import EmbeddedRedis, connect
 from verify_api.exc import VerifyError
@@ -96,5 +97,6 @@ for group in (
     *batch_commands.COMMANDS,
     *verify_commands.COMMANDS,
     *points_commands.COMMANDS,
+    *admin_commands.COMMANDS,
 ):
     main.add_command(group)

@@ -107,9 +107,14 @@ class BatchRegistry:
         return f"B{self._redis.incr(f'{self._keys.serial_counter}:batch'):06d}"
 
     def register(self, batch_id: str, **facts: str | int | float) -> Batch:
-        """Record a freshly minted batch (state ``minted``) and index its segments."""
+        """Record a freshly minted batch (state ``minted``) and index its segments.
+
+        ``created_at`` defaults to now; the minter passes the time it wrote into
+        the file's metadata, so an export of the batch recreates that file.
+        """
         record = {k: str(v) for k, v in facts.items()}
-        record.update(batch_id=batch_id, state=MINTED, created_at=repr(self._clock()))
+        record.setdefault("created_at", repr(self._clock()))
+        record.update(batch_id=batch_id, state=MINTED)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(self._keys.batch(batch_id), mapping=record)
         pipe.zadd(self._keys.batches, {batch_id: int(record["first_serial"])})

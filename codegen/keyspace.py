@@ -69,6 +69,24 @@ class TenantKeys:
         """Stream: the claims outbox the points side credits from (and reconciles)."""
         return f"{self.segment_tag(segment)}:claims"
 
+    def segment_stats(self, segment: int, day: str) -> str:
+        """Hash: per-day check counters the verify script keeps (``verify_api/stats.py``)."""
+        return f"{self.segment_tag(segment)}:stats:{day}"
+
+    def stats_day(self, day: str) -> str:
+        """Hash: per-day counters of checks refused before any script (malformed ...)."""
+        return f"is:{{{self.tenant}/st}}:day:{day}"
+
+    @property
+    def admin_tokens(self) -> str:
+        """Hash: sha256 of an admin token -> its JSON record (``verify_api/auth.py``)."""
+        return f"{self._t}:admin-tokens"
+
+    @property
+    def audit(self) -> str:
+        """Stream: every change made through the admin API (``verify_api/audit.py``)."""
+        return f"{self._t}:audit"
+
     def scan_bucket(self, serial: int) -> str:
         """Hash of per-code scan state for a bucket of serials (no record before a scan)."""
         return f"{self.segment_tag(segment_of(serial))}:scan:{serial // SCAN_BUCKET_SERIALS}"

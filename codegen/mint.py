@@ -144,11 +144,13 @@ class Minter:
         first = registry.reserve(profile, count)
         batch_id = registry.next_batch_id()
         facts = self._facts(owner.tenant_id, batch_id, sku, signer, first, count)
-        facts.update(created_at=_iso(self._clock()), url_template=template)
+        created_at = int(self._clock())  # whole seconds: the file's metadata carries no more
+        facts.update(created_at=_iso(created_at), url_template=template)
 
         def register(sha256: str) -> Batch:
             return registry.register(
                 batch_id,
+                created_at=created_at,
                 tenant=tenant,
                 sku=sku,
                 key_id=key.key_id,

@@ -23,10 +23,12 @@ import yaml
 
 from codegen.exc import BadTenantId, CodegenError, UnknownTenant
 from codegen.keys import KeyStore
+from verify_api.auth import TokenStore, Unauthorized
 from verify_api.engine import VerifyEngine
 from verify_api.exc import InvalidField, RateLimited, VerifyError
 from verify_api.metrics import Metrics, MetricsMiddleware
 from verify_api.pipe import RedisPipe
+from verify_api.resources import admin, admin_dashboard
 from verify_api.resources import channels as channel_resources
 from verify_api.resources.service import (
     HealthResource,
@@ -79,6 +81,9 @@ def create_app(
     app.add_route("/healthz", HealthResource(engine))
     app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/openapi.json", OpenApiResource(openapi_document()))
+    admin_context = admin.AdminContext(client, key_store, TokenStore(client, clock=clock), clock)
+    admin.register(app, admin_context)
+    admin_dashboard.register(app, admin_context)
     app.add_error_handler(VerifyError, _verify_error)
     app.add_error_handler(CodegenError, _codegen_error)
     app.add_error_handler(redis.RedisError, _redis_error)
@@ -127,6 +132,8 @@ def _verify_error(req: falcon.Request, resp: falcon.Response, ex: VerifyError, p
     extra = {"field": ex.field} if isinstance(ex, InvalidField) else {}
     if isinstance(ex, RateLimited):
         resp.set_header("Retry-After", str(ex.retry_after))
+    if isinstance(ex, Unauthorized):
+        resp.set_header("WWW-Authenticate", 'Bearer realm="itemseal admin"')
     if ex.status >= 500:
         log.warning("%s %s: %s", req.method, req.path, ex)
     _error(resp, ex.status, ex.code, str(ex), **extra)

@@ -30,7 +30,7 @@ from codegen.keyspace import TenantKeys
 from points_bridge.credit import ClaimCrediter
 from points_bridge.exc import PointsError
 from points_bridge.keyspace import PointsKeys
-from verify_api import answers, phones
+from verify_api import answers, phones, stats
 from verify_api.answers import Answer
 from verify_api.batch_parse import parse_many
 from verify_api.catalog import Catalog, TenantPolicy
@@ -110,9 +110,12 @@ class VerifyEngine:
         query = self._query(decoded) if decoded.authentic else None
         now = int(self._clock())
         context = self._context(policy, request, phone)
-        # The phone's card rides along with the script: a claim needs it next.
+        # Sent along with the script: the phone's card (a claim needs it next), or the
+        # count of a code refused before Redis (never a round trip of its own).
         card = [pack(b"GET", PointsKeys(tenant).phone(phone).encode())] if phone and query else []
-        reply = self._round_trip(tenant, limit, [query] if query else [], context, now, card)
+        tally = self._tally(tenant, decoded.verdict, request, now) if query is None else []
+        reply = self._round_trip(tenant, limit, [query] if query else [], context, now,
+                                 card or tally)
         if query is None:
             return self._done(Answer(decoded.verdict))
         answer = self._answer(tenant, policy, reply[0], now, recorded=True)
@@ -225,6 +228,13 @@ class VerifyEngine:
             phone=phone or "",
             channel_name=request.channel,
         )
+
+    @staticmethod
+    def _tally(tenant: str, result: str, request: CheckRequest, now: int) -> list[bytes]:
+        """Count a check refused before any script (the script counts the others)."""
+        key = TenantKeys(tenant).stats_day(stats.day_of(now))
+        commands = stats.tally_commands(key, result, request.region, request.channel)
+        return [pack(*command) for command in commands]
 
     def _round_trip(
         self,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from codegen.keyspace import SCAN_BUCKET_SERIALS, TenantKeys, segment_of
 from points_bridge.wire import ScriptSet
-from verify_api import scanrecord
+from verify_api import scanrecord, stats
 from verify_api.exc import StoreError
 from verify_api.pipe import RedisPipe
 from verify_api.scanrecord import ScanRecord
@@ -95,6 +95,7 @@ def verify_calls(
         context.channel_name.encode(),
     )
     calls = []
+    day = stats.day_of(now)
     for segment, indexes in by_segment.items():
         for at in range(0, len(indexes), per_call):
             chunk = indexes[at : at + per_call]
@@ -102,6 +103,7 @@ def verify_calls(
                 keys.segment_ranges(segment),
                 keys.segment_batches(segment),
                 keys.segment_claims(segment),
+                keys.segment_stats(segment, day),
             ]
             args = list(common)
             for i in chunk:

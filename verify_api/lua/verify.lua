@@ -2,7 +2,8 @@
 -- KEYS[1] = segment ranges (is:{TENANT/sN}:ranges): batch id by first serial in the segment
 -- KEYS[2] = segment batch facts (is:{TENANT/sN}:batches): id -> "state key_id wire first last sku"
 -- KEYS[3] = claims outbox (is:{TENANT/sN}:claims): a stream the points side credits from
--- KEYS[3+i] = scan bucket of code i (is:{TENANT/sN}:scan:B): serial % 256 -> record
+-- KEYS[4] = the day's check counters (is:{TENANT/sN}:stats:YYYYMMDD, verify_api/stats.py)
+-- KEYS[4+i] = scan bucket of code i (is:{TENANT/sN}:scan:B): serial % 256 -> record
 --             (layout in verify_api/scanrecord.py)
 -- ARGV[1] = mode: 'v' verify and record, 'l' look up only; ARGV[2] = now (unix seconds)
 -- ARGV[3] = check cap (no claim once the count passes it), ARGV[4] = channel code (1-4)
@@ -33,6 +34,16 @@ local function batch_of(serial, serial_arg)
   return b
 end
 
+-- Count a consumer's check by result, product, region and channel (reports read these).
+local function tally(result, sku)
+  local region = ARGV[5] ~= '' and ARGV[5] or '-'
+  redis.call('HINCRBY', KEYS[4], 'r:' .. result, 1)
+  redis.call('HINCRBY', KEYS[4], 'sku:' .. sku, 1)
+  redis.call('HINCRBY', KEYS[4], 'region:' .. region, 1)
+  redis.call('HINCRBY', KEYS[4], 'ch:' .. ARGV[10], 1)
+  if result == 'counterfeit' then redis.call('HINCRBY', KEYS[4], 'cf_region:' .. region, 1) end
+end
+
 local function record_check(bucket, field, rec)
   local flags, count, first, claimed, phones, regions, region
   if rec then
@@ -61,14 +72,15 @@ local function queue_claim(serial_arg, b)
     'phone', ARGV[9], 'channel', ARGV[10], 'region', ARGV[5], 'at', ARGV[2])
 end
 
-for i = 1, #KEYS - 3 do
+for i = 1, #KEYS - 4 do
   local at = 6 + 5 * i
   local serial = tonumber(ARGV[at])
   local b = batch_of(serial, ARGV[at])
   if not b or serial > b[2] or b[4] ~= ARGV[at + 1] or b[5] ~= ARGV[at + 2] then
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = 'counterfeit', '', '', 0
+    if mode == 'v' then tally('counterfeit', '-') end
   else
-    local bucket, field = KEYS[3 + i], ARGV[at + 3]
+    local bucket, field = KEYS[4 + i], ARGV[at + 3]
     local rec = redis.call('HGET', bucket, field)
     local status, claimed_now = b[3], 0
     if ARGV[at + 4] == '1' or (rec and string.byte(rec, 1) % 2 == 1) then
@@ -78,6 +90,13 @@ for i = 1, #KEYS - 3 do
     elseif status == 'active' and mode == 'v' then
       rec, claimed_now = record_check(bucket, field, rec)
       if claimed_now == 1 and ARGV[9] ~= '' then claimed_now = queue_claim(ARGV[at], b) end
+    end
+    if mode == 'v' then
+      local result = status
+      if status == 'active' then
+        result = struct.unpack('>H', rec, 2) == 1 and 'genuine' or 'already_verified'
+      end
+      tally(result, b[6])
     end
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = status, b[6], rec or '', claimed_now
   end

@@ -1,0 +1,133 @@
+"""The dashboard: escaping and cookie login (TestClient), and charts in a real Chromium."""
+
+from __future__ import annotations
+
+import io
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+from falcon import testing
+
+from codegen.products import ProductStore
+from verify_api import dashboard
+from verify_api.app import create_app
+from verify_api.auth import TokenStore
+from verify_api.engine import CheckRequest
+from verify_api.report_math import Table
+
+
+@pytest.fixture
+def site(batch_factory, redis_client, clock):
+    batch, key_store = batch_factory("ACME", count=100, sku="LIP-001")
+    batch_factory("BETA", count=10)
+    ProductStore(redis_client).add("ACME", "LIP-001", name="Lipstick", points=5)
+    app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0,
+                     catalog_seconds=0)
+    signer = key_store.signer("ACME", batch.key_id, batch.profile)
+    for day in range(3):
+        for i in range(day + 2):
+            code = signer.code(batch.first_serial + i)
+            app.engine.verify("ACME", CheckRequest(code, None, "web", f"CN-{day}"), "10.0.0.9")
+        clock.advance(86400)
+    tokens = TokenStore(redis_client)
+    made = {(t, r): tokens.create(t, r)[0] for t in ("ACME", "BETA")
+            for r in ("manager", "support")}
+    yield app, made
+    app.engine.pipe.close()
+
+
+def test_everything_from_data_is_escaped():
+    evil = "<script>alert(1)</script>"
+    table = Table("x", ("day", "checks", "genuine"), [("2026-01-01", 3, 3)])
+    page = dashboard.page(evil, evil, ("a", "b"), table,
+                          Table("r", ("region", "checks"), [(evil, 1)]),
+                          Table("c", ("region", "counterfeit", "checks", "share"), []),
+                          Table("s", ("code", "sku", "checks", "phones", "regions",
+                                      "first_region", "risk", "score"), [(evil,) * 8]))
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<script>" not in dashboard.login_page(evil, evil)
+    assert "<script>" not in dashboard.bar_chart([(evil, 1)], chart_id=evil, title=evil)
+
+
+def test_login_sets_a_strict_http_only_cookie(site):
+    app, tokens = site
+    client = testing.TestClient(app)
+    assert 'name="token"' in client.simulate_get("/admin/ACME").text
+    bad = client.simulate_post("/admin/ACME/login", body="token=nope",
+                               content_type="application/x-www-form-urlencoded")
+    assert bad.status_code == 401 and 'role="alert"' in bad.text
+    ok = client.simulate_post("/admin/ACME/login", body=f"token={tokens[('ACME', 'manager')]}",
+                              content_type="application/x-www-form-urlencoded")
+    assert ok.status_code == 303 and ok.headers["location"] == "/admin/ACME"
+    cookie = ok.cookies["itemseal_admin"]
+    assert cookie.http_only and cookie.same_site == "Strict" and cookie.path == "/admin/ACME"
+    page = client.simulate_get("/admin/ACME", cookies={"itemseal_admin": cookie.value})
+    assert 'id="chart-checks"' in page.text and "CN-2" in page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    other = client.simulate_get("/admin/BETA", cookies={"itemseal_admin": cookie.value})
+    assert other.status_code == 404
+    support = client.simulate_post(
+        "/admin/ACME/login", body=f"token={tokens[('ACME', 'support')]}",
+        content_type="application/x-www-form-urlencoded")
+    assert support.status_code == 403
+    assert client.simulate_post("/admin/ACME/logout").status_code == 303
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def served(site):
+    app, tokens = site
+    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", tokens
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def chromium():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--window-size=1200,1600", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.mark.browser
+def test_charts_render_in_chromium(served, chromium):
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, tokens = served
+    chromium.get(f"{base}/admin/ACME")
+    chromium.find_element(By.ID, "token").send_keys(tokens[("ACME", "manager")])
+    chromium.find_element(By.ID, "login").click()
+    WebDriverWait(chromium, 20).until(
+        expected_conditions.presence_of_element_located((By.ID, "chart-checks")))
+    assert chromium.get_cookie("itemseal_admin")["httpOnly"] is True
+    assert chromium.execute_script("return document.cookie") == ""  # out of scripts' reach
+    for chart_id in ("chart-checks", "chart-results"):
+        chart = chromium.find_element(By.ID, chart_id)
+        assert chart.size["width"] > 100 and chart.size["height"] > 50
+        bars = chart.find_elements(By.TAG_NAME, "rect")
+        assert any(bar.size["height"] > 0 and bar.size["width"] > 0 for bar in bars)
+        shot = Image.open(io.BytesIO(chart.screenshot_as_png)).convert("RGB")
+        colours = shot.getcolors(maxcolors=1 << 16) or []
+        coloured = sum(n for n, (r, g, b) in colours if max(r, g, b) - min(r, g, b) > 60)
+        assert coloured > 200, f"{chart_id}: no coloured bars drawn"
+    table = chromium.find_element(By.ID, "regions").text
+    assert "CN-0" in table and "CN-2" in table
