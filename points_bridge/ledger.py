@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from points_bridge.exc import (
@@ -155,30 +156,12 @@ def refusal(reply: Mapping[str, object], tenant: str, card: str, spec: Mapping) 
 class Ledger(TenantScoped):
     """Post entries to the members of one tenant and read them back."""
 
-    def post(
-        self,
-        card: str,
-        *,
-        kind: str,
-        idem: str,
-        body: Mapping[str, object],
-        delta: int = 0,
-        earned: int = 0,
-        day: str = "",
-        drop_days: Iterable[str] = (),
-        need_active: bool = False,
-        lot_expires: int = 0,
-        tier: str | None = None,
-        version: int | None = None,
-        fields: Mapping[str, str] | None = None,
-        at: int | None = None,
-    ) -> Posted:
-        """Apply one entry atomically; raise the domain error when it cannot apply."""
-        spec = entry_spec(
-            card, kind=kind, idem=idem, body=body, delta=delta, earned=earned, day=day,
-            drop_days=drop_days, need_active=need_active, lot_expires=lot_expires, tier=tier,
-            version=version, fields=fields, at=int(self._clock() if at is None else at),
-        )
+    def post(self, card: str, *, at: int | None = None, **entry: Any) -> Posted:
+        """Apply one entry atomically; raise the domain error when it cannot apply.
+
+        ``entry``: the keyword arguments of ``entry_spec`` (kind, idem, body, delta, ...).
+        """
+        spec = entry_spec(card, at=int(self._clock() if at is None else at), **entry)
         reply = self._call(card, spec)
         if reply["ok"]:
             entry = self.entry(card, reply["entry"])

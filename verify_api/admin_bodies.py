@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from verify_api.bodies import load_object
+from verify_api.bodies import load_object, string_field
 from verify_api.exc import InvalidField
 
 MAX_ADMIN_BODY = 16 * 1024
@@ -29,16 +29,7 @@ class Fields:
 
     def str(self, name: str, *, required: bool = False, limit: int = 200) -> str | None:
         self._taken.add(name)
-        value = self._data.get(name)
-        if value is None:
-            if required:
-                raise InvalidField(name, f"{name!r} is required")
-            return None
-        if not isinstance(value, str):
-            raise InvalidField(name, f"{name!r} must be a string, not {type(value).__name__}")
-        if len(value) > limit:
-            raise InvalidField(name, f"{name!r} is longer than {limit} characters")
-        return value
+        return string_field(self._data, name, required=required, limit=limit)
 
     def int(self, name: str, *, required: bool = False, minimum: int | None = None) -> int | None:
         self._taken.add(name)

@@ -8,6 +8,7 @@ raise anything but a ``RequestError``, so bad input never becomes a 500.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -35,7 +36,10 @@ def load_object(body: bytes) -> dict:
     return data
 
 
-def _string(data: dict, name: str, *, required: bool = False, limit: int = 64) -> str | None:
+def string_field(
+    data: Mapping[str, object], name: str, *, required: bool = False, limit: int = 64
+) -> str | None:
+    """The string field ``name``; a 422 naming it when missing (if required), not text, or long."""
     value = data.get(name)
     if value is None:
         if required:
@@ -49,14 +53,14 @@ def _string(data: dict, name: str, *, required: bool = False, limit: int = 64) -
 
 
 def _channel(data: dict) -> str:
-    channel = _string(data, "channel") or "api"
+    channel = string_field(data, "channel") or "api"
     if channel not in CHANNELS:
         raise InvalidField("channel", f"'channel' must be one of {', '.join(CHANNELS)}")
     return channel
 
 
 def _region(data: dict) -> str | None:
-    region = _string(data, "region", limit=MAX_REGION)
+    region = string_field(data, "region", limit=MAX_REGION)
     if region is not None and not _REGION.match(region):
         raise InvalidField("region", "'region' is letters, digits and '-', e.g. CN-SH")
     return region.upper() if region else None
@@ -68,8 +72,8 @@ def parse_verify(body: bytes) -> CheckRequest:
     unknown = set(data) - _VERIFY_FIELDS
     if unknown:
         raise InvalidField(sorted(unknown)[0], f"unknown field {sorted(unknown)[0]!r}")
-    code = _string(data, "code", required=True, limit=MAX_CODE_CHARS)
-    phone = _string(data, "phone", limit=32)
+    code = string_field(data, "code", required=True, limit=MAX_CODE_CHARS)
+    phone = string_field(data, "phone", limit=32)
     return CheckRequest(code, phone or None, _channel(data), _region(data))
 
 
