@@ -144,15 +144,15 @@ def serving(
         while True:
             assert proc.poll() is None, log.read_text()
             try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or busy starting
                 pass
             assert time.monotonic() < deadline, "itemseal serve did not come up"
             time.sleep(0.1)
         yield base, proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    finally:  # quick shutdown: a graceful one waits for idle keep-alive connections
+        proc.send_signal(signal.SIGQUIT)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
