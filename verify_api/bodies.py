@@ -61,7 +61,7 @@ def _channel(data: dict) -> str:
 
 def _region(data: dict) -> str | None:
     region = string_field(data, "region", limit=MAX_REGION)
-    if region is not None and not _REGION.match(region):
+    if region is not None and not _REGION.fullmatch(region):  # "$" alone lets "CN\n" in
         raise InvalidField("region", "'region' is letters, digits and '-', e.g. CN-SH")
     return region.upper() if region else None
 

@@ -6,6 +6,9 @@ import os
 
 keepalive = 30  # clients (SMS gateways, load balancers) reuse connections
 graceful_timeout = 10
+# gunicorn's most: a code of 512 characters (the spec's limit) percent-encoded as 4-byte UTF-8
+# makes a request line of about 6,200 bytes, which the default 4,094 refuses with a 414.
+limit_request_line = 8190
 
 
 def child_exit(server, worker) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 import falcon
 
-from codegen.tenants import TenantStore
+from codegen.tenants import TenantStore, check_tenant_id
 from verify_api import dashboard
 from verify_api.auth import Unauthorized
 from verify_api.reports import Reports, date_range
@@ -42,6 +42,7 @@ class Dashboard:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+        check_tenant_id(tenant)  # 404 before its id goes into a page, a cookie or a header
         token = req.get_cookie_values(COOKIE)
         try:
             authorize(self.ctx.tokens, tenant, token[0] if token else None, ACTION)
@@ -64,6 +65,7 @@ class Login:
         self.ctx = ctx
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+        check_tenant_id(tenant)
         form = parse_qs(read_body(req, 4096).decode("utf-8", "replace"))
         token = (form.get("token") or [""])[0].strip()
         try:
@@ -82,6 +84,7 @@ class Logout:
         self.ctx = ctx
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+        check_tenant_id(tenant)
         resp.unset_cookie(COOKIE, path=f"/admin/{tenant}")
         resp.status = falcon.HTTP_303
         resp.location = f"/admin/{tenant}"

@@ -1,0 +1,407 @@
+"""Soak: minutes of mixed load on itemseal serve, with a kill -9 of redis-server in the middle.
+
+Run under the shared lock, the box is small and others benchmark on it too:
+
+    flock /tmp/itemseal-bench.lock .venv/bin/python benchmarks/bench_soak.py --minutes 5
+
+It starts its own redis-server (append-only file, fsync always) in a
+temporary home, seeds a tenant with an activated batch and a product worth
+points, starts ``itemseal serve`` (2 gevent workers) and drives it from
+``--threads`` client threads, each picking a request from ``MIXES`` by
+weight. At ``--kill-at`` of the run it kills redis-server with SIGKILL,
+waits ``--down`` seconds (the API answers 503 ``store_unavailable``) and
+starts it again on the same append-only file.
+
+At the end it runs the reconciler (claims answered ``points_pending`` are
+credited from the outbox) and checks every claim the API acknowledged with
+a 2xx: its code must be claimed in the store and its points in the member's
+ledger. The last line is one JSON object: requests and successes per
+interval, errors by kind, ``recovery_seconds`` (restart to the first 2xx),
+``lost_claims`` (acknowledged but missing: must be 0) and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from codegen.batches import BatchRegistry  # noqa: E402
+from codegen.codes import NUMERIC_24  # noqa: E402
+from codegen.keys import KeyStore, MasterKey  # noqa: E402
+from codegen.keyspace import SCAN_BUCKET_SERIALS, TenantKeys  # noqa: E402
+from codegen.products import ProductStore  # noqa: E402
+from codegen.tenants import TenantStore  # noqa: E402
+from points_bridge.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys  # noqa: E402
+from points_bridge.ledger import Ledger  # noqa: E402
+from points_bridge.reconcile import Reconciler  # noqa: E402
+from verify_api.embedded import EmbeddedRedis  # noqa: E402
+from verify_api.scanrecord import unpack  # noqa: E402
+
+TENANT = "SOAK"
+SKU = "SKU-SOAK"
+POINTS = 10
+CHUNK = 500  # serials a thread takes at a time for its claims
+
+
+# -- the load ----------------------------------------------------------------------------
+
+
+@dataclass
+class Serials:
+    """Hands out fresh serials (each claimed once) and remembers claimed codes to re-check."""
+
+    signer: object
+    first: int
+    count: int
+    next: int = 0
+    used: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self) -> list[tuple[int, str]]:
+        with self.lock:
+            start = self.next
+            self.next = min(self.next + CHUNK, self.count)
+        if start >= self.count:
+            raise RuntimeError("the batch is used up: raise --codes")
+        matrix = self.signer.code_matrix(self.first + start, self.next - start)
+        codes = [row.tobytes().decode() for row in (matrix + ord("0"))]
+        return [(self.first + start + i, code) for i, code in enumerate(codes)]
+
+    def seen(self, code: str) -> None:
+        with self.lock:
+            if len(self.used) < 100_000:
+                self.used.append(code)
+
+    def old(self, rng: random.Random) -> str | None:
+        with self.lock:
+            return rng.choice(self.used) if self.used else None
+
+
+@dataclass
+class Client:
+    """One load thread's state: its session, random source and fresh serials."""
+
+    base: str
+    serials: Serials
+    rng: random.Random
+    session: requests.Session = field(default_factory=requests.Session)
+    fresh: list[tuple[int, str]] = field(default_factory=list)
+
+    def fresh_code(self) -> tuple[int, str]:
+        if not self.fresh:
+            self.fresh = self.serials.take()
+        return self.fresh.pop()
+
+
+@dataclass
+class Outcome:
+    status: int  # 0: no HTTP answer
+    kind: str  # "ok" or the error kind
+    claim: tuple[int, str, dict] | None = None  # (serial, phone, answer) of a 2xx claim
+
+
+def _outcome(answer: requests.Response) -> Outcome:
+    if 200 <= answer.status_code < 300:
+        return Outcome(answer.status_code, "ok")
+    try:
+        code = answer.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        code = "non_json"
+    return Outcome(answer.status_code, f"{answer.status_code} {code}")
+
+
+def claim(c: Client) -> Outcome:
+    """A consumer's first check of a fresh code with a phone: must be credited."""
+    serial, code = c.fresh_code()
+    phone = f"1390013{c.rng.randrange(5000):04d}"
+    body = {"code": code, "phone": phone, "channel": "web", "region": "CN-SH"}
+    answer = c.session.post(f"{c.base}/v1/tenants/{TENANT}/verify", json=body, timeout=10)
+    out = _outcome(answer)
+    c.serials.seen(code)
+    if out.kind == "ok":
+        out.claim = (serial, phone, answer.json())
+    return out
+
+
+def recheck(c: Client) -> Outcome:
+    """A repeat check without a phone (``already_verified``), or a fresh one."""
+    code = c.serials.old(c.rng) or c.fresh_code()[1]
+    body = {"code": code, "channel": "sms"}
+    return _outcome(c.session.post(f"{c.base}/v1/tenants/{TENANT}/verify", json=body, timeout=10))
+
+
+def lookup(c: Client) -> Outcome:
+    """The brand's look at a code: records nothing."""
+    code = c.serials.old(c.rng) or c.fresh_code()[1]
+    return _outcome(c.session.get(f"{c.base}/v1/tenants/{TENANT}/codes/{code}", timeout=10))
+
+
+def batch(c: Client) -> Outcome:
+    """A distributor's carton: 100 codes, some checked before."""
+    codes = [c.serials.old(c.rng) or c.fresh_code()[1] for _ in range(100)]
+    body = {"codes": codes}
+    return _outcome(
+        c.session.post(f"{c.base}/v1/tenants/{TENANT}/verify:batch", json=body, timeout=10)
+    )
+
+
+MIXES: dict[str, tuple[float, Callable[[Client], Outcome]]] = {
+    "claim": (0.35, claim),
+    "verify": (0.30, recheck),
+    "lookup": (0.25, lookup),
+    "batch": (0.10, batch),
+}
+"""Name -> (weight, request). Add a channel's load here (e.g. SMS, admin reads)."""
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    started: float
+    interval: float
+    buckets: dict[int, Counter] = field(default_factory=dict)
+    errors: Counter = field(default_factory=Counter)
+    by_mix: dict[str, Counter] = field(default_factory=dict)
+    claims: list[tuple[int, str, dict]] = field(default_factory=list)
+    ok_times: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, mix: str, out: Outcome, at: float) -> None:
+        with self.lock:
+            bucket = self.buckets.setdefault(int((at - self.started) // self.interval), Counter())
+            bucket["requests"] += 1
+            self.by_mix.setdefault(mix, Counter())[out.kind] += 1
+            if out.kind == "ok":
+                bucket["ok"] += 1
+                self.ok_times.append(at)
+            else:
+                bucket["errors"] += 1
+                self.errors[out.kind] += 1
+            if out.claim:
+                self.claims.append(out.claim)
+
+
+def load_thread(base: str, serials: Serials, tally: Tally, until: float, seed: int) -> None:
+    rng = random.Random(seed)
+    client = Client(base, serials, rng)
+    names = list(MIXES)
+    weights = [MIXES[n][0] for n in names]
+    while time.monotonic() < until:
+        mix = rng.choices(names, weights)[0]
+        try:
+            out = MIXES[mix][1](client)
+        except requests.RequestException as exc:
+            out = Outcome(0, type(exc).__name__)
+            client.session = requests.Session()
+        tally.add(mix, out, time.monotonic())
+        if out.kind != "ok" and out.status in (0, 503):
+            time.sleep(0.01)  # a client backs off a little while the store is down
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed(client: redis.Redis, master: MasterKey, count: int) -> tuple[object, int]:
+    TenantStore(client).create(TENANT, "Soak Cosmetics")
+    limits = {"verify_rate_ip": "0", "verify_rate_phone": "0", "verify_rate_batch": "0"}
+    client.hset(TenantKeys(TENANT).meta, mapping=limits)
+    ProductStore(client).add(TENANT, SKU, name="Face cream", points=POINTS)
+    key_store = KeyStore(client, master)
+    key_store.rotate(TENANT)
+    registry = BatchRegistry(client, TENANT)
+    first = registry.reserve(NUMERIC_24, count)
+    made = registry.register(
+        registry.next_batch_id(), sku=SKU, key_id=0, profile=NUMERIC_24.name,
+        first_serial=first, count=count,
+    )  # fmt: skip
+    registry.transition(made.batch_id, "active")
+    return key_store.signer(TENANT, 0, NUMERIC_24), first
+
+
+def start_server(env: dict[str, str], log: Path, workers: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    itemseal = str(Path(sys.executable).with_name("itemseal"))
+    args = [itemseal, "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    with open(log, "ab") as sink:
+        proc = subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return proc, base
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"itemseal serve did not come up: {log.read_text()[-2000:]}")
+
+
+def lost_claims(client: redis.Redis, claims: list[tuple[int, str, dict]]) -> dict[str, int]:
+    """Count acknowledged claims missing from the store or the ledger."""
+    keys, pins = TenantKeys(TENANT), PointsKeys(TENANT)
+    ledger = Ledger(client, TENANT)
+    lost = uncredited = wrong_points = 0
+    for serial, _phone, answer in claims:
+        raw = client.hget(keys.scan_bucket(serial), serial % SCAN_BUCKET_SERIALS)
+        record = unpack(raw)
+        if record is None or not record.claimed or not answer.get("claimed"):
+            lost += 1
+            continue
+        card = client.hget(pins.credit_pin(serial), serial % CREDIT_BUCKET_SERIALS)
+        entry = ledger.lookup(card.decode(), f"claim:{serial}") if card else None
+        if entry is None:
+            uncredited += 1
+        elif entry.delta != POINTS:
+            wrong_points += 1
+    return {"lost": lost, "uncredited": uncredited, "wrong_points": wrong_points}
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}  # fmt: skip
+
+
+def killer(store: EmbeddedRedis, at: float, down: float, marks: dict[str, float]) -> None:
+    """SIGKILL the redis-server at ``at`` (monotonic), start it again ``down`` s later."""
+    time.sleep(max(0.0, at - time.monotonic()))
+    pid = store.status().pid
+    if pid:
+        os.kill(pid, signal.SIGKILL)
+    marks["killed"] = time.monotonic()
+    time.sleep(down)
+    store.start()
+    marks["restarted"] = time.monotonic()
+
+
+def run(args: argparse.Namespace) -> dict:
+    home = Path(tempfile.mkdtemp(prefix="is-soak-", dir="/tmp"))
+    store = EmbeddedRedis(home)
+    master = MasterKey(os.urandom(32))
+    proc = None
+    try:
+        client = store.client()
+        signer, first = seed(client, master, args.codes)
+        env = {
+            "ITEMSEAL_HOME": str(home),
+            "ITEMSEAL_REDIS_URL": store.url(),
+            "ITEMSEAL_MASTER_KEY": base64.b64encode(master.secret).decode(),
+            "PATH": os.environ.get("PATH", ""),
+        }
+        proc, base = start_server(env, home / "serve.log", args.workers)
+        serials = Serials(signer, first, args.codes)
+        seconds = args.minutes * 60
+        started = time.monotonic()
+        tally = Tally(started, args.interval)
+        marks: dict[str, float] = {}
+        until = started + seconds
+        threads = [
+            threading.Thread(target=load_thread, args=(base, serials, tally, until, n))
+            for n in range(args.threads)
+        ]
+        threads.append(threading.Thread(
+            target=killer, args=(store, started + seconds * args.kill_at, args.down, marks)
+        ))  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        proc.send_signal(signal.SIGQUIT)
+        proc.wait(30)
+        proc = None
+        client.close()
+        client = store.client()
+        report = Reconciler(client, TENANT, min_age=0).run()
+        checked = lost_claims(client, tally.claims)
+        client.close()
+    finally:
+        if proc is not None:
+            proc.kill()
+        store.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    ended = seconds
+    restarted = marks.get("restarted")
+    first_ok = min((t for t in tally.ok_times if restarted and t >= restarted), default=None)
+    intervals = [
+        {"t": round(i * args.interval, 1), "requests": b["requests"], "ok": b["ok"],
+         "errors": b["errors"],
+         "ok_per_s": round(b["ok"] / max(min(args.interval, ended - i * args.interval), 0.1), 1)}
+        for i, b in sorted(tally.buckets.items())
+    ]  # the last interval may be short: its rate is over its own length  # fmt: skip
+    return {
+        "benchmark": "soak",
+        "minutes": args.minutes,
+        "threads": args.threads,
+        "workers": args.workers,
+        "mixes": {name: weight for name, (weight, _) in MIXES.items()},
+        "requests": sum(b["requests"] for b in tally.buckets.values()),
+        "ok": len(tally.ok_times),
+        "intervals": intervals,
+        "by_mix": {mix: dict(c) for mix, c in sorted(tally.by_mix.items())},
+        "errors": dict(tally.errors),
+        "killed_at_s": round(marks["killed"] - started, 2) if "killed" in marks else None,
+        "restarted_at_s": round(restarted - started, 2) if restarted else None,
+        "recovery_seconds": round(first_ok - restarted, 3) if first_ok and restarted else None,
+        "acknowledged_claims": len(tally.claims),
+        "pending_claims": sum(bool(a.get("points_pending")) for _, _, a in tally.claims),
+        "reconciled": {"seen": report.seen, "credited": report.credited,
+                       "failed": len(report.failed)},  # fmt: skip
+        "lost_claims": checked["lost"] + checked["uncredited"] + checked["wrong_points"],
+        "lost_detail": checked,
+        "machine": machine(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=0.5, help="length of the load")
+    parser.add_argument("--threads", type=int, default=8, help="client threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds per interval")
+    parser.add_argument("--kill-at", type=float, default=0.5, help="fraction of the run")
+    parser.add_argument("--down", type=float, default=2.0, help="seconds redis stays down")
+    parser.add_argument("--codes", type=int, default=2_000_000, help="codes in the batch")
+    args = parser.parse_args()
+    result = run(args)
+    print(json.dumps(result))
+    if result["lost_claims"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
