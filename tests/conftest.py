@@ -25,7 +25,7 @@ from verify_api.embedded import EmbeddedRedis
 if TYPE_CHECKING:
     from cluster import LocalCluster
 
-pytest_plugins = ["browser", "cluster"]
+pytest_plugins = ["browser", "cluster", "keyguard"]
 
 
 def make_short_home() -> Path:
