@@ -67,8 +67,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def redis_store(request: pytest.FixtureRequest) -> EmbeddedRedis | LocalCluster:
-    """The store under test: the session's redis-server, or (``cluster``) the cluster's."""
-    kind = getattr(request, "param", "single")
+    """The store under test: the session's redis-server, or (``cluster``) the cluster's.
+
+    ITEMSEAL_TEST_STORE=cluster runs every test on the cluster.
+    """
+    kind = getattr(request, "param", os.environ.get("ITEMSEAL_TEST_STORE") or "single")
     return request.getfixturevalue("redis_cluster" if kind == "cluster" else "redis_server")
 
 
