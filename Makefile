@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-cluster lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,6 +21,9 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	sh scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-cluster: $(STAMP)
+	ITEMSEAL_TEST_STORE=cluster $(BIN)/python -m pytest -n 2 --dist loadgroup -m "not browser"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_mint.py

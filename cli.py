@@ -80,7 +80,8 @@ def main(ctx: click.Context) -> None:
     Configuration comes from the environment: ITEMSEAL_HOME (default
     ./.itemseal) holds the embedded redis-server and the master key file;
     ITEMSEAL_REDIS_URL points at an external Redis instead (nothing is
-    started then); ITEMSEAL_MASTER_KEY (32 bytes, base64) overrides the key
+    started then; redis+cluster://HOST:PORT for a Redis Cluster);
+    ITEMSEAL_MASTER_KEY (32 bytes, base64) overrides the key
     file.
 
     \b

@@ -46,7 +46,7 @@ from points_bridge.phones import normalize_phone
 from points_bridge.rules import Award, ClaimContext, award
 from points_bridge.settings import PointsSettings, load
 from points_bridge.tiers import tier_for
-from points_bridge.wire import ClientWire, ScriptSet, Wire, is_error, pack
+from points_bridge.wire import ScriptSet, Wire, is_error, pack, wire_for
 
 MAX_ATTEMPTS = 64
 
@@ -170,7 +170,7 @@ class ClaimCrediter:
         self._redis = client
         self._clock = clock
         self._sleep = sleep
-        self.wire = wire or ClientWire(client)
+        self.wire = wire or wire_for(client)
         self._scripts = ScriptSet(self.wire, "points_bridge", ("ledger_apply",))
         self._view_seconds = view_seconds
         self._monotonic = monotonic

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import hiredis
 import redis
+from redis.cluster import RedisCluster
 
 from codegen.scripts import script_source
 
@@ -77,6 +78,16 @@ class ClientWire:
             return hiredis.ReplyError(f"NOSCRIPT {exc}")
         except redis.ResponseError as exc:
             return hiredis.ReplyError(str(exc))
+
+
+def wire_for(client: redis.Redis) -> Wire:
+    """The ``Wire`` for a client: its own pool, or on a cluster a pipe routing by slot."""
+    if isinstance(client, RedisCluster):
+        # The slot router is the API's cluster pipe, reused rather than written twice.
+        from verify_api.cluster_pipe import ClusterPipe
+
+        return ClusterPipe.for_client(client)
+    return ClientWire(client)
 
 
 class ScriptSet:

@@ -11,16 +11,21 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from codegen.keys import KeyStore, MasterKey
 from codegen.keyspace import TenantKeys
 from codegen.tenants import TenantStore
 from verify_api.embedded import EmbeddedRedis
 
-pytest_plugins = ["browser"]
+if TYPE_CHECKING:
+    from cluster import LocalCluster
+
+pytest_plugins = ["browser", "cluster", "keyguard"]
 
 
 def make_short_home() -> Path:
@@ -49,12 +54,40 @@ def redis_server() -> Iterator[EmbeddedRedis]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+STORES = ("single", "cluster")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a ``cluster``-marked module's store tests on the server and on the cluster."""
+    if "redis_store" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "cluster"
+    ):
+        metafunc.parametrize("redis_store", STORES, indirect=True)
+
+
 @pytest.fixture
-def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
-    """Return a bytes client to the session server, flushed before the test."""
-    client = redis.Redis.from_url(redis_server.url(), decode_responses=False)
-    try:
+def redis_store(request: pytest.FixtureRequest) -> EmbeddedRedis | LocalCluster:
+    """The store under test: the session's redis-server, or (``cluster``) the cluster's.
+
+    ITEMSEAL_TEST_STORE=cluster runs every test on the cluster.
+    """
+    kind = getattr(request, "param", os.environ.get("ITEMSEAL_TEST_STORE") or "single")
+    return request.getfixturevalue("redis_cluster" if kind == "cluster" else "redis_server")
+
+
+@pytest.fixture
+def redis_client(redis_store: EmbeddedRedis | LocalCluster) -> Iterator[redis.Redis]:
+    """Return a bytes client to the store under test, flushed before the test.
+
+    On the cluster a ``RedisCluster``, flushed on every master.
+    """
+    if not isinstance(redis_store, EmbeddedRedis):  # the LocalCluster
+        client = redis_store.client()
+        client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        client = redis.Redis.from_url(redis_store.url(), decode_responses=False)
         client.flushall()
+    try:
         yield client
     finally:
         client.close()
@@ -62,12 +95,12 @@ def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def itemseal_env(
-    short_home: Path, redis_server: EmbeddedRedis, redis_client: redis.Redis
+    short_home: Path, redis_store: EmbeddedRedis | LocalCluster, redis_client: redis.Redis
 ) -> dict[str, str]:
-    """Return the environment for a CLI subprocess: fresh home, flushed session server."""
+    """Return the environment for a CLI subprocess: fresh home, flushed store under test."""
     return {
         "ITEMSEAL_HOME": str(short_home),
-        "ITEMSEAL_REDIS_URL": redis_server.url(),
+        "ITEMSEAL_REDIS_URL": redis_store.url(),
         "PATH": os.environ.get("PATH", ""),
     }
 

@@ -15,6 +15,8 @@ from verify_api.channels.config import NUMBERS, ChannelStore
 from verify_api.exc import NumberTaken, SettingError
 from verify_api.feedback import ANSWERED, OPEN, FeedbackInbox, UnknownFeedback
 
+pytestmark = pytest.mark.cluster  # the index and the tenant record sit in different slots
+
 
 @pytest.fixture
 def store(redis_client, master_key):
@@ -42,6 +44,17 @@ def test_a_number_belongs_to_one_tenant_and_moves_cleanly(store, redis_client):
     assert redis_client.hgetall(NUMBERS) == {}
     store.update("BETA", sms_number="106570216001")
     assert store.tenant_for("106570216001") == "BETA"
+
+
+def test_a_repeat_after_a_crash_between_index_and_record_converges(store, redis_client):
+    store.update("ACME", sms_number="106570216001")
+    # The index moved to ...002 (and kept a stray ...003), the record was never written.
+    redis_client.hdel(NUMBERS, "106570216001")
+    redis_client.hset(NUMBERS, mapping={"106570216002": "ACME", "106570216003": "ACME"})
+    assert store.get("ACME").sms_number == "106570216001"
+    store.update("ACME", sms_number="106570216002")
+    assert redis_client.hgetall(NUMBERS) == {b"106570216002": b"ACME"}
+    assert store.get("ACME").sms_number == "106570216002"
 
 
 def test_the_gateway_secret_is_sealed(store, redis_client):

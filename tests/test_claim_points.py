@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from test_crm import serve_receiver
 from test_verify_api import world  # noqa: F401  (the fixture: an app with an active batch)
 
@@ -11,6 +12,8 @@ from codegen.keyspace import segment_of
 from points_bridge.crm import Bridge, Webhook
 from points_bridge.keyspace import PointsKeys
 from points_bridge.reconcile import Reconciler
+
+pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
 
 PHONE = "138 0013 8000"
 

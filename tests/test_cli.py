@@ -14,6 +14,7 @@ import pytest
 from cli import main
 from codegen.codes import NUMERIC_20, NUMERIC_24, group_digits
 from codegen.keys import KeyStore, load_master_key
+from verify_api.embedded import connect
 
 ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -125,7 +126,6 @@ def test_redis_url_means_nothing_is_started(itemseal_env):
 
 
 def _key_store(env: dict[str, str]) -> KeyStore:
-    import redis
 
     home = Path(env["ITEMSEAL_HOME"])
-    return KeyStore(redis.Redis.from_url(env["ITEMSEAL_REDIS_URL"]), load_master_key(home, {}))
+    return KeyStore(connect(home, env["ITEMSEAL_REDIS_URL"]), load_master_key(home, {}))

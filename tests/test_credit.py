@@ -15,6 +15,8 @@ from points_bridge.members import MemberStore
 from points_bridge.rules import Campaign
 from points_bridge.settings import SettingsStore
 
+pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
+
 PHONE = "+8613812345678"
 AT = int(datetime(2025, 6, 1, 4, tzinfo=UTC).timestamp())  # noon in Shanghai
 

@@ -20,6 +20,8 @@ from points_bridge.keyspace import PointsKeys, shard_of
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 
+pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
+
 SECRET = b"crm-secret-of-acme"
 
 

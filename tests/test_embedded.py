@@ -275,7 +275,7 @@ def test_connect_without_url_starts_embedded(server: EmbeddedRedis) -> None:
     assert server.status().running
 
 
-def test_session_fixtures_share_one_server(redis_client, redis_server, itemseal_env) -> None:
+def test_session_fixtures_share_one_server(redis_client, redis_store, itemseal_env) -> None:
     redis_client.set(b"k", b"v")
-    assert itemseal_env["ITEMSEAL_REDIS_URL"] == redis_server.url()
+    assert itemseal_env["ITEMSEAL_REDIS_URL"] == redis_store.url()
     assert Path(itemseal_env["ITEMSEAL_HOME"]).is_dir()

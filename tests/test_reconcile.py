@@ -17,6 +17,8 @@ from points_bridge.keyspace import PointsKeys
 from points_bridge.members import MemberStore
 from points_bridge.reconcile import Reconciler
 
+pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
+
 PHONE = "+8613812345678"
 FIRST = 100_000_000  # numeric-24 serials start here
 AT = 1_750_000_000
@@ -25,11 +27,13 @@ AT = 1_750_000_000
 # entry atomically; then credit. The process waits between the steps, where it is killed.
 CLAIMER = textwrap.dedent(
     """
-    import sys, redis
+    import sys
+    from pathlib import Path
     from codegen.keyspace import TenantKeys
     from points_bridge.credit import ClaimCrediter
     url, tenant, serial, credit_first = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    client = redis.Redis.from_url(url)
+    from verify_api.embedded import connect
+    client = connect(Path("."), url)  # a redis+cluster:// URL gives a cluster client
     keys = TenantKeys(tenant)
     if credit_first == "yes":
         ClaimCrediter(client).credit_claim(tenant, "{phone}", serial, "LIP-001", "sms", "SD", {at})
@@ -56,10 +60,10 @@ def tenant(redis_client, points_tenant) -> str:
     return tenant
 
 
-def claim_and_die(redis_server, tenant: str, serial: int, *, credit_first: bool) -> None:
+def claim_and_die(redis_store, tenant: str, serial: int, *, credit_first: bool) -> None:
     """Run the claimer until it has claimed, then SIGKILL it before it credits."""
     with subprocess.Popen(
-        [sys.executable, "-c", CLAIMER, redis_server.url(), tenant, str(serial),
+        [sys.executable, "-c", CLAIMER, redis_store.url(), tenant, str(serial),
          "yes" if credit_first else "no"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -77,9 +81,9 @@ def balance(redis_client, tenant) -> int:
 
 
 def test_a_kill_between_claim_and_credit_is_credited_once_by_reconcile(
-    redis_server, redis_client, tenant
+    redis_store, redis_client, tenant
 ):
-    claim_and_die(redis_server, tenant, FIRST + 5, credit_first=False)
+    claim_and_die(redis_store, tenant, FIRST + 5, credit_first=False)
     with pytest.raises(Exception, match="no member"):
         balance(redis_client, tenant)  # claimed, not credited
     report = Reconciler(redis_client, tenant, min_age=0).run()
@@ -91,8 +95,8 @@ def test_a_kill_between_claim_and_credit_is_credited_once_by_reconcile(
     assert late.duplicate and balance(redis_client, tenant) == 100
 
 
-def test_a_kill_after_the_credit_does_not_credit_twice(redis_server, redis_client, tenant):
-    claim_and_die(redis_server, tenant, FIRST + 6, credit_first=True)
+def test_a_kill_after_the_credit_does_not_credit_twice(redis_store, redis_client, tenant):
+    claim_and_die(redis_store, tenant, FIRST + 6, credit_first=True)
     assert balance(redis_client, tenant) == 100
     report = Reconciler(redis_client, tenant, min_age=0).run()
     assert (report.credited, report.duplicates) == (0, 1)

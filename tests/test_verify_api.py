@@ -19,6 +19,8 @@ from codegen.products import ProductStore
 from verify_api.app import create_app, openapi_spec
 from verify_api.embedded import EmbeddedRedis
 
+pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
+
 VERIFY = "/v1/tenants/{tenant}/verify"
 BATCH = "/v1/tenants/{tenant}/verify:batch"
 CODES = "/v1/tenants/{tenant}/codes/{code}"

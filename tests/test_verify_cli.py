@@ -6,11 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import redis
-
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore, load_master_key
+from verify_api.embedded import connect
 
 ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
 
@@ -25,7 +24,7 @@ def run(env, *args, stdin=None, ok=True):
 
 def test_void_then_show_counts(itemseal_env):
     run(itemseal_env, "tenant", "create", "ACME", "--name", "Acme")
-    client = redis.Redis.from_url(itemseal_env["ITEMSEAL_REDIS_URL"])
+    client = connect(Path("."), itemseal_env["ITEMSEAL_REDIS_URL"])
     master = load_master_key(Path(itemseal_env["ITEMSEAL_HOME"]), {})
     registry = BatchRegistry(client, "ACME")
     first = registry.reserve(NUMERIC_24, 100)

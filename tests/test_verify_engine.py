@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from redis.cluster import RedisCluster
 
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_20, damm_check_digit
@@ -18,6 +19,8 @@ from verify_api.phones import normalize_phone, phone_fingerprint
 from verify_api.pipe import RedisPipe
 from verify_api.scanrecord import unpack
 from verify_api.store import VERIFY, CheckContext, ScanQuery, verify_calls
+
+pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
 
 IP = "203.0.113.7"
 
@@ -246,8 +249,17 @@ def test_qr_urls_and_gs1_forms_verify(world):
 
 
 def _calls(client) -> dict[str, int]:
-    stats = client.info("commandstats")
-    return {k: v["calls"] for k, v in stats.items() if k != "cmdstat_info"}
+    """Commands served so far, summed over every master on a cluster."""
+    if isinstance(client, RedisCluster):
+        nodes = [client.get_redis_connection(n) for n in client.get_primaries()]
+    else:
+        nodes = [client]
+    total: dict[str, int] = {}
+    for node in nodes:
+        for name, stat in node.info("commandstats").items():
+            if name != "cmdstat_info":
+                total[name] = total.get(name, 0) + stat["calls"]
+    return total
 
 
 def test_malformed_mistyped_and_counterfeit_never_reach_redis(world, redis_client):

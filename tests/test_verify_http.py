@@ -95,11 +95,13 @@ def post(base: str, body: dict) -> requests.Response:
 
 
 @pytest.mark.slow
+@pytest.mark.cluster  # also `itemseal serve` with ITEMSEAL_REDIS_URL=redis+cluster://...
 def test_serve_with_redis_url_answers_and_sums_metrics(
-    short_home, redis_server, redis_client, master_key
+    short_home, redis_store, redis_client, master_key
 ):
     codes = seed(redis_client, master_key)
-    with serving(server_env(short_home, master_key, redis_server.url())) as base:
+    with serving(server_env(short_home, master_key, redis_store.url())) as base:
+        assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
         first = post(base, {"code": codes[0], "phone": "13800138000", "channel": "sms"})
         assert first.json()["result"] == "genuine" and first.json()["claimed"]
         again = post(base, {"code": codes[0]})

@@ -17,7 +17,7 @@ from codegen.batches import Batch, BatchRegistry
 from codegen.checker import CodeChecker
 from codegen.keys import KeyStore
 from codegen.keyspace import SCAN_BUCKET_SERIALS, TenantKeys
-from codegen.scripts import register
+from points_bridge.wire import ScriptSet, wire_for
 from verify_api import scanrecord
 from verify_api.inputs import extract_code
 
@@ -55,16 +55,17 @@ def void_codes(
         else:
             by_bucket[decoded.serial // SCAN_BUCKET_SERIALS].append(len(outcomes))
             outcomes.append(VoidOutcome(text, "pending", decoded.serial))
-    script = register(client, "verify_api", "void")
+    # Packed EVALSHAs over a Wire: redis-py's cluster pipelines refuse scripts.
+    scripts = ScriptSet(wire_for(client), "verify_api", ("void",))
     keys = TenantKeys(tenant)
     buckets = list(by_bucket.items())
     for at in range(0, len(buckets), CHUNK):
-        pipe = client.pipeline(transaction=False)
+        calls = []
         for _, slots in buckets[at : at + CHUNK]:
             serials = [outcomes[i].serial for i in slots]
-            fields = [s % SCAN_BUCKET_SERIALS for s in serials]
-            script(keys=[keys.scan_bucket(serials[0])], args=fields, client=pipe)
-        for (_, slots), befores in zip(buckets[at : at + CHUNK], pipe.execute(), strict=True):
+            fields = tuple(b"%d" % (s % SCAN_BUCKET_SERIALS) for s in serials)
+            calls.append(scripts.evalsha("void", [keys.scan_bucket(serials[0])], fields))
+        for (_, slots), befores in zip(buckets[at : at + CHUNK], scripts.run(calls), strict=True):
             for i, before in zip(slots, befores, strict=True):
                 done = outcomes[i]
                 outcome = "already_voided" if before < 0 else "voided"

@@ -31,6 +31,7 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from verify_api.exc import EmbeddedStoreError
@@ -340,8 +341,29 @@ def _read(path: Path) -> str:
         return ""
 
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(redis_url: str) -> str | None:
+    """The seed node's ``redis://`` URL if ``redis_url`` names a cluster, else None.
+
+    ``redis+cluster://host:port`` (``rediss+cluster://`` with TLS) says "this
+    node belongs to a Redis Cluster": redis-py's ``from_url`` cannot tell.
+    """
+    scheme, sep, rest = redis_url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower())
+    return f"{plain}://{rest}" if sep and plain else None
+
+
 def connect(home: Path, redis_url: str | None, **kw: Any) -> redis.Redis:
-    """Return a client: to ITEMSEAL_REDIS_URL if set (nothing started), else embedded."""
+    """Return a client: to ITEMSEAL_REDIS_URL if set (nothing started), else embedded.
+
+    A ``redis+cluster://`` URL gives a ``RedisCluster`` (it quacks like
+    ``redis.Redis`` for everything itemseal calls on it).
+    """
     if redis_url:
+        seed = cluster_url(redis_url)
+        if seed is not None:
+            return RedisCluster.from_url(seed, **kw)  # type: ignore[return-value]
         return redis.Redis.from_url(redis_url, **kw)
     return EmbeddedRedis(home).client(**kw)

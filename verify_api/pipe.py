@@ -26,9 +26,11 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 
 import hiredis
 import redis
+from redis.cluster import RedisCluster
 from redis.connection import parse_url
 
 from points_bridge.wire import pack
@@ -61,10 +63,13 @@ class _Link:
 class RedisPipe:
     """Send packed commands of many callers over one pipelined connection."""
 
-    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 5.0, credentials: Mapping[str, str] | None = None
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self._options = parse_url(url)
+        self._options.update({k: v for k, v in (credentials or {}).items() if v})
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._link: _Link | None = None
@@ -73,8 +78,15 @@ class RedisPipe:
         self.calls = 0
 
     @classmethod
-    def for_client(cls, client: redis.Redis, *, timeout: float = 5.0) -> RedisPipe:
-        """Return a pipe to the server ``client`` talks to (unix socket or TCP)."""
+    def for_client(cls, client: redis.Redis | RedisCluster, *, timeout: float = 5.0) -> RedisPipe:
+        """Return a pipe to the server ``client`` talks to (unix socket or TCP).
+
+        For a cluster client, a ``ClusterPipe``: one such pipe per master.
+        """
+        if isinstance(client, RedisCluster):
+            from verify_api.cluster_pipe import ClusterPipe
+
+            return ClusterPipe.for_client(client, timeout=timeout)  # type: ignore[return-value]
         kw = client.connection_pool.connection_kwargs
         if kw.get("path"):
             url = f"unix://{kw['path']}?db={kw.get('db') or 0}"
@@ -88,7 +100,19 @@ class RedisPipe:
 
     def call(self, payload: bytes, count: int = 1) -> list:
         """Send ``count`` packed commands; return their replies in order."""
-        link, call = self._send(payload, count)
+        return self.wait(self.submit(payload, count))
+
+    def submit(self, payload: bytes, count: int = 1) -> tuple[_Link, _Call]:
+        """Send ``count`` packed commands; ``wait`` on the ticket for their replies.
+
+        Split from ``call`` so that a cluster pipe sends to every master
+        before it waits for any.
+        """
+        return self._send(payload, count)
+
+    def wait(self, ticket: tuple[_Link, _Call]) -> list:
+        """Return the replies of a ``submit``, or raise StoreError."""
+        link, call = ticket
         if not call.event.wait(self.timeout):
             self._break(link, StoreError(f"redis did not answer within {self.timeout} s"))
         if call.error is not None:

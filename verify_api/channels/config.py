@@ -31,6 +31,7 @@ from cryptography.exceptions import InvalidTag
 from codegen.exc import MasterKeyError
 from codegen.keys import MasterKey
 from codegen.keyspace import TenantKeys
+from codegen.scripts import register
 from codegen.tenants import TenantStore
 from verify_api.channels import keywords, templates
 from verify_api.exc import NumberTaken, SettingError
@@ -194,26 +195,23 @@ class ChannelStore:
         return fields
 
     def _set_number(self, tenant: str, number: str) -> None:
-        """Point the index at ``tenant`` (an empty number removes it); refuse another's number."""
+        """Point the index at ``tenant`` (an empty number removes it); refuse another's number.
+
+        The index and the tenant record hash to different cluster slots, so
+        they are not changed together: ``sms_number.lua`` changes the index
+        (the source of truth gateways are routed by) atomically, then the
+        record's field follows. A crash in between leaves the record showing
+        the old number until the same setting is made again, which converges.
+        """
         digits = number_digits(number)
         if number and not _NUMBER.match(digits):
             raise SettingError(f"bad SMS number {number!r}: 3-20 digits")
-        meta = TenantKeys(tenant).meta
-
-        def move(pipe: redis.client.Pipeline) -> None:
-            holder = pipe.hget(NUMBERS, digits) if digits else None
-            if holder is not None and holder.decode() != tenant:
-                raise NumberTaken(f"the number {digits} belongs to tenant {holder.decode()!r}")
-            old = (pipe.hget(meta, "sms_number") or b"").decode()
-            old_holder = pipe.hget(NUMBERS, old) if old else None
-            pipe.multi()
-            if old and old != digits and old_holder is not None and old_holder.decode() == tenant:
-                pipe.hdel(NUMBERS, old)
-            if digits:
-                pipe.hset(NUMBERS, digits, tenant)
-            pipe.hset(meta, "sms_number", digits)
-
-        self._redis.transaction(move, NUMBERS, meta)
+        holder = register(self._redis, "verify_api", "sms_number")(
+            keys=[NUMBERS], args=[tenant, digits]
+        )
+        if holder is not None:
+            raise NumberTaken(f"the number {digits} belongs to tenant {holder.decode()!r}")
+        self._redis.hset(TenantKeys(tenant).meta, "sms_number", digits)
 
     @staticmethod
     def _context(tenant: str) -> bytes:

@@ -1,0 +1,70 @@
+"""Every script's KEYS share one hash tag: checked on every call of the suite.
+
+``keyguard.py`` wraps both ways a script is called for the whole session and
+fails any call whose keys span two hash tags; this test runs one scenario
+that calls every shipped script, so none can be left unchecked, on the single
+server and on the cluster (where such a call would also be a CROSSSLOT error).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import keyguard
+import pytest
+
+from codegen.products import ProductStore
+from points_bridge.campaigns import CampaignStore
+from points_bridge.members import MemberStore
+from points_bridge.rules import Campaign
+from verify_api.batch_scans import void_codes
+from verify_api.channels.config import ChannelStore
+from verify_api.engine import CheckRequest, VerifyEngine
+from verify_api.pipe import RedisPipe
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.mark.parametrize(
+    ("key", "tag"),
+    [("is:{ACME/s3}:scan:12", "ACME/s3"), ("is:{ACME}:meta", "ACME"), ("is:tenants", None),
+     ("a{}b{c}", None), (b"x{y}z{w}", "y")],
+)
+def test_hash_tag_is_what_redis_hashes(key, tag):
+    assert keyguard.hash_tag(key) == tag
+
+
+def test_keys_spanning_two_tags_are_refused():
+    with pytest.raises(AssertionError, match="more than one hash tag"):
+        keyguard.check_keys("x", ["is:{ACME}:meta", "is:{ACME/s0}:claims"])
+    with pytest.raises(AssertionError, match="more than one hash tag"):
+        keyguard.check_keys("x", ["is:{ACME}:meta", "is:tenants"])
+    keyguard.check_keys("x", ["is:channels:numbers"])  # one key is one slot
+
+
+def test_every_script_is_called_with_one_hash_tag(
+    redis_client, batch_factory, master_key, clock
+):
+    keyguard.SEEN.clear()
+    batch, key_store = batch_factory("ACME", count=1000, sku="LIP-001")  # reserve, transition
+    ProductStore(redis_client).add("ACME", "LIP-001", name="Lipstick", points=10)
+    start = datetime.fromtimestamp(clock(), UTC) - timedelta(days=1)
+    CampaignStore(redis_client, "ACME").add(
+        Campaign("launch", start, start + timedelta(days=30), bonus=5, budget=100)
+    )
+    signer = key_store.signer("ACME", batch.key_id, batch.profile)
+    pipe = RedisPipe.for_client(redis_client)
+    try:
+        engine = VerifyEngine(redis_client, pipe, key_store, clock=clock, catalog_seconds=0)
+        request = CheckRequest(signer.code(batch.first_serial + 1), "13800138000", "sms")
+        answer = engine.verify("ACME", request, "203.0.113.7")  # verify, rate_limit, ledger,
+        assert answer.points_awarded == 15  # reserve_spend (the budget), member_update (join)
+    finally:
+        pipe.close()
+    members = MemberStore(redis_client, "ACME", clock=clock)
+    member = members.find(phone="13800138000")
+    members.rebind(member.card, "13900139000")  # del_if: the old phone's index
+    void_codes(redis_client, key_store, "ACME", batch.batch_id,
+               [signer.code(batch.first_serial + 2)])
+    ChannelStore(redis_client, master_key).update("ACME", sms_number="106570216001")
+    assert set(keyguard.SEEN) == set(keyguard.script_names().values())
