@@ -49,6 +49,31 @@ class MasterKey:
     def open(self, ciphertext: bytes, context: bytes, nonce: bytes) -> bytes:
         return AESGCM(self.secret).decrypt(nonce, ciphertext, context)
 
+    def seal_record(self, plaintext: bytes, context: bytes, nonce: bytes) -> dict[str, str]:
+        """A secret as stored in Redis: its nonce, ciphertext and this key's check value.
+
+        ``context`` (AAD) names what the secret is and whose, so a record copied
+        under another tenant or purpose does not open.
+        """
+        return {
+            "nonce": nonce.hex(),
+            "sealed": base64.b64encode(self.seal(plaintext, context, nonce)).decode(),
+            "kcv": self.check_value,
+        }
+
+    def open_record(self, record: Mapping[str, object], context: bytes, what: str) -> bytes:
+        """Open a ``seal_record`` record; ``what`` names it in the error ("key 0 of 'ACME'")."""
+        if record.get("kcv") != self.check_value:
+            raise MasterKeyError(
+                f"{what} was sealed under a different master key: set {MASTER_KEY_ENV} or"
+                f" restore the {MASTER_KEY_FILE} file it was made with"
+            )
+        try:
+            ciphertext = base64.b64decode(str(record["sealed"]))
+            return self.open(ciphertext, context, bytes.fromhex(str(record["nonce"])))
+        except InvalidTag:
+            raise MasterKeyError(f"{what} does not open: the record is damaged") from None
+
 
 def _decode_master(text: str, origin: str) -> MasterKey:
     text = text.strip()
@@ -139,16 +164,14 @@ class KeyStore:
             raise KeySlotsExhausted(
                 f"tenant {tenant!r} has used all {KEY_ID_SLOTS} key ids a code can carry"
             )
-        nonce = self._random(12)
-        sealed = self._master.seal(self._random(32), _context(tenant, key_id), nonce)
         record = {
             "key_id": key_id,
             "state": "active",
             "created_at": self._clock(),
             "revoked_at": None,
-            "nonce": nonce.hex(),
-            "sealed": base64.b64encode(sealed).decode(),
-            "kcv": self._master.check_value,
+            **self._master.seal_record(
+                self._random(32), _context(tenant, key_id), self._random(12)
+            ),
         }
         if not self._redis.hsetnx(TenantKeys(tenant).keys, str(key_id), json.dumps(record)):
             return self.rotate(tenant)  # another rotate took this id first
@@ -190,21 +213,10 @@ class KeyStore:
         return json.loads(raw)
 
     def _open(self, tenant: str, record: dict) -> bytes:
-        if record.get("kcv") != self._master.check_value:
-            raise MasterKeyError(
-                f"the keys of tenant {tenant!r} were sealed under a different master key:"
-                f" set {MASTER_KEY_ENV} or restore the {MASTER_KEY_FILE} file they were made with"
-            )
-        try:
-            return self._master.open(
-                base64.b64decode(record["sealed"]),
-                _context(tenant, record["key_id"]),
-                bytes.fromhex(record["nonce"]),
-            )
-        except InvalidTag:
-            raise MasterKeyError(
-                f"key {record['key_id']} of tenant {tenant!r} does not open: the record is damaged"
-            ) from None
+        key_id = record["key_id"]
+        return self._master.open_record(
+            record, _context(tenant, key_id), f"key {key_id} of tenant {tenant!r}"
+        )
 
 
 def _context(tenant: str, key_id: int) -> bytes:

@@ -18,7 +18,6 @@ data; it is opened only to check a signature and never printed.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -26,9 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import redis
-from cryptography.exceptions import InvalidTag
 
-from codegen.exc import MasterKeyError
 from codegen.keys import MasterKey
 from codegen.keyspace import TenantKeys
 from codegen.scripts import register
@@ -218,27 +215,9 @@ class ChannelStore:
         return f"itemseal/gateway-secret/{tenant}".encode()
 
     def _seal(self, tenant: str, secret: str) -> str:
-        nonce = self._random(12)
-        sealed = self._master.seal(secret.encode(), self._context(tenant), nonce)
-        record = {
-            "nonce": nonce.hex(),
-            "sealed": base64.b64encode(sealed).decode(),
-            "kcv": self._master.check_value,
-        }
+        record = self._master.seal_record(secret.encode(), self._context(tenant), self._random(12))
         return json.dumps(record)
 
     def _open(self, tenant: str, raw: str) -> str:
-        record = json.loads(raw)
-        if record.get("kcv") != self._master.check_value:
-            raise MasterKeyError(
-                f"the gateway secret of tenant {tenant!r} was sealed under a different master key"
-            )
-        try:
-            return self._master.open(
-                base64.b64decode(record["sealed"]), self._context(tenant),
-                bytes.fromhex(record["nonce"]),
-            ).decode()
-        except InvalidTag:
-            raise MasterKeyError(
-                f"the gateway secret of tenant {tenant!r} does not open: the record is damaged"
-            ) from None
+        what = f"the gateway secret of tenant {tenant!r}"
+        return self._master.open_record(json.loads(raw), self._context(tenant), what).decode()
