@@ -91,6 +91,8 @@ class JsonSmsResource:
             raise InvalidField("dest_code", "one post must carry messages for one tenant only")
         _check_itemseal(req, config, body)
         answered = [(m, self._service.handle(config, m)) for m in messages]
+        for m, text in answered:  # these gateways cannot carry a reply: send it ourselves
+            self._service.queue_reply(config, m, text)
         if self._gateway == gateways.ALIYUN:
             resp.media = {"code": 0, "msg": "OK", "replies": [
                 {"phone_number": m.sender, "content": text, "sequence_id": m.message_id}
