@@ -90,7 +90,7 @@ class PointsKeys:
         return f"{self._t}:optout"
 
     def out(self, name: str) -> str:
-        """Outbound SMS keys (``outbound.py``, ``care.py``, ``draws.py``), all in the tenant slot."""
+        """Outbound SMS keys (outbound, care, draws), all in the tenant slot."""
         return f"{self._t}:out:{name}"
 
     # -- member shards ---------------------------------------------------------------
