@@ -52,6 +52,7 @@ class SmsService:
         wait_seconds: float = 10.0,
     ) -> None:
         self._redis = client
+        self.client = client
         self._engine = engine
         self.channels = channels
         self._clock = clock
