@@ -40,6 +40,13 @@ BODIES = {
     ("POST", "/members/{card}/rebind"): {"phone": "13912345678"},
     ("POST", "/members/{card}/adjust"): {"points": 5, "reason": "goodwill"},
     ("POST", "/members/{card}/redeem"): {"points": 1},
+    ("POST", "/segments/preview"): {"segment": {"tiers": []}},
+    ("POST", "/sms-campaigns"): {"segment": {}, "text": "hello", "key": "k1"},
+    ("PUT", "/care"): {"birthday": {"on": True}},
+    ("POST", "/draws"): {"keyword": "cj2", "answer": "blue"},
+    ("POST", "/draws/{keyword}/close"): {"seed": "s"},
+    ("PUT", "/alerts"): {"counterfeit_threshold": 5},
+    ("POST", "/feedback/{feedback_id}/answer"): {"text": "thanks"},
 }
 
 
@@ -65,12 +72,14 @@ class AdminApi:
 
 
 class World:
-    def __init__(self, api, tokens, cards, batches) -> None:
+    def __init__(self, api, tokens, cards, batches, care=None) -> None:
         self.api, self.tokens, self.cards, self.batches = api, tokens, cards, batches
+        self.care = care or {}
 
     def values(self, tenant: str) -> dict[str, str]:
         return {"tenant": tenant, "sku": "LIP-001", "card": self.cards[tenant],
-                "batch_id": self.batches[tenant], "campaign_id": "spring"}
+                "batch_id": self.batches[tenant], "campaign_id": "spring", "keyword": "cj",
+                **self.care.get(tenant, {"sms_campaign_id": "none", "feedback_id": "0-0"})}
 
     def call(self, method, suffix, tenant="ACME", role="manager", **kw):
         template = "/v1/admin/tenants/{tenant}" + suffix
@@ -86,7 +95,12 @@ def world(batch_factory, redis_client, clock):
     from points_bridge.campaigns import CampaignStore
     from points_bridge.rules import Campaign
 
-    tokens, cards, batches = {}, {}, {}
+    from points_bridge.draws import Draws
+    from points_bridge.segments import Segment
+    from points_bridge.sms_campaigns import SmsCampaigns
+    from verify_api.feedback import FeedbackInbox
+
+    tokens, cards, batches, care = {}, {}, {}, {}
     store = TokenStore(redis_client, clock=clock)
     key_store = None
     for tenant in ("ACME", "BETA"):
@@ -100,9 +114,13 @@ def world(batch_factory, redis_client, clock):
             "spring", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC), 20000))
         for role in roles.ROLES:
             tokens[(tenant, role)], _ = store.create(tenant, role, f"{tenant} {role}")
+        Draws(redis_client, tenant).open("cj", "blue")
+        sent = SmsCampaigns(redis_client, tenant).send(Segment(), "hi", f"{tenant}-key")
+        note = FeedbackInbox(redis_client, tenant).add("13812345678", "where to buy?", "sms", 1)
+        care[tenant] = {"sms_campaign_id": sent.campaign_id, "feedback_id": note}
     app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0,
                      catalog_seconds=0)
-    yield World(AdminApi(app), tokens, cards, batches)
+    yield World(AdminApi(app), tokens, cards, batches, care)
     app.engine.pipe.close()
 
 

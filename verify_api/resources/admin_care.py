@@ -76,8 +76,8 @@ class SmsCampaignSend(AdminResource):
 class SmsCampaignOne(AdminResource):
     actions = {"GET": "outbound.read"}
 
-    def on_get(self, req, resp, tenant: str, campaign_id: str) -> None:
-        resp.media = SmsCampaigns(self.ctx.client, tenant).get(campaign_id).to_json()
+    def on_get(self, req, resp, tenant: str, sms_campaign_id: str) -> None:
+        resp.media = SmsCampaigns(self.ctx.client, tenant).get(sms_campaign_id).to_json()
 
 
 class SmsReport(AdminResource):
@@ -205,7 +205,7 @@ def routes(ctx: AdminContext) -> list[tuple[str, AdminResource]]:
     return [
         ("/segments/preview", SegmentPreview(ctx)),
         ("/sms-campaigns", SmsCampaignSend(ctx)),
-        ("/sms-campaigns/{campaign_id}", SmsCampaignOne(ctx)),
+        ("/sms-campaigns/{sms_campaign_id}", SmsCampaignOne(ctx)),
         ("/sms-report", SmsReport(ctx)),
         ("/care", CareConfig(ctx)),
         ("/draws", DrawCollection(ctx)),
