@@ -344,3 +344,36 @@ def test_bad_bodies_are_4xx_never_500(world, body, field):
 def test_token_shape(world):
     for (tenant, _), token in world.tokens.items():
         assert re.fullmatch(rf"ist\.{tenant}\.[A-Za-z0-9_-]{{43}}", token)
+
+
+def test_support_answers_feedback_by_sms_once_and_it_is_audited(world, redis_client):
+    from points_bridge.outbound import Outbox
+
+    note = world.care["ACME"]["feedback_id"]
+    listed = world.call("GET", "/feedback", role="support", params={"status": "open"})
+    assert [f["id"] for f in listed.json["feedback"]] == [note]
+    body = {"text": "Try our flagship store"}
+    first = world.call("POST", "/feedback/{feedback_id}/answer", role="support", body=body)
+    again = world.call("POST", "/feedback/{feedback_id}/answer", role="support", body=body)
+    assert first.json["sms"] == "queued" and again.json["sms"] == "dup"
+    assert first.json["feedback"]["status"] == "answered"
+    assert Outbox(redis_client, "ACME").counters("answer")["queued"] == 1
+    assert Outbox(redis_client, "BETA").counters("answer")["queued"] == 0
+    entry = AuditLog(redis_client, "ACME").entries(1)[0]
+    assert entry.action == "feedback.answer" and entry.after["answer"] == body["text"]
+    beta = world.call("POST", "/feedback/{feedback_id}/answer", "BETA", role="support",
+                      body=body, values={"feedback_id": note})
+    assert beta.status_code == 404 or beta.json["feedback"]["id"] != note
+
+
+def test_manager_previews_sends_and_follows_a_campaign(world):
+    seg = {"segment": {"points_min": 100}}
+    preview = world.call("POST", "/segments/preview", body=seg)
+    assert preview.json["count"] == 1
+    sent = world.call("POST", "/sms-campaigns", body={**seg, "text": "hi", "key": "x"})
+    dup = world.call("POST", "/sms-campaigns", body={**seg, "text": "hi", "key": "x"})
+    assert sent.status_code == 201 and dup.status_code == 200 and dup.json["duplicate"]
+    status = world.call("GET", "/sms-campaigns/{sms_campaign_id}", role="support",
+                        values={"sms_campaign_id": sent.json["id"]})
+    assert status.json["counters"]["queued"] == 1
+    assert world.call("GET", "/sms-report").json["total"]["queued"] >= 1
