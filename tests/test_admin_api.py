@@ -93,9 +93,8 @@ def world(batch_factory, redis_client, clock):
     from datetime import UTC, datetime
 
     from points_bridge.campaigns import CampaignStore
-    from points_bridge.rules import Campaign
-
     from points_bridge.draws import Draws
+    from points_bridge.rules import Campaign
     from points_bridge.segments import Segment
     from points_bridge.sms_campaigns import SmsCampaigns
     from verify_api.feedback import FeedbackInbox
