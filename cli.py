@@ -20,9 +20,10 @@ from codegen import commands as codegen_commands
 from codegen.exc import CodegenError
 from codegen.keys import KeyStore, MasterKey, load_master_key
 from codegen.tenants import TenantStore
+from points_bridge import care_commands
 from points_bridge import commands as points_commands
 from points_bridge.exc import PointsError
-from verify_api import admin_commands
+from verify_api import admin_commands, alert_commands
 from verify_api import commands as verify_commands
 from verify_api.embedded import EmbeddedRedis, connect
 from verify_api.exc import VerifyError
@@ -99,5 +100,7 @@ for group in (
     *verify_commands.COMMANDS,
     *points_commands.COMMANDS,
     *admin_commands.COMMANDS,
+    *care_commands.COMMANDS,
+    *alert_commands.COMMANDS,
 ):
     main.add_command(group)

@@ -332,6 +332,7 @@ class ClaimCrediter:
             drop_days=plan.drop_days, lot_expires=plan.lot_expires, tier=plan.tier,
             version=member.version, at=at,
             fields=_entry_fields(card, serial, sku, channel, region, plan),
+            member_set=check_fields(sku, region, at),
         )
         call = self._scripts.evalsha(
             "ledger_apply", keys.member_keys(card), (json.dumps(spec).encode(),)
@@ -392,6 +393,20 @@ def _entry_fields(
         "to_next": "" if plan.points_to_next is None else str(plan.points_to_next),
         "next_tier": plan.next_tier or "", "note": plan.note,
     }
+
+
+def check_fields(sku: str, region: str | None, at: int) -> dict[str, str]:
+    """What a credited check records on the member for segments (``segments.py``).
+
+    Only a credited (first genuine) check passes here, so ``last_check_at``
+    is the last check that earned points; ``sku:<SKU>`` marks the products
+    the member has checked, as fields of the member's own hash (one key,
+    one slot).
+    """
+    fields = {"last_check_at": str(at), f"sku:{sku}": str(at)}
+    if region:
+        fields["last_region"] = region
+    return fields
 
 
 def _rules(plan: Plan) -> list[dict]:

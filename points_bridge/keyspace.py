@@ -83,6 +83,16 @@ class PointsKeys:
         """Stream of CRM events the webhook refused for good."""
         return f"{self._t}:crm-dead"
 
+    # -- customer care (tenant slot: one script touches several of these) ----------
+    @property
+    def optouts(self) -> str:
+        """Hash: E.164 phone -> unix time it opted out (``optout.py``)."""
+        return f"{self._t}:optout"
+
+    def out(self, name: str) -> str:
+        """Outbound SMS keys (outbound, care, draws), all in the tenant slot."""
+        return f"{self._t}:out:{name}"
+
     # -- member shards ---------------------------------------------------------------
     def shard_tag(self, shard: int) -> str:
         return f"is:{{{self.tenant}/m{shard}}}"

@@ -124,6 +124,7 @@ def entry_spec(
     tier: str | None = None,
     version: int | None = None,
     fields: Mapping[str, str] | None = None,
+    member_set: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
     """The argument of ``lua/ledger_apply.lua`` for one entry (see the script's header)."""
     spec: dict[str, object] = {
@@ -134,6 +135,8 @@ def entry_spec(
     }
     if tier:
         spec["tier"] = tier
+    if member_set:
+        spec["member_set"] = dict(member_set)
     if version is not None:
         spec["version"] = str(version)
     return spec

@@ -17,6 +17,10 @@ class Scripts:
         self.ledger_apply = register(client, "points_bridge", "ledger_apply")
         self.del_if = register(client, "points_bridge", "del_if")
         self.reserve_spend = register(client, "points_bridge", "reserve_spend")
+        self.out_enqueue = register(client, "points_bridge", "out_enqueue")
+        self.out_charge = register(client, "points_bridge", "out_charge")
+        self.out_result = register(client, "points_bridge", "out_result")
+        self.out_receipt = register(client, "points_bridge", "out_receipt")
 
 
 _registered: weakref.WeakKeyDictionary[redis.Redis, Scripts] = weakref.WeakKeyDictionary()

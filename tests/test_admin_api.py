@@ -40,6 +40,13 @@ BODIES = {
     ("POST", "/members/{card}/rebind"): {"phone": "13912345678"},
     ("POST", "/members/{card}/adjust"): {"points": 5, "reason": "goodwill"},
     ("POST", "/members/{card}/redeem"): {"points": 1},
+    ("POST", "/segments/preview"): {"segment": {"tiers": []}},
+    ("POST", "/sms-campaigns"): {"segment": {}, "text": "hello", "key": "k1"},
+    ("PUT", "/care"): {"birthday": {"on": True}},
+    ("POST", "/draws"): {"keyword": "cj2", "answer": "blue"},
+    ("POST", "/draws/{keyword}/close"): {"seed": "s"},
+    ("PUT", "/alerts"): {"counterfeit_threshold": 5},
+    ("POST", "/feedback/{feedback_id}/answer"): {"text": "thanks"},
 }
 
 
@@ -65,12 +72,14 @@ class AdminApi:
 
 
 class World:
-    def __init__(self, api, tokens, cards, batches) -> None:
+    def __init__(self, api, tokens, cards, batches, care=None) -> None:
         self.api, self.tokens, self.cards, self.batches = api, tokens, cards, batches
+        self.care = care or {}
 
     def values(self, tenant: str) -> dict[str, str]:
         return {"tenant": tenant, "sku": "LIP-001", "card": self.cards[tenant],
-                "batch_id": self.batches[tenant], "campaign_id": "spring"}
+                "batch_id": self.batches[tenant], "campaign_id": "spring", "keyword": "cj",
+                **self.care.get(tenant, {"sms_campaign_id": "none", "feedback_id": "0-0"})}
 
     def call(self, method, suffix, tenant="ACME", role="manager", **kw):
         template = "/v1/admin/tenants/{tenant}" + suffix
@@ -84,9 +93,13 @@ def world(batch_factory, redis_client, clock):
     from datetime import UTC, datetime
 
     from points_bridge.campaigns import CampaignStore
+    from points_bridge.draws import Draws
     from points_bridge.rules import Campaign
+    from points_bridge.segments import Segment
+    from points_bridge.sms_campaigns import SmsCampaigns
+    from verify_api.feedback import FeedbackInbox
 
-    tokens, cards, batches = {}, {}, {}
+    tokens, cards, batches, care = {}, {}, {}, {}
     store = TokenStore(redis_client, clock=clock)
     key_store = None
     for tenant in ("ACME", "BETA"):
@@ -100,9 +113,13 @@ def world(batch_factory, redis_client, clock):
             "spring", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC), 20000))
         for role in roles.ROLES:
             tokens[(tenant, role)], _ = store.create(tenant, role, f"{tenant} {role}")
+        Draws(redis_client, tenant).open("cj", "blue")
+        sent = SmsCampaigns(redis_client, tenant).send(Segment(), "hi", f"{tenant}-key")
+        note = FeedbackInbox(redis_client, tenant).add("13812345678", "where to buy?", "sms", 1)
+        care[tenant] = {"sms_campaign_id": sent.campaign_id, "feedback_id": note}
     app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0,
                      catalog_seconds=0)
-    yield World(AdminApi(app), tokens, cards, batches)
+    yield World(AdminApi(app), tokens, cards, batches, care)
     app.engine.pipe.close()
 
 
@@ -326,3 +343,36 @@ def test_bad_bodies_are_4xx_never_500(world, body, field):
 def test_token_shape(world):
     for (tenant, _), token in world.tokens.items():
         assert re.fullmatch(rf"ist\.{tenant}\.[A-Za-z0-9_-]{{43}}", token)
+
+
+def test_support_answers_feedback_by_sms_once_and_it_is_audited(world, redis_client):
+    from points_bridge.outbound import Outbox
+
+    note = world.care["ACME"]["feedback_id"]
+    listed = world.call("GET", "/feedback", role="support", params={"status": "open"})
+    assert [f["id"] for f in listed.json["feedback"]] == [note]
+    body = {"text": "Try our flagship store"}
+    first = world.call("POST", "/feedback/{feedback_id}/answer", role="support", body=body)
+    again = world.call("POST", "/feedback/{feedback_id}/answer", role="support", body=body)
+    assert first.json["sms"] == "queued" and again.json["sms"] == "dup"
+    assert first.json["feedback"]["status"] == "answered"
+    assert Outbox(redis_client, "ACME").counters("answer")["queued"] == 1
+    assert Outbox(redis_client, "BETA").counters("answer")["queued"] == 0
+    entry = AuditLog(redis_client, "ACME").entries(1)[0]
+    assert entry.action == "feedback.answer" and entry.after["answer"] == body["text"]
+    beta = world.call("POST", "/feedback/{feedback_id}/answer", "BETA", role="support",
+                      body=body, values={"feedback_id": note})
+    assert beta.status_code == 404 or beta.json["feedback"]["id"] != note
+
+
+def test_manager_previews_sends_and_follows_a_campaign(world):
+    seg = {"segment": {"points_min": 100}}
+    preview = world.call("POST", "/segments/preview", body=seg)
+    assert preview.json["count"] == 1
+    sent = world.call("POST", "/sms-campaigns", body={**seg, "text": "hi", "key": "x"})
+    dup = world.call("POST", "/sms-campaigns", body={**seg, "text": "hi", "key": "x"})
+    assert sent.status_code == 201 and dup.status_code == 200 and dup.json["duplicate"]
+    status = world.call("GET", "/sms-campaigns/{sms_campaign_id}", role="support",
+                        values={"sms_campaign_id": sent.json["id"]})
+    assert status.json["counters"]["queued"] == 1
+    assert world.call("GET", "/sms-report").json["total"]["queued"] >= 1

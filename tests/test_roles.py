@@ -13,9 +13,12 @@ EXPECTED = {
     "manager": {"products.read", "products.write", "points.read", "points.write",
                 "campaigns.read", "campaigns.write", "tiers.read", "tiers.write",
                 "batches.read", "batches.recall", "members.read", "reports.read",
-                "audit.read"},
+                "audit.read", "segments.read", "outbound.read", "outbound.write",
+                "care.read", "care.write", "draws.read", "draws.write", "alerts.read",
+                "alerts.write", "feedback.read"},
     "support": {"products.read", "points.read", "campaigns.read", "tiers.read",
-                "members.read", "members.write"},
+                "members.read", "members.write", "outbound.read", "feedback.read",
+                "feedback.answer"},
 }
 
 

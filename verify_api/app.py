@@ -106,6 +106,7 @@ def _add_channel_routes(
     app.add_route("/v1/sms/aliyun", channel_resources.JsonSmsResource(sms, "aliyun"))
     app.add_route("/v1/sms/tencent", channel_resources.JsonSmsResource(sms, "tencent"))
     app.add_route("/v1/ivr/inbound", channel_resources.IvrResource(engine, sms))
+    app.add_route(f"{TENANT}/sms/receipts", channel_resources.ReceiptResource(sms))
     page = channel_resources.WebPageResource(
         engine, sms, ProductStore(client), csrf.secret_from(key_store.master), clock
     )

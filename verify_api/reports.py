@@ -105,6 +105,10 @@ class Reports:
     def suspicious(self, min_checks: int = 2, limit: int = 50) -> Table:
         return report_math.rank_suspects(self._scanned(), min_checks, limit)
 
+    def scanned(self) -> Iterator[Suspect]:
+        """Every scanned code of the tenant's batches (the alerts' risk rule reads them)."""
+        return self._scanned()
+
     def _scanned(self) -> Iterator[Suspect]:
         for batch in self._batches():
             signer = self._signer(batch)

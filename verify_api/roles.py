@@ -6,7 +6,10 @@ Three roles, one job each (``itemseal token create --role``):
 * ``manager`` — the brand manager: products, points rules, campaigns, tiers,
   recalls, reports and the audit trail; also reads members.
 * ``support`` — customer service: reads and edits members (status, phone,
-  adjustments, redemptions).
+  adjustments, redemptions), reads and answers consumers' feedback.
+
+Customer care (segments, SMS campaigns, care, draws, alerts) is the manager's;
+support also reads campaign status and the SMS report.
 
 Every admin responder names one action; ``allowed`` is the only place that
 decides, so the matrix below is the whole policy and its test is exhaustive.
@@ -33,6 +36,17 @@ ACTIONS: dict[str, frozenset[str]] = {
     "members.write": frozenset({SUPPORT}),
     "reports.read": frozenset({MANAGER}),
     "audit.read": frozenset({MANAGER}),
+    "segments.read": frozenset({MANAGER}),
+    "outbound.read": frozenset({MANAGER, SUPPORT}),
+    "outbound.write": frozenset({MANAGER}),
+    "care.read": frozenset({MANAGER}),
+    "care.write": frozenset({MANAGER}),
+    "draws.read": frozenset({MANAGER}),
+    "draws.write": frozenset({MANAGER}),
+    "alerts.read": frozenset({MANAGER}),
+    "alerts.write": frozenset({MANAGER}),
+    "feedback.read": frozenset({MANAGER, SUPPORT}),
+    "feedback.answer": frozenset({SUPPORT}),
 }
 
 

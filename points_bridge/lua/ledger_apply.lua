@@ -5,7 +5,9 @@
 -- KEYS[4] = lots list      (is:{T/mK}:lots:CARD): "<expires_at> <points left>", oldest first
 -- KEYS[5] = events stream  (is:{T/mK}:events): the same entry, for the CRM bridge
 -- ARGV[1] = JSON {card, at, kind, idem, sha, version?, delta, earned, day?, drop_days [],
---                 need_active?, lot_expires (0: none), tier?, fields {}}
+--                 need_active?, lot_expires (0: none), tier?, fields {}, member_set {}}
+--   member_set: fields written on the member hash with the entry (a credit records
+--   last_check_at, last_region and sku:<SKU> for the customer-care segments).
 --   kind "" only expires due lots; version (when given) must equal the record's v, so a
 --   figure the caller computed from a snapshot (award, tier, daily cap) is still right.
 -- Returns JSON {ok=true, entry, balance, earned, tier, tier_from?, expired}
@@ -73,6 +75,7 @@ if tonumber(spec.earned) > 0 then
   redis.call('HINCRBY', KEYS[1], spec.day, spec.earned)
 end
 for _, field in ipairs(spec.drop_days or {}) do redis.call('HDEL', KEYS[1], field) end
+for k, v in pairs(spec.member_set or {}) do redis.call('HSET', KEYS[1], k, v) end
 if delta > 0 and tonumber(spec.lot_expires) > 0 then
   local last = redis.call('LINDEX', KEYS[4], -1)
   local expires, left = string.match(last or '', '^(%d+) (%d+)$')

@@ -19,9 +19,12 @@ from collections.abc import Callable
 
 import redis
 
+from points_bridge import outbound
 from points_bridge.cards import format_card
+from points_bridge.draws import Draws
 from points_bridge.exc import PointsError
 from points_bridge.members import MemberStore, earned_for_tier
+from points_bridge.optout import OptOuts, phone_of
 from points_bridge.tiers import tier_for
 from verify_api.channels import keywords, replies
 from verify_api.channels.config import ChannelConfig, ChannelStore
@@ -49,6 +52,7 @@ class SmsService:
         wait_seconds: float = 10.0,
     ) -> None:
         self._redis = client
+        self.client = client
         self._engine = engine
         self.channels = channels
         self._clock = clock
@@ -101,9 +105,14 @@ class SmsService:
         if intent.kind == keywords.BALANCE:
             return self._balance(config, msg.sender)
         if intent.kind == keywords.STOP:
+            OptOuts(self._redis, config.tenant, clock=self._clock).opt_out(
+                phone_of(self._redis, config.tenant, msg.sender))
             return config.reply("stop")
         if not intent.text:
             return config.reply("malformed")
+        drawn = self._draw(config, msg.sender, intent.text)
+        if drawn is not None:
+            return drawn
         FeedbackInbox(self._redis, config.tenant).add(
             msg.sender, intent.text, "sms", int(self._clock())
         )
@@ -115,11 +124,35 @@ class SmsService:
     def _members(self, tenant: str) -> MemberStore:
         return MemberStore(self._redis, tenant, clock=self._clock)
 
+    def queue_reply(self, config: ChannelConfig, msg: InboundSms, reply: str) -> str:
+        """Queue ``reply`` to the tenant's outbound sender (gateways that cannot answer inline).
+
+        The id comes from the inbound message, so a gateway's retry queues
+        nothing twice. Replies are transactional: no quiet hours; an opted-out
+        phone gets only the acknowledgement of its opt-out.
+        """
+        intent = keywords.classify(msg.text, config.join_keyword, config.balance_keyword)
+        kind = outbound.OPTOUT_ACK if intent.kind == keywords.STOP else outbound.REPLY
+        phone = phone_of(self._redis, config.tenant, msg.sender)
+        box = outbound.Outbox(self._redis, config.tenant, clock=self._clock)
+        return box.enqueue(f"r.{msg.dedup_id}", phone, reply, kind)
+
+    def _draw(self, config: ChannelConfig, sender: str, text: str) -> str | None:
+        """Enter a keyword draw (``cj#answer``); None if the text is no draw entry."""
+        draws = Draws(self._redis, config.tenant, clock=self._clock)
+        phone = phone_of(self._redis, config.tenant, sender)
+        if draws.get_status(text) is None:
+            return None
+        if self._members(config.tenant).by_phone(phone) is None:
+            return config.reply("not_member")
+        return config.reply("draw_" + draws.enter(phone, text))
+
     def _join(self, config: ChannelConfig, sender: str) -> str:
         try:
             member, created = self._members(config.tenant).join(sender, source="sms")
         except PointsError as exc:
             raise InvalidField("From", str(exc)) from None
+        OptOuts(self._redis, config.tenant, clock=self._clock).opt_in(member.phone)
         card = format_card(member.card)
         if created:
             return config.reply("join", card=card)

@@ -22,6 +22,8 @@ from codegen.batches import BatchError, UnknownBatch
 from codegen.exc import ProductError, ProductExists, UnknownProduct
 from codegen.keys import KeyStore
 from points_bridge import exc as pexc
+from points_bridge.draws import DrawClosed, UnknownDraw
+from points_bridge.sms_campaigns import UnknownSmsCampaign
 from verify_api import roles
 from verify_api.admin_bodies import MAX_ADMIN_BODY, Fields
 from verify_api.audit import AuditLog
@@ -98,9 +100,9 @@ def plain(record: object) -> object:
 
 # -- domain errors -> HTTP ------------------------------------------------------------------
 NOT_FOUND = (UnknownProduct, UnknownBatch, pexc.UnknownMember, pexc.UnknownCampaign,
-             pexc.UnknownTier)
+             pexc.UnknownTier, UnknownSmsCampaign, UnknownDraw)
 CONFLICT = (ProductExists, BatchError, pexc.CampaignExists, pexc.PhoneTaken,
-            pexc.IdempotencyConflict, pexc.MemberInactive, pexc.InsufficientPoints)
+            pexc.IdempotencyConflict, pexc.MemberInactive, pexc.InsufficientPoints, DrawClosed)
 UNAVAILABLE = (pexc.Contended,)
 
 
@@ -123,10 +125,16 @@ def _domain_error(req: falcon.Request, resp: falcon.Response, ex: Exception, par
 
 def register(app: falcon.App, ctx: AdminContext) -> None:
     """Add the admin routes, their middleware and the domain error mapping to ``app``."""
-    from verify_api.resources import admin_batches, admin_catalog, admin_members, admin_reports
+    from verify_api.resources import (
+        admin_batches,
+        admin_care,
+        admin_catalog,
+        admin_members,
+        admin_reports,
+    )
 
     app.add_middleware(AdminAuth(ctx.tokens))
-    for module in (admin_catalog, admin_batches, admin_members, admin_reports):
+    for module in (admin_catalog, admin_batches, admin_members, admin_reports, admin_care):
         for path, resource in module.routes(ctx):
             app.add_route(ADMIN + path, resource)
     for error in (ProductError, BatchError, pexc.PointsError):

@@ -12,6 +12,7 @@ import falcon
 from codegen.exc import CodegenError
 from codegen.products import ProductStore
 from verify_api import answers
+from verify_api.bodies import load_object
 from verify_api.channels import csrf, gateways, ivr, signatures, web
 from verify_api.channels.config import TWIML, ChannelConfig
 from verify_api.channels.sms import SmsService, check_code
@@ -91,6 +92,8 @@ class JsonSmsResource:
             raise InvalidField("dest_code", "one post must carry messages for one tenant only")
         _check_itemseal(req, config, body)
         answered = [(m, self._service.handle(config, m)) for m in messages]
+        for m, text in answered:  # these gateways cannot carry a reply: send it ourselves
+            self._service.queue_reply(config, m, text)
         if self._gateway == gateways.ALIYUN:
             resp.media = {"code": 0, "msg": "OK", "replies": [
                 {"phone_number": m.sender, "content": text, "sequence_id": m.message_id}
@@ -229,3 +232,37 @@ def _html(resp: falcon.Response, text: str, status: int) -> None:
         " frame-ancestors 'none'; base-uri 'none'",
     )
 
+
+
+class ReceiptResource:
+    """``POST /v1/tenants/{tenant}/sms/receipts``: delivery receipts, signed like SMS posts.
+
+    Body ``{"receipts": [{"id": <our message id or the gateway's>, "status":
+    "delivered" | "failed", "error": ""}]}``; a receipt for a message we do
+    not know answers ``unknown`` for it (gateways retry what we refuse).
+    """
+
+    def __init__(self, service: SmsService) -> None:
+        self._service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+        from points_bridge.outbound import Outbox
+
+        body = read_body(req, MAX_JSON)
+        config = self._service.channels.get(tenant)
+        _check_itemseal(req, config, body)
+        data = load_object(body)
+        receipts = data.get("receipts")
+        if not isinstance(receipts, list) or not 1 <= len(receipts) <= 1000:
+            raise InvalidField("receipts", "'receipts' is a list of 1-1000 receipts")
+        outbox = Outbox(self._service.client, tenant)
+        results = []
+        for item in receipts:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str) \
+                    or item.get("status") not in ("delivered", "failed"):
+                raise InvalidField("receipts", "each receipt has an 'id' and a 'status'"
+                                   " of delivered or failed")
+            error = item.get("error") if isinstance(item.get("error"), str) else ""
+            status = outbox.receipt(item["id"], item["status"] == "delivered", error)
+            results.append({"id": item["id"], "status": status})
+        resp.media = {"results": results}
