@@ -20,7 +20,6 @@ topped up with ``itemseal sender credit`` and spent by the send script.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -151,14 +150,12 @@ class OutboundSettings:
         return f"itemseal/sms-sender-auth/{self.tenant}".encode()
 
     def _seal(self, secret: str) -> str:
-        nonce = os.urandom(12)
-        sealed = self._master.seal(secret.encode(), self._context(), nonce)
-        return json.dumps({"nonce": nonce.hex(), "sealed": base64.b64encode(sealed).decode()})
+        record = self._master.seal_record(secret.encode(), self._context(), os.urandom(12))
+        return json.dumps(record)
 
     def _open(self, raw: str) -> str:
-        record = json.loads(raw)
-        return self._master.open(base64.b64decode(record["sealed"]), self._context(),
-                                 bytes.fromhex(record["nonce"])).decode()
+        what = f"the SMS gateway auth of tenant {self.tenant!r}"
+        return self._master.open_record(json.loads(raw), self._context(), what).decode()
 
 
 def _checked(name: str, value: object) -> str:

@@ -16,7 +16,10 @@ import pytest
 from codegen.products import ProductStore
 from points_bridge.campaigns import CampaignStore
 from points_bridge.members import MemberStore
+from points_bridge.outbound import Dispatcher, Outbox
+from points_bridge.outbound_config import OutboundSettings
 from points_bridge.rules import Campaign
+from points_bridge.senders import FileSender
 from verify_api.batch_scans import void_codes
 from verify_api.channels.config import ChannelStore
 from verify_api.engine import CheckRequest, VerifyEngine
@@ -43,7 +46,7 @@ def test_keys_spanning_two_tags_are_refused():
 
 
 def test_every_script_is_called_with_one_hash_tag(
-    redis_client, batch_factory, master_key, clock
+    redis_client, batch_factory, master_key, clock, tmp_path
 ):
     keyguard.SEEN.clear()
     batch, key_store = batch_factory("ACME", count=1000, sku="LIP-001")  # reserve, transition
@@ -67,4 +70,12 @@ def test_every_script_is_called_with_one_hash_tag(
     void_codes(redis_client, key_store, "ACME", batch.batch_id,
                [signer.code(batch.first_serial + 2)])
     ChannelStore(redis_client, master_key).update("ACME", sms_number="106570216001")
+    outbound = OutboundSettings(redis_client, "ACME")
+    outbound.top_up(10)
+    box = Outbox(redis_client, "ACME", clock=clock)
+    assert box.enqueue("m1", "+8613900139000", "Hello", "campaign") == "queued"  # out_enqueue
+    sent = Dispatcher(redis_client, "ACME", FileSender(tmp_path / "sms.jsonl"), outbound.get(),
+                      clock=clock, sleep=clock.advance).run()  # out_charge, out_result
+    assert sent == {"sent": 1}
+    assert box.receipt("m1", True) == "delivered"  # out_receipt
     assert set(keyguard.SEEN) == set(keyguard.script_names().values())
