@@ -6,7 +6,6 @@ Registered by ``cli.py`` through ``COMMANDS``; the member commands live in
 
 from __future__ import annotations
 
-import os
 import signal
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from points_bridge.campaigns import CampaignStore
-from points_bridge.crm import Bridge, Webhook
+from points_bridge.crm import Bridge, CrmSecret, Webhook
 from points_bridge.keyspace import PointsKeys
 from points_bridge.ledger import Ledger
 from points_bridge.member_commands import member
@@ -273,12 +272,9 @@ def bridge_secret(config: Config, tenant: str, value: str | None, new: bool) -> 
       itemseal bridge secret --tenant ACME --new
     """
     SettingsStore(config.redis).get(tenant)
-    key = PointsKeys(tenant).crm_secret
-    if value or new:
-        config.redis.set(key, value or os.urandom(24).hex())
-    else:
-        config.redis.set(key, os.urandom(24).hex(), nx=True)
-    click.echo(config.redis.get(key).decode())
+    store = CrmSecret(config.redis, tenant, config.master_key())
+    secret = store.set(value.encode() if value else None) if value or new else store.ensure()
+    click.echo(secret.decode())
 
 
 @bridge.command("dead")
@@ -320,7 +316,7 @@ def bridge_replay(config: Config, tenant: str, entry_ids: tuple[str, ...], webho
 
 def _bridge(config: Config, tenant: str, webhook: str, secret: str | None, **kw) -> Bridge:
     SettingsStore(config.redis).get(tenant)
-    key = secret.encode() if secret else config.redis.get(PointsKeys(tenant).crm_secret)
+    key = secret.encode() if secret else CrmSecret(config.redis, tenant, config.master_key()).get()
     if not key:
         raise click.UsageError(
             f"no webhook secret: pass --secret or run `itemseal bridge secret --tenant {tenant}`"

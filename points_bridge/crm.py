@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import redis
 
+from codegen.keys import MasterKey
 from points_bridge.exc import PointsError, UnknownDeadLetter
 from points_bridge.keyspace import MEMBER_SHARDS, PointsKeys
 
@@ -49,6 +50,43 @@ NUMBERS = ("delta", "balance", "earned", "at", "serial", "created_at")
 def sign(secret: bytes, body: bytes) -> str:
     """Return the hex HMAC-SHA256 of ``body``, the value of ``X-Itemseal-Signature``."""
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+class CrmSecret:
+    """The tenant's webhook signing secret, sealed under the master key like every key at rest.
+
+    The bridge and `itemseal bridge secret` open it with the master key; the
+    store (and its append-only file) never holds it in the clear.
+    """
+
+    def __init__(self, client: redis.Redis, tenant: str, master: MasterKey) -> None:
+        self._redis = client
+        self._key = PointsKeys(tenant).crm_secret
+        self._master = master
+        self._context = f"itemseal/crm-secret/{tenant}".encode()
+        self._what = f"the CRM secret of tenant {tenant!r}"
+
+    def get(self) -> bytes | None:
+        raw = self._redis.get(self._key)
+        if raw is None:
+            return None
+        return self._master.open_record(json.loads(raw), self._context, self._what)
+
+    def ensure(self) -> bytes:
+        """Return the secret, making a random one on first use (SET NX: one wins)."""
+        self._redis.set(self._key, self._sealed(os.urandom(24).hex().encode()), nx=True)
+        found = self.get()
+        assert found is not None, "set just above"
+        return found
+
+    def set(self, secret: bytes | None = None) -> bytes:
+        """Store ``secret`` (or a new random one) and return it."""
+        secret = secret or os.urandom(24).hex().encode()
+        self._redis.set(self._key, self._sealed(secret))
+        return secret
+
+    def _sealed(self, secret: bytes) -> str:
+        return json.dumps(self._master.seal_record(secret, self._context, os.urandom(12)))
 
 
 class Webhook:

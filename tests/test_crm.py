@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -14,7 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from points_bridge.crm import GROUP, SIGNATURE_HEADER, Bridge, Webhook
+from codegen.exc import MasterKeyError
+from codegen.keys import MasterKey
+from points_bridge.crm import GROUP, SIGNATURE_HEADER, Bridge, CrmSecret, Webhook
 from points_bridge.exc import UnknownDeadLetter
 from points_bridge.keyspace import PointsKeys, shard_of
 from points_bridge.ledger import Ledger
@@ -159,17 +162,31 @@ def test_dead_letters_are_replayed_once_the_crm_is_fixed(redis_client, receiver,
     assert sorted(e["data"]["kind"] for e in replayed) == ["adjust", "redeem"]
 
 
-def test_bridge_replay_command(redis_client, receiver, card, itemseal_env):
+def test_bridge_replay_command(redis_client, receiver, card, itemseal_env, master_key):
     crm, url = receiver
     crm.poison = {"adjust": 422}
     bridge(redis_client, url).drain()
     crm.poison = {}
-    redis_client.set(PointsKeys("ACME").crm_secret, SECRET)
+    CrmSecret(redis_client, "ACME", master_key).set(SECRET)
     replay = ["bridge", "replay", "--tenant", "ACME", "--webhook", url]
-    out = CliRunner().invoke(main, replay, env=itemseal_env)
+    env = {**itemseal_env, "ITEMSEAL_MASTER_KEY": base64.b64encode(master_key.secret).decode()}
+    out = CliRunner().invoke(main, replay, env=env)
     assert out.exit_code == 0 and "delivered 1, still dead 0" in out.output, out.output
-    out = CliRunner().invoke(main, [*replay, "1-0"], env=itemseal_env)
+    out = CliRunner().invoke(main, [*replay, "1-0"], env=env)
     assert out.exit_code == 1 and "no dead letter 1-0" in out.output
+
+
+def test_the_crm_secret_is_sealed_at_rest(redis_client, points_tenant, master_key):
+    points_tenant()
+    secret = CrmSecret(redis_client, "ACME", master_key)
+    assert secret.get() is None
+    made = secret.ensure()
+    assert secret.ensure() == made == secret.get() and len(made) == 48
+    assert made not in redis_client.get(PointsKeys("ACME").crm_secret)
+    assert secret.set(b"shared-with-the-crm") == b"shared-with-the-crm" == secret.get()
+    other = CrmSecret(redis_client, "ACME", MasterKey(b"\x01" * 32))
+    with pytest.raises(MasterKeyError, match="different master key"):
+        other.get()
 
 
 def test_an_unreachable_crm_is_retried_then_parked(redis_client, card):
