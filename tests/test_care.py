@@ -377,16 +377,18 @@ def test_window_counts_survive_a_day_rolling_over():
 
 
 def test_counterfeit_surge_alert_goes_to_the_webhook_once(redis_client, points_tenant, clock,
-                                                         gateway):
+                                                         gateway, master_key):
     from codegen.keyspace import TenantKeys
     from verify_api.stats import day_of
 
     gw, url = gateway
     tenant = points_tenant()
-    alerts = Alerts(redis_client, tenant, clock=clock)
+    alerts = Alerts(redis_client, tenant, master=master_key, clock=clock)
     alerts.configure({"webhook_url": url, "webhook_secret": "s" * 16,
                       "counterfeit_threshold": 3, "window_minutes": 10,
                       "sms_phones": ["+8613800000001"]})
+    assert b"s" * 16 not in redis_client.get(f"is:{{{tenant}}}:alerts:config")  # sealed
+    assert alerts.config()["webhook_secret"] == "s" * 16
     day = TenantKeys(tenant).stats_day(day_of(clock()))
     redis_client.hincrby(day, "cf_region:Zhejiang", 10)
     assert alerts.run() == []  # the first run takes the baseline

@@ -38,7 +38,7 @@ def alerts_set(config: Config, tenant: str, raw: str) -> None:
         changes = json.loads(raw)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--json") from None
-    done = Alerts(config.redis, tenant).configure(changes)
+    done = Alerts(config.redis, tenant, master=config.master_key()).configure(changes)
     AuditLog(config.redis, tenant).record("cli", "alerts.set", "alerts", None,
                                           {**done, "webhook_secret": bool(done["webhook_secret"])})
     click.echo(json.dumps({**done, "webhook_secret": bool(done["webhook_secret"])}))
@@ -55,7 +55,7 @@ def alerts_run(config: Config, tenant: str, every) -> None:
     Example:
       itemseal alerts run --tenant ACME --every 60
     """
-    runner = Alerts(config.redis, tenant)
+    runner = Alerts(config.redis, tenant, master=config.master_key())
     while True:
         for alert in runner.run():
             click.echo(json.dumps(alert.to_json(tenant, int(time.time())), ensure_ascii=False))

@@ -25,6 +25,7 @@ so quiet hours do not hold it).
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
+from codegen.keys import MasterKey
 from points_bridge.outbound import ALERT, Outbox
 from verify_api.channels import signatures
 from verify_api.exc import SettingError
@@ -116,22 +118,38 @@ class Alerts:
         client: redis.Redis,
         tenant: str,
         *,
+        master: MasterKey,
         clock: Callable[[], float] = time.time,
         timeout: float = 10.0,
     ) -> None:
         self._redis = client
         self.tenant = tenant
+        self._master = master
         self._clock = clock
         self._timeout = timeout
         self._t = f"is:{{{tenant}}}:alerts"
+        self._context = f"itemseal/alert-webhook-secret/{tenant}".encode()
 
     def config(self) -> dict:
+        """The settings, the webhook secret opened (it is stored sealed under the master key)."""
         raw = self._redis.get(f"{self._t}:config")
-        return check_config(json.loads(raw) if raw else {})
+        stored = json.loads(raw) if raw else {}
+        sealed = stored.pop("webhook_secret", "")
+        if isinstance(sealed, dict):
+            what = f"the alert webhook secret of tenant {self.tenant!r}"
+            opened = self._master.open_record(sealed, self._context, what)
+            stored["webhook_secret"] = opened.decode()
+        return check_config(stored)
 
     def configure(self, changes: Mapping[str, object]) -> dict:
         checked = check_config({**self.config(), **changes})
-        self._redis.set(f"{self._t}:config", json.dumps(checked))
+        stored = dict(checked)
+        if checked["webhook_secret"]:
+            secret = str(checked["webhook_secret"]).encode()
+            stored["webhook_secret"] = self._master.seal_record(
+                secret, self._context, os.urandom(12)
+            )
+        self._redis.set(f"{self._t}:config", json.dumps(stored))
         return checked
 
     def run(self) -> list[Alert]:

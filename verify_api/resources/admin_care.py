@@ -154,10 +154,11 @@ class AlertConfig(AdminResource):
     actions = {"GET": "alerts.read", "PUT": "alerts.write"}
 
     def on_get(self, req, resp, tenant: str) -> None:
-        resp.media = _alerts_public(Alerts(self.ctx.client, tenant).config())
+        store = Alerts(self.ctx.client, tenant, master=self.ctx.key_store.master)
+        resp.media = _alerts_public(store.config())
 
     def on_put(self, req, resp, tenant: str) -> None:
-        store = Alerts(self.ctx.client, tenant)
+        store = Alerts(self.ctx.client, tenant, master=self.ctx.key_store.master)
         before = _alerts_public(store.config())
         after = _alerts_public(store.configure(_object(req)))
         self.ctx.audit(req, tenant, "alerts.set", "alerts", before, after)
