@@ -8,7 +8,9 @@ It starts its own redis-server (append-only file, fsync always) in a
 temporary home, seeds a tenant with an activated batch and a product worth
 points, starts ``itemseal serve`` (2 gevent workers) and drives it from
 ``--threads`` client threads, each picking a request from ``MIXES`` by
-weight. At ``--kill-at`` of the run it kills redis-server with SIGKILL,
+weight: claims and repeat checks over HTTP, look-ups, distributor batches,
+signed Aliyun-style SMS (a code, claimed for the sender, or the balance
+keyword) and a brand manager's admin reads with a bearer token. At ``--kill-at`` of the run it kills redis-server with SIGKILL,
 waits ``--down`` seconds (the API answers 503 ``store_unavailable``) and
 starts it again on the same append-only file.
 
@@ -56,11 +58,16 @@ from codegen.tenants import TenantStore  # noqa: E402
 from points_bridge.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys  # noqa: E402
 from points_bridge.ledger import Ledger  # noqa: E402
 from points_bridge.reconcile import Reconciler  # noqa: E402
+from verify_api.auth import TokenStore  # noqa: E402
+from verify_api.channels.config import ChannelStore  # noqa: E402
+from verify_api.channels.signatures import itemseal_signature  # noqa: E402
 from verify_api.embedded import EmbeddedRedis  # noqa: E402
 from verify_api.scanrecord import unpack  # noqa: E402
 
 TENANT = "SOAK"
 SKU = "SKU-SOAK"
+SMS_NUMBER = "106570216099"
+GATEWAY_SECRET = "soak-gateway-secret"
 POINTS = 10
 CHUNK = 500  # serials a thread takes at a time for its claims
 
@@ -106,6 +113,7 @@ class Client:
     base: str
     serials: Serials
     rng: random.Random
+    token: str = ""  # a manager's admin token
     session: requests.Session = field(default_factory=requests.Session)
     fresh: list[tuple[int, str]] = field(default_factory=list)
 
@@ -167,13 +175,46 @@ def batch(c: Client) -> Outcome:
     )
 
 
+def sms(c: Client) -> Outcome:
+    """An Aliyun-style uplink: a fresh code (a claim, so it must be credited) or ``666``."""
+    phone = f"1370013{c.rng.randrange(5000):04d}"
+    fresh = c.rng.random() < 0.7
+    serial, code = c.fresh_code() if fresh else (0, "666")
+    uplink = [{"phone_number": phone, "content": code, "dest_code": SMS_NUMBER,
+               "sequence_id": c.rng.getrandbits(48), "send_time": "2026-11-23 10:00:00"}]
+    body = json.dumps(uplink).encode()
+    headers = {"Content-Type": "application/json",
+               "X-Itemseal-Signature": itemseal_signature(GATEWAY_SECRET, body)}
+    answer = c.session.post(f"{c.base}/v1/sms/aliyun", data=body, headers=headers, timeout=10)
+    out = _outcome(answer)
+    if fresh:
+        c.serials.seen(code)
+        if out.kind == "ok":  # acknowledged to the gateway: the claim must hold
+            out.claim = (serial, phone, {"claimed": True})
+    return out
+
+
+def admin(c: Client) -> Outcome:
+    """A brand manager's reads: today's checks by channel, or a member by phone."""
+    headers = {"Authorization": f"Bearer {c.token}"}
+    if c.rng.random() < 0.5:
+        url = f"{c.base}/v1/admin/tenants/{TENANT}/reports/checks?by=channel"
+        return _outcome(c.session.get(url, headers=headers, timeout=10))
+    phone = f"1390013{c.rng.randrange(5000):04d}"
+    url = f"{c.base}/v1/admin/tenants/{TENANT}/members?phone={phone}"
+    answer = c.session.get(url, headers=headers, timeout=10)
+    return Outcome(200, "ok") if answer.status_code == 404 else _outcome(answer)  # no such one
+
+
 MIXES: dict[str, tuple[float, Callable[[Client], Outcome]]] = {
-    "claim": (0.35, claim),
-    "verify": (0.30, recheck),
-    "lookup": (0.25, lookup),
+    "claim": (0.30, claim),
+    "verify": (0.25, recheck),
+    "lookup": (0.15, lookup),
     "batch": (0.10, batch),
+    "sms": (0.12, sms),
+    "admin": (0.08, admin),
 }
-"""Name -> (weight, request). Add a channel's load here (e.g. SMS, admin reads)."""
+"""Name -> (weight, request)."""
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -205,9 +246,11 @@ class Tally:
                 self.claims.append(out.claim)
 
 
-def load_thread(base: str, serials: Serials, tally: Tally, until: float, seed: int) -> None:
+def load_thread(
+    base: str, serials: Serials, tally: Tally, until: float, seed: int, token: str
+) -> None:
     rng = random.Random(seed)
-    client = Client(base, serials, rng)
+    client = Client(base, serials, rng, token=token)
     names = list(MIXES)
     weights = [MIXES[n][0] for n in names]
     while time.monotonic() < until:
@@ -228,8 +271,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def seed(client: redis.Redis, master: MasterKey, count: int) -> tuple[object, int]:
+def seed(client: redis.Redis, master: MasterKey, count: int) -> tuple[object, int, str]:
+    """The tenant, its SMS number, a manager's token and an active batch."""
     TenantStore(client).create(TENANT, "Soak Cosmetics")
+    ChannelStore(client, master).update(
+        TENANT, sms_number=SMS_NUMBER, gateway_secret=GATEWAY_SECRET, language="en"
+    )
+    token, _ = TokenStore(client).create(TENANT, "manager", "soak")
     limits = {"verify_rate_ip": "0", "verify_rate_phone": "0", "verify_rate_batch": "0"}
     client.hset(TenantKeys(TENANT).meta, mapping=limits)
     ProductStore(client).add(TENANT, SKU, name="Face cream", points=POINTS)
@@ -242,7 +290,7 @@ def seed(client: redis.Redis, master: MasterKey, count: int) -> tuple[object, in
         first_serial=first, count=count,
     )  # fmt: skip
     registry.transition(made.batch_id, "active")
-    return key_store.signer(TENANT, 0, NUMERIC_24), first
+    return key_store.signer(TENANT, 0, NUMERIC_24), first, token
 
 
 def start_server(env: dict[str, str], log: Path, workers: int) -> tuple[subprocess.Popen, str]:
@@ -316,7 +364,7 @@ def run(args: argparse.Namespace) -> dict:
     proc = None
     try:
         client = store.client()
-        signer, first = seed(client, master, args.codes)
+        signer, first, token = seed(client, master, args.codes)
         env = {
             "ITEMSEAL_HOME": str(home),
             "ITEMSEAL_REDIS_URL": store.url(),
@@ -331,7 +379,7 @@ def run(args: argparse.Namespace) -> dict:
         marks: dict[str, float] = {}
         until = started + seconds
         threads = [
-            threading.Thread(target=load_thread, args=(base, serials, tally, until, n))
+            threading.Thread(target=load_thread, args=(base, serials, tally, until, n, token))
             for n in range(args.threads)
         ]
         threads.append(threading.Thread(
