@@ -10,9 +10,10 @@ points, starts ``itemseal serve`` (2 gevent workers) and drives it from
 ``--threads`` client threads, each picking a request from ``MIXES`` by
 weight: claims and repeat checks over HTTP, look-ups, distributor batches,
 signed Aliyun-style SMS (a code, claimed for the sender, or the balance
-keyword) and a brand manager's admin reads with a bearer token. At ``--kill-at`` of the run it kills redis-server with SIGKILL,
-waits ``--down`` seconds (the API answers 503 ``store_unavailable``) and
-starts it again on the same append-only file.
+keyword) and a brand manager's admin reads with a bearer token. At
+``--kill-at`` of the run it kills redis-server with SIGKILL, waits
+``--down`` seconds (the API answers 503 ``store_unavailable``) and starts it
+again on the same append-only file.
 
 At the end it runs the reconciler (claims answered ``points_pending`` are
 credited from the outbox) and checks every claim the API acknowledged with

@@ -76,13 +76,36 @@ class CodeChecker:
             return Decoded(text, parsed.verdict.value)
         return self.decode_parsed(text, parsed)
 
+    def decode_many(self, items: list[tuple[str, ParsedCode]]) -> list[Decoded]:
+        """``decode_parsed`` of many codes; the codes of one key are verified together."""
+        by_key: dict[tuple[int, str], list[int]] = {}
+        for i, (_, parsed) in enumerate(items):
+            by_key.setdefault((parsed.key_id, parsed.profile.name), []).append(i)
+        found: list[Decoded | None] = [None] * len(items)
+        for indexes in by_key.values():
+            first = items[indexes[0]][1]
+            info = self._info(first.key_id)
+            serials: list[int | None] = [None] * len(indexes)
+            if info is not None:
+                signer = self._keys.signer(self.tenant, first.key_id, first.profile)
+                serials = signer.verify_many([items[i][1] for i in indexes])
+            for i, serial in zip(indexes, serials, strict=True):
+                found[i] = self._decoded(items[i][0], items[i][1], info, serial)
+        return found  # type: ignore[return-value]
+
     def decode_parsed(self, text: str, parsed: ParsedCode) -> Decoded:
         info = self._info(parsed.key_id)
         serial = None
         if info is not None:
             signer = self._keys.signer(self.tenant, parsed.key_id, parsed.profile)
             serial = signer.verify(parsed)
-        if serial is None:
+        return self._decoded(text, parsed, info, serial)
+
+    @staticmethod
+    def _decoded(
+        text: str, parsed: ParsedCode, info: KeyInfo | None, serial: int | None
+    ) -> Decoded:
+        if info is None or serial is None:
             return Decoded(text, COUNTERFEIT, parsed.digits, parsed.profile, parsed.key_id)
         verdict = VALID if info.active else REVOKED
         return Decoded(text, verdict, parsed.digits, parsed.profile, parsed.key_id, serial)

@@ -222,6 +222,23 @@ def permute_serials(
     return a * low_mod + b
 
 
+def unpermute_serials(
+    permuted: np.ndarray, round_keys: tuple[int, ...], profile: Profile
+) -> np.ndarray:
+    """Vectorised ``unpermute_serial`` (a distributor's carton of codes at once)."""
+    _, low = _split(profile)
+    low_mod = np.uint64(10**low)
+    a = permuted // low_mod
+    b = permuted - a * low_mod
+    steps = reversed(list(zip(round_keys, _round_moduli(profile), strict=True)))
+    with np.errstate(over="ignore"):
+        for key, modulus in steps:
+            m = np.uint64(modulus)
+            mixed = umod(_mix_array(a ^ np.uint64(key)), modulus)
+            a, b = umod(b + m - mixed, modulus), a  # b < m and mixed < m: never negative
+    return a * low_mod + b
+
+
 # ------------------------------------------------------------------- layout
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -82,7 +83,7 @@ class VerifyEngine:
         clock: Callable[[], float] = time.time,
         key_cache_seconds: float = 2.0,
         catalog_seconds: float = 5.0,
-        on_result: Callable[[str], None] | None = None,
+        on_result: Callable[[str, int], None] | None = None,
     ) -> None:
         self._keys = key_store
         self._clock = clock
@@ -92,7 +93,7 @@ class VerifyEngine:
         self.scripts = Scripts(pipe)
         self.catalog = Catalog(client, ttl=catalog_seconds)
         self.limiter = RateLimiter(self.scripts, clock=clock)
-        self._on_result = on_result or (lambda result: None)
+        self._on_result = on_result or (lambda result, count=1: None)
         self.crediter = ClaimCrediter(client, wire=pipe, clock=clock, view_seconds=catalog_seconds)
 
     # -- public -------------------------------------------------------------------------
@@ -173,11 +174,14 @@ class VerifyEngine:
         found: list[Answer | None] = [None] * len(codes)
         queries, slots = [], []
         texts = [extract_code(text) for text in codes]
+        well_formed = []
         for i, (text, parsed) in enumerate(zip(texts, parse_many(texts), strict=True)):
             if isinstance(parsed, Rejected):
                 found[i] = Answer(parsed.verdict.value)
-                continue
-            decoded = checker.decode_parsed(text, parsed)
+            else:
+                well_formed.append((i, text, parsed))
+        decoded_all = checker.decode_many([(text, parsed) for _, text, parsed in well_formed])
+        for (i, _, _), decoded in zip(well_formed, decoded_all, strict=True):
             if decoded.authentic:
                 queries.append(self._query(decoded))
                 slots.append(i)
@@ -187,8 +191,8 @@ class VerifyEngine:
         replies = self._round_trip(tenant, limit, queries, LOOKUP_ONLY, now)
         for i, reply in zip(slots, replies, strict=True):
             found[i] = self._answer(tenant, policy, reply, now, recorded=False)
-        for answer in found:
-            self._on_result(answer.result)
+        for result, count in Counter(answer.result for answer in found).items():
+            self._on_result(result, count)
         return found  # type: ignore[return-value]
 
     def ping(self) -> None:
@@ -303,5 +307,5 @@ class VerifyEngine:
         )
 
     def _done(self, answer: Answer) -> Answer:
-        self._on_result(answer.result)
+        self._on_result(answer.result, 1)
         return answer

@@ -53,11 +53,11 @@ class Metrics:
         )
         self._children: dict[tuple, object] = {}
 
-    def count_result(self, result: str) -> None:
+    def count_result(self, result: str, count: int = 1) -> None:
         child = self._children.get(result)
         if child is None:
             child = self._children[result] = self.results.labels(result)
-        child.inc()
+        child.inc(count)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
