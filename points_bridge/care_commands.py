@@ -296,15 +296,23 @@ def care_set(config: Config, tenant: str, raw: str) -> None:
 
 @care.command("run")
 @tenant_option
+@click.option("--every", type=click.FloatRange(min=1),
+              help="Run again every N seconds (a service).")
 @pass_config
-def care_run(config: Config, tenant: str) -> None:
+def care_run(config: Config, tenant: str, every: float | None) -> None:
     """Queue the care messages due now; safe on several hosts at once (each sent once).
 
     \b
     Example:
       itemseal care run --tenant ACME && itemseal sender run --tenant ACME
+      itemseal care run --tenant ACME --every 3600     # as a service
     """
-    click.echo(json.dumps(Care(config.redis, tenant).run()))
+    care = Care(config.redis, tenant)
+    while True:
+        click.echo(json.dumps(care.run()))
+        if every is None:
+            return
+        time.sleep(every)
 
 
 @click.group()
