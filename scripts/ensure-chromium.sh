@@ -8,8 +8,10 @@ if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "ensure-chromium: installing chromium and chromium-driver (apt-get)" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
-    exit 0
+    if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; then
+        exit 0
+    fi
+    echo "ensure-chromium: apt-get could not install them" >&2
 fi
 cat >&2 <<'MSG'
 ################################################################################

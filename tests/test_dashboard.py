@@ -91,18 +91,13 @@ def served(site):
 
 
 @pytest.fixture
-def chromium():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                 "--window-size=1200,1600", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    yield driver
-    driver.quit()
+def chromium(browser):
+    """The session's Chromium (tests/browser.py), at a desktop size for the dashboard."""
+    size = browser.get_window_size()
+    browser.set_window_size(1200, 1600)
+    yield browser
+    browser.delete_all_cookies()
+    browser.set_window_size(size["width"], size["height"])
 
 
 @pytest.mark.browser
