@@ -20,17 +20,14 @@ first); ``expiry`` with ``days`` before the oldest lot expires.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 
-import redis
-
 from points_bridge.exc import BadInput
-from points_bridge.keyspace import PointsKeys
 from points_bridge.members import ACTIVE, Member
 from points_bridge.outbound import CARE, Outbox
+from points_bridge.scoped import TenantScoped
 from points_bridge.segments import DAY, records
 from points_bridge.settings import SettingsStore
 from points_bridge.sms_campaigns import personalise
@@ -102,16 +99,8 @@ def due(
     return [Due(d.kind, d.period, personalise(d.text, member)) for d in out]
 
 
-class Care:
+class Care(TenantScoped):
     """One tenant's care settings and runs."""
-
-    def __init__(
-        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._redis = client
-        self.tenant = tenant
-        self.keys = PointsKeys(tenant)
-        self._clock = clock
 
     def config(self) -> dict[str, dict]:
         raw = self._redis.get(self.keys.out("care"))

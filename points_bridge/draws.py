@@ -19,16 +19,13 @@ import hashlib
 import json
 import random
 import secrets
-import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis
-
 from points_bridge.exc import BadInput, PointsError
-from points_bridge.keyspace import PointsKeys
 from points_bridge.outbound import DRAW, Outbox
+from points_bridge.scoped import TenantScoped
 
 OPEN, CLOSED = "open", "closed"
 SEPARATORS = ("#", "＃")
@@ -85,16 +82,8 @@ class Draw:
                 "seed": self.seed, "picked": list(self.picked), "entries": self.entries}
 
 
-class Draws:
+class Draws(TenantScoped):
     """Open, enter and close one tenant's draws."""
-
-    def __init__(
-        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._redis = client
-        self.tenant = tenant
-        self.keys = PointsKeys(tenant)
-        self._clock = clock
 
     def _key(self, keyword: str) -> str:
         return self.keys.out(f"draw:{keyword}")

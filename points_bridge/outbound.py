@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import redis
 
-from points_bridge.keyspace import PointsKeys
 from points_bridge.outbound_config import OutboundConfig, OutboundSettings
+from points_bridge.scoped import TenantScoped
 from points_bridge.scripts import scripts
 from points_bridge.senders import OutMessage, Sender
 
@@ -81,17 +81,8 @@ def counts(raw: Mapping[bytes, bytes]) -> dict[str, int]:
     return {name: found.get(name, 0) for name in COUNTERS}
 
 
-class Outbox:
+class Outbox(TenantScoped):
     """Queue messages for one tenant and read their status."""
-
-    def __init__(
-        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._redis = client
-        self.tenant = tenant
-        self.keys = PointsKeys(tenant)
-        self._clock = clock
-        self._scripts = scripts(client)
 
     def message_key(self, message_id: str) -> str:
         return self.keys.out(f"m:{message_id}")
