@@ -24,7 +24,6 @@ import csv
 import hmac
 import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -40,6 +39,7 @@ import pyarrow
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.fixtures import machine  # noqa: E402
 from codegen.codes import (  # noqa: E402
     NUMERIC_24,
     compose_code,
@@ -122,24 +122,6 @@ def naive_baseline(signer: CodeSigner, first: int, count: int, url: str, out: Pa
     return count / seconds
 
 
-def machine() -> dict[str, object]:
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "pyarrow": pyarrow.__version__,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000_000)
@@ -212,7 +194,7 @@ def main() -> None:
         "other_busy_cores": round(others, 2),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in load_after],
-        **machine(),
+        "machine": machine(numpy=numpy.__version__, pyarrow=pyarrow.__version__),
     }
     print(f"minted {args.count:,} codes in {seconds:.2f} s: {rate / 1e6:.2f} M codes/s,"
           f" baseline {baseline / 1e6:.3f} M codes/s ({report['ratio']}x)", file=sys.stderr)

@@ -29,11 +29,9 @@ import argparse
 import base64
 import json
 import os
-import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,12 +48,10 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from codegen.batches import BatchRegistry  # noqa: E402
+from benchmarks.fixtures import free_port, machine, seed_active_batch  # noqa: E402
 from codegen.codes import NUMERIC_24  # noqa: E402
-from codegen.keys import KeyStore, MasterKey  # noqa: E402
+from codegen.keys import MasterKey  # noqa: E402
 from codegen.keyspace import SCAN_BUCKET_SERIALS, TenantKeys  # noqa: E402
-from codegen.products import ProductStore  # noqa: E402
-from codegen.tenants import TenantStore  # noqa: E402
 from points_bridge.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys  # noqa: E402
 from points_bridge.ledger import Ledger  # noqa: E402
 from points_bridge.reconcile import Reconciler  # noqa: E402
@@ -266,31 +262,16 @@ def load_thread(
             time.sleep(0.01)  # a client backs off a little while the store is down
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def seed(client: redis.Redis, master: MasterKey, count: int) -> tuple[object, int, str]:
-    """The tenant, its SMS number, a manager's token and an active batch."""
-    TenantStore(client).create(TENANT, "Soak Cosmetics")
+    """The tenant with an active batch, its SMS number and a manager's token."""
+    limits = {"verify_rate_ip": "0", "verify_rate_phone": "0", "verify_rate_batch": "0"}
+    key_store, first = seed_active_batch(
+        client, master, TENANT, SKU, count, points=POINTS, limits=limits
+    )
     ChannelStore(client, master).update(
         TENANT, sms_number=SMS_NUMBER, gateway_secret=GATEWAY_SECRET, language="en"
     )
     token, _ = TokenStore(client).create(TENANT, "manager", "soak")
-    limits = {"verify_rate_ip": "0", "verify_rate_phone": "0", "verify_rate_batch": "0"}
-    client.hset(TenantKeys(TENANT).meta, mapping=limits)
-    ProductStore(client).add(TENANT, SKU, name="Face cream", points=POINTS)
-    key_store = KeyStore(client, master)
-    key_store.rotate(TENANT)
-    registry = BatchRegistry(client, TENANT)
-    first = registry.reserve(NUMERIC_24, count)
-    made = registry.register(
-        registry.next_batch_id(), sku=SKU, key_id=0, profile=NUMERIC_24.name,
-        first_serial=first, count=count,
-    )  # fmt: skip
-    registry.transition(made.batch_id, "active")
     return key_store.signer(TENANT, 0, NUMERIC_24), first, token
 
 
@@ -331,19 +312,6 @@ def lost_claims(client: redis.Redis, claims: list[tuple[int, str, dict]]) -> dic
         elif entry.delta != POINTS:
             wrong_points += 1
     return {"lost": lost, "uncredited": uncredited, "wrong_points": wrong_points}
-
-
-def machine() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}  # fmt: skip
 
 
 def killer(store: EmbeddedRedis, at: float, down: float, marks: dict[str, float]) -> None:

@@ -32,7 +32,6 @@ import argparse
 import base64
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -49,13 +48,11 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.fixtures import free_port, machine, seed_active_batch  # noqa: E402
 from benchmarks.http_load import LoadResult, encode_request, run_load  # noqa: E402
-from codegen.batches import BatchRegistry  # noqa: E402
 from codegen.codes import NUMERIC_24  # noqa: E402
 from codegen.keys import KeyStore, MasterKey  # noqa: E402
 from codegen.keyspace import TenantKeys  # noqa: E402
-from codegen.products import ProductStore  # noqa: E402
-from codegen.tenants import TenantStore  # noqa: E402
 from verify_api.embedded import EmbeddedRedis  # noqa: E402
 from verify_api.pipe import RedisPipe  # noqa: E402
 from verify_api.store import (  # noqa: E402
@@ -70,41 +67,15 @@ TENANT = "BENCH"
 SKU = "SKU-CREAM-50ML"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def codes_of(key_store: KeyStore, first: int, count: int) -> list[str]:
     matrix = key_store.signer(TENANT, 0, NUMERIC_24).code_matrix(first, count)
     return [row.tobytes().decode() for row in (matrix + ord("0"))]
 
 
 def seed(client: redis.Redis, master: MasterKey, count: int) -> tuple[KeyStore, list[str], int]:
-    TenantStore(client).create(TENANT, "Bench Cosmetics")
-    client.hset(
-        TenantKeys(TENANT).meta,
-        mapping={
-            "verify_rate_ip": "100000000/60",
-            "verify_rate_phone": "100000000/60",
-            "verify_rate_batch": "1000000000/60",
-        },
-    )
-    ProductStore(client).add(TENANT, SKU, name="Face cream", points=10)
-    key_store = KeyStore(client, master)
-    key_store.rotate(TENANT)
-    registry = BatchRegistry(client, TENANT)
-    first = registry.reserve(NUMERIC_24, count)
-    batch = registry.register(
-        registry.next_batch_id(),
-        sku=SKU,
-        key_id=0,
-        profile=NUMERIC_24.name,
-        first_serial=first,
-        count=count,
-    )
-    registry.transition(batch.batch_id, "active")
+    limits = {"verify_rate_ip": "100000000/60", "verify_rate_phone": "100000000/60",
+              "verify_rate_batch": "1000000000/60"}  # fmt: skip
+    key_store, first = seed_active_batch(client, master, TENANT, SKU, count, limits=limits)
     return key_store, codes_of(key_store, first, count), first
 
 
@@ -180,24 +151,6 @@ def summary(results: list[LoadResult]) -> dict:
         "p99_ms": round(statistics.median(r.percentile(99) for r in results), 3),
         "errors": sum(r.errors for r in results),
         "runs_rps": [round(r.rps, 1) for r in results],
-    }
-
-
-def machine() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
 

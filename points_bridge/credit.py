@@ -321,8 +321,8 @@ class ClaimCrediter:
         """Post one attempt: the result, a fresher view (budget refused) or None (stale)."""
         plan = plan_credit(member, view, sku=sku, region=region, at=at)
         charges = dict(plan.award.campaign_spend)
-        campaigns = CampaignStore(self._redis, keys.tenant, clock=self._clock)
-        refused = campaigns.reserve(charges, view.campaigns) if charges else None
+        campaigns = CampaignStore(self._redis, keys.tenant, clock=self._clock) if charges else None
+        refused = campaigns.reserve(charges, view.campaigns) if campaigns else None
         if refused is not None:
             return _with_spent(view, refused)
         card = member.card
@@ -340,7 +340,7 @@ class ClaimCrediter:
         reply = json.loads(self._scripts.run([call])[0])
         if reply["ok"]:
             return _result(plan, card, reply)
-        if charges:
+        if campaigns:
             campaigns.refund(charges)
         if reply["why"] == "dup":
             entry = self._entry(keys, card, None, entry_id=reply["entry"])

@@ -20,9 +20,9 @@ import redis
 
 from points_bridge.cards import format_card
 from points_bridge.exc import BadInput, PointsError
-from points_bridge.keyspace import PointsKeys
 from points_bridge.members import Member
 from points_bridge.outbound import CAMPAIGN, Outbox
+from points_bridge.scoped import TenantScoped
 from points_bridge.segments import Segment, scan
 
 MAX_TEXT = 500
@@ -58,16 +58,13 @@ def personalise(text: str, member: Member) -> str:
             .replace("{balance}", str(member.balance)).replace("{tier}", member.tier))
 
 
-class SmsCampaigns:
+class SmsCampaigns(TenantScoped):
     """Send and follow one tenant's SMS campaigns."""
 
     def __init__(
         self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
     ) -> None:
-        self._redis = client
-        self.tenant = tenant
-        self.keys = PointsKeys(tenant)
-        self._clock = clock
+        super().__init__(client, tenant, clock=clock)
         self._outbox = Outbox(client, tenant, clock=clock)
 
     def send(self, segment: Segment, text: str, key: str | None = None) -> SmsCampaign:

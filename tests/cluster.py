@@ -11,6 +11,7 @@ cluster once per session (per xdist worker), only when a test asks for it.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -153,10 +154,10 @@ def _state(info: object) -> str:
     return "ok" if "cluster_state:ok" in text else text
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[LocalCluster]:
-    """Start one 3-master cluster for the session (only if a test asks) and stop it."""
-    home = Path(tempfile.mkdtemp(prefix="is-cl-", dir="/tmp"))
+@contextlib.contextmanager
+def running_cluster(prefix: str = "is-cl-") -> Iterator[LocalCluster]:
+    """A 3-master cluster in a fresh temporary folder, stopped and removed afterwards."""
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     cluster = LocalCluster(home)
     try:
         cluster.start()
@@ -164,3 +165,10 @@ def redis_cluster() -> Iterator[LocalCluster]:
     finally:
         cluster.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """Start one 3-master cluster for the session (only if a test asks) and stop it."""
+    with running_cluster() as cluster:
+        yield cluster

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import hiredis
 import pytest
-from cluster import LocalCluster
+from cluster import LocalCluster, running_cluster
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
@@ -57,14 +54,8 @@ def test_cluster_urls():
 @pytest.fixture(scope="module")
 def private_cluster() -> Iterator[LocalCluster]:
     """A cluster of its own: these tests move slots between masters."""
-    home = Path(tempfile.mkdtemp(prefix="is-cp-", dir="/tmp"))
-    cluster = LocalCluster(home)
-    try:
-        cluster.start()
+    with running_cluster("is-cp-") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ scan, because only the script knows the result. Codes refused before Redis
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -34,7 +35,13 @@ KINDS = ("r", "sku", "region", "ch", "cf_region")
 
 def day_of(now: float) -> str:
     """Return the UTC day of a unix time as ``YYYYMMDD`` (the key suffix)."""
-    return datetime.fromtimestamp(int(now), UTC).strftime("%Y%m%d")
+    return _day(int(now) // 86400)
+
+
+@functools.lru_cache(maxsize=64)
+def _day(day_number: int) -> str:
+    """Every check asks; the answer changes once a day."""
+    return datetime.fromtimestamp(day_number * 86400, UTC).strftime("%Y%m%d")
 
 
 def days_between(first: date, last: date) -> list[str]:
