@@ -143,18 +143,38 @@ def plan_credit(
     )
 
 
-UNKNOWN = object()  # no phone-index lookup made yet (``credit_claim``'s ``card``)
+CARD_BLOCK = 16  # card numbers a crediter takes from a tenant's counter at a time
+KNOWN_CARDS = 65536  # phones whose card one crediter remembers (a guess, checked each time)
+
+
+@dataclass
+class Prefetch:
+    """Reads a caller sends in its own round trip so that a credit starts with them.
+
+    Always the phone's index. When this crediter has met the phone before,
+    also what ``_read`` would fetch for the card it had then: the serial's
+    pin, the card's record and its entry for this claim. That card is only a
+    guess; the reads are used only if the index, read in the same round trip,
+    still names it. ``replies`` is set by the caller, in ``commands`` order.
+    """
+
+    e164: str
+    guess: str | None
+    commands: list[bytes]
+    replies: list | None = None
 
 
 class ClaimCrediter:
     """Credit claims of every tenant; safe to share between threads and greenlets.
 
-    The usual claim (a member who exists, no budgeted campaign) costs two
-    round trips after the verify script's: one that pins the serial and reads
-    the member's snapshot, one that posts; the API sends the phone-index read
-    with the verify script itself (``card``). Commands go packed over a
-    ``Wire`` (``wire.py``); the rare paths (a new member, a budget charge) use
-    the stores' own methods.
+    The usual claim (a member who exists, no budgeted campaign) costs three
+    round trips after the verify script's: a read of the pin and the member's
+    snapshot, the pin, the post. The API sends a ``prefetch`` with the verify
+    script itself: the phone-index read and, for a phone this crediter has
+    met, the snapshot read too, which leaves two. A new member costs two more
+    (the index claim and the record); the rarer paths (a budget charge)
+    use the stores' own methods. Commands go packed over a ``Wire``
+    (``wire.py``).
     """
 
     def __init__(
@@ -175,6 +195,17 @@ class ClaimCrediter:
         self._view_seconds = view_seconds
         self._monotonic = monotonic
         self._views: dict[tuple[str, str], tuple[float, TenantView]] = {}
+        self._cards: dict[tuple[str, str], str] = {}
+        self._members: dict[str, MemberStore] = {}
+
+    def prefetch(self, tenant: str, e164: str, serial: int) -> Prefetch:
+        """The reads to send ahead of ``credit_claim(..., prefetch=)`` (see ``Prefetch``)."""
+        keys = PointsKeys(tenant)
+        guess = self._cards.get((tenant, e164))
+        commands = [pack(b"GET", keys.phone(e164).encode())]
+        if guess is not None:
+            commands += _read_commands(keys, serial, guess.encode(), pin=True)
+        return Prefetch(e164, guess, commands)
 
     def credit_claim(
         self,
@@ -186,29 +217,39 @@ class ClaimCrediter:
         region: str | None = None,
         at: int | None = None,
         *,
-        card: object = UNKNOWN,
+        prefetch: Prefetch | None = None,
     ) -> CreditResult:
         """Credit the points of ``serial``'s first genuine check to the phone's member.
 
-        ``card`` is what the phone's index held when the caller read it
-        (``bytes``, or ``None`` for no member yet), to save that read.
+        ``prefetch``: from ``prefetch``, its replies read by the caller, to
+        save those reads here.
         """
         at = int(self._clock() if at is None else at)
         keys = PointsKeys(tenant)
         view = self.tenant_view(tenant, sku)
         e164 = normalize_phone(phone, view.settings.region)
-        if card is UNKNOWN:
+        if prefetch is not None and prefetch.e164 == e164 and prefetch.replies is not None:
+            card, *guessed = _checked(prefetch.replies)
+        else:
+            prefetch, guessed = None, []
             card = self._run(pack(b"GET", keys.phone(e164).encode()))[0]
-        idem = f"claim:{serial}"
-        pinned, member, seen = self._read(keys, serial, card, idem)
+        idem = claim_idem(serial)
+        if card is None:  # no member yet: the pin below reports any pin made meanwhile
+            pinned, member, seen = None, None, None
+        elif guessed and prefetch.guess == card.decode():
+            pinned, member, seen = _parse_read(keys, card, guessed, pin=True)
+        else:
+            pinned, member, seen = self._read(keys, serial, card, idem)
         read_card = member.card if member else None
         created = False
         if pinned is None:
             if member is None or member.phone != e164:  # no member yet, or mid-rebind
-                member, created = MemberStore(self._redis, tenant, clock=self._clock).ensure(
-                    e164, settings=view.settings, source="claim"
+                member, created = self._member_store(tenant).ensure(
+                    e164, settings=view.settings, source="claim", index_empty=card is None
                 )
+                read_card, seen = member.card, None  # a post finds any earlier entry (dup)
             pinned = self._pin(keys, serial, member.card)
+        self._remember(tenant, e164, member.card if member and member.phone == e164 else None)
         if read_card != pinned:
             _, member, seen = self._read(keys, serial, pinned.encode(), idem, pin=False)
         for attempt in range(MAX_ATTEMPTS):
@@ -267,36 +308,30 @@ class ClaimCrediter:
     # -- internals ----------------------------------------------------------------------
 
     def _run(self, *commands: bytes) -> list:
-        replies = self.wire.call(b"".join(commands), len(commands))
-        for reply in replies:
-            if is_error(reply):
-                raise redis.ResponseError(str(reply))
-        return replies
+        return _checked(self.wire.call(b"".join(commands), len(commands)))
 
     def _read(
-        self, keys: PointsKeys, serial: int, card: bytes | None, idem: str, *, pin: bool = True
+        self, keys: PointsKeys, serial: int, card: bytes, idem: str, *, pin: bool = True
     ) -> tuple[str | None, Member | None, bytes | None]:
         """Read the serial's pin and ``card``'s record and entry for ``idem``, one round trip."""
-        commands = []
-        if pin:
-            bucket, field = keys.credit_pin(serial), serial % CREDIT_BUCKET_SERIALS
-            commands.append(pack(b"HGET", bucket.encode(), b"%d" % field))
-        if card is not None:
-            name = card.decode()
-            commands.append(pack(b"HGETALL", keys.member(name).encode()))
-            commands.append(pack(b"HGET", keys.idem(name).encode(), idem.encode()))
-        replies = self._run(*commands) if commands else []
-        pinned = None
-        if pin:
-            found = replies.pop(0)
-            pinned = found.decode() if found is not None else None
+        replies = self._run(*_read_commands(keys, serial, card, pin=pin))
+        return _parse_read(keys, card, replies, pin=pin)
+
+    def _member_store(self, tenant: str) -> MemberStore:
+        store = self._members.get(tenant)
+        if store is None:
+            store = MemberStore(self._redis, tenant, clock=self._clock, card_block=CARD_BLOCK)
+            self._members[tenant] = store
+        return store
+
+    def _remember(self, tenant: str, e164: str, card: str | None) -> None:
+        """Keep the phone's card as next time's guess (``Prefetch``), or forget it."""
         if card is None:
-            return pinned, None, None
-        raw, seen = replies
-        pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
-        fields = {k.decode(): v.decode() for k, v in pairs}  # RESP3 clients give a map
-        member = Member.from_record(keys.tenant, name, fields) if fields.get("status") else None
-        return pinned, member, seen
+            self._cards.pop((tenant, e164), None)
+            return
+        if len(self._cards) >= KNOWN_CARDS:
+            self._cards.clear()
+        self._cards[(tenant, e164)] = card
 
     def _pin(self, keys: PointsKeys, serial: int, card: str) -> str:
         """Pin the serial's points to ``card`` unless already pinned; return the pinned card."""
@@ -358,6 +393,47 @@ class ClaimCrediter:
         found = self._run(pack(b"XRANGE", stream, entry_id.encode(), entry_id.encode()))[0]
         entry_id, flat = found[0]
         return Entry.from_stream(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+def claim_idem(serial: int) -> str:
+    """The idempotency key of a claim's credit in its member's idem hash."""
+    return f"claim:{serial}"
+
+
+def _checked(replies: list) -> list:
+    for reply in replies:
+        if is_error(reply):
+            raise redis.ResponseError(str(reply))
+    return replies
+
+
+def _read_commands(keys: PointsKeys, serial: int, card: bytes, *, pin: bool) -> list[bytes]:
+    """The serial's pin (if ``pin``), ``card``'s record and its entry for the claim."""
+    name = card.decode()
+    commands = [
+        pack(b"HGETALL", keys.member(name).encode()),
+        pack(b"HGET", keys.idem(name).encode(), claim_idem(serial).encode()),
+    ]
+    if pin:
+        bucket, field = keys.credit_pin(serial), serial % CREDIT_BUCKET_SERIALS
+        commands.insert(0, pack(b"HGET", bucket.encode(), b"%d" % field))
+    return commands
+
+
+def _parse_read(
+    keys: PointsKeys, card: bytes, replies: list, *, pin: bool
+) -> tuple[str | None, Member | None, bytes | None]:
+    """(pin, member, entry) from the replies to ``_read_commands``."""
+    pinned = None
+    if pin:
+        found, *replies = replies
+        pinned = found.decode() if found is not None else None
+    raw, seen = replies
+    pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
+    fields = {k.decode(): v.decode() for k, v in pairs}  # RESP3 clients give a map
+    name = card.decode()
+    member = Member.from_record(keys.tenant, name, fields) if fields.get("status") else None
+    return pinned, member, seen
 
 
 def _result(plan: Plan, card: str, reply: Mapping) -> CreditResult:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -132,10 +133,24 @@ class MemberStore(TenantScoped):
     """Create, find and change the members of one tenant."""
 
     def __init__(
-        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
+        self,
+        client: redis.Redis,
+        tenant: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        card_block: int = 1,
     ) -> None:
+        """``card_block``: card numbers taken from the tenant's counter at a time.
+
+        A long-lived store (the API's crediter) takes several, so most new
+        members cost no counter round trip; numbers it never hands out are
+        skipped, as a lost create race skips one (``cards`` allows for both).
+        """
         super().__init__(client, tenant, clock=clock)
         self._secret: bytes | None = None
+        self._card_block = max(1, card_block)
+        self._block = range(0)
+        self._block_lock = threading.Lock()
 
     # -- reading -----------------------------------------------------------------------
     def settings(self) -> PointsSettings:
@@ -195,12 +210,17 @@ class MemberStore(TenantScoped):
         settings: PointsSettings | None = None,
         source: str = "claim",
         profile: Mapping[str, str] | None = None,
+        index_empty: bool = False,
     ) -> tuple[Member, bool]:
-        """Return the member of a normalised phone, creating it if none; and whether created."""
+        """Return the member of a normalised phone, creating it if none; and whether created.
+
+        ``index_empty``: the caller has just read the phone's index and found
+        nothing, so the first attempt goes straight to claiming it.
+        """
         settings = settings or self.settings()
         index = self.keys.phone(e164)
-        for _ in range(8):
-            card = self._redis.get(index)
+        for attempt in range(8):
+            card = None if index_empty and attempt == 0 else self._redis.get(index)
             if card is None:
                 fresh = self._issue_card()
                 card = fresh.encode() if self._redis.set(index, fresh, nx=True) else None
@@ -243,8 +263,15 @@ class MemberStore(TenantScoped):
         return member, created
 
     def _issue_card(self) -> str:
-        seq = self._redis.incr(self.keys.card_counter) - 1
-        return card_number(seq, self._card_secret())
+        secret = self._card_secret()
+        while True:
+            with self._block_lock:
+                if self._block:
+                    seq, self._block = self._block[0], self._block[1:]
+                    return card_number(seq, secret)
+            end = self._redis.incrby(self.keys.card_counter, self._card_block)
+            with self._block_lock:
+                self._block = range(end - self._card_block, end)
 
     def _card_secret(self) -> bytes:
         """Return the tenant's card secret, made by whoever needs it first (SET NX)."""

@@ -11,11 +11,13 @@ from test_verify_api import world  # noqa: F401  (the fixture: an app with an ac
 from codegen.keyspace import segment_of
 from points_bridge.crm import Bridge, Webhook
 from points_bridge.keyspace import PointsKeys
+from points_bridge.members import MemberStore
 from points_bridge.reconcile import Reconciler
 
 pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
 
 PHONE = "138 0013 8000"
+OTHER = "+8613900139000"
 
 
 def test_first_genuine_check_with_a_phone_credits_once_and_reaches_the_crm(world, redis_client):  # noqa: F811 (the imported fixture)
@@ -67,6 +69,8 @@ def test_a_claim_whose_credit_failed_is_reconciled_once(world, redis_client):  #
     engine = api.app.engine
 
     class Down:
+        prefetch = staticmethod(engine.crediter.prefetch)
+
         def credit_claim(self, *args, **kw):
             import redis
 
@@ -90,3 +94,39 @@ def test_the_outbox_keeps_only_uncredited_claims(world, redis_client):  # noqa: 
     outbox = PointsKeys("ACME").claims(segment_of(batch.first_serial))
     api.verify({"code": code_of(6), "phone": PHONE})
     assert redis_client.xlen(outbox) == 0, "credited at once, so nothing is owed"
+
+
+def _pipe_calls(engine, check) -> int:
+    """Round trips (and posts) ``check`` sends over the engine's pipe, whatever the pipe."""
+    pipe, sent = engine.pipe, []
+    for name in ("call", "post"):
+        real = getattr(pipe, name)
+        setattr(pipe, name, lambda *a, _real=real, **kw: sent.append(1) or _real(*a, **kw))
+    try:
+        check()
+    finally:
+        del pipe.call, pipe.post
+    return len(sent)
+
+
+def test_a_phone_the_worker_has_met_starts_its_credit_with_the_verify_round_trip(world):  # noqa: F811
+    api, code_of, _ = world
+    engine = api.app.engine
+    api.verify({"code": code_of(20), "phone": PHONE})  # creates the member
+    known = _pipe_calls(engine, lambda: api.verify({"code": code_of(21), "phone": PHONE}))
+    engine.crediter._cards.clear()  # a worker that has not met the phone
+    unknown = _pipe_calls(engine, lambda: api.verify({"code": code_of(22), "phone": PHONE}))
+    assert (known, unknown) == (4, 5), "verify+reads, pin, post, outbox removal (+1 read)"
+    assert api.verify({"code": code_of(23), "phone": PHONE}).json["balance"] == 40
+
+
+def test_a_guess_the_phone_has_since_left_credits_the_phone_s_new_member(world, redis_client):  # noqa: F811
+    api, code_of, _ = world
+    members = MemberStore(redis_client, "ACME")
+    first = api.verify({"code": code_of(30), "phone": PHONE}).json["member"]["card"]
+    members.rebind(first, OTHER)  # the card moves to another phone; this worker still guesses it
+    again = api.verify({"code": code_of(31), "phone": PHONE}).json
+    assert again["member"]["card"] != first and again["member"]["new_member"] is True
+    assert again["balance"] == 10
+    moved = api.verify({"code": code_of(32), "phone": OTHER}).json
+    assert moved["member"]["card"] == first and moved["balance"] == 20

@@ -186,3 +186,18 @@ def test_member_changes_reach_the_crm_stream(redis_client, members):
 def test_cards_enumerates_every_member(members):
     made = {members.ensure(f"+861381234{i:04d}")[0].card for i in range(20)}
     assert set(members.cards()) == made
+
+
+def test_a_store_that_takes_cards_in_blocks_issues_each_once(redis_client, points_tenant):
+    tenant = points_tenant()
+    stores = [MemberStore(redis_client, tenant, card_block=4) for _ in range(3)]
+    with ThreadPoolExecutor(6) as pool:
+        made = list(pool.map(lambda i: stores[i % 3].ensure(f"+861381234{i:04d}")[0].card,
+                             range(30)))
+    assert len(set(made)) == 30, "no card handed out twice"
+    issued = set(MemberStore(redis_client, tenant).cards())
+    assert set(made) <= issued and len(issued) <= 30 + 3 * 4, "at most a block left per store"
+    one = MemberStore(redis_client, tenant)
+    before = int(redis_client.get(one.keys.card_counter))
+    one.ensure("+8613912340000")
+    assert int(redis_client.get(one.keys.card_counter)) == before + 1, "the default: one at a time"

@@ -148,3 +148,21 @@ def test_serve_help_has_an_example():
         [ITEMSEAL, "serve", "--help"], capture_output=True, text=True, timeout=30, check=True
     ).stdout
     assert "Example:" in out and "itemseal serve --bind" in out and "--workers" in out
+
+
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["plain", "another-serve"])
+def test_serve_refuses_a_port_another_server_listens_on(short_home, master_key, reuse_port):
+    """Workers listen with SO_REUSEPORT, which would otherwise share a port already served."""
+    with socket.socket() as taken:
+        if reuse_port:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [ITEMSEAL, "serve", "--bind", f"127.0.0.1:{port}"], capture_output=True, text=True,
+            timeout=30, env=server_env(short_home, master_key, None),
+        )  # fmt: skip
+    assert out.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr
+    assert not (short_home / "redis.pid").exists(), "refused before starting a store"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from typing import TYPE_CHECKING
 
 import click
+from gunicorn.util import parse_address
 
 if TYPE_CHECKING:
     from cli import Config
@@ -137,6 +139,15 @@ def serve(
       itemseal serve --bind 0.0.0.0:8080 --workers 2
       curl -s localhost:8080/v1/tenants/ACME/verify -d '{"code": "2649 2777 8992 6462 7763 2364"}'
     """
+    # A listening socket per worker, so the kernel spreads connections over the workers
+    # evenly; on one shared socket whichever worker wakes first takes a burst of
+    # keep-alive clients and stays the busier one for as long as they stay connected.
+    reuse_port = hasattr(socket, "SO_REUSEPORT") and not any(
+        b.startswith(("unix:", "fd://")) for b in bind
+    )
+    if reuse_port:
+        for address in bind:
+            _refuse_if_taken(address)  # SO_REUSEPORT would share a port already in use
     url = config.redis_url or config.embedded.start()
     config.master_key()  # fail here, with one line, rather than in every worker
     metrics_dir = config.home / "metrics"
@@ -149,6 +160,8 @@ def serve(
         argv += ["--bind", address]
     argv += ["--workers", str(workers), "--worker-class", worker_class, "--timeout", str(timeout)]
     argv += ["--no-control-socket"]  # a fixed path under ~/.gunicorn: servers would collide
+    if reuse_port:
+        argv += ["--reuse-port"]
     if worker_class == "gthread":
         argv += ["--threads", str(threads)]
     if access_log:
@@ -156,6 +169,22 @@ def serve(
     argv.append("verify_api.wsgi:application")
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)  # gunicorn takes over this process (and its signals)
+
+
+def _refuse_if_taken(address: str) -> None:
+    """Fail like a plain bind would if another server already listens on ``address``."""
+    host, port = parse_address(address)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise click.BadParameter(f"{address}: {exc.strerror}", param_hint="--bind") from None
+    for family, kind, proto, _, sockaddr in infos[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                raise click.ClickException(f"cannot listen on {address}: {exc.strerror}") from None
 
 
 COMMANDS = (store, serve)

@@ -28,9 +28,8 @@ from codegen.checker import CodeChecker, Decoded
 from codegen.codes import Rejected
 from codegen.keys import KeyStore
 from codegen.keyspace import TenantKeys
-from points_bridge.credit import ClaimCrediter
+from points_bridge.credit import ClaimCrediter, Prefetch
 from points_bridge.exc import PointsError
-from points_bridge.keyspace import PointsKeys
 from verify_api import answers, phones, stats
 from verify_api.answers import Answer
 from verify_api.batch_parse import parse_many
@@ -111,17 +110,25 @@ class VerifyEngine:
         query = self._query(decoded) if decoded.authentic else None
         now = int(self._clock())
         context = self._context(policy, request, phone)
-        # Sent along with the script: the phone's card (a claim needs it next), or the
-        # count of a code refused before Redis (never a round trip of its own).
-        card = [pack(b"GET", PointsKeys(tenant).phone(phone).encode())] if phone and query else []
-        tally = self._tally(tenant, decoded.verdict, request, now) if query is None else []
-        reply = self._round_trip(tenant, limit, [query] if query else [], context, now,
-                                 card or tally)
+        # Sent along with the script: what a claim's credit reads first (the phone's card,
+        # and its member when this worker has met the phone), or the count of a code
+        # refused before Redis (never a round trip of its own).
+        prefetch = None
+        if query is None:
+            extra = self._tally(tenant, decoded.verdict, request, now)
+        elif phone:
+            prefetch = self.crediter.prefetch(tenant, phone, decoded.serial)
+            extra = prefetch.commands
+        else:
+            extra = []
+        reply, read = self._round_trip(tenant, limit, [query] if query else [], context, now,
+                                       extra)
         if query is None:
             return self._done(Answer(decoded.verdict))
         answer = self._answer(tenant, policy, reply[0], now, recorded=True)
         if reply[0].outbox_entry and phone:
-            answer = self._credit(tenant, answer, phone, decoded.serial, request, now, card[0])
+            prefetch.replies = read
+            answer = self._credit(tenant, answer, phone, decoded.serial, request, now, prefetch)
             if not answer.points_pending:  # credited: the outbox keeps only what is owed
                 self.crediter.forget_claim(tenant, decoded.serial, reply[0].outbox_entry)
         return self._done(answer)
@@ -134,7 +141,7 @@ class VerifyEngine:
         serial: int,
         request: CheckRequest,
         now: int,
-        card: bytes | None,
+        prefetch: Prefetch,
     ) -> Answer:
         """Credit the claim's points now; if that fails the outbox entry is replayed later.
 
@@ -145,7 +152,7 @@ class VerifyEngine:
         try:
             credit = self.crediter.credit_claim(
                 tenant, phone, serial, answer.sku or "", request.channel, request.region, now,
-                card=card,
+                prefetch=prefetch,
             )
         except (redis.RedisError, PointsError) as exc:
             log.warning("claim of serial %s of %s queued for reconcile: %s", serial, tenant,
@@ -160,7 +167,7 @@ class VerifyEngine:
         decoded = self._checker(tenant).decode(extract_code(code))
         query = self._query(decoded) if decoded.authentic else None
         now = int(self._clock())
-        reply = self._round_trip(tenant, limit, [query] if query else [], LOOKUP_ONLY, now)
+        reply, _ = self._round_trip(tenant, limit, [query] if query else [], LOOKUP_ONLY, now)
         if query is None:
             return self._done(Answer(decoded.verdict))
         return self._done(self._answer(tenant, policy, reply[0], now, recorded=False))
@@ -188,7 +195,7 @@ class VerifyEngine:
             else:
                 found[i] = Answer(decoded.verdict)
         now = int(self._clock())
-        replies = self._round_trip(tenant, limit, queries, LOOKUP_ONLY, now)
+        replies, _ = self._round_trip(tenant, limit, queries, LOOKUP_ONLY, now)
         for i, reply in zip(slots, replies, strict=True):
             found[i] = self._answer(tenant, policy, reply, now, recorded=False)
         for result, count in Counter(answer.result for answer in found).items():
@@ -247,32 +254,31 @@ class VerifyEngine:
         queries: list[ScanQuery],
         context: CheckContext,
         now: int,
-        reads: list[bytes] | None = None,
-    ) -> list[ScanReply]:
+        reads: list[bytes] = (),
+    ) -> tuple[list[ScanReply], list]:
         """Send the rate-limit count and the code scripts together; judge the limit first.
 
         A request that crosses its limit is refused (429) although its own
         script ran in the same round trip; the limiter then refuses that client
-        locally, without Redis, until Retry-After (see ratelimit.py). Replies to
-        ``reads`` (plain commands sent along) land in that list, in place.
+        locally, without Redis, until Retry-After (see ratelimit.py). Returns
+        the scans and the replies to ``reads`` (plain commands sent along).
         """
         packed = verify_calls(self.scripts, TenantKeys(tenant), queries, context, now)
         calls = [call for call, _ in packed]
         if limit is not None:
             calls.insert(0, limit.call)
         if not calls:
-            return []
-        extra = len(reads or ())
-        replies = self.scripts.run(calls + (reads or []))
-        if extra:
-            reads[:], replies = replies[-extra:], replies[:-extra]
+            return [], []
+        replies = self.scripts.run(calls + list(reads))
+        read = replies[len(calls) :]
+        del replies[len(calls) :]
         if limit is not None:
             self.limiter.settle(limit, replies.pop(0))
         found: list[ScanReply] = [None] * len(queries)  # type: ignore[list-item]
         for (_, indexes), reply in zip(packed, replies, strict=True):
             for i, scan in zip(indexes, parse_verify_reply(reply), strict=True):
                 found[i] = scan
-        return found
+        return found, read
 
     def _answer(
         self, tenant: str, policy: TenantPolicy, reply: ScanReply, now: int, recorded: bool
