@@ -28,6 +28,7 @@ import json
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -149,7 +150,7 @@ class MemberStore(TenantScoped):
         super().__init__(client, tenant, clock=clock)
         self._secret: bytes | None = None
         self._card_block = max(1, card_block)
-        self._block = range(0)
+        self._blocks: deque[range] = deque()
         self._block_lock = threading.Lock()
 
     # -- reading -----------------------------------------------------------------------
@@ -266,12 +267,15 @@ class MemberStore(TenantScoped):
         secret = self._card_secret()
         while True:
             with self._block_lock:
-                if self._block:
-                    seq, self._block = self._block[0], self._block[1:]
-                    return card_number(seq, secret)
+                while self._blocks and not self._blocks[0]:
+                    self._blocks.popleft()
+                if self._blocks:
+                    block = self._blocks[0]
+                    self._blocks[0] = block[1:]
+                    return card_number(block[0], secret)
             end = self._redis.incrby(self.keys.card_counter, self._card_block)
-            with self._block_lock:
-                self._block = range(end - self._card_block, end)
+            with self._block_lock:  # a racing thread's block is kept too, none is skipped
+                self._blocks.append(range(end - self._card_block, end))
 
     def _card_secret(self) -> bytes:
         """Return the tenant's card secret, made by whoever needs it first (SET NX)."""
