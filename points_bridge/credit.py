@@ -324,6 +324,13 @@ class ClaimCrediter:
             self._members[tenant] = store
         return store
 
+    def learn(self, tenant: str, prefetch: Prefetch) -> None:
+        """Keep the card a prefetch found for its phone when no credit followed (a repeat
+        check), so the phone's next claim can be read ahead."""
+        card = prefetch.replies[0] if prefetch.replies else None
+        if isinstance(card, bytes):
+            self._remember(tenant, prefetch.e164, card.decode())
+
     def _remember(self, tenant: str, e164: str, card: str | None) -> None:
         """Keep the phone's card as next time's guess (``Prefetch``), or forget it."""
         if card is None:

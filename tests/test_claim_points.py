@@ -130,3 +130,13 @@ def test_a_guess_the_phone_has_since_left_credits_the_phone_s_new_member(world, 
     assert again["balance"] == 10
     moved = api.verify({"code": code_of(32), "phone": OTHER}).json
     assert moved["member"]["card"] == first and moved["balance"] == 20
+
+
+def test_a_repeat_check_teaches_the_worker_the_phone_s_card(world):  # noqa: F811
+    api, code_of, _ = world
+    engine = api.app.engine
+    api.verify({"code": code_of(40), "phone": PHONE})
+    engine.crediter._cards.clear()
+    assert api.verify({"code": code_of(40), "phone": PHONE}).json["result"] == "already_verified"
+    known = _pipe_calls(engine, lambda: api.verify({"code": code_of(41), "phone": PHONE}))
+    assert known == 4, "the claim's member was read with its verify script"

@@ -126,8 +126,11 @@ class VerifyEngine:
         if query is None:
             return self._done(Answer(decoded.verdict))
         answer = self._answer(tenant, policy, reply[0], now, recorded=True)
-        if reply[0].outbox_entry and phone:
+        if prefetch is not None:
             prefetch.replies = read
+            if not reply[0].outbox_entry:  # no claim: learn the phone's card for its next one
+                self.crediter.learn(tenant, prefetch)
+        if reply[0].outbox_entry and phone:
             answer = self._credit(tenant, answer, phone, decoded.serial, request, now, prefetch)
             if not answer.points_pending:  # credited: the outbox keeps only what is owed
                 self.crediter.forget_claim(tenant, decoded.serial, reply[0].outbox_entry)
