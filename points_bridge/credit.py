@@ -171,10 +171,10 @@ class ClaimCrediter:
     round trips after the verify script's: a read of the pin and the member's
     snapshot, the pin, the post. The API sends a ``prefetch`` with the verify
     script itself: the phone-index read and, for a phone this crediter has
-    met, the snapshot read too, which leaves two. A new member costs two more
-    (the index claim and the record); the rarer paths (a budget charge)
-    use the stores' own methods. Commands go packed over a ``Wire``
-    (``wire.py``).
+    met, the snapshot read too, which leaves two. A new member needs no read
+    but claims the phone's index and creates its record: four. Commands go
+    packed over a ``Wire`` (``wire.py``); the new member and a budget charge
+    use the stores' own methods.
     """
 
     def __init__(
