@@ -25,12 +25,10 @@ from pathlib import Path
 import redis
 import requests
 
-from codegen.batches import BatchRegistry
+from benchmarks.fixtures import seed_active_batch
 from codegen.codes import NUMERIC_24
-from codegen.keys import KeyStore, MasterKey
+from codegen.keys import MasterKey
 from codegen.keyspace import SCAN_BUCKET_SERIALS, TenantKeys
-from codegen.products import ProductStore
-from codegen.tenants import TenantStore
 from points_bridge.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
@@ -99,18 +97,10 @@ def own_world(home: Path, count: int = 2000, limits: dict[str, str] | None = Non
     store = EmbeddedRedis(home)
     client = store.client()
     master = MasterKey(os.urandom(32))
-    TenantStore(client).create(TENANT, "Acme")
-    client.hset(TenantKeys(TENANT).meta, mapping=UNLIMITED if limits is None else limits)
-    ProductStore(client).add(TENANT, SKU, name="Face cream", points=POINTS)
-    key_store = KeyStore(client, master)
-    key_store.rotate(TENANT)
-    registry = BatchRegistry(client, TENANT)
-    first = registry.reserve(NUMERIC_24, count)
-    batch = registry.register(
-        registry.next_batch_id(), sku=SKU, key_id=0, profile=NUMERIC_24.name,
-        first_serial=first, count=count,
-    )  # fmt: skip
-    registry.transition(batch.batch_id, "active")
+    limits = UNLIMITED if limits is None else limits
+    key_store, first = seed_active_batch(
+        client, master, TENANT, SKU, count, points=POINTS, limits=limits
+    )
     signer = key_store.signer(TENANT, 0, NUMERIC_24)
     codes = [signer.code(first + i) for i in range(count)]
     return World(store, client, master, codes, first)

@@ -7,10 +7,10 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from channels_world import SECRET, make_world
+from httpkit import serve_posts
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -49,28 +49,8 @@ class Gateway:
 @contextmanager
 def serve_gateway() -> Iterator[tuple[Gateway, str]]:
     gw = Gateway()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            status, out = gw.answer(dict(self.headers), body)
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield gw, f"http://127.0.0.1:{server.server_address[1]}/send"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_posts(gw.answer, "/send") as url:
+        yield gw, url
 
 
 @pytest.fixture

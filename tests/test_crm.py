@@ -9,10 +9,10 @@ import hmac
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
+from httpkit import serve_posts
 
 from cli import main
 from codegen.exc import MasterKeyError
@@ -56,27 +56,8 @@ class Receiver:
 def serve_receiver() -> Iterator[tuple[Receiver, str]]:
     """Run a Receiver on a free local port; yield it and its URL."""
     crm = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            status = crm.answer(dict(self.headers), body)
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield crm, f"http://127.0.0.1:{server.server_address[1]}/hooks/itemseal"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_posts(lambda h, body: (crm.answer(h, body), b""), "/hooks/itemseal") as url:
+        yield crm, url
 
 
 @pytest.fixture
