@@ -132,7 +132,9 @@ def serve(
     checks that the master key opens, then becomes the gunicorn master: its
     workers connect to the store's unix socket or URL. The API is described
     at /openapi.json; /healthz and /metrics (all workers summed) are for
-    operators. Stop it with Ctrl-C or SIGTERM.
+    operators. On TCP each worker listens on its own socket (SO_REUSEPORT),
+    so clients spread over the workers; a port another server already
+    listens on is refused. Stop it with Ctrl-C or SIGTERM.
 
     \b
     Example:
