@@ -1,63 +1,22 @@
-"""The ``itemseal`` command: configuration, error handling, and the command groups.
+"""The ``itemseal`` command: the root group, its error handling, and the command groups.
 
-Commands live beside the library they drive (``codegen/commands.py``,
-``verify_api/commands.py``, ...); this module only builds the shared
-configuration object and turns expected failures into one-line errors.
+Commands live in a ``commands/`` subpackage beside the library they drive
+(``codegen/commands/``, ``points_bridge/commands/``, ``verify_api/commands/``);
+this module only builds the shared ``codegen.config.Config`` and turns every
+expected failure (an ``ItemsealError``) into one line on standard error.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from functools import cached_property
-from pathlib import Path
-
 import click
 import redis
 
-from codegen import batch_commands, product_commands
-from codegen import commands as codegen_commands
-from codegen.exc import CodegenError
-from codegen.keys import KeyStore, MasterKey, load_master_key
-from codegen.tenants import TenantStore
-from points_bridge import care_commands
-from points_bridge import commands as points_commands
-from points_bridge.exc import PointsError
-from verify_api import admin_commands, alert_commands
-from verify_api import commands as verify_commands
-from verify_api.embedded import EmbeddedRedis, connect
-from verify_api.exc import VerifyError
-
-HOME_ENV = "ITEMSEAL_HOME"
-REDIS_URL_ENV = "ITEMSEAL_REDIS_URL"
-
-
-class Config:
-    """What every command needs, built lazily so ``--help`` touches nothing."""
-
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self.env = dict(os.environ if env is None else env)
-        self.home = Path(self.env.get(HOME_ENV) or ".itemseal").absolute()
-        self.redis_url = self.env.get(REDIS_URL_ENV) or None
-
-    @property
-    def embedded(self) -> EmbeddedRedis:
-        return EmbeddedRedis(self.home, binary=self.env.get("ITEMSEAL_REDIS_SERVER"))
-
-    @cached_property
-    def redis(self) -> redis.Redis:
-        return connect(self.home, self.redis_url)
-
-    def master_key(self, *, create: bool = False) -> MasterKey:
-        return load_master_key(self.home, self.env, create=create)
-
-    @cached_property
-    def key_store(self) -> KeyStore:
-        return KeyStore(self.redis, self.master_key())
-
-    @cached_property
-    def tenants(self) -> TenantStore:
-        return TenantStore(self.redis)
+from codegen.commands import batches, products, tenants
+from codegen.config import Config
+from codegen.exc import ItemsealError
+from points_bridge.commands import care, members, points
+from verify_api.commands import admin, alerts, server
+from verify_api.commands import batches as verify_batches
 
 
 class ItemsealGroup(click.Group):
@@ -66,7 +25,7 @@ class ItemsealGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (CodegenError, PointsError, VerifyError) as exc:
+        except ItemsealError as exc:
             raise click.ClickException(str(exc)) from exc
         except redis.ConnectionError as exc:
             raise click.ClickException(f"cannot reach the store: {exc}") from exc
@@ -93,14 +52,9 @@ def main(ctx: click.Context) -> None:
     ctx.obj = Config()
 
 
-for group in (
-    *codegen_commands.COMMANDS,
-    *product_commands.COMMANDS,
-    *batch_commands.COMMANDS,
-    *verify_commands.COMMANDS,
-    *points_commands.COMMANDS,
-    *admin_commands.COMMANDS,
-    *care_commands.COMMANDS,
-    *alert_commands.COMMANDS,
-):
-    main.add_command(group)
+for module in (tenants, products, batches, server, points, members, admin, care, alerts):
+    for command in module.COMMANDS:
+        main.add_command(command)
+# The batch group is codegen's; voiding reads and writes scan state, which is verify_api's.
+batches.batch.add_command(verify_batches.void)
+batches.batch.add_command(verify_batches.batch_show)

@@ -50,10 +50,10 @@ from codegen.keys import KeyStore, MasterKey  # noqa: E402
 from codegen.mint import Minter  # noqa: E402
 from codegen.products import ProductStore, normalize_gtin  # noqa: E402
 from codegen.signing import _TAG_LABEL, TAGS_PER_DIGEST, CodeSigner  # noqa: E402
+from codegen.store.embedded import EmbeddedRedis  # noqa: E402
 from codegen.tenants import TenantStore  # noqa: E402
 from codegen.workers import CHUNK_ROWS  # noqa: E402
 from codegen.writer import ROW_GROUP_ROWS, ZSTD_LEVEL  # noqa: E402
-from verify_api.embedded import EmbeddedRedis  # noqa: E402
 
 TENANT, SKU, GTIN = "BENCH", "SKU-CREAM-50ML", "4006381333931"
 MB = 1 << 20

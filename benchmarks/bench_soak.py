@@ -51,15 +51,19 @@ sys.path.insert(0, str(REPO))
 from benchmarks.fixtures import free_port, machine, seed_active_batch  # noqa: E402
 from codegen.codes import NUMERIC_24  # noqa: E402
 from codegen.keys import MasterKey  # noqa: E402
-from codegen.keyspace import SCAN_BUCKET_SERIALS, TenantKeys  # noqa: E402
-from points_bridge.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys  # noqa: E402
+from codegen.store.embedded import EmbeddedRedis  # noqa: E402
+from codegen.store.keyspace import (  # noqa: E402  # noqa: E402
+    CREDIT_BUCKET_SERIALS,
+    SCAN_BUCKET_SERIALS,
+    PointsKeys,
+    TenantKeys,
+)
 from points_bridge.ledger import Ledger  # noqa: E402
 from points_bridge.reconcile import Reconciler  # noqa: E402
-from verify_api.auth import TokenStore  # noqa: E402
+from verify_api.admin.auth import TokenStore  # noqa: E402
 from verify_api.channels.config import ChannelStore  # noqa: E402
 from verify_api.channels.signatures import itemseal_signature  # noqa: E402
-from verify_api.embedded import EmbeddedRedis  # noqa: E402
-from verify_api.scanrecord import unpack  # noqa: E402
+from verify_api.check.scanrecord import unpack  # noqa: E402
 
 TENANT = "SOAK"
 SKU = "SKU-SOAK"

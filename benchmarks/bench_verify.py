@@ -52,10 +52,10 @@ from benchmarks.fixtures import free_port, machine, seed_active_batch  # noqa: E
 from benchmarks.http_load import LoadResult, encode_request, run_load  # noqa: E402
 from codegen.codes import NUMERIC_24  # noqa: E402
 from codegen.keys import KeyStore, MasterKey  # noqa: E402
-from codegen.keyspace import TenantKeys  # noqa: E402
-from verify_api.embedded import EmbeddedRedis  # noqa: E402
-from verify_api.pipe import RedisPipe  # noqa: E402
-from verify_api.store import (  # noqa: E402
+from codegen.store.embedded import EmbeddedRedis  # noqa: E402
+from codegen.store.keyspace import TenantKeys  # noqa: E402
+from codegen.store.pipe import RedisPipe  # noqa: E402
+from verify_api.check.scans import (  # noqa: E402
     VERIFY,
     CheckContext,
     ScanQuery,

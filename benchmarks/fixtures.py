@@ -18,8 +18,8 @@ import redis
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore, MasterKey
-from codegen.keyspace import TenantKeys
 from codegen.products import ProductStore
+from codegen.store.keyspace import TenantKeys
 from codegen.tenants import TenantStore
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import redis
 
 from codegen.codes import PROFILES, Profile
-from codegen.exc import CodegenError
-from codegen.keyspace import SEGMENT_SERIALS, TenantKeys
-from codegen.scripts import register
+from codegen.exc import BatchError, SerialsExhausted, UnknownBatch
+from codegen.store.keyspace import SEGMENT_SERIALS, TenantKeys
+from codegen.store.scripts import register
 
 MINTED, ACTIVE, RECALLED = "minted", "active", "recalled"
 # target state -> (states it may come from, timestamp field)
@@ -26,19 +26,6 @@ TRANSITIONS = {
     ACTIVE: ((MINTED,), "activated_at"),
     RECALLED: ((MINTED, ACTIVE), "recalled_at"),
 }
-
-
-class BatchError(CodegenError):
-    """A batch operation that cannot be done as asked."""
-
-
-class UnknownBatch(BatchError):
-    def __init__(self, tenant: str, batch_id: str) -> None:
-        super().__init__(f"tenant {tenant!r} has no batch {batch_id!r}")
-
-
-class SerialsExhausted(BatchError):
-    pass
 
 
 @dataclass(frozen=True)

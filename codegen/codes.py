@@ -90,7 +90,6 @@ class Profile:
 NUMERIC_24 = Profile("numeric-24", wire_id=1, serial_digits=9, tag_digits=13, serial_base=10**8)
 NUMERIC_20 = Profile("numeric-20", wire_id=2, serial_digits=8, tag_digits=10, serial_base=0)
 PROFILES: dict[str, Profile] = {p.name: p for p in (NUMERIC_24, NUMERIC_20)}
-PROFILE_BY_WIRE_ID: dict[int, Profile] = {p.wire_id: p for p in PROFILES.values()}
 PROFILE_BY_LENGTH: dict[int, Profile] = {p.length: p for p in PROFILES.values()}
 DEFAULT_PROFILE = NUMERIC_24
 

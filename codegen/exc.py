@@ -1,17 +1,61 @@
-"""Errors of code minting and the key ring, each with a message a user can act on."""
+"""The one exception root, and the errors of minting, tenants, keys, products and batches.
+
+Every expected failure anywhere in itemseal is an ``ItemsealError`` (itsdangerous
+``BadData``): it carries the HTTP ``status`` and machine-readable ``code`` the
+API answers with, so the HTTP edge maps all of them with one falcon handler and
+the CLI shows all of them with one ``except``, as one line. Messages quote the
+input with ``!r`` and never carry a secret.
+"""
 
 from __future__ import annotations
 
 
-class CodegenError(Exception):
-    """Root of every expected failure in codegen; the CLI shows its message, no traceback."""
+class ItemsealError(Exception):
+    """Root of every expected failure; anything else reaching the edge is a bug (500)."""
+
+    status = 500
+    code = "internal"
+    public = True
+    """False where the message is for the operator only; the API then says ``public_message``."""
+    public_message = "internal error"
+
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP response headers this failure asks for (Retry-After ...)."""
+        return {}
+
+
+class NotFoundError(ItemsealError):
+    """The thing named does not exist (or is another tenant's)."""
+
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(ItemsealError):
+    """The request clashes with the current state (exists, closed, insufficient)."""
+
+    status = 409
+    code = "conflict"
+
+
+class CodegenError(ItemsealError):
+    """An expected failure of minting, tenants, keys, products or batches."""
+
+    status = 422
+    code = "invalid"
 
 
 class BadTenantId(CodegenError):
     """A tenant id must be usable inside Redis hash tags and URLs."""
 
+    status = 404
+    code = "unknown_tenant"
+
 
 class UnknownTenant(CodegenError):
+    status = 404
+    code = "unknown_tenant"
+
     def __init__(self, tenant: str) -> None:
         super().__init__(
             f"unknown tenant {tenant!r}: create it with `itemseal tenant create {tenant}`"
@@ -19,7 +63,7 @@ class UnknownTenant(CodegenError):
         self.tenant = tenant
 
 
-class TenantExists(CodegenError):
+class TenantExists(ConflictError, CodegenError):
     def __init__(self, tenant: str) -> None:
         super().__init__(f"tenant {tenant!r} already exists")
         self.tenant = tenant
@@ -28,15 +72,20 @@ class TenantExists(CodegenError):
 class MasterKeyError(CodegenError):
     """The master key that encrypts tenant keys is missing, malformed or wrong."""
 
+    status = 503
+    code = "keys_unavailable"
+    public = False
+    public_message = "the service cannot open its keys"
 
-class UnknownKey(CodegenError):
+
+class UnknownKey(NotFoundError, CodegenError):
     def __init__(self, tenant: str, key_id: int) -> None:
         super().__init__(f"tenant {tenant!r} has no key with id {key_id}")
         self.tenant = tenant
         self.key_id = key_id
 
 
-class KeyRevoked(CodegenError):
+class KeyRevoked(ConflictError, CodegenError):
     def __init__(self, tenant: str, key_id: int) -> None:
         super().__init__(
             f"key {key_id} of tenant {tenant!r} is revoked: rotate to a new key first"
@@ -46,19 +95,15 @@ class KeyRevoked(CodegenError):
         self.key_id = key_id
 
 
-class KeySlotsExhausted(CodegenError):
+class KeySlotsExhausted(ConflictError, CodegenError):
     """Every key id a code can carry is taken."""
-
-
-class UnknownProfile(CodegenError):
-    pass
 
 
 class ProductError(CodegenError):
     """A product that cannot be stored as given (SKU, GTIN, points)."""
 
 
-class UnknownProduct(ProductError):
+class UnknownProduct(NotFoundError, ProductError):
     def __init__(self, tenant: str, sku: str) -> None:
         super().__init__(
             f"tenant {tenant!r} has no product {sku!r}:"
@@ -68,7 +113,7 @@ class UnknownProduct(ProductError):
         self.sku = sku
 
 
-class ProductExists(ProductError):
+class ProductExists(ConflictError, ProductError):
     def __init__(self, tenant: str, sku: str) -> None:
         super().__init__(f"tenant {tenant!r} already has product {sku!r}: use `product set`")
         self.tenant = tenant
@@ -85,3 +130,23 @@ class BadOutput(MintError):
 
 class OutputExists(BadOutput):
     """The output file exists and --force was not given."""
+
+
+class BatchError(ConflictError, CodegenError):
+    """A batch operation that cannot be done as asked."""
+
+
+class UnknownBatch(NotFoundError, BatchError):
+    def __init__(self, tenant: str, batch_id: str) -> None:
+        super().__init__(f"tenant {tenant!r} has no batch {batch_id!r}")
+
+
+class SerialsExhausted(BatchError):
+    pass
+
+
+class WorkerFailed(CodegenError):
+    """A worker process died or raised; its traceback is in the message."""
+
+    status = 500
+    code = "mint_failed"

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from codegen.codes import KEY_ID_SLOTS, Profile
 from codegen.exc import KeyRevoked, KeySlotsExhausted, MasterKeyError, UnknownKey
-from codegen.keyspace import TenantKeys
 from codegen.signing import CodeSigner
+from codegen.store.keyspace import TenantKeys
 
 MASTER_KEY_ENV = "ITEMSEAL_MASTER_KEY"
 MASTER_KEY_FILE = "master.key"

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import redis
 
 from codegen.exc import ProductError, ProductExists, UnknownProduct
-from codegen.keyspace import TenantKeys
+from codegen.store.keyspace import TenantKeys
 from codegen.tenants import TenantStore
 
 # A SKU travels inside space-separated values the verify scripts split: no spaces.

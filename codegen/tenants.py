@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import redis
 
 from codegen.exc import BadTenantId, TenantExists, UnknownTenant
-from codegen.keyspace import TENANT_ID, TENANT_INDEX, TenantKeys
+from codegen.store.keyspace import TENANT_ID, TENANT_INDEX, TenantKeys
 
 DEFAULT_VERIFY_URL = "http://localhost:8080/t/{tenant}/v/{code}"
 SETTABLE = ("name", "verify_url", "region", "language", "reply_format")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codegen.exc import CodegenError
+from codegen.exc import WorkerFailed
 from codegen.render import TextLayout, render_run
 from codegen.signing import CodeSigner
 
@@ -36,10 +36,6 @@ from codegen.signing import CodeSigner
 CHUNK_ROWS = 1 << 15
 TASKS_PER_WORKER = 2  # one rendering, one queued: a worker never waits for the writer
 _POLL_SECONDS = 0.5
-
-
-class WorkerFailed(CodegenError):
-    """A worker process died or raised; its traceback is in the message."""
 
 
 @dataclass(frozen=True)

@@ -35,18 +35,17 @@ from datetime import datetime, timedelta
 import redis
 
 from codegen.exc import UnknownTenant
-from codegen.keyspace import segment_of
 from codegen.products import Product
+from codegen.store.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys, segment_of
+from codegen.store.wire import ScriptSet, Wire, is_error, pack, wire_for
 from points_bridge.campaigns import CampaignStore, StoredCampaign, parse_all
 from points_bridge.exc import Contended
-from points_bridge.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys
 from points_bridge.ledger import Entry, entry_spec, lot_expiry, refusal
 from points_bridge.members import ACTIVE, Member, MemberStore, earned_for_tier
 from points_bridge.phones import normalize_phone
 from points_bridge.rules import Award, ClaimContext, award
 from points_bridge.settings import PointsSettings, load
 from points_bridge.tiers import tier_for
-from points_bridge.wire import ScriptSet, Wire, is_error, pack, wire_for
 
 MAX_ATTEMPTS = 64
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import redis
 
 from codegen.keys import MasterKey
+from codegen.store.keyspace import MEMBER_SHARDS, PointsKeys
 from points_bridge.exc import PointsError, UnknownDeadLetter
-from points_bridge.keyspace import MEMBER_SHARDS, PointsKeys
 
 GROUP = "crm"
 SIGNATURE_HEADER = "X-Itemseal-Signature"

@@ -1,7 +1,7 @@
 """Errors of the points engine, each with a message a user or operator can act on.
 
-One root, ``PointsError``, so the HTTP edge and the CLI can map every expected
-failure of points, members and tiers in one place (itsdangerous ``BadData``).
+All below ``PointsError``, itself below the one root ``codegen.exc.ItemsealError``,
+so the HTTP edge and the CLI map every expected failure in one place.
 Subclasses keep the offending input as an attribute; messages quote it with
 ``!r`` and never include a secret (a tenant key or a salt).
 """
@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from codegen.exc import ConflictError, ItemsealError, NotFoundError
 
-class PointsError(Exception):
-    """Root of every expected failure in points_bridge; shown without a traceback."""
+
+class PointsError(ItemsealError):
+    """An expected failure of points, members, tiers, outbound SMS or outreach."""
+
+    status = 422
+    code = "invalid"
 
 
 class BadPhone(PointsError):
     """Text that is not a valid phone number, so no member can be found or made by it."""
+
+    code = "invalid_field"
+    field = "phone"
 
     def __init__(self, phone: object, reason: str = "not a valid phone number") -> None:
         super().__init__(f"{phone!r}: {reason}; send the number as dialled, e.g. 138 1234 5678")
@@ -82,7 +90,7 @@ class BadLadder(PointsError):
         self.reason = reason
 
 
-class UnknownTier(PointsError):
+class UnknownTier(NotFoundError, PointsError):
     """A tier name (e.g. a manager's pin) that the tenant's ladder does not have."""
 
     def __init__(self, name: object, known: Iterable[str]) -> None:
@@ -110,7 +118,7 @@ class BadAttribute(PointsError):
         self.reason = reason
 
 
-class UnknownMember(PointsError):
+class UnknownMember(NotFoundError, PointsError):
     """No member has this phone or card."""
 
     def __init__(self, tenant: str, who: str) -> None:
@@ -119,7 +127,7 @@ class UnknownMember(PointsError):
         self.who = who
 
 
-class PhoneTaken(PointsError):
+class PhoneTaken(ConflictError, PointsError):
     """A rebind to a phone that already belongs to another member."""
 
     def __init__(self, phone: str, card: str) -> None:
@@ -128,17 +136,17 @@ class PhoneTaken(PointsError):
         self.card = card
 
 
-class MemberInactive(PointsError):
+class MemberInactive(ConflictError, PointsError):
     """A frozen or cancelled member asked to spend, or a state change that does not apply."""
 
     def __init__(self, card: str, status: str, action: str) -> None:
         super().__init__(f"member {card} is {status}: cannot {action}")
         self.card = card
-        self.status = status
+        self.member_status = status
         self.action = action
 
 
-class InsufficientPoints(PointsError):
+class InsufficientPoints(ConflictError, PointsError):
     """A redemption (or a negative adjustment) larger than the balance."""
 
     def __init__(self, card: str, balance: int, asked: int) -> None:
@@ -148,7 +156,7 @@ class InsufficientPoints(PointsError):
         self.asked = asked
 
 
-class IdempotencyConflict(PointsError):
+class IdempotencyConflict(ConflictError, PointsError):
     """An idempotency key used again with a different request body."""
 
     def __init__(self, key: str) -> None:
@@ -159,14 +167,14 @@ class IdempotencyConflict(PointsError):
         self.key = key
 
 
-class UnknownCampaign(PointsError):
+class UnknownCampaign(NotFoundError, PointsError):
     def __init__(self, tenant: str, campaign_id: str) -> None:
         super().__init__(f"tenant {tenant!r} has no campaign {campaign_id!r}")
         self.tenant = tenant
         self.campaign_id = campaign_id
 
 
-class CampaignExists(PointsError):
+class CampaignExists(ConflictError, PointsError):
     def __init__(self, tenant: str, campaign_id: str) -> None:
         super().__init__(f"tenant {tenant!r} already has campaign {campaign_id!r}")
         self.tenant = tenant
@@ -176,8 +184,11 @@ class CampaignExists(PointsError):
 class Contended(PointsError):
     """A member or a serial changed under us more times than a retry allows; try again."""
 
+    status = 503
+    code = "contended"
 
-class UnknownDeadLetter(PointsError):
+
+class UnknownDeadLetter(NotFoundError, PointsError):
     """A dead-letter id to replay that the tenant's dead-letter stream does not hold."""
 
     def __init__(self, tenant: str, entry_ids: list[str]) -> None:
@@ -186,3 +197,26 @@ class UnknownDeadLetter(PointsError):
         )
         self.tenant = tenant
         self.entry_ids = entry_ids
+
+
+class UnknownDraw(NotFoundError, PointsError):
+    def __init__(self, tenant: str, keyword: str) -> None:
+        super().__init__(f"tenant {tenant!r} has no draw {keyword!r}")
+
+
+class DrawClosed(ConflictError, PointsError):
+    def __init__(self, keyword: str) -> None:
+        super().__init__(f"the draw {keyword!r} is already closed")
+
+
+class UnknownSmsCampaign(NotFoundError, PointsError):
+    def __init__(self, tenant: str, campaign_id: str) -> None:
+        super().__init__(f"tenant {tenant!r} has no SMS campaign {campaign_id!r}")
+
+
+class SenderError(PointsError):
+    """A sender configuration that cannot work (bad template, bad URL)."""
+
+
+class Stale(Contended):
+    """The member changed since the snapshot a figure was computed from (retry)."""

@@ -43,16 +43,13 @@ from points_bridge.exc import (
     IdempotencyConflict,
     InsufficientPoints,
     MemberInactive,
+    Stale,
     UnknownMember,
 )
 from points_bridge.members import Member
 from points_bridge.scoped import TenantScoped
 
 BASE_FIELDS = ("kind", "delta", "balance", "earned", "tier", "at", "idem")
-
-
-class Stale(Exception):
-    """The member changed since the snapshot a figure was computed from (retry)."""
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import redis
 
 from codegen.batches import BatchRegistry, segments_of
+from codegen.store.keyspace import PointsKeys
 from points_bridge.credit import ClaimCrediter
 from points_bridge.exc import PointsError
-from points_bridge.keyspace import PointsKeys
 
 CHUNK = 500
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import redis
 
-from points_bridge.keyspace import PointsKeys
+from codegen.store.keyspace import PointsKeys
 from points_bridge.scripts import scripts
 
 

@@ -6,7 +6,7 @@ import weakref
 
 import redis
 
-from codegen.scripts import register
+from codegen.store.scripts import register
 
 
 class Scripts:

@@ -36,8 +36,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 import redis
 
+from codegen.store.keyspace import PointsKeys
 from points_bridge.exc import BadAttribute, BadRegion, BadSetting, PointsError
-from points_bridge.keyspace import PointsKeys
 from points_bridge.phones import DEFAULT_REGION
 from points_bridge.rules import PointsPolicy, multiplier_bp
 from points_bridge.tiers import Tier, TierLadder

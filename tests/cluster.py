@@ -24,7 +24,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from verify_api.embedded import find_server_binary
+from codegen.store.embedded import find_server_binary
 
 SLOTS = 16384
 MASTERS = 3

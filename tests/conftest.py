@@ -18,9 +18,9 @@ import redis
 from redis.cluster import RedisCluster
 
 from codegen.keys import KeyStore, MasterKey
-from codegen.keyspace import TenantKeys
+from codegen.store.embedded import EmbeddedRedis
+from codegen.store.keyspace import TenantKeys
 from codegen.tenants import TenantStore
-from verify_api.embedded import EmbeddedRedis
 
 if TYPE_CHECKING:
     from cluster import LocalCluster

@@ -28,14 +28,18 @@ import requests
 from benchmarks.fixtures import seed_active_batch
 from codegen.codes import NUMERIC_24
 from codegen.keys import MasterKey
-from codegen.keyspace import SCAN_BUCKET_SERIALS, TenantKeys
-from points_bridge.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys
+from codegen.store.embedded import EmbeddedRedis
+from codegen.store.keyspace import (
+    CREDIT_BUCKET_SERIALS,
+    SCAN_BUCKET_SERIALS,
+    PointsKeys,
+    TenantKeys,
+)
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.phones import normalize_phone
 from points_bridge.reconcile import Reconciler
-from verify_api.embedded import EmbeddedRedis
-from verify_api.scanrecord import unpack
+from verify_api.check.scanrecord import unpack
 
 ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
 TENANT = "ACME"

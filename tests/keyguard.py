@@ -16,7 +16,7 @@ from importlib import resources
 import pytest
 from redis.commands.core import Script
 
-from points_bridge.wire import ScriptSet
+from codegen.store.wire import ScriptSet
 
 PACKAGES = ("codegen", "verify_api", "points_bridge")
 SEEN: dict[str, set[str]] = {}  # script name -> hash tags its calls used

@@ -14,13 +14,13 @@ from falcon import testing
 from openapi_check import validate
 
 from codegen.products import ProductStore
+from codegen.store.audit import AuditLog
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
-from verify_api import roles
+from verify_api.admin import roles
+from verify_api.admin.auth import TokenStore
 from verify_api.app import create_app, openapi_spec
-from verify_api.audit import AuditLog
-from verify_api.auth import TokenStore
-from verify_api.engine import CheckRequest
+from verify_api.check.engine import CheckRequest
 
 ADMIN_ROUTES = sorted(
     (method.upper(), path)
@@ -93,11 +93,11 @@ def world(batch_factory, redis_client, clock):
     from datetime import UTC, datetime
 
     from points_bridge.campaigns import CampaignStore
-    from points_bridge.draws import Draws
+    from points_bridge.outreach.draws import Draws
+    from points_bridge.outreach.segments import Segment
+    from points_bridge.outreach.sms_campaigns import SmsCampaigns
     from points_bridge.rules import Campaign
-    from points_bridge.segments import Segment
-    from points_bridge.sms_campaigns import SmsCampaigns
-    from verify_api.feedback import FeedbackInbox
+    from verify_api.channels.feedback import FeedbackInbox
 
     tokens, cards, batches, care = {}, {}, {}, {}
     store = TokenStore(redis_client, clock=clock)
@@ -346,7 +346,7 @@ def test_token_shape(world):
 
 
 def test_support_answers_feedback_by_sms_once_and_it_is_audited(world, redis_client):
-    from points_bridge.outbound import Outbox
+    from points_bridge.sms.outbound import Outbox
 
     note = world.care["ACME"]["feedback_id"]
     listed = world.call("GET", "/feedback", role="support", params={"status": "open"})

@@ -8,7 +8,7 @@ import io
 import pyarrow.parquet as pq
 from test_cli import run
 
-from verify_api.audit import AuditLog
+from codegen.store.audit import AuditLog
 
 
 def test_token_create_list_revoke(itemseal_env, redis_client):

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from codegen.codes import NUMERIC_24, damm_check_digits
-from codegen.keyspace import TenantKeys
-from verify_api import answers
-from verify_api.engine import CheckRequest, VerifyEngine
+from codegen.store.keyspace import TenantKeys
+from codegen.store.pipe import RedisPipe
+from verify_api.check import answers
+from verify_api.check.engine import CheckRequest, VerifyEngine
 from verify_api.exc import RateLimited
-from verify_api.pipe import RedisPipe
 
 GUESSES = 1_000_000
 CHUNK = 1000

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from codegen.batches import ACTIVE, MINTED, RECALLED, BatchError, BatchRegistry, UnknownBatch
+from codegen.batches import ACTIVE, MINTED, RECALLED, BatchRegistry
+from codegen.exc import BatchError, UnknownBatch
 from codegen.mint import Minter
 from codegen.products import ProductStore
 
@@ -92,8 +93,8 @@ def test_batch_commands(itemseal_env, tmp_path, monkeypatch):
 
 
 def test_every_batch_command_has_an_example():
-    from codegen.batch_commands import batch, mint
-    from codegen.product_commands import product
+    from codegen.commands.batches import batch, mint
+    from codegen.commands.products import product
 
     for command in [mint, batch, product, *batch.commands.values(), *product.commands.values()]:
         assert re.search(r"\x08\s*Example:\n\s+itemseal ", command.help or ""), command.name

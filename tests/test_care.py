@@ -14,17 +14,17 @@ from httpkit import serve_posts
 from hypothesis import given
 from hypothesis import strategies as st
 
-from points_bridge.care import Care
-from points_bridge.draws import Draws, entrants_digest, pick
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
-from points_bridge.optout import OptOuts
-from points_bridge.outbound import Dispatcher, Outbox
-from points_bridge.outbound_config import OutboundSettings
-from points_bridge.segments import DAY, Segment, matches, preview
-from points_bridge.senders import FileSender, HttpGatewaySender
-from points_bridge.sms_campaigns import SmsCampaigns
-from verify_api.alerts import Alerts, breaches, window_counts
+from points_bridge.outreach.care import Care
+from points_bridge.outreach.draws import Draws, entrants_digest, pick
+from points_bridge.outreach.segments import DAY, Segment, matches, preview
+from points_bridge.outreach.sms_campaigns import SmsCampaigns
+from points_bridge.sms.optout import OptOuts
+from points_bridge.sms.outbound import Dispatcher, Outbox
+from points_bridge.sms.outbound_config import OutboundSettings
+from points_bridge.sms.senders import FileSender, HttpGatewaySender
+from verify_api.admin.alerts import Alerts, breaches, window_counts
 
 
 class Gateway:
@@ -358,8 +358,8 @@ def test_window_counts_survive_a_day_rolling_over():
 
 def test_counterfeit_surge_alert_goes_to_the_webhook_once(redis_client, points_tenant, clock,
                                                          gateway, master_key):
-    from codegen.keyspace import TenantKeys
-    from verify_api.stats import day_of
+    from codegen.store.keyspace import TenantKeys
+    from verify_api.check.stats import day_of
 
     gw, url = gateway
     tenant = points_tenant()

@@ -9,11 +9,11 @@ from test_cli import run
 
 from codegen.exc import MasterKeyError
 from codegen.keys import MasterKey
-from codegen.keyspace import TenantKeys
+from codegen.store.keyspace import TenantKeys
 from codegen.tenants import TenantStore
 from verify_api.channels.config import NUMBERS, ChannelStore
+from verify_api.channels.feedback import ANSWERED, OPEN, FeedbackInbox, UnknownFeedback
 from verify_api.exc import NumberTaken, SettingError
-from verify_api.feedback import ANSWERED, OPEN, FeedbackInbox, UnknownFeedback
 
 pytestmark = pytest.mark.cluster  # the index and the tenant record sit in different slots
 

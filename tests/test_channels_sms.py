@@ -13,7 +13,7 @@ from codegen.keys import KeyStore
 from codegen.tenants import TenantStore
 from points_bridge.members import MemberStore
 from verify_api.channels import templates
-from verify_api.feedback import FeedbackInbox
+from verify_api.channels.feedback import FeedbackInbox
 
 
 def literal(language: str, name: str) -> str:

@@ -8,9 +8,8 @@ import pytest
 from test_crm import serve_receiver
 from test_verify_api import world  # noqa: F401  (the fixture: an app with an active batch)
 
-from codegen.keyspace import segment_of
+from codegen.store.keyspace import PointsKeys, segment_of
 from points_bridge.crm import Bridge, Webhook
-from points_bridge.keyspace import PointsKeys
 from points_bridge.members import MemberStore
 from points_bridge.reconcile import Reconciler
 

@@ -14,7 +14,7 @@ import pytest
 from cli import main
 from codegen.codes import NUMERIC_20, NUMERIC_24, group_digits
 from codegen.keys import KeyStore, load_master_key
-from verify_api.embedded import connect
+from codegen.store.embedded import connect
 
 ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from points_bridge.wire import pack
-from verify_api.cluster_pipe import ClusterPipe, routing_key, split_commands
-from verify_api.embedded import cluster_url
-from verify_api.pipe import RedisPipe
+from codegen.store.cluster_pipe import ClusterPipe, routing_key, split_commands
+from codegen.store.embedded import cluster_url
+from codegen.store.pipe import RedisPipe
+from codegen.store.wire import pack
 
 ARG = st.binary(max_size=40)
 

@@ -26,7 +26,7 @@ from crashkit import (
 )
 from test_crm import serve_receiver
 
-from points_bridge.keyspace import PointsKeys
+from codegen.store.keyspace import PointsKeys
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 

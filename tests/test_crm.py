@@ -17,9 +17,9 @@ from httpkit import serve_posts
 from cli import main
 from codegen.exc import MasterKeyError
 from codegen.keys import MasterKey
+from codegen.store.keyspace import PointsKeys, shard_of
 from points_bridge.crm import GROUP, SIGNATURE_HEADER, Bridge, CrmSecret, Webhook
 from points_bridge.exc import UnknownDeadLetter
-from points_bridge.keyspace import PointsKeys, shard_of
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 

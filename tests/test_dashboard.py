@@ -10,11 +10,11 @@ import pytest
 from falcon import testing
 
 from codegen.products import ProductStore
-from verify_api import dashboard
+from verify_api.admin import dashboard
+from verify_api.admin.auth import TokenStore
+from verify_api.admin.report_math import Table
 from verify_api.app import create_app
-from verify_api.auth import TokenStore
-from verify_api.engine import CheckRequest
-from verify_api.report_math import Table
+from verify_api.check.engine import CheckRequest
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import psutil
 import pytest
 import redis
 
-from verify_api.embedded import EmbeddedRedis, connect, find_server_binary
+from codegen.store.embedded import EmbeddedRedis, connect, find_server_binary
 from verify_api.exc import EmbeddedStoreError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -243,7 +243,7 @@ def test_socket_path_too_long_asks_for_shorter_home(tmp_path: Path) -> None:
 def test_concurrent_starts_give_one_server(server: EmbeddedRedis) -> None:
     script = (
         "import sys, time; from pathlib import Path\n"
-        "from verify_api.embedded import EmbeddedRedis\n"
+        "from codegen.store.embedded import EmbeddedRedis\n"
         "while time.time() < float(sys.argv[2]): time.sleep(0.001)\n"
         "e = EmbeddedRedis(Path(sys.argv[1])); e.start(); print(e.status().pid)\n"
     )

@@ -20,13 +20,13 @@ from test_verify_api import Api
 
 from codegen.checker import COUNTERFEIT, REVOKED, VALID, CodeChecker
 from codegen.codes import NUMERIC_20, NUMERIC_24, ParsedCode, Rejected, parse_code
-from codegen.keyspace import TenantKeys
-from verify_api import answers
+from codegen.store.keyspace import TenantKeys
 from verify_api.app import create_app
-from verify_api.batch_parse import parse_many
-from verify_api.bodies import parse_batch, parse_verify
+from verify_api.check import answers
+from verify_api.check.batch_parse import parse_many
+from verify_api.check.inputs import extract_code
 from verify_api.exc import RequestError
-from verify_api.inputs import extract_code
+from verify_api.resources.bodies import parse_batch, parse_verify
 
 FIXTURE = HealthCheck.function_scoped_fixture  # the key store is only read
 VERDICTS = {"malformed", "mistyped", COUNTERFEIT, VALID, REVOKED}

@@ -12,7 +12,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from points_bridge.draws import split_entry
+from points_bridge.outreach.draws import split_entry
 from verify_api.channels import gateways, keywords
 from verify_api.exc import RequestError
 

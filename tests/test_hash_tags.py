@@ -14,16 +14,16 @@ import keyguard
 import pytest
 
 from codegen.products import ProductStore
+from codegen.store.pipe import RedisPipe
 from points_bridge.campaigns import CampaignStore
 from points_bridge.members import MemberStore
-from points_bridge.outbound import Dispatcher, Outbox
-from points_bridge.outbound_config import OutboundSettings
 from points_bridge.rules import Campaign
-from points_bridge.senders import FileSender
-from verify_api.batch_scans import void_codes
+from points_bridge.sms.outbound import Dispatcher, Outbox
+from points_bridge.sms.outbound_config import OutboundSettings
+from points_bridge.sms.senders import FileSender
 from verify_api.channels.config import ChannelStore
-from verify_api.engine import CheckRequest, VerifyEngine
-from verify_api.pipe import RedisPipe
+from verify_api.check.batch_scans import void_codes
+from verify_api.check.engine import CheckRequest, VerifyEngine
 
 pytestmark = pytest.mark.cluster
 

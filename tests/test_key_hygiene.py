@@ -26,11 +26,11 @@ from test_crm import serve_receiver
 
 from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore, MasterKey
+from codegen.store.pipe import RedisPipe
 from points_bridge.crm import CrmSecret
-from verify_api import answers
 from verify_api.app import create_app
-from verify_api.engine import VerifyEngine
-from verify_api.pipe import RedisPipe
+from verify_api.check import answers
+from verify_api.check.engine import VerifyEngine
 
 
 def test_rotating_the_key_under_load_never_says_counterfeit(batch_factory, redis_client,

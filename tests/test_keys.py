@@ -12,7 +12,7 @@ from codegen.checker import COUNTERFEIT, REVOKED, VALID, CodeChecker
 from codegen.codes import NUMERIC_24, damm_check_digit
 from codegen.exc import KeySlotsExhausted, MasterKeyError, TenantExists, UnknownTenant
 from codegen.keys import KeyStore, MasterKey, load_master_key
-from codegen.keyspace import TenantKeys
+from codegen.store.keyspace import TenantKeys
 from codegen.tenants import TenantStore
 
 

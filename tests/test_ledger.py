@@ -10,14 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codegen.keyspace import TenantKeys
+from codegen.store.keyspace import PointsKeys, TenantKeys, shard_of
 from points_bridge.exc import (
     BadInput,
     IdempotencyConflict,
     InsufficientPoints,
     MemberInactive,
 )
-from points_bridge.keyspace import PointsKeys, shard_of
 from points_bridge.ledger import Ledger, lot_expiry
 from points_bridge.members import MemberStore
 

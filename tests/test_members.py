@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from codegen.store.keyspace import PointsKeys
 from points_bridge.cards import card_number, is_valid_card
 from points_bridge.exc import (
     BadAttribute,
@@ -15,7 +16,6 @@ from points_bridge.exc import (
     PhoneTaken,
     UnknownMember,
 )
-from points_bridge.keyspace import PointsKeys
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.settings import SettingsStore

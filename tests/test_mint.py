@@ -18,23 +18,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from codegen.batch_commands import _Progress
-from codegen.batches import BatchRegistry, SerialsExhausted
+from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_20, NUMERIC_24, ParsedCode, group_digits, parse_code
+from codegen.commands.batches import _Progress
 from codegen.exc import (
     BadOutput,
     KeyRevoked,
     MintError,
     OutputExists,
+    SerialsExhausted,
     UnknownProduct,
     UnknownTenant,
+    WorkerFailed,
 )
 from codegen.mint import Minter
 from codegen.products import ProductStore
 from codegen.render import TextLayout
 from codegen.signing import CodeSigner
 from codegen.tenants import TenantStore
-from codegen.workers import ChunkProducer, WorkerFailed
+from codegen.workers import ChunkProducer
 from codegen.writer import manifest_path, temporary_path
 from schemas.batch import BATCH_SCHEMA, FACTS, read_facts
 

@@ -1,4 +1,4 @@
-"""Member identifiers: phone normalisation and fingerprint, card numbers.
+"""Member identifiers: phone normalisation, card numbers.
 
 Cards live here too because both answer one question, "which member is
 this?"; split into test_cards.py if either grows.
@@ -22,7 +22,7 @@ from points_bridge.cards import (
     normalize_card,
 )
 from points_bridge.exc import BadPhone, BadRegion, BadSecret, CardSpaceExhausted, PointsError
-from points_bridge.phones import FINGERPRINT_BYTES, normalize_phone, phone_fingerprint
+from points_bridge.phones import normalize_phone
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 MOBILE = "+8613812345678"
@@ -137,35 +137,6 @@ def test_separators_and_prefixes_do_not_change_the_member(mobile, sep, prefix):
     plain = normalize_phone(mobile)
     spaced = prefix + sep.join((mobile[:3], mobile[3:7], mobile[7:]))
     assert normalize_phone(spaced) == plain == "+86" + mobile
-
-
-def test_fingerprint_is_short_stable_and_keyed():
-    print_a = phone_fingerprint(MOBILE, SALT)
-    assert len(print_a) == FINGERPRINT_BYTES == 12
-    assert phone_fingerprint(MOBILE, SALT) == print_a
-    assert phone_fingerprint(MOBILE, bytes(16)) != print_a
-    assert phone_fingerprint("+8613812345679", SALT) != print_a
-    assert MOBILE.encode() not in print_a
-
-
-@given(cn_mobiles, cn_mobiles)
-def test_distinct_phones_get_distinct_fingerprints(a, b):
-    if a != b:
-        assert phone_fingerprint("+86" + a, SALT) != phone_fingerprint("+86" + b, SALT)
-
-
-@pytest.mark.parametrize("phone", ["13812345678", "+86 138 1234 5678", "", "+0123456789"])
-def test_fingerprint_only_takes_normalised_numbers(phone):
-    with pytest.raises(BadPhone):
-        phone_fingerprint(phone, SALT)
-
-
-@pytest.mark.parametrize("salt", [b"short", "a text salt 0123456789", None])
-def test_fingerprint_refuses_weak_salts_without_echoing_them(salt):
-    with pytest.raises(BadSecret) as info:
-        phone_fingerprint(MOBILE, salt)
-    if salt:
-        assert str(salt) not in str(info.value)
 
 
 # --------------------------------------------------------------------- cards

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from cli import main
 from codegen.exc import ProductError, ProductExists, UnknownProduct, UnknownTenant
-from codegen.keyspace import TenantKeys
 from codegen.products import (
     ProductStore,
     check_points,
@@ -19,6 +18,7 @@ from codegen.products import (
     gs1_check_digit,
     normalize_gtin,
 )
+from codegen.store.keyspace import TenantKeys
 
 gtin_bodies = st.sampled_from([7, 11, 12, 13]).flatmap(
     lambda n: st.text("0123456789", min_size=n, max_size=n)

@@ -12,8 +12,8 @@ import pytest
 
 from codegen.batches import BatchRegistry
 from codegen.products import ProductStore
+from codegen.store.keyspace import PointsKeys
 from points_bridge.credit import ClaimCrediter
-from points_bridge.keyspace import PointsKeys
 from points_bridge.members import MemberStore
 from points_bridge.reconcile import Reconciler
 
@@ -29,10 +29,10 @@ CLAIMER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from codegen.keyspace import TenantKeys
+    from codegen.store.keyspace import TenantKeys
     from points_bridge.credit import ClaimCrediter
     url, tenant, serial, credit_first = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    from verify_api.embedded import connect
+    from codegen.store.embedded import connect
     client = connect(Path("."), url)  # a redis+cluster:// URL gives a cluster client
     keys = TenantKeys(tenant)
     if credit_first == "yes":

@@ -21,11 +21,12 @@ from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.settings import SettingsStore
 from points_bridge.transfer import export
-from verify_api import report_math, stats
+from verify_api.admin import report_math
+from verify_api.admin.reports import Reports, date_range
 from verify_api.app import create_app
-from verify_api.engine import CheckRequest
+from verify_api.check import stats
+from verify_api.check.engine import CheckRequest
 from verify_api.exc import InvalidField
-from verify_api.reports import Reports, date_range
 
 D1, D2 = date(2026, 1, 1), date(2026, 1, 2)
 P1, P2, P3, P4 = "13800000001", "13800000002", "13800000003", "13800000004"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verify_api import roles
+from verify_api.admin import roles
 
 EXPECTED = {
     "operator": {"products.read", "batches.read", "batches.activate"},

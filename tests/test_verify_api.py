@@ -14,10 +14,10 @@ from falcon import testing
 from openapi_check import validate
 
 from codegen.keys import KeyStore
-from codegen.keyspace import TenantKeys
 from codegen.products import ProductStore
+from codegen.store.embedded import EmbeddedRedis
+from codegen.store.keyspace import TenantKeys
 from verify_api.app import create_app, openapi_spec
-from verify_api.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
 

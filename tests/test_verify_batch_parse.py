@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from codegen.codes import NUMERIC_20, NUMERIC_24, parse_code
 from codegen.signing import CodeSigner
-from verify_api.batch_parse import parse_many
+from verify_api.check.batch_parse import parse_many
 
 SIGNERS = [CodeSigner(os.urandom(32), k, p) for k in (0, 7) for p in (NUMERIC_24, NUMERIC_20)]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore, load_master_key
-from verify_api.embedded import connect
+from codegen.store.embedded import connect
 
 ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
 

@@ -9,16 +9,17 @@ from redis.cluster import RedisCluster
 
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_20, damm_check_digit
-from codegen.keyspace import SCAN_BUCKET_SERIALS, TenantKeys, segment_of
 from codegen.products import ProductStore
-from verify_api import answers
-from verify_api.batch_scans import scan_counts, void_codes
-from verify_api.engine import CheckRequest, VerifyEngine
+from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys, segment_of
+from codegen.store.pipe import RedisPipe
+from points_bridge.phones import normalize_phone
+from verify_api.check import answers
+from verify_api.check.batch_scans import scan_counts, void_codes
+from verify_api.check.engine import CheckRequest, VerifyEngine
+from verify_api.check.fingerprints import phone_fingerprint
+from verify_api.check.scanrecord import unpack
+from verify_api.check.scans import VERIFY, CheckContext, ScanQuery, verify_calls
 from verify_api.exc import StoreError
-from verify_api.phones import normalize_phone, phone_fingerprint
-from verify_api.pipe import RedisPipe
-from verify_api.scanrecord import unpack
-from verify_api.store import VERIFY, CheckContext, ScanQuery, verify_calls
 
 pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
 

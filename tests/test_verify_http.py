@@ -20,8 +20,8 @@ from openapi_check import validate
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore, MasterKey
+from codegen.store.embedded import EmbeddedRedis
 from codegen.tenants import TenantStore
-from verify_api.embedded import EmbeddedRedis
 
 ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
 VERIFY = "/v1/tenants/{tenant}/verify"

@@ -8,7 +8,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from codegen.codes import normalize
-from verify_api.inputs import GS, extract_code
+from verify_api.check.inputs import GS, extract_code
 
 codes = st.sampled_from([20, 24]).flatmap(
     lambda n: st.text(alphabet=string.digits, min_size=n, max_size=n)

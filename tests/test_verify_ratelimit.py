@@ -6,10 +6,17 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from codegen.store.pipe import RedisPipe
+from verify_api.check.ratelimit import (
+    Hit,
+    Limit,
+    RateLimiter,
+    estimate,
+    retry_after,
+    window_position,
+)
+from verify_api.check.scans import Scripts
 from verify_api.exc import RateLimited
-from verify_api.pipe import RedisPipe
-from verify_api.ratelimit import Hit, Limit, RateLimiter, estimate, retry_after, window_position
-from verify_api.store import Scripts
 
 limits = st.builds(Limit, st.integers(1, 1000), st.integers(1, 3600))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verify_api.phones import sketch_bit
-from verify_api.risk import (
+from verify_api.check.fingerprints import sketch_bit
+from verify_api.check.risk import (
     DAY,
     HIGH,
     LEVELS,

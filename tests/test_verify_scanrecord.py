@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from codegen.scripts import register
-from verify_api.scanrecord import CHANNELS, LAYOUT, ScanRecord, pack, unpack
+from codegen.store.scripts import register
+from verify_api.check.scanrecord import CHANNELS, LAYOUT, ScanRecord, pack, unpack
 
 records = st.builds(
     ScanRecord,

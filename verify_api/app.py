@@ -2,8 +2,8 @@
 
 As in falcon's *look* example, everything the app touches comes in through
 the factory: the Redis client, the key store, the clock. Tests pass their own
-(a real redis-server, a clock they move by hand); ``server.py`` passes the
-configured ones. Errors are mapped here, once: every ``VerifyError`` carries
+(a real redis-server, a clock they move by hand); ``wsgi.py`` passes the
+configured ones. Errors are mapped here, once: every ``ItemsealError`` carries
 its status and code, and every error body is ``{"error": {"code", "message"}}``.
 """
 
@@ -21,14 +21,13 @@ import orjson
 import redis
 import yaml
 
-from codegen.exc import BadTenantId, CodegenError, UnknownTenant
+from codegen.exc import ItemsealError
 from codegen.keys import KeyStore
-from verify_api.auth import TokenStore, Unauthorized
-from verify_api.engine import VerifyEngine
-from verify_api.exc import InvalidField, RateLimited, VerifyError
+from codegen.store.pipe import RedisPipe
+from verify_api.admin.auth import TokenStore
+from verify_api.check.engine import VerifyEngine
 from verify_api.metrics import Metrics, MetricsMiddleware
-from verify_api.pipe import RedisPipe
-from verify_api.resources import admin, admin_dashboard
+from verify_api.resources import admin, admin_dashboard, admin_routes
 from verify_api.resources import channels as channel_resources
 from verify_api.resources.service import (
     HealthResource,
@@ -82,10 +81,9 @@ def create_app(
     app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/openapi.json", OpenApiResource(openapi_document()))
     admin_context = admin.AdminContext(client, key_store, TokenStore(client, clock=clock), clock)
-    admin.register(app, admin_context)
+    admin_routes.register(app, admin_context)
     admin_dashboard.register(app, admin_context)
-    app.add_error_handler(VerifyError, _verify_error)
-    app.add_error_handler(CodegenError, _codegen_error)
+    app.add_error_handler(ItemsealError, _itemseal_error)
     app.add_error_handler(redis.RedisError, _redis_error)
     app.set_error_serializer(_serialize_http_error)
     app.engine = engine
@@ -129,23 +127,14 @@ def _error(resp: falcon.Response, status: int, code: str, message: str, **extra)
     resp.media = {"error": {"code": code, "message": message, **extra}}
 
 
-def _verify_error(req: falcon.Request, resp: falcon.Response, ex: VerifyError, params) -> None:
-    extra = {"field": ex.field} if isinstance(ex, InvalidField) else {}
-    if isinstance(ex, RateLimited):
-        resp.set_header("Retry-After", str(ex.retry_after))
-    if isinstance(ex, Unauthorized):
-        resp.set_header("WWW-Authenticate", 'Bearer realm="itemseal admin"')
+def _itemseal_error(req: falcon.Request, resp: falcon.Response, ex: ItemsealError, params) -> None:
+    """Every expected failure, as its status, code and (public) message."""
+    extra = {"field": ex.field} if getattr(ex, "field", None) else {}
+    for name, value in ex.headers().items():
+        resp.set_header(name, value)
     if ex.status >= 500:
         log.warning("%s %s: %s", req.method, req.path, ex)
-    _error(resp, ex.status, ex.code, str(ex), **extra)
-
-
-def _codegen_error(req: falcon.Request, resp: falcon.Response, ex: CodegenError, params) -> None:
-    if isinstance(ex, UnknownTenant | BadTenantId):
-        _error(resp, 404, "unknown_tenant", str(ex))
-        return
-    log.error("%s %s: %s", req.method, req.path, ex)  # a master key problem: the operator's
-    _error(resp, 503, "keys_unavailable", "the service cannot open its keys")
+    _error(resp, ex.status, ex.code, str(ex) if ex.public else ex.public_message, **extra)
 
 
 def _redis_error(req: falcon.Request, resp: falcon.Response, ex: redis.RedisError, params) -> None:

@@ -1,15 +1,17 @@
 """Errors of the verification side: the store, the embedded server, the API.
 
-Every expected failure is a ``VerifyError`` carrying the HTTP status and the
-machine-readable ``code`` the API answers with (``app.py`` maps them with one
-``add_error_handler``); the CLI shows the message as one line.
+Every expected failure is an ``ItemsealError`` (``codegen/exc.py``) carrying the
+HTTP status and the machine-readable ``code`` the API answers with (``app.py``
+maps them with one ``add_error_handler``); the CLI shows the message as one line.
 """
 
 from __future__ import annotations
 
+from codegen.exc import ItemsealError
 
-class VerifyError(Exception):
-    """Root of every expected failure in verify_api."""
+
+class VerifyError(ItemsealError):
+    """An expected failure of the verification side: store, requests, channels, admin."""
 
     status = 500
     code = "internal"
@@ -74,6 +76,9 @@ class RateLimited(VerifyError):
         self.subject = subject
         self.retry_after = retry_after
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 class SettingError(RequestError):
     """A channel setting (number, keyword, template, language) is not acceptable."""
@@ -104,3 +109,39 @@ class InProgress(VerifyError):
 
     status = 503
     code = "in_progress"
+
+
+class Unauthorized(VerifyError):
+    """No usable token: the client must log in (401)."""
+
+    status = 401
+    code = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="itemseal admin"'}
+
+
+class Forbidden(VerifyError):
+    """A valid token whose role may not do this (403)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class TenantNotFound(VerifyError):
+    """Another tenant's data, or no such tenant: always the same answer (404)."""
+
+    status = 404
+    code = "not_found"
+
+    def __init__(self) -> None:
+        super().__init__("no such tenant")
+
+
+class UnknownToken(VerifyError):
+    status = 404
+    code = "unknown_token"
+
+
+class UnknownAction(VerifyError):
+    """A responder names an action the matrix does not have (a bug, caught by tests)."""

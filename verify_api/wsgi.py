@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from codegen.keys import KeyStore, load_master_key
+from codegen.store.embedded import connect
 from verify_api.app import VerifyApp, create_app
-from verify_api.embedded import connect
 
 
 def app_from_env(env: Mapping[str, str] | None = None) -> VerifyApp:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import redis
 
 from codegen.keys import MasterKey
-from codegen.keyspace import TenantKeys
-from codegen.scripts import register
+from codegen.store.keyspace import TenantKeys
+from codegen.store.scripts import register
 from codegen.tenants import TenantStore
 from verify_api.channels import keywords, templates
 from verify_api.exc import NumberTaken, SettingError

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from verify_api.inputs import extract_code
+from verify_api.check.inputs import extract_code
 
 CODE, JOIN, BALANCE, STOP, FEEDBACK = "code", "join", "balance", "stop", "feedback"
 DEFAULT_JOIN = "888"

@@ -7,12 +7,10 @@ says so (``claimed``), a claim whose credit is queued says the points follow
 
 from __future__ import annotations
 
-from verify_api import answers
-from verify_api.answers import Answer
 from verify_api.channels import templates
 from verify_api.channels.config import ChannelConfig
-
-RETRY = frozenset((answers.MISTYPED, answers.MALFORMED))
+from verify_api.check import answers
+from verify_api.check.answers import Answer
 
 
 def template_for(answer: Answer) -> str:

@@ -19,19 +19,19 @@ from collections.abc import Callable
 
 import redis
 
-from points_bridge import outbound
 from points_bridge.cards import format_card
-from points_bridge.draws import Draws
-from points_bridge.exc import PointsError
+from points_bridge.exc import BadPhone, PointsError
 from points_bridge.members import MemberStore, earned_for_tier
-from points_bridge.optout import OptOuts, phone_of
+from points_bridge.outreach.draws import Draws
+from points_bridge.sms import outbound
+from points_bridge.sms.optout import OptOuts, phone_of
 from points_bridge.tiers import tier_for
 from verify_api.channels import keywords, replies
 from verify_api.channels.config import ChannelConfig, ChannelStore
+from verify_api.channels.feedback import FeedbackInbox
 from verify_api.channels.gateways import InboundSms
-from verify_api.engine import CheckRequest, VerifyEngine
+from verify_api.check.engine import CheckRequest, VerifyEngine
 from verify_api.exc import InProgress, InvalidField, RateLimited, UnknownNumber
-from verify_api.feedback import FeedbackInbox
 
 DEDUP_SECONDS = 7 * 86400
 PENDING_SECONDS = 60
@@ -187,7 +187,7 @@ def check_code(
     try:
         try:
             answer = engine.verify(config.tenant, CheckRequest(code, phone, channel), client)
-        except InvalidField:  # a sender that is no phone number (a short code): no claim
+        except BadPhone:  # a sender that is no phone number (a short code): no claim
             answer = engine.verify(config.tenant, CheckRequest(code, None, channel), client)
     except RateLimited:
         return None, config.reply("limited")

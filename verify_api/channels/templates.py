@@ -14,7 +14,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 
-from verify_api import answers
+from verify_api.check import answers
 
 ZH, EN = "zh", "en"
 LANGUAGES = (ZH, EN)

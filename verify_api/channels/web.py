@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from verify_api import answers
-from verify_api.answers import Answer
 from verify_api.channels.templates import EN, ZH, channel_name
+from verify_api.check import answers
+from verify_api.check.answers import Answer
 
 GREEN, AMBER, RED, GREY = "#1b7f3b", "#9a5b00", "#b3261e", "#555555"
 COLOURS = {

@@ -1,4 +1,4 @@
-"""The admin API's plumbing: token check and role check on every route, errors, routes.
+"""The admin API's plumbing: the base resource, token check and role check on every route.
 
 Every admin resource is an ``AdminResource`` naming, per HTTP method, the
 ``roles.py`` action it performs. ``AdminAuth`` (a falcon middleware) runs
@@ -18,17 +18,13 @@ from dataclasses import dataclass
 import falcon
 import redis
 
-from codegen.batches import BatchError, UnknownBatch
-from codegen.exc import ProductError, ProductExists, UnknownProduct
 from codegen.keys import KeyStore
-from points_bridge import exc as pexc
-from points_bridge.draws import DrawClosed, UnknownDraw
-from points_bridge.sms_campaigns import UnknownSmsCampaign
-from verify_api import roles
-from verify_api.admin_bodies import MAX_ADMIN_BODY, Fields
-from verify_api.audit import AuditLog
-from verify_api.auth import Forbidden, TokenInfo, TokenStore
+from codegen.store.audit import AuditLog
+from verify_api.admin import roles
+from verify_api.admin.auth import TokenInfo, TokenStore
+from verify_api.exc import Forbidden
 from verify_api.resources import read_body
+from verify_api.resources.admin_bodies import MAX_ADMIN_BODY, Fields
 
 ADMIN = "/v1/admin/tenants/{tenant}"
 
@@ -96,46 +92,3 @@ def fields(req: falcon.Request) -> Fields:
 def plain(record: object) -> object:
     """A stored record as JSON-ready values (datetimes and sets as the stores dump them)."""
     return json.loads(json.dumps(record, default=str))
-
-
-# -- domain errors -> HTTP ------------------------------------------------------------------
-NOT_FOUND = (UnknownProduct, UnknownBatch, pexc.UnknownMember, pexc.UnknownCampaign,
-             pexc.UnknownTier, UnknownSmsCampaign, UnknownDraw)
-CONFLICT = (ProductExists, BatchError, pexc.CampaignExists, pexc.PhoneTaken,
-            pexc.IdempotencyConflict, pexc.MemberInactive, pexc.InsufficientPoints, DrawClosed)
-UNAVAILABLE = (pexc.Contended,)
-
-
-def status_of(ex: Exception) -> tuple[int, str]:
-    """The HTTP status and error code of an expected failure of a store."""
-    if isinstance(ex, NOT_FOUND):
-        return 404, "not_found"
-    if isinstance(ex, CONFLICT):
-        return 409, "conflict"
-    if isinstance(ex, UNAVAILABLE):
-        return 503, "contended"
-    return 422, "invalid"
-
-
-def _domain_error(req: falcon.Request, resp: falcon.Response, ex: Exception, params) -> None:
-    status, code = status_of(ex)
-    resp.status = status
-    resp.media = {"error": {"code": code, "message": str(ex)}}
-
-
-def register(app: falcon.App, ctx: AdminContext) -> None:
-    """Add the admin routes, their middleware and the domain error mapping to ``app``."""
-    from verify_api.resources import (
-        admin_batches,
-        admin_care,
-        admin_catalog,
-        admin_members,
-        admin_reports,
-    )
-
-    app.add_middleware(AdminAuth(ctx.tokens))
-    for module in (admin_catalog, admin_batches, admin_members, admin_reports, admin_care):
-        for path, resource in module.routes(ctx):
-            app.add_route(ADMIN + path, resource)
-    for error in (ProductError, BatchError, pexc.PointsError):
-        app.add_error_handler(error, _domain_error)

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import hashlib
 
-from points_bridge.care import Care
-from points_bridge.draws import Draws
-from points_bridge.optout import phone_of
-from points_bridge.outbound import ANSWER, Outbox
-from points_bridge.segments import Segment, preview
-from points_bridge.sms_campaigns import SmsCampaigns
-from verify_api.admin_bodies import MAX_ADMIN_BODY, query_int
-from verify_api.alerts import Alerts
-from verify_api.bodies import load_object
+from points_bridge.outreach.care import Care
+from points_bridge.outreach.draws import Draws
+from points_bridge.outreach.segments import Segment, preview
+from points_bridge.outreach.sms_campaigns import SmsCampaigns
+from points_bridge.sms.optout import phone_of
+from points_bridge.sms.outbound import ANSWER, Outbox
+from verify_api.admin.alerts import Alerts
+from verify_api.channels.feedback import FeedbackInbox
 from verify_api.exc import InvalidField
-from verify_api.feedback import FeedbackInbox
 from verify_api.resources import read_body
 from verify_api.resources.admin import AdminContext, AdminResource, fields
+from verify_api.resources.admin_bodies import MAX_ADMIN_BODY, query_int
+from verify_api.resources.bodies import load_object
 
 
 def _object(req) -> dict:

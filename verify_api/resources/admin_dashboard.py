@@ -14,9 +14,9 @@ from urllib.parse import parse_qs
 import falcon
 
 from codegen.tenants import TenantStore, check_tenant_id
-from verify_api import dashboard
-from verify_api.auth import Unauthorized
-from verify_api.reports import Reports, date_range
+from verify_api.admin import dashboard
+from verify_api.admin.reports import Reports, date_range
+from verify_api.exc import Unauthorized
 from verify_api.resources import read_body
 from verify_api.resources.admin import AdminContext, authorize
 

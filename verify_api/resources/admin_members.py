@@ -6,9 +6,9 @@ from dataclasses import asdict
 
 from points_bridge.ledger import Ledger, Posted
 from points_bridge.members import TRANSITIONS, Member, MemberStore
-from verify_api.admin_bodies import query_int
 from verify_api.exc import InvalidField
 from verify_api.resources.admin import AdminContext, AdminResource, fields
+from verify_api.resources.admin_bodies import query_int
 
 
 def member_json(m: Member) -> dict:

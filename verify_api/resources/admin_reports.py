@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from verify_api.admin_bodies import query_int
-from verify_api.audit import AuditLog
-from verify_api.report_math import Table
-from verify_api.reports import Reports, date_range
+from codegen.store.audit import AuditLog
+from verify_api.admin.report_math import Table
+from verify_api.admin.reports import Reports, date_range
 from verify_api.resources.admin import AdminContext, AdminResource
+from verify_api.resources.admin_bodies import query_int
 
 
 def table_json(table: Table, **extra) -> dict:

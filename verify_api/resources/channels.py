@@ -11,14 +11,15 @@ import falcon
 
 from codegen.exc import CodegenError
 from codegen.products import ProductStore
-from verify_api import answers
-from verify_api.bodies import load_object
+from points_bridge.exc import BadPhone
 from verify_api.channels import csrf, gateways, ivr, signatures, web
 from verify_api.channels.config import TWIML, ChannelConfig
 from verify_api.channels.sms import SmsService, check_code
-from verify_api.engine import CheckRequest, VerifyEngine
+from verify_api.check import answers
+from verify_api.check.engine import CheckRequest, VerifyEngine
 from verify_api.exc import BadSignature, InvalidField, RateLimited, RequestError
 from verify_api.resources import read_body
+from verify_api.resources.bodies import load_object
 
 MAX_FORM = 16 * 1024
 MAX_JSON = 256 * 1024
@@ -178,7 +179,7 @@ class WebPageResource:
             answer = self._engine.verify(
                 tenant, CheckRequest(code, phone or "-", "web"), req.remote_addr or "-"
             )
-        except InvalidField:
+        except BadPhone:
             token = csrf.make_token(self._secret, tenant, code, nonce or "", now)
             answer = self._engine.lookup(tenant, code, req.remote_addr or "-")
             self._render(resp, config, code, answer=answer, csrf=token, error="bad_phone",
@@ -246,7 +247,7 @@ class ReceiptResource:
         self._service = service
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
-        from points_bridge.outbound import Outbox
+        from points_bridge.sms.outbound import Outbox
 
         body = read_body(req, MAX_JSON)
         config = self._service.channels.get(tenant)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from verify_api.engine import VerifyEngine
+from verify_api.check.engine import VerifyEngine
 from verify_api.metrics import Metrics, render_response
 
 

@@ -6,9 +6,8 @@ from collections import Counter
 
 import falcon
 
-from verify_api import bodies
-from verify_api.engine import VerifyEngine
-from verify_api.resources import read_body
+from verify_api.check.engine import VerifyEngine
+from verify_api.resources import bodies, read_body
 
 
 class VerifyResource:

@@ -1,0 +1,374 @@
+"""CLI commands for points: campaigns, settings, reconcile, the CRM bridge, files.
+
+Registered by ``cli.py`` through ``COMMANDS``; the member commands live in
+``members.py``.
+"""
+
+from __future__ import annotations
+
+import signal
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.store.keyspace import PointsKeys
+from points_bridge.campaigns import CampaignStore
+from points_bridge.crm import Bridge, CrmSecret, Webhook
+from points_bridge.ledger import Ledger
+from points_bridge.members import MemberStore
+from points_bridge.reconcile import Reconciler
+from points_bridge.rules import Campaign, multiplier_bp
+from points_bridge.settings import SettingsStore
+from points_bridge.transfer import FORMATS, export, import_members
+
+
+# -- campaigns ---------------------------------------------------------------------------
+@click.group()
+def campaign() -> None:
+    """Add, list and end a tenant's points campaigns (multipliers and bonuses).
+
+    Rules and their precedence are in schemas/points-rules.md; a change
+    applies to the next claim, without a restart.
+    """
+
+
+def _moment(text: str, zone) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: write 2025-06-01 or 2025-06-01T09:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=zone)
+
+
+def _scope(values: tuple[str, ...]) -> frozenset[str] | None:
+    return frozenset(values) if values else None
+
+
+@campaign.command("add")
+@tenant_option
+@click.argument("campaign_id")
+@click.option("--start", required=True, help="Start, ISO date/time (tenant time zone if none).")
+@click.option("--end", required=True, help="End (exclusive), ISO date/time.")
+@click.option("--multiplier", default="1", help="Points multiplier, e.g. 2 or 1.5.")
+@click.option("--bonus", type=click.IntRange(min=0), default=0, help="Fixed extra points.")
+@click.option("--region", "regions", multiple=True, help="Only claims from this region.")
+@click.option("--tier", "tiers", multiple=True, help="Only members of this tier.")
+@click.option("--sku", "skus", multiple=True, help="Only this product.")
+@click.option("--budget", type=click.IntRange(min=0), help="Total extra points it may give.")
+@pass_config
+def campaign_add(config: Config, tenant: str, campaign_id: str, start, end, multiplier, bonus,
+                 regions, tiers, skus, budget) -> None:
+    """Add a campaign: a multiplier and/or a bonus in a time window, optionally scoped.
+
+    \b
+    Example:
+      itemseal campaign add --tenant ACME double-june --start 2025-06-01 \\
+        --end 2025-07-01 --multiplier 2 --budget 500000
+      itemseal campaign add --tenant ACME sd-gift --start 2025-06-01 \\
+        --end 2025-06-08 --bonus 20 --region SD --sku LIP-001
+    """
+    zone = SettingsStore(config.redis).get(tenant).timezone
+    added = CampaignStore(config.redis, tenant).add(Campaign(
+        campaign_id, _moment(start, zone), _moment(end, zone), multiplier_bp(multiplier), bonus,
+        _scope(regions), _scope(tiers), _scope(skus), budget,
+    ))
+    click.echo(f"campaign {added.campaign.campaign_id} added")
+
+
+@campaign.command("list")
+@tenant_option
+@pass_config
+def campaign_list(config: Config, tenant: str) -> None:
+    """List campaigns: id, window, multiplier, bonus, spent/budget, scope, ended."""
+    SettingsStore(config.redis).get(tenant)
+    for cid, c in CampaignStore(config.redis, tenant).list().items():
+        rule = c.campaign
+        scope = " ".join(
+            f"{name}={','.join(sorted(values))}"
+            for name, values in (("region", rule.regions), ("tier", rule.tiers),
+                                 ("sku", rule.skus)) if values
+        )
+        budget = "unlimited" if rule.budget is None else str(rule.budget)
+        ended = f"ended {c.ended_at.isoformat()}" if c.ended_at else ""
+        click.echo(
+            f"{cid}\t{rule.starts_at.isoformat()}\t{rule.ends_at.isoformat()}"
+            f"\tx{rule.multiplier_bp / 10_000:g}\t+{rule.bonus}\t{c.spent}/{budget}"
+            f"\t{scope or '-'}\t{ended or '-'}"
+        )
+
+
+@campaign.command("end")
+@tenant_option
+@click.argument("campaign_id")
+@pass_config
+def campaign_end(config: Config, tenant: str, campaign_id: str) -> None:
+    """End a campaign now; claims from this moment on no longer get it.
+
+    \b
+    Example:
+      itemseal campaign end --tenant ACME double-june
+    """
+    ended = CampaignStore(config.redis, tenant).end(campaign_id)
+    click.echo(f"campaign {campaign_id} ended at {ended.ended_at.isoformat()}")
+
+
+# -- points settings and maintenance --------------------------------------------------------
+@click.group()
+def points() -> None:
+    """Tenant points settings, and the jobs that keep points right."""
+
+
+SETTING_OPTIONS = {
+    "tiers": "Tier ladder, lowest first: silver:0,gold:1000,diamond:5000.",
+    "tier_basis": "lifetime, or trailing:DAYS (points earned in the last DAYS).",
+    "daily_cap": "Points a member may earn per day; empty for no cap.",
+    "birthday_multiplier": "Birthday multiplier, e.g. 2.",
+    "birthday_bonus": "Fixed birthday points.",
+    "expiry_months": "Points expire N months after the month earned; 0 = never.",
+    "timezone": "IANA time zone for days and birthdays, e.g. Asia/Shanghai.",
+    "restore": "On restoring a cancelled member: keep or forfeit the balance.",
+}
+
+
+def _setting_options(func):
+    for name, text in reversed(SETTING_OPTIONS.items()):
+        func = click.option(f"--{name.replace('_', '-')}", name, help=text)(func)
+    return func
+
+
+@points.command("config")
+@tenant_option
+@_setting_options
+@click.option("--attribute", "attributes", multiple=True,
+              help="Declare member attributes as NAME:TYPE (str, int, bool, date); replaces all.")
+@pass_config
+def points_config(config: Config, tenant: str, attributes: tuple[str, ...], **settings) -> None:
+    """Show or change a tenant's points settings; the next claim uses them.
+
+    \b
+    Example:
+      itemseal points config --tenant ACME
+      itemseal points config --tenant ACME --tiers silver:0,gold:2000 --daily-cap 500 \\
+        --expiry-months 12 --attribute skin_type:str --attribute kids:int
+    """
+    store = SettingsStore(config.redis)
+    changes = {k: v for k, v in settings.items() if v is not None}
+    if changes:
+        store.update(tenant, **changes)
+    if attributes:
+        declared = [tuple(a.split(":", 1)) if ":" in a else (a, "str") for a in attributes]
+        store.declare_attributes(tenant, declared)
+    for name, value in sorted(store.raw(tenant).items()):
+        if name.startswith("points_") or name == "region":
+            click.echo(f"{name}\t{value}")
+
+
+@points.command("reconcile")
+@tenant_option
+@click.option("--min-age", type=float, default=30.0, show_default=True,
+              help="Leave claims younger than this many seconds to their own request.")
+@pass_config
+def points_reconcile(config: Config, tenant: str, min_age: float) -> None:
+    """Credit claims a crash left uncredited, from the claims outboxes (idempotent).
+
+    Safe to run at any time and as often as wished, e.g. from cron every
+    minute: a claim already credited is not credited again.
+
+    \b
+    Example:
+      itemseal points reconcile --tenant ACME
+    """
+    SettingsStore(config.redis).get(tenant)
+    report = Reconciler(config.redis, tenant, min_age=min_age).run()
+    click.echo(
+        f"segments {report.segments}, claims {report.seen}, credited {report.credited}"
+        f" ({report.points} points), already credited {report.duplicates},"
+        f" failed {len(report.failed)}"
+    )
+    for entry_id, reason in report.failed:
+        click.echo(f"failed\t{entry_id}\t{reason}", err=True)
+
+
+@points.command("expire")
+@tenant_option
+@pass_config
+def points_expire(config: Config, tenant: str) -> None:
+    """Remove expired points from every member now (credits and redemptions also do it).
+
+    \b
+    Example:
+      itemseal points expire --tenant ACME
+    """
+    members = MemberStore(config.redis, tenant)
+    members.settings()
+    ledger = Ledger(config.redis, tenant)
+    total = sum(ledger.expire_due(card) for card in members.cards() if members.get(card))
+    click.echo(f"{total} points expired")
+
+
+# -- the CRM bridge ------------------------------------------------------------------------
+@click.group()
+def bridge() -> None:
+    """Deliver every ledger entry and member change to the brand's CRM."""
+
+
+@bridge.command("run")
+@tenant_option
+@click.option("--webhook", required=True, help="The CRM's URL; each event is POSTed as JSON.")
+@click.option("--secret", help="HMAC secret; default the tenant's (`bridge secret`).")
+@click.option("--once", is_flag=True, help="Deliver what is there, then exit (tests, cron).")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Attempts before an event goes to the dead-letter stream.")
+@click.option("--consumer", help="Consumer name in the group; default bridge-HOSTNAME.")
+@pass_config
+def bridge_run(config: Config, tenant: str, webhook: str, secret: str | None, once: bool,
+               max_attempts: int, consumer: str | None) -> None:
+    """Deliver events with a signature and an idempotency key; retry, park poison, resume.
+
+    Each POST carries X-Itemseal-Signature (hex HMAC-SHA256 of the body) and
+    Idempotency-Key. Stopped with Ctrl-C or SIGTERM, it resumes where it
+    stopped.
+
+    \b
+    Example:
+      itemseal bridge run --tenant ACME --webhook https://crm.acme.example/hooks/itemseal
+      itemseal bridge run --tenant ACME --webhook http://localhost:9000/h --once
+    """
+    runner = _bridge(config, tenant, webhook, secret, consumer=consumer,
+                     max_attempts=max_attempts)
+    if once:
+        stats = runner.drain()
+    else:
+        stopping: list[int] = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+        try:
+            stats = runner.run(lambda: bool(stopping))
+        except KeyboardInterrupt:
+            return
+    click.echo(f"delivered {stats.delivered}, retried {stats.retries}, dead-lettered "
+               f"{stats.parked}")
+
+
+@bridge.command("secret")
+@tenant_option
+@click.option("--set", "value", help="Use this secret (share it with the CRM).")
+@click.option("--new", is_flag=True, help="Make a new random secret.")
+@pass_config
+def bridge_secret(config: Config, tenant: str, value: str | None, new: bool) -> None:
+    """Show, set or renew the tenant's webhook signing secret (made on first use).
+
+    \b
+    Example:
+      itemseal bridge secret --tenant ACME
+      itemseal bridge secret --tenant ACME --new
+    """
+    SettingsStore(config.redis).get(tenant)
+    store = CrmSecret(config.redis, tenant, config.master_key())
+    secret = store.set(value.encode() if value else None) if value or new else store.ensure()
+    click.echo(secret.decode())
+
+
+@bridge.command("dead")
+@tenant_option
+@pass_config
+def bridge_dead(config: Config, tenant: str) -> None:
+    """List events parked in the dead-letter stream: id, key, reason.
+
+    \b
+    Example:
+      itemseal bridge dead --tenant ACME
+    """
+    for entry_id, f in config.redis.xrange(PointsKeys(tenant).dead_letter):
+        click.echo(f"{entry_id.decode()}\t{f[b'idempotency_key'].decode()}"
+                   f"\t{f[b'reason'].decode()}")
+
+
+@bridge.command("replay")
+@tenant_option
+@click.argument("entry_ids", nargs=-1)
+@click.option("--webhook", required=True, help="The CRM's URL, as for `bridge run`.")
+@click.option("--secret", help="HMAC secret; default the tenant's (`bridge secret`).")
+@pass_config
+def bridge_replay(config: Config, tenant: str, entry_ids: tuple[str, ...], webhook: str,
+                  secret: str | None) -> None:
+    """Send dead-lettered events again, once the CRM is fixed; all of them, or the ids given.
+
+    Each keeps its idempotency key. A delivered event leaves the dead-letter
+    stream; one refused again stays there with the new reason.
+
+    \b
+    Example:
+      itemseal bridge replay --tenant ACME --webhook https://crm.acme.example/hooks/itemseal
+      itemseal bridge replay --tenant ACME --webhook http://localhost:9000/h 1700000000000-0
+    """
+    stats = _bridge(config, tenant, webhook, secret).replay_dead(entry_ids)
+    click.echo(f"delivered {stats.delivered}, still dead {stats.parked}")
+
+
+def _bridge(config: Config, tenant: str, webhook: str, secret: str | None, **kw) -> Bridge:
+    SettingsStore(config.redis).get(tenant)
+    key = secret.encode() if secret else CrmSecret(config.redis, tenant, config.master_key()).get()
+    if not key:
+        raise click.UsageError(
+            f"no webhook secret: pass --secret or run `itemseal bridge secret --tenant {tenant}`"
+        )
+    return Bridge(config.redis, tenant, Webhook(webhook, key), **kw)
+
+
+# -- files -------------------------------------------------------------------------------
+@click.group("export")
+def export_group() -> None:
+    """Export members or the ledger to Parquet or CSV (schemas/points.py)."""
+
+
+def _export_command(what: str, example: str) -> click.Command:
+    @tenant_option
+    @click.option("--format", "fmt", type=click.Choice(FORMATS), default="parquet",
+                  show_default=True, help="File format.")
+    @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                  help="File to write.")
+    @pass_config
+    def command(config: Config, tenant: str, fmt: str, out: Path) -> None:
+        rows = export(config.redis, tenant, what, fmt, out)
+        click.echo(f"{rows} {what} rows written to {out}")
+
+    command.__doc__ = f"Export the tenant's {what} to one file.\n\n\b\nExample:\n  {example}\n"
+    return export_group.command(what)(command)
+
+
+_export_command("members", "itemseal export members --tenant ACME --format csv --out m.csv")
+_export_command("ledger", "itemseal export ledger --tenant ACME --out ledger.parquet")
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import members from the CRM (CSV or Parquet)."""
+
+
+@import_group.command("members")
+@tenant_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_config
+def import_members_command(config: Config, tenant: str, file: Path) -> None:
+    """Create or update members from a file; bad rows are reported by line and skipped.
+
+    Columns: phone (required), birthday, points (opening balance, once per
+    member), attributes (a JSON object) and the tenant's declared attributes.
+    A re-run of the same file changes nothing. Exit status 1 if a row failed.
+
+    \b
+    Example:
+      itemseal import members --tenant ACME crm-members.csv
+    """
+    report = import_members(config.redis, tenant, file)
+    for where, reason in report.errors:
+        click.echo(f"{file}: {where}: {reason}", err=True)
+    click.echo(f"created {report.created}, updated {report.updated},"
+               f" rejected {len(report.errors)}")
+    if report.errors:
+        raise SystemExit(1)
+
+
+COMMANDS = (campaign, points, bridge, export_group, import_group)

@@ -1,0 +1,261 @@
+"""The outbound SMS queue: enqueue once, send at a rate, track every message.
+
+Two Redis lists per tenant (tenant slot, ``PointsKeys.out``): ``q:tx`` for
+transactional messages (replies to an inbound SMS, the opt-out
+acknowledgement, answers to feedback, alerts) and ``q:bulk`` for campaigns,
+care and draw notices. ``Dispatcher.run`` (``itemseal sender run``) always
+empties ``tx`` first and leaves ``bulk`` alone during the tenant's quiet
+hours; transactional messages go out at any hour, because the consumer has
+just written to us (or, for alerts, the brand wants to know now).
+
+A message's life, each step one script (``lua/out_*.lua``):
+``queued`` -> (opt-out since, no credit) ``skipped``/``failed``, or
+``sending`` (cost charged) -> ``sent`` (gateway took it) or ``failed``
+(refunded) -> by receipt ``delivered`` or ``undelivered``.
+
+Opt-outs win everywhere: the enqueue script and the charge script both look
+at the opt-out hash, so a phone that replies TD while a campaign waits in
+the queue gets nothing more, except the ``optout_ack`` that answers it.
+(Transactional replies to an opted-out phone are not sent either: only the
+acknowledgement; texting the join keyword opts back in.)
+
+Sending several ``itemseal sender run`` at once is safe: a message moves
+from its queue to ``inflight`` with ``LMOVE`` (exactly one runner gets it)
+and the rate is one counter per tenant and second, shared by all runners.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import redis
+
+from points_bridge.scoped import TenantScoped
+from points_bridge.scripts import scripts
+from points_bridge.sms.outbound_config import OutboundConfig, OutboundSettings
+from points_bridge.sms.senders import OutMessage, Sender
+
+REPLY, OPTOUT_ACK, ANSWER, ALERT = "reply", "optout_ack", "answer", "alert"
+CAMPAIGN, CARE, DRAW = "campaign", "care", "draw"
+TRANSACTIONAL = frozenset({REPLY, OPTOUT_ACK, ANSWER, ALERT})
+KINDS = (REPLY, OPTOUT_ACK, ANSWER, ALERT, CAMPAIGN, CARE, DRAW)
+KEEP_SECONDS = 30 * 86400
+COUNTERS = ("queued", "sent", "delivered", "undelivered", "failed", "skipped", "spent")
+
+
+@dataclass(frozen=True)
+class Message:
+    message_id: str
+    phone: str
+    text: str
+    kind: str
+    scope: str
+    status: str
+    error: str = ""
+    cost: int = 0
+    gateway_id: str = ""
+    queued_at: int = 0
+    sent_at: int = 0
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, str]) -> Message:
+        return cls(
+            message_id=raw["id"], phone=raw["phone"], text=raw["text"], kind=raw["kind"],
+            scope=raw["scope"], status=raw["status"], error=raw.get("error", ""),
+            cost=int(raw.get("cost") or 0), gateway_id=raw.get("gateway_id", ""),
+            queued_at=int(raw.get("queued_at") or 0), sent_at=int(raw.get("sent_at") or 0),
+        )
+
+    def to_json(self) -> dict:
+        return {"id": self.message_id, "phone": self.phone, "text": self.text,
+                "kind": self.kind, "scope": self.scope, "status": self.status,
+                "error": self.error, "cost": self.cost, "queued_at": self.queued_at,
+                "sent_at": self.sent_at}
+
+
+def counts(raw: Mapping[bytes, bytes]) -> dict[str, int]:
+    found = {k.decode(): int(v) for k, v in raw.items()}
+    return {name: found.get(name, 0) for name in COUNTERS}
+
+
+class Outbox(TenantScoped):
+    """Queue messages for one tenant and read their status."""
+
+    def message_key(self, message_id: str) -> str:
+        return self.keys.out(f"m:{message_id}")
+
+    def queue_key(self, kind: str) -> str:
+        return self.keys.out("q:tx" if kind in TRANSACTIONAL else "q:bulk")
+
+    def enqueue(
+        self,
+        message_id: str,
+        phone: str,
+        text: str,
+        kind: str,
+        *,
+        scope: str | None = None,
+        once: str | None = None,
+        once_seconds: int = 400 * 86400,
+    ) -> str:
+        """Queue one message; return ``queued``, ``dup`` or ``optout``.
+
+        ``message_id`` is the idempotency key (a campaign's ids are
+        ``<campaign>.<card>``); ``once`` is an extra dedup key kept
+        ``once_seconds`` (care: one greeting per member and period, even after
+        the message record expired).
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown message kind {kind!r}")
+        scope = scope or kind
+        msg = self.message_key(message_id)
+        dedup = self.keys.out(f"once:{once}") if once else msg
+        body = {"id": message_id, "phone": phone, "text": text, "kind": kind, "scope": scope,
+                "at": str(int(self._clock())), "ttl": KEEP_SECONDS, "dedup_ttl": once_seconds,
+                "ignore_optout": kind == OPTOUT_ACK}
+        keys = [msg, self.queue_key(kind), self.keys.optouts, self.keys.out(f"n:{scope}"),
+                self.keys.out("n:all"), dedup]
+        return self._scripts.out_enqueue(keys=keys, args=[json.dumps(body)]).decode()
+
+    def get(self, message_id: str) -> Message | None:
+        raw = self._redis.hgetall(self.message_key(message_id))
+        return Message.from_record({k.decode(): v.decode() for k, v in raw.items()}) if raw \
+            else None
+
+    def counters(self, scope: str = "all") -> dict[str, int]:
+        return counts(self._redis.hgetall(self.keys.out(f"n:{scope}")))
+
+    def pending(self) -> dict[str, int]:
+        pipe = self._redis.pipeline(transaction=False)
+        for name in ("q:tx", "q:bulk", "inflight"):
+            pipe.llen(self.keys.out(name))
+        tx, bulk, inflight = pipe.execute()
+        return {"tx": tx, "bulk": bulk, "inflight": inflight}
+
+    def receipt(self, ref: str, delivered: bool, error: str = "") -> str:
+        """Apply a delivery receipt by our message id or the gateway's; return the status."""
+        message_id = ref
+        if not self._redis.exists(self.message_key(ref)):
+            found = self._redis.hget(self.keys.out("gw"), ref)
+            if found is None:
+                return "unknown"
+            message_id = found.decode()
+        scope = self._redis.hget(self.message_key(message_id), "scope")
+        if scope is None:
+            return "unknown"
+        keys = [self.message_key(message_id), self.keys.out(f"n:{scope.decode()}"),
+                self.keys.out("n:all")]
+        args = ["delivered" if delivered else "undelivered", error[:200],
+                str(int(self._clock()))]
+        return self._scripts.out_receipt(keys=keys, args=args).decode()
+
+    def report(self) -> dict:
+        """Sent, failed and spent, overall and per scope (campaign ids, care, replies...)."""
+        scopes = sorted(
+            k.decode().rsplit(":n:", 1)[1]
+            for k in self._redis.scan_iter(match=self.keys.out("n:*"), count=500)
+        )
+        return {
+            "credit": OutboundSettings(self._redis, self.tenant).credit(),
+            "total": self.counters("all"),
+            "by_scope": {s: self.counters(s) for s in scopes if s != "all"},
+            "pending": self.pending(),
+        }
+
+
+class Dispatcher:
+    """Send one tenant's queued messages through a sender, at the tenant's rate."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        tenant: str,
+        sender: Sender,
+        config: OutboundConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._redis = client
+        self.tenant = tenant
+        self._sender = sender
+        self._config = config
+        self._clock = clock
+        self._sleep = sleep
+        self._outbox = Outbox(client, tenant, clock=clock)
+        self.keys = self._outbox.keys
+        self._scripts = scripts(client)
+
+    def run(self, *, max_messages: int | None = None, idle_seconds: float | None = None) -> dict:
+        """Send until the queues are empty (or ``max_messages``); return counts by outcome.
+
+        With ``idle_seconds`` it keeps polling an empty queue (a daemon); a
+        queue held by quiet hours counts as empty for this run.
+        """
+        done: dict[str, int] = {}
+        handled = 0
+        while max_messages is None or handled < max_messages:
+            message_id = self._pop()
+            if message_id is None:
+                if idle_seconds is None:
+                    break
+                self._sleep(idle_seconds)
+                continue
+            outcome = self._process(message_id)
+            done[outcome] = done.get(outcome, 0) + 1
+            handled += 1
+        return done
+
+    def _pop(self) -> str | None:
+        inflight = self.keys.out("inflight")
+        found = self._redis.lmove(self.keys.out("q:tx"), inflight, "LEFT", "RIGHT")
+        if found is None and not self._config.is_quiet(self._clock()):
+            found = self._redis.lmove(self.keys.out("q:bulk"), inflight, "LEFT", "RIGHT")
+        return found.decode() if found is not None else None
+
+    def _slot(self) -> None:
+        """Wait for a send slot: at most ``rate`` sends per clock second, over all runners."""
+        while True:
+            now = self._clock()
+            second = int(now)
+            key = self.keys.out(f"rate:{second}")
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, 10)
+            used = pipe.execute()[0]
+            if used <= self._config.rate:
+                return
+            self._sleep(max(second + 1 - now, 0.001))
+
+    def _process(self, message_id: str) -> str:
+        msg_key = self._outbox.message_key(message_id)
+        try:
+            raw = {k.decode(): v.decode() for k, v in self._redis.hgetall(msg_key).items()}
+            if not raw:
+                return "gone"
+            counters = [self.keys.out(f"n:{raw['scope']}"), self.keys.out("n:all")]
+            now = str(int(self._clock()))
+            charged = self._scripts.out_charge(
+                keys=[msg_key, self.keys.optouts, self.keys.out("credit"), *counters],
+                args=[self._config.cost, now],
+            ).decode()
+            if charged != "ok":
+                return charged
+            self._slot()
+            try:
+                result = self._sender.send(OutMessage(message_id, self.tenant, raw["phone"],
+                                                      raw["text"]))
+                body = {"ok": result.ok, "gateway_id": result.gateway_id,
+                        "error": result.error, "at": str(int(self._clock()))}
+            except Exception as exc:  # noqa: BLE001 - a broken sender fails one message
+                body = {"ok": False, "gateway_id": "", "error": f"sender error: {exc}"[:200],
+                        "at": str(int(self._clock()))}
+            return self._scripts.out_result(
+                keys=[msg_key, self.keys.out("credit"), *counters, self.keys.out("gw")],
+                args=[json.dumps(body)],
+            ).decode()
+        finally:
+            self._redis.lrem(self.keys.out("inflight"), 1, message_id)

@@ -1,0 +1,65 @@
+"""Phones: the fast national-mobile path agrees with the full parser; fingerprints."""
+
+from __future__ import annotations
+
+import string
+import unicodedata
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from points_bridge.exc import BadPhone, PointsError
+from points_bridge.phones import _national_mobile, _parsed, normalize_phone
+from verify_api.check.fingerprints import phone_fingerprint, phone_key
+
+digits = st.text(alphabet=string.digits, min_size=1, max_size=15)
+cn_mobiles = st.builds(
+    lambda head, rest: head + rest,
+    st.sampled_from(["13", "14", "15", "16", "17", "18", "19", "11", "12", "10"]),
+    st.text(alphabet=string.digits, min_size=9, max_size=9),
+)
+
+
+def full(text: str, region: str) -> str | None:
+    """The full parser alone, without the fast path."""
+    try:
+        return _parsed(unicodedata.normalize("NFKC", text).strip(), region, text)
+    except PointsError:
+        return None
+
+
+@given(st.one_of(digits, cn_mobiles), st.sampled_from(["CN", "US", "GB", "HK", "DE"]))
+@example("13800138000", "CN")
+@example("17951138001380", "CN")
+def test_fast_path_agrees_with_the_full_parser(text, region):
+    fast = _national_mobile(text, region)
+    if fast is not None:
+        assert fast == full(text, region)
+    assert normalize_phone(text, region) == full(text, region) if full(text, region) else True
+
+
+@given(cn_mobiles, st.sampled_from(["{}", "{} ", "+86 {}", "0086{}", "+86-{}"]))
+def test_every_way_of_typing_one_number_gives_one_e164(number, template):
+    expected = full(number, "CN")
+    typed = template.format(number)
+    if expected is None:
+        with pytest.raises(BadPhone):
+            normalize_phone(typed)
+    else:
+        assert normalize_phone(typed) == expected
+        assert normalize_phone(expected) == expected  # idempotent
+
+
+@pytest.mark.parametrize("text", ["", "12345", "call me", "+", "1" * 40])
+def test_not_a_phone_is_invalid_field(text):
+    with pytest.raises(BadPhone) as caught:
+        normalize_phone(text)
+    assert caught.value.field == "phone"
+
+
+def test_fingerprints_are_short_nonzero_and_hide_the_number():
+    e164 = normalize_phone("138 0013 8000")
+    assert 0 < phone_fingerprint(e164) < 2**32
+    assert "13800138000" not in phone_key(e164) and len(phone_key(e164)) == 16
+    assert phone_fingerprint(e164) != phone_fingerprint(normalize_phone("13900139000"))

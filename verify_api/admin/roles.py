@@ -1,0 +1,71 @@
+"""Who may do what in the admin API: the allow matrix, pure.
+
+Three roles, one job each (``itemseal token create --role``):
+
+* ``operator`` — the factory line: lists batches and activates them when they ship.
+* ``manager`` — the brand manager: products, points rules, campaigns, tiers,
+  recalls, reports and the audit trail; also reads members.
+* ``support`` — customer service: reads and edits members (status, phone,
+  adjustments, redemptions), reads and answers consumers' feedback.
+
+Customer care (segments, SMS campaigns, care, draws, alerts) is the manager's;
+support also reads campaign status and the SMS report.
+
+Every admin responder names one action; ``allowed`` is the only place that
+decides, so the matrix below is the whole policy and its test is exhaustive.
+"""
+
+from __future__ import annotations
+
+from verify_api.exc import UnknownAction
+
+OPERATOR, MANAGER, SUPPORT = "operator", "manager", "support"
+ROLES = (OPERATOR, MANAGER, SUPPORT)
+
+ACTIONS: dict[str, frozenset[str]] = {
+    "products.read": frozenset(ROLES),
+    "products.write": frozenset({MANAGER}),
+    "points.read": frozenset({MANAGER, SUPPORT}),
+    "points.write": frozenset({MANAGER}),
+    "campaigns.read": frozenset({MANAGER, SUPPORT}),
+    "campaigns.write": frozenset({MANAGER}),
+    "tiers.read": frozenset({MANAGER, SUPPORT}),
+    "tiers.write": frozenset({MANAGER}),
+    "batches.read": frozenset({OPERATOR, MANAGER}),
+    "batches.activate": frozenset({OPERATOR}),
+    "batches.recall": frozenset({MANAGER}),
+    "members.read": frozenset({MANAGER, SUPPORT}),
+    "members.write": frozenset({SUPPORT}),
+    "reports.read": frozenset({MANAGER}),
+    "audit.read": frozenset({MANAGER}),
+    "segments.read": frozenset({MANAGER}),
+    "outbound.read": frozenset({MANAGER, SUPPORT}),
+    "outbound.write": frozenset({MANAGER}),
+    "care.read": frozenset({MANAGER}),
+    "care.write": frozenset({MANAGER}),
+    "draws.read": frozenset({MANAGER}),
+    "draws.write": frozenset({MANAGER}),
+    "alerts.read": frozenset({MANAGER}),
+    "alerts.write": frozenset({MANAGER}),
+    "feedback.read": frozenset({MANAGER, SUPPORT}),
+    "feedback.answer": frozenset({SUPPORT}),
+}
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    return role
+
+
+def allowed(role: str, action: str) -> bool:
+    """Tell whether ``role`` may do ``action``; unknown roles may do nothing."""
+    try:
+        return role in ACTIONS[action]
+    except KeyError:
+        raise UnknownAction(action) from None
+
+
+def actions_of(role: str) -> list[str]:
+    """The actions a role may do, sorted (``itemseal token list`` and the docs)."""
+    return sorted(action for action, roles in ACTIONS.items() if role in roles)

@@ -1,0 +1,122 @@
+"""Per-tenant verification policy and product names, cached for a few seconds.
+
+Every check needs to know that the tenant exists, its limits, and the name of
+the product it answers about; none of that changes often, so each worker keeps
+it for ``ttl`` seconds instead of asking Redis on every request. A change made
+with ``itemseal tenant set`` is seen within ``ttl``.
+
+Policy settings are fields of the tenant record (``TenantKeys.meta``):
+
+============================  =========  ============================================
+field                         default    meaning
+============================  =========  ============================================
+``verify_check_cap``          5          checks after which answers say limit_reached
+``verify_rate_ip``            300/60     checks per client IP per seconds (0 = off)
+``verify_rate_phone``         20/60      checks per member phone per seconds
+``verify_rate_batch``         20000/60   codes per client IP per seconds, batch route
+``region``                    CN         region for phone numbers typed without +CC
+============================  =========  ============================================
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from codegen.exc import CodegenError
+from codegen.products import ProductStore
+from codegen.tenants import TenantStore
+from points_bridge.phones import DEFAULT_REGION
+from verify_api.check.ratelimit import Limit
+
+DEFAULTS = {
+    "verify_check_cap": "5",
+    "verify_rate_ip": "300/60",
+    "verify_rate_phone": "20/60",
+    "verify_rate_batch": "20000/60",
+}
+MAX_CACHED = 10_000
+
+
+@dataclass(frozen=True)
+class TenantPolicy:
+    tenant: str
+    check_cap: int
+    ip_limit: Limit | None
+    phone_limit: Limit | None
+    batch_limit: Limit | None
+    phone_region: str
+
+    @classmethod
+    def from_settings(cls, tenant: str, settings: dict[str, str]) -> TenantPolicy:
+        """Build the policy; a setting that does not parse falls back to its default."""
+
+        def setting(name: str, parse: Callable[[str], object]):
+            try:
+                return parse(settings.get(name, DEFAULTS[name]))
+            except ValueError:
+                return parse(DEFAULTS[name])
+
+        return cls(
+            tenant=tenant,
+            check_cap=setting("verify_check_cap", int),
+            ip_limit=setting("verify_rate_ip", Limit.parse),
+            phone_limit=setting("verify_rate_phone", Limit.parse),
+            batch_limit=setting("verify_rate_batch", Limit.parse),
+            phone_region=(settings.get("region") or DEFAULT_REGION).upper()[:2],
+        )
+
+
+class Catalog:
+    """Tenant policies and product names, each cached for ``ttl`` seconds."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttl: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = client
+        self._tenants = TenantStore(client)
+        self._products_store = ProductStore(client)
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._policies: dict[str, tuple[float, TenantPolicy | Exception]] = {}
+        self._products: dict[tuple[str, str], tuple[float, str | None]] = {}
+
+    def policy(self, tenant: str) -> TenantPolicy:
+        """Return the tenant's policy; raise UnknownTenant or BadTenantId (cached too)."""
+        now = self._monotonic()
+        cached = self._policies.get(tenant)
+        if cached is None or now - cached[0] > self._ttl:
+            try:
+                found = self._tenants.get(tenant)
+                value: TenantPolicy | Exception = TenantPolicy.from_settings(tenant, found.settings)
+            except CodegenError as exc:  # UnknownTenant, BadTenantId
+                value = exc
+            if len(self._policies) >= MAX_CACHED:
+                self._policies.clear()  # random tenant ids must not grow memory
+            cached = self._policies[tenant] = (now, value)
+        if isinstance(cached[1], Exception):
+            raise cached[1]
+        return cached[1]
+
+    def product_name(self, tenant: str, sku: str) -> str | None:
+        """Return the product's display name, or None if the SKU has no record."""
+        now = self._monotonic()
+        cached = self._products.get((tenant, sku))
+        if cached is None or now - cached[0] > self._ttl:
+            if len(self._products) >= MAX_CACHED:
+                self._products.clear()
+            cached = self._products[(tenant, sku)] = (now, self._load_name(tenant, sku))
+        return cached[1]
+
+    def _load_name(self, tenant: str, sku: str) -> str | None:
+        try:
+            return self._products_store.get(tenant, sku).name
+        except (CodegenError, TypeError, ValueError):  # no such product, or a damaged record
+            return None

@@ -1,0 +1,321 @@
+"""Verify codes: decode without the store, then one script call for the authentic ones.
+
+The order is what makes guessing cheap to refuse: a client refused lately is
+refused at once (ratelimit.py); the code's format and HMAC tag are checked in
+this process (``malformed``, ``mistyped`` and ``counterfeit`` never reach
+Redis with their code); then one round trip carries the rate-limit count and,
+for an authentic code only, one EVALSHA of ``lua/verify.lua``, which finds
+its batch, reads and updates its scan record and claims it for a member
+phone, atomically.
+
+Lookups (``GET /codes/{code}``) and distributor batches use the same script in
+look-up mode: they read the record and never count as a consumer's check, so a
+carton scanned at the warehouse does not make every buyer see "already
+verified".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import redis
+
+from codegen.checker import CodeChecker, Decoded
+from codegen.codes import Rejected
+from codegen.keys import KeyStore
+from codegen.store.keyspace import TenantKeys
+from codegen.store.pipe import RedisPipe, pack
+from points_bridge.credit import ClaimCrediter, Prefetch
+from points_bridge.exc import PointsError
+from points_bridge.phones import normalize_phone
+from verify_api.check import answers, fingerprints, stats
+from verify_api.check.answers import Answer
+from verify_api.check.batch_parse import parse_many
+from verify_api.check.catalog import Catalog, TenantPolicy
+from verify_api.check.inputs import extract_code
+from verify_api.check.ratelimit import Hit, Pending, RateLimiter
+from verify_api.check.risk import (
+    LOW,
+    PHONE_SKETCH_BITS,
+    REGION_SKETCH_BITS,
+    distinct_estimate,
+    risk_level,
+)
+from verify_api.check.scanrecord import CHANNEL_CODES
+from verify_api.check.scans import (
+    ACTIVE,
+    VERIFY,
+    CheckContext,
+    ScanQuery,
+    ScanReply,
+    Scripts,
+    parse_verify_reply,
+    verify_calls,
+)
+
+LOOKUP_ONLY = CheckContext()
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """A consumer's check, validated (``bodies.py``); the phone as typed."""
+
+    code: str
+    phone: str | None = None
+    channel: str = "api"
+    region: str | None = None
+
+
+class VerifyEngine:
+    """Answer checks of every tenant; one instance per worker process."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        pipe: RedisPipe,
+        key_store: KeyStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        key_cache_seconds: float = 2.0,
+        catalog_seconds: float = 5.0,
+        on_result: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self._keys = key_store
+        self._clock = clock
+        self._key_cache_seconds = key_cache_seconds
+        self._checkers: dict[str, CodeChecker] = {}
+        self.pipe = pipe
+        self.scripts = Scripts(pipe)
+        self.catalog = Catalog(client, ttl=catalog_seconds)
+        self.limiter = RateLimiter(self.scripts, clock=clock)
+        self._on_result = on_result or (lambda result, count=1: None)
+        self.crediter = ClaimCrediter(client, wire=pipe, clock=clock, view_seconds=catalog_seconds)
+
+    # -- public -------------------------------------------------------------------------
+
+    def verify(self, tenant: str, request: CheckRequest, client_ip: str) -> Answer:
+        """A consumer's check: records the scan, claims the code for a member phone."""
+        policy = self.catalog.policy(tenant)
+        phone = None
+        hits = [Hit(f"ip/{client_ip}", policy.ip_limit)]
+        if request.phone:
+            phone = normalize_phone(request.phone, policy.phone_region)
+            hits.append(Hit(f"phone/{fingerprints.phone_key(phone)}", policy.phone_limit))
+        limit = self.limiter.prepare(tenant, hits)
+        decoded = self._checker(tenant).decode(extract_code(request.code))
+        query = self._query(decoded) if decoded.authentic else None
+        now = int(self._clock())
+        context = self._context(policy, request, phone)
+        # Sent along with the script: what a claim's credit reads first (the phone's card,
+        # and its member when this worker has met the phone), or the count of a code
+        # refused before Redis (never a round trip of its own).
+        prefetch = None
+        if query is None:
+            extra = self._tally(tenant, decoded.verdict, request, now)
+        elif phone:
+            prefetch = self.crediter.prefetch(tenant, phone, decoded.serial)
+            extra = prefetch.commands
+        else:
+            extra = []
+        reply, read = self._round_trip(tenant, limit, [query] if query else [], context, now,
+                                       extra)
+        if query is None:
+            return self._done(Answer(decoded.verdict))
+        answer = self._answer(tenant, policy, reply[0], now, recorded=True)
+        if prefetch is not None:
+            prefetch.replies = read
+            if not reply[0].outbox_entry:  # no claim: learn the phone's card for its next one
+                self.crediter.learn(tenant, prefetch)
+        if reply[0].outbox_entry and phone:
+            answer = self._credit(tenant, answer, phone, decoded.serial, request, now, prefetch)
+            if not answer.points_pending:  # credited: the outbox keeps only what is owed
+                self.crediter.forget_claim(tenant, decoded.serial, reply[0].outbox_entry)
+        return self._done(answer)
+
+    def _credit(
+        self,
+        tenant: str,
+        answer: Answer,
+        phone: str,
+        serial: int,
+        request: CheckRequest,
+        now: int,
+        prefetch: Prefetch,
+    ) -> Answer:
+        """Credit the claim's points now; if that fails the outbox entry is replayed later.
+
+        The claim and its outbox entry were written by the verify script, so a
+        failure here loses nothing: ``itemseal points reconcile`` credits it,
+        exactly once (the credit is idempotent by serial).
+        """
+        try:
+            credit = self.crediter.credit_claim(
+                tenant, phone, serial, answer.sku or "", request.channel, request.region, now,
+                prefetch=prefetch,
+            )
+        except (redis.RedisError, PointsError) as exc:
+            log.warning("claim of serial %s of %s queued for reconcile: %s", serial, tenant,
+                        type(exc).__name__)
+            return replace(answer, points_pending=True)
+        return replace(answer, points_awarded=credit.points, balance=credit.balance, credit=credit)
+
+    def lookup(self, tenant: str, code: str, client_ip: str) -> Answer:
+        """The brand's look at a code: the same answer, nothing recorded or claimed."""
+        policy = self.catalog.policy(tenant)
+        limit = self.limiter.prepare(tenant, [Hit(f"ip/{client_ip}", policy.ip_limit)])
+        decoded = self._checker(tenant).decode(extract_code(code))
+        query = self._query(decoded) if decoded.authentic else None
+        now = int(self._clock())
+        reply, _ = self._round_trip(tenant, limit, [query] if query else [], LOOKUP_ONLY, now)
+        if query is None:
+            return self._done(Answer(decoded.verdict))
+        return self._done(self._answer(tenant, policy, reply[0], now, recorded=False))
+
+    def verify_batch(self, tenant: str, codes: list[str], client_ip: str) -> list[Answer]:
+        """Look up many codes (a distributor's carton) in one pipeline of EVALSHAs."""
+        policy = self.catalog.policy(tenant)
+        hit = Hit(f"batch/{client_ip}", policy.batch_limit, len(codes))
+        limit = self.limiter.prepare(tenant, [hit])
+        checker = self._checker(tenant)
+        found: list[Answer | None] = [None] * len(codes)
+        queries, slots = [], []
+        texts = [extract_code(text) for text in codes]
+        well_formed = []
+        for i, (text, parsed) in enumerate(zip(texts, parse_many(texts), strict=True)):
+            if isinstance(parsed, Rejected):
+                found[i] = Answer(parsed.verdict.value)
+            else:
+                well_formed.append((i, text, parsed))
+        decoded_all = checker.decode_many([(text, parsed) for _, text, parsed in well_formed])
+        for (i, _, _), decoded in zip(well_formed, decoded_all, strict=True):
+            if decoded.authentic:
+                queries.append(self._query(decoded))
+                slots.append(i)
+            else:
+                found[i] = Answer(decoded.verdict)
+        now = int(self._clock())
+        replies, _ = self._round_trip(tenant, limit, queries, LOOKUP_ONLY, now)
+        for i, reply in zip(slots, replies, strict=True):
+            found[i] = self._answer(tenant, policy, reply, now, recorded=False)
+        for result, count in Counter(answer.result for answer in found).items():
+            self._on_result(result, count)
+        return found  # type: ignore[return-value]
+
+    def ping(self) -> None:
+        """Raise StoreError unless Redis answers, over the same link the checks use."""
+        self.pipe.call(pack(b"PING"))
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _checker(self, tenant: str) -> CodeChecker:
+        checker = self._checkers.get(tenant)
+        if checker is None:
+            checker = self._checkers[tenant] = CodeChecker(
+                self._keys, tenant, max_age=self._key_cache_seconds
+            )
+        return checker
+
+    @staticmethod
+    def _query(decoded: Decoded) -> ScanQuery:
+        return ScanQuery(
+            decoded.serial,
+            decoded.key_id,
+            decoded.profile.wire_id,
+            key_revoked=decoded.verdict == answers.REVOKED,
+        )
+
+    @staticmethod
+    def _context(policy: TenantPolicy, request: CheckRequest, phone: str | None) -> CheckContext:
+        region = request.region or ""
+        return CheckContext(
+            VERIFY,
+            channel=CHANNEL_CODES[request.channel],
+            region=region,
+            phone_fingerprint=fingerprints.phone_fingerprint(phone) if phone else 0,
+            phone_bit=fingerprints.sketch_bit(phone, PHONE_SKETCH_BITS) if phone else 0,
+            region_bit=fingerprints.sketch_bit(region, REGION_SKETCH_BITS) if region else 0,
+            cap=policy.check_cap,
+            phone=phone or "",
+            channel_name=request.channel,
+        )
+
+    @staticmethod
+    def _tally(tenant: str, result: str, request: CheckRequest, now: int) -> list[bytes]:
+        """Count a check refused before any script (the script counts the others)."""
+        key = TenantKeys(tenant).stats_day(stats.day_of(now))
+        commands = stats.tally_commands(key, result, request.region, request.channel)
+        return [pack(*command) for command in commands]
+
+    def _round_trip(
+        self,
+        tenant: str,
+        limit: Pending | None,
+        queries: list[ScanQuery],
+        context: CheckContext,
+        now: int,
+        reads: list[bytes] = (),
+    ) -> tuple[list[ScanReply], list]:
+        """Send the rate-limit count and the code scripts together; judge the limit first.
+
+        A request that crosses its limit is refused (429) although its own
+        script ran in the same round trip; the limiter then refuses that client
+        locally, without Redis, until Retry-After (see ratelimit.py). Returns
+        the scans and the replies to ``reads`` (plain commands sent along).
+        """
+        packed = verify_calls(self.scripts, TenantKeys(tenant), queries, context, now)
+        calls = [call for call, _ in packed]
+        if limit is not None:
+            calls.insert(0, limit.call)
+        if not calls:
+            return [], []
+        replies = self.scripts.run(calls + list(reads))
+        read = replies[len(calls) :]
+        del replies[len(calls) :]
+        if limit is not None:
+            self.limiter.settle(limit, replies.pop(0))
+        found: list[ScanReply] = [None] * len(queries)  # type: ignore[list-item]
+        for (_, indexes), reply in zip(packed, replies, strict=True):
+            for i, scan in zip(indexes, parse_verify_reply(reply), strict=True):
+                found[i] = scan
+        return found, read
+
+    def _answer(
+        self, tenant: str, policy: TenantPolicy, reply: ScanReply, now: int, recorded: bool
+    ) -> Answer:
+        """Turn the script's reply into an answer; ``recorded``: this call counted a check."""
+        name = self.catalog.product_name(tenant, reply.sku) if reply.sku else None
+        if reply.status != ACTIVE:
+            status = reply.status if reply.status in answers.RESULTS else answers.REVOKED
+            return Answer(status, reply.sku, name)
+        record = reply.record
+        if record is None:  # a look-up of a code nobody has checked yet
+            return Answer(answers.GENUINE, reply.sku, name, risk=LOW)
+        first = recorded and record.count == 1
+        risk = LOW
+        if record.count > 1:
+            risk = risk_level(
+                record.count,
+                now - record.first_at,
+                distinct_estimate(record.phone_sketch, PHONE_SKETCH_BITS),
+                distinct_estimate(record.region_sketch, REGION_SKETCH_BITS),
+            )
+        return Answer(
+            answers.GENUINE if first else answers.ALREADY_VERIFIED,
+            reply.sku,
+            name,
+            scan_count=record.count,
+            first_verified_at=record.first_at,
+            first_channel=record.first_channel,
+            risk=risk,
+            limit_reached=record.count > policy.check_cap,
+            claimed=reply.claimed_now,
+        )
+
+    def _done(self, answer: Answer) -> Answer:
+        self._on_result(answer.result, 1)
+        return answer

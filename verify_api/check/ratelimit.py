@@ -1,0 +1,155 @@
+"""Rate limits per client IP and per phone: slow guessing down as well as make it hopeless.
+
+A sliding-window estimate from two fixed windows (the current one counted,
+the previous one weighed by how much of it the sliding window still covers),
+kept in Redis by ``lua/rate_limit.lua`` so every gunicorn worker shares it.
+Windows are numbered from the injected clock, so tests move time by hand.
+
+The keys are per client, not per code, so they cannot share a code's hash tag
+and the count is its own script call; the engine sends it in the same round
+trip (pipeline) as the code's script. So the one request that crosses a limit
+is refused although its check ran; from then on this worker refuses that
+client without touching Redis until its Retry-After has passed, so hammering
+costs the store nothing and no further check is recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from codegen.store.keyspace import TenantKeys
+from verify_api.check.scans import Scripts
+from verify_api.exc import RateLimited
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``count`` hits per ``seconds``."""
+
+    count: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> Limit | None:
+        """Read ``"300/60"``; ``"0"`` or ``"off"`` means no limit."""
+        text = text.strip().lower()
+        if text in ("0", "off", "none", ""):
+            return None
+        count, _, seconds = text.partition("/")
+        limit = cls(int(count), int(seconds or 60))
+        if limit.count <= 0 or limit.seconds <= 0:
+            raise ValueError(f"a rate limit is COUNT/SECONDS, both positive: {text!r}")
+        return limit
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One request's cost against the limit of one subject (``ip/...``, ``phone/...``)."""
+
+    subject: str
+    limit: Limit | None
+    cost: int = 1
+
+
+def window_position(now: float, seconds: int) -> tuple[int, float]:
+    """Return the window index of ``now`` and how far into it we are, 0 <= f < 1."""
+    index, into = divmod(now, seconds)
+    return int(index), into / seconds
+
+
+def estimate(current: int, previous: int, fraction: float) -> float:
+    """Hits in the sliding window ending now: all of this window, the overlap of the last."""
+    return current + previous * (1.0 - fraction)
+
+
+def retry_after(current: int, previous: int, fraction: float, limit: Limit) -> int:
+    """Seconds until one more request from a client that stops now is allowed (>= 1).
+
+    Still in this window, the previous window's weight must shrink enough;
+    in the next one, this window's count becomes the weighed one; two
+    windows on, nothing is left.
+    """
+    room = limit.count - current - 1
+    wait = None
+    if previous and room >= 0:
+        wait = max(0.0, 1.0 - fraction - room / previous)
+        if fraction + wait >= 1.0:
+            wait = None
+    if wait is None:
+        wait = (1.0 - fraction) + max(0.0, 1.0 - (limit.count - 1) / max(current, 1))
+    return max(1, math.floor(wait * limit.seconds + 1e-6) + 1)  # strictly past the boundary
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A counting call on its way, with what is needed to judge its reply."""
+
+    tenant: str
+    hits: tuple[Hit, ...]
+    fractions: tuple[float, ...]
+    now: float
+    call: bytes
+
+
+class RateLimiter:
+    """Count requests against limits in Redis; remember refused clients locally.
+
+    ``prepare`` packs the counting call so the engine can send it in the same
+    round trip as the code's own script; ``settle`` judges the reply. A client
+    refused once is refused by this worker, without Redis, until its
+    Retry-After has passed: hammering costs the store nothing.
+    """
+
+    def __init__(self, scripts: Scripts, *, clock: Callable[[], float] = time.time) -> None:
+        self._scripts = scripts
+        self._clock = clock
+        self._refused: dict[tuple[str, str], float] = {}
+
+    def prepare(self, tenant: str, hits: list[Hit]) -> Pending | None:
+        """Pack the call counting ``hits``; raise RateLimited for a client refused lately."""
+        hits = [h for h in hits if h.limit is not None]
+        if not hits:
+            return None
+        now = self._clock()
+        if self._refused:
+            for hit in hits:
+                until = self._refused.get((tenant, hit.subject))
+                if until is not None and now < until:
+                    raise RateLimited(_kind(hit), max(1, math.ceil(until - now)))
+        keys = TenantKeys(tenant)
+        names: list[str] = []
+        args: list[bytes] = []
+        fractions = []
+        for hit in hits:
+            index, fraction = window_position(now, hit.limit.seconds)
+            fractions.append(fraction)
+            names += (keys.rate_limit(hit.subject, index), keys.rate_limit(hit.subject, index - 1))
+            args += (b"%d" % hit.cost, b"%d" % hit.limit.seconds)
+        call = self._scripts.evalsha("rate_limit", tuple(names), tuple(args))
+        return Pending(tenant, tuple(hits), tuple(fractions), now, call)
+
+    def settle(self, pending: Pending | None, reply: list[int]) -> None:
+        """Raise RateLimited if the counts in ``reply`` put any client over its limit."""
+        if pending is None:
+            return
+        for i, (hit, fraction) in enumerate(zip(pending.hits, pending.fractions, strict=True)):
+            current, previous = reply[2 * i], reply[2 * i + 1]
+            if estimate(current, previous, fraction) > hit.limit.count:
+                wait = retry_after(current, previous, fraction, hit.limit)
+                if len(self._refused) >= 10_000:
+                    self._refused.clear()
+                self._refused[(pending.tenant, hit.subject)] = pending.now + wait
+                raise RateLimited(_kind(hit), wait)
+
+    def check(self, tenant: str, hits: list[Hit]) -> None:
+        """Count ``hits`` in a round trip of their own; raise RateLimited if over."""
+        pending = self.prepare(tenant, hits)
+        if pending is not None:
+            self.settle(pending, self._scripts.run([pending.call])[0])
+
+
+def _kind(hit: Hit) -> str:
+    return hit.subject.split("/", 1)[0]

@@ -1,0 +1,137 @@
+"""The verification side of the store: Lua scripts called by SHA through the pipe.
+
+Each script is a file in ``verify_api/lua/`` (arguments documented at its top).
+``Scripts.evalsha`` packs one call; ``Scripts.run`` sends a list of packed
+calls as one round trip (``points_bridge/wire.py``: reloads lost scripts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys, segment_of
+from codegen.store.pipe import RedisPipe
+from codegen.store.wire import ScriptSet
+from verify_api.check import scanrecord, stats
+from verify_api.check.scanrecord import ScanRecord
+from verify_api.exc import StoreError
+
+VERIFY, LOOKUP = b"v", b"l"
+MAX_CODES_PER_CALL = 1000
+ACTIVE = "active"
+SCRIPT_NAMES = ("verify", "rate_limit")
+
+
+class Scripts(ScriptSet):
+    """The verify scripts, packed for EVALSHA and sent through one worker's pipe."""
+
+    def __init__(self, pipe: RedisPipe, names: tuple[str, ...] = SCRIPT_NAMES) -> None:
+        super().__init__(pipe, "verify_api", names, error=StoreError)
+        self.pipe = pipe
+
+
+@dataclass(frozen=True)
+class ScanQuery:
+    """One authentic code to look up (and, in VERIFY mode, record a check of)."""
+
+    serial: int
+    key_id: int
+    wire_id: int
+    key_revoked: bool = False
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a whole call shares: the mode and, for a consumer's check, who and where."""
+
+    mode: bytes = LOOKUP
+    channel: int = 0
+    region: str = ""
+    phone_fingerprint: int = 0
+    phone_bit: int = 0
+    region_bit: int = 0
+    cap: int = 5
+    phone: str = ""
+    channel_name: str = ""
+
+
+@dataclass(frozen=True)
+class ScanReply:
+    """What the verify script said about one code: batch verdict, SKU, scan record."""
+
+    status: str
+    sku: str | None = None
+    record: ScanRecord | None = None
+    claimed_now: bool = False
+    outbox_entry: str | None = None
+
+
+def verify_calls(
+    scripts: Scripts,
+    keys: TenantKeys,
+    queries: list[ScanQuery],
+    context: CheckContext,
+    now: int,
+    per_call: int = MAX_CODES_PER_CALL,
+) -> list[tuple[bytes, list[int]]]:
+    """Pack verify.lua calls: one per segment (its keys share the segment's hash tag).
+
+    Returns (packed call, indexes of ``queries`` it answers, in reply order).
+    A carton of codes from one batch is one call; Redis finds the batch once.
+    """
+    by_segment: dict[int, list[int]] = {}
+    for i, query in enumerate(queries):
+        by_segment.setdefault(segment_of(query.serial), []).append(i)
+    common = (
+        context.mode,
+        b"%d" % now,
+        b"%d" % context.cap,
+        b"%d" % context.channel,
+        context.region.encode(),
+        b"%d" % context.phone_fingerprint,
+        b"%d" % context.phone_bit,
+        b"%d" % context.region_bit,
+        context.phone.encode(),
+        context.channel_name.encode(),
+    )
+    calls = []
+    day = stats.day_of(now)
+    for segment, indexes in by_segment.items():
+        for at in range(0, len(indexes), per_call):
+            chunk = indexes[at : at + per_call]
+            names = [
+                keys.segment_ranges(segment),
+                keys.segment_batches(segment),
+                keys.segment_claims(segment),
+                keys.segment_stats(segment, day),
+            ]
+            args = list(common)
+            for i in chunk:
+                q = queries[i]
+                names.append(keys.scan_bucket(q.serial))
+                args += (
+                    b"%d" % q.serial,
+                    b"%d" % q.key_id,
+                    b"%d" % q.wire_id,
+                    b"%d" % (q.serial % SCAN_BUCKET_SERIALS),
+                    b"1" if q.key_revoked else b"0",
+                )
+            calls.append((scripts.evalsha("verify", tuple(names), tuple(args)), chunk))
+    return calls
+
+
+def parse_verify_reply(reply: list) -> list[ScanReply]:
+    """Split a verify.lua reply, four values per code, into ScanReplies."""
+    out = []
+    for at in range(0, len(reply), 4):
+        status, sku, raw, claimed = reply[at : at + 4]
+        out.append(
+            ScanReply(
+                status.decode(),
+                sku.decode() or None,
+                scanrecord.unpack(raw),
+                claimed != 0,
+                claimed.decode() if isinstance(claimed, bytes) else None,
+            )
+        )
+    return out

@@ -1,0 +1,233 @@
+"""CLI commands for brand managers: admin tokens (``itemseal token``) and reports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.store.audit import AuditLog
+from verify_api.admin.auth import TokenStore
+from verify_api.admin.report_math import Table
+from verify_api.admin.reports import BY, Reports, date_range
+from verify_api.admin.roles import ROLES, actions_of
+
+FORMATS = ("table", "csv", "parquet")
+
+
+@click.group()
+def token() -> None:
+    """Create, list and revoke admin API tokens (operator, manager, support)."""
+
+
+@token.command("create")
+@tenant_option
+@click.option("--role", type=click.Choice(ROLES), required=True, help="What the token may do.")
+@click.option("--label", default="", help="Who or what holds it, e.g. 'Li Wei, support'.")
+@pass_config
+def token_create(config: Config, tenant: str, role: str, label: str) -> None:
+    """Create an admin token; it is shown once and stored only as a hash.
+
+    \b
+    Example:
+      itemseal token create --tenant ACME --role manager --label "brand team"
+      curl -H "Authorization: Bearer ist.ACME...." localhost:8080/v1/admin/tenants/ACME/products
+    """
+    secret, info = TokenStore(config.redis).create(tenant, role, label)
+    AuditLog(config.redis, tenant).record("cli", "token.create", f"token/{info.token_id}",
+                                          None, {"role": role, "label": label})
+    click.echo(f"token {info.token_id} ({role}): {', '.join(actions_of(role))}", err=True)
+    click.echo("shown once; keep it secret:", err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+@tenant_option
+@pass_config
+def token_list(config: Config, tenant: str) -> None:
+    """List a tenant's tokens: id, role, label, created, revoked (never the token).
+
+    \b
+    Example:
+      itemseal token list --tenant ACME
+    """
+    for info in TokenStore(config.redis).list(tenant):
+        revoked = _when(info.revoked_at) if info.revoked_at else "-"
+        click.echo(f"{info.token_id}\t{info.role}\t{info.label or '-'}"
+                   f"\t{_when(info.created_at)}\t{revoked}")
+
+
+@token.command("revoke")
+@tenant_option
+@click.argument("token_id")
+@pass_config
+def token_revoke(config: Config, tenant: str, token_id: str) -> None:
+    """Revoke a token by its id: its next request is refused (401).
+
+    \b
+    Example:
+      itemseal token revoke --tenant ACME tok_0123456789
+    """
+    info = TokenStore(config.redis).revoke(tenant, token_id)
+    AuditLog(config.redis, tenant).record("cli", "token.revoke", f"token/{token_id}",
+                                          None, {"revoked_at": info.revoked_at})
+    click.echo(f"token {token_id} revoked")
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+# -- reports ---------------------------------------------------------------------------------
+@click.group()
+def report() -> None:
+    """Reports on checks, counterfeits, suspicious codes, members and points.
+
+    Each prints a table, CSV or (with --out) a Parquet file.
+    """
+
+
+def output_options(func):
+    func = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+                        help="Write here instead of stdout (required for parquet).")(func)
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+                        show_default=True, help="Output format.")(func)
+
+
+def span_options(func):
+    func = click.option("--to", "end", help="Last day, YYYY-MM-DD (default today, UTC).")(func)
+    return click.option("--from", "start", help="First day, YYYY-MM-DD (default 13 days "
+                        "before --to).")(func)
+
+
+def emit(table: Table, fmt: str, out: Path | None) -> None:
+    """Print or write a report as an aligned table, CSV or Parquet."""
+    if fmt == "parquet":
+        if out is None:
+            raise click.UsageError("--format parquet needs --out FILE")
+        data = pa.Table.from_pylist(table.records(), schema=None) if table.rows else pa.table(
+            {c: pa.array([], pa.string()) for c in table.columns})
+        pq.write_table(data.replace_schema_metadata({"itemseal.report": table.name}),
+                       out, compression="zstd")
+        click.echo(f"{len(table.rows)} rows written to {out}", err=True)
+        return
+    buffer = io.StringIO()
+    if fmt == "csv":
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(table.columns)
+        writer.writerows(["" if v is None else v for v in row] for row in table.rows)
+    else:
+        cells = [list(table.columns)] + [["-" if v is None else str(v) for v in row]
+                                         for row in table.rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(table.columns))]
+        for r in cells:
+            buffer.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+            buffer.write("\n")
+    if out is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        out.write_text(buffer.getvalue())
+
+
+def _reports(config: Config, tenant: str, with_codes: bool = False) -> Reports:
+    return Reports(config.redis, tenant, key_store=config.key_store if with_codes else None)
+
+
+@report.command("checks")
+@tenant_option
+@span_options
+@click.option("--by", type=click.Choice(BY), default="day", show_default=True,
+              help="One row per day, or totals per product, region or channel.")
+@output_options
+@pass_config
+def report_checks(config: Config, tenant: str, start, end, by: str, fmt: str, out) -> None:
+    """Consumer checks per day (by result), or per product, region or channel.
+
+    \b
+    Example:
+      itemseal report checks --tenant ACME --from 2026-01-01 --to 2026-01-31
+      itemseal report checks --tenant ACME --by region --format csv
+    """
+    first, last = date_range(start, end, datetime.now(UTC).timestamp())
+    emit(_reports(config, tenant).checks(first, last, by), fmt, out)
+
+
+@report.command("counterfeits")
+@tenant_option
+@span_options
+@output_options
+@pass_config
+def report_counterfeits(config: Config, tenant: str, start, end, fmt: str, out) -> None:
+    """Counterfeit answers per region, with the share of that region's checks.
+
+    \b
+    Example:
+      itemseal report counterfeits --tenant ACME --from 2026-01-01
+    """
+    first, last = date_range(start, end, datetime.now(UTC).timestamp())
+    emit(_reports(config, tenant).counterfeits(first, last), fmt, out)
+
+
+@report.command("suspicious")
+@tenant_option
+@click.option("--min-checks", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Leave out codes checked fewer times.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--codes/--no-codes", default=True, show_default=True,
+              help="Print each code's digits (needs the master key).")
+@output_options
+@pass_config
+def report_suspicious(config: Config, tenant: str, min_checks: int, limit: int, codes: bool,
+                      fmt: str, out) -> None:
+    """Codes checked many times, by several phones or regions: copied labels first.
+
+    \b
+    Example:
+      itemseal report suspicious --tenant ACME --limit 20
+      itemseal report suspicious --tenant ACME --format parquet --out suspects.parquet
+    """
+    emit(_reports(config, tenant, codes).suspicious(min_checks, limit), fmt, out)
+
+
+@report.command("tiers")
+@tenant_option
+@click.option("--members", "members_file", type=click.Path(exists=True, path_type=Path),
+              help="Read this `itemseal export members` Parquet file instead of the store.")
+@output_options
+@pass_config
+def report_tiers(config: Config, tenant: str, members_file, fmt: str, out) -> None:
+    """Members per tier and status.
+
+    \b
+    Example:
+      itemseal report tiers --tenant ACME
+      itemseal report tiers --tenant ACME --members members.parquet --format csv
+    """
+    emit(_reports(config, tenant).tiers(members_file), fmt, out)
+
+
+@report.command("points")
+@tenant_option
+@click.option("--ledger", "ledger_file", type=click.Path(exists=True, path_type=Path),
+              help="Read this `itemseal export ledger` Parquet file instead of the store.")
+@output_options
+@pass_config
+def report_points(config: Config, tenant: str, ledger_file, fmt: str, out) -> None:
+    """Points issued per product, and redeemed, adjusted and expired.
+
+    \b
+    Example:
+      itemseal report points --tenant ACME
+      itemseal report points --tenant ACME --ledger ledger.parquet --format parquet --out p.parquet
+    """
+    emit(_reports(config, tenant).points(ledger_file), fmt, out)
+
+
+COMMANDS = (token, report)
