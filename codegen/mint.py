@@ -26,6 +26,7 @@ import redis
 from codegen.batches import RECALLED, Batch, BatchRegistry
 from codegen.codes import DEFAULT_PROFILE, Profile
 from codegen.exc import MintError, OutputExists
+from codegen.gs1 import link_template
 from codegen.keys import KeyStore
 from codegen.products import Product, ProductStore
 from codegen.render import CODE_SLOT, TextLayout
@@ -47,16 +48,19 @@ from schemas.batch import COLUMNS, FORMAT_VERSION
 Progress = Callable[[int], None]  # called with the number of codes written so far
 
 
-def url_template(tenant: Tenant, product: Product) -> str:
+def url_template(tenant: Tenant, product: Product, profile: Profile = DEFAULT_PROFILE) -> str:
     """The QR URL with ``{code}`` where the digits go, resolved for one batch.
 
-    A product with a GTIN gets a GS1 Digital Link on the host of the tenant's
-    verify URL (``https://HOST/01/GTIN14/21/CODE``: any GS1 scanner app reads
-    product and serial); otherwise the tenant's own verify URL template.
+    A product with a GTIN gets a GS1 Digital Link on the scheme and host of the
+    tenant's verify URL (``https://HOST/01/GTIN14/21/SERIAL``: any GS1 scanner
+    app reads product and serial); otherwise the tenant's own verify URL template.
+    SERIAL is the code if it fits GS1's 20 characters, else its compact form
+    (``codegen.gs1``, slot ``gs1.COMPACT_SLOT``).
     """
     if product.gtin:
-        host = urlsplit(tenant.verify_url).netloc
-        return f"https://{host}/01/{product.gtin}/21/{CODE_SLOT}"
+        split = urlsplit(tenant.verify_url)
+        base = f"{split.scheme or 'https'}://{split.netloc}"
+        return link_template(base, product.gtin, profile.length, CODE_SLOT)
     marker = "\x00CODE\x00"
     try:
         url = tenant.url_for(marker)
@@ -132,7 +136,7 @@ class Minter:
         """Mint ``count`` codes of ``sku`` into ``out`` and register them as a batch."""
         owner = self.tenants.get(tenant)
         product = self.products.get(tenant, sku)
-        template = url_template(owner, product)
+        template = url_template(owner, product, profile)
         if count <= 0:
             raise MintError(f"count must be a positive number of codes, got {count:,}")
         _check_format(fmt)
@@ -198,7 +202,7 @@ class Minter:
         signer = self.key_store.signer(tenant, batch.key_id, batch.profile)
         facts = self._facts(tenant, batch_id, batch.sku, signer, batch.first_serial, batch.count)
         template = batch.fields.get("url_template") or url_template(
-            self.tenants.get(tenant), self.products.get(tenant, batch.sku)
+            self.tenants.get(tenant), self.products.get(tenant, batch.sku), signer.profile
         )
         facts.update(created_at=_iso(batch.created_at), url_template=template)
         return self._write(signer, facts, out, fmt, force, workers, progress, lambda _: batch)

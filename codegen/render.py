@@ -12,12 +12,14 @@ Arrow takes such a matrix as a string column without copying it
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from codegen.codes import GROUP, Profile, group_values, permute_serials
+from codegen.gs1 import COMPACT_DIGITS, COMPACT_SLOT, COMPACT_WIDTH, compact_filler, fill_compact
 from codegen.signing import CodeSigner
 
 CODE_SLOT = "{code}"
@@ -25,9 +27,17 @@ CODE_SLOT = "{code}"
 _ASCII4 = np.frombuffer(b"".join(b"%04d" % v for v in range(10**GROUP)), dtype="<u4")
 
 
+_SLOTS = re.compile(f"({re.escape(CODE_SLOT)}|{re.escape(COMPACT_SLOT)})")
+
+
 def url_parts(template: str) -> tuple[bytes, ...]:
-    """Split a resolved URL template at each ``{code}`` (plain text, not str.format)."""
-    return tuple(part.encode() for part in template.split(CODE_SLOT))
+    """Split a resolved URL template at each slot (plain text, not str.format)."""
+    return tuple(part.encode() for part in _SLOTS.split(template)[0::2])
+
+
+def url_slots(template: str) -> tuple[str, ...]:
+    """The slots between the parts: ``{code}`` (digits) or ``gs1.COMPACT_SLOT``."""
+    return tuple(_SLOTS.split(template)[1::2])
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,10 @@ class TextLayout:
 
     profile: Profile
     url_template: str
+
+    def __post_init__(self) -> None:
+        if COMPACT_SLOT in url_slots(self.url_template) and self.profile.length != COMPACT_DIGITS:
+            raise ValueError(f"a compact GS1 serial needs {COMPACT_DIGITS}-digit codes")
 
     @property
     def groups(self) -> int:
@@ -47,29 +61,39 @@ class TextLayout:
 
     @property
     def url_width(self) -> int:
-        parts = url_parts(self.url_template)
-        return sum(map(len, parts)) + self.profile.length * (len(parts) - 1)
+        widths = [self._slot_width(slot) for slot in url_slots(self.url_template)]
+        return sum(map(len, url_parts(self.url_template))) + sum(widths)
 
-    def _digit_offsets(self) -> tuple[list[int], list[int]]:
-        """Byte offsets where the digits start: in the code text, in the URL."""
+    def _slot_width(self, slot: str) -> int:
+        return COMPACT_WIDTH if slot == COMPACT_SLOT else self.profile.length
+
+    def _digit_offsets(self) -> tuple[list[int], list[int], list[int]]:
+        """Byte offsets where the digits start: code text, URL; where compact serials do."""
         code = [j * (GROUP + 1) for j in range(self.groups)]
-        url, at = [], 0
-        for part in url_parts(self.url_template)[:-1]:
+        url, compact, at = [], [], 0
+        slots = url_slots(self.url_template)
+        for part, slot in zip(url_parts(self.url_template)[:-1], slots, strict=True):
             at += len(part)
-            url.append(at)
-            at += self.profile.length
-        return code, url
+            (compact if slot == COMPACT_SLOT else url).append(at)
+            at += self._slot_width(slot)
+        return code, url, compact
 
     def prefill(self, code_rows: np.ndarray, url_rows: np.ndarray) -> None:
         """Write the constant bytes of every row (digits become zeros)."""
         zeros = b"0" * self.profile.length
         text = b" ".join(zeros[i : i + GROUP] for i in range(0, len(zeros), GROUP))
         code_rows[:] = np.frombuffer(text, dtype=np.uint8)
-        url_rows[:] = np.frombuffer(zeros.join(url_parts(self.url_template)), dtype=np.uint8)
+        slots = url_slots(self.url_template)
+        fillers = [compact_filler() if slot == COMPACT_SLOT else zeros for slot in slots]
+        parts = url_parts(self.url_template)
+        text = b"".join(p + f for p, f in zip(parts, [*fillers, b""], strict=True))
+        url_rows[:] = np.frombuffer(text, dtype=np.uint8)
 
     def fill(self, code_rows: np.ndarray, url_rows: np.ndarray, groups: list[np.ndarray]) -> None:
         """Write the digits of the codes whose group values are ``groups``."""
-        code_at, url_at = self._digit_offsets()
+        code_at, url_at, compact_at = self._digit_offsets()
+        for start in compact_at:
+            fill_compact(url_rows, start, groups)
         for j, value in enumerate(groups):
             width = min(GROUP, self.profile.length - j * GROUP)
             if width == GROUP:

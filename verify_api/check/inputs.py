@@ -11,8 +11,9 @@ handles later):
   (``\\x1d``) separators, optionally behind a scanner's ``]C1``-style prefix.
 
 In the GS1 forms the code is the serial, AI 21. GS1 caps AI 21 at 20
-characters; the 24-digit default profile is longer, so we accept any length
-here rather than reject labels a brand has already printed.
+characters, so new labels of the 24-digit default profile carry its compact
+serial (``codegen.gs1``), decoded back to the digits here; we still accept any
+length of digits rather than reject labels a brand has already printed.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ import re
 from urllib.parse import unquote, urlsplit
 
 from codegen.codes import PROFILE_BY_LENGTH
+from codegen.gs1 import decode_compact
 
 GS = "\x1d"
 MAX_INPUT = 512
-# Fixed-length GS1 application identifiers (AI -> data length): the ones that
-# may precede AI 21 without an FNC1 separator. Others are variable length.
+# Fixed-length GS1 application identifiers (first two AI digits -> length after
+# them; GS1's predefined total length counts the AI, so 414 + 13 digits is "41": 14):
+# the ones that may precede AI 21 without an FNC1 separator. Others are variable length.
 _FIXED = {
     "00": 18, "01": 14, "02": 14, "03": 14, "04": 16,
     "11": 6, "12": 6, "13": 6, "14": 6, "15": 6, "16": 6, "17": 6, "18": 6, "19": 6,
-    "20": 2, "31": 8, "32": 8, "33": 8, "34": 8, "35": 8, "36": 8, "41": 16,
+    "20": 2, "31": 8, "32": 8, "33": 8, "34": 8, "35": 8, "36": 8, "41": 14,
 }  # fmt: skip
 _DL_SHORT_NAMES = {"gtin": "01", "ser": "21", "lot": "10", "cpv": "22"}
 _BRACKETED = re.compile(r"\((\d{2,4})\)([^()]*)")
@@ -57,7 +60,9 @@ def extract_code(text: str) -> str:
         found = _unbracketed_ai(stripped, "21")
     else:
         found = None
-    return text if found is None else found
+    if found is None:
+        return text
+    return decode_compact(found) or found  # a compact serial is the code's digits
 
 
 def _from_url(url: str) -> str | None:
