@@ -1,0 +1,196 @@
+"""An open-loop HTTP/1.1 load generator: requests leave at fixed scheduled times.
+
+wrk (closed loop) sends a connection's next request only when the previous
+answer is in, so when the server stalls the generator politely stops asking
+and the stall shows up as one slow request instead of hundreds: coordinated
+omission. Debian has wrk but not wrk2, hence this: request ``i`` is due at
+``start + i / rate`` whatever the server does; it goes out on the first free
+keep-alive connection (one request in flight per connection, like a browser)
+and its latency is measured from when it was *due*, so time spent waiting for
+a free connection counts. Requests are put up in 1 ms ticks (the event loop's
+timer resolution), so one may leave up to ~1 ms after it was due, and that too
+is in its latency.
+
+It is one Python process (uvloop when installed), so it has a ceiling of its
+own. The result says whether it kept up: ``dispatch_lag_p99_ms`` is how late
+the scheduler itself put requests up (its own slowness, not the server's),
+``generator_cpu`` the share of a core it used; ``kept_up`` is false when
+either says the figures measure the generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from urllib.parse import urlsplit
+
+KEPT_UP_LAG_MS = 5.0
+KEPT_UP_CPU = 0.9
+TICK = 0.001  # dispatch granularity: a request may leave up to this late (and is timed so)
+
+
+def _request(method: str, host: str, path: str, body: bytes) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection with at most one request in flight."""
+
+    def __init__(self, gen: _Generator) -> None:
+        self.gen = gen
+        self.buf = b""
+        self.need = -1
+        self.due = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, due: float, request: bytes) -> None:
+        self.due = due
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.need < 0:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end].lower()
+            at = head.find(b"content-length:")
+            if at < 0:  # chunked or close-delimited: not what these servers send
+                self.gen.fail(self)
+                return
+            stop = head.find(b"\r\n", at)
+            self.need = end + 4 + int(head[at + 15 : stop if stop > 0 else None])
+        if len(self.buf) >= self.need:
+            ok = self.buf[9:10] == b"2"
+            self.buf, self.need = self.buf[self.need :], -1
+            self.gen.done(self, ok)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gen.lost(self)
+
+
+class _Generator:
+    def __init__(self, requests: list[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self.requests = requests
+        self.loop = loop
+        self.free: collections.deque[_Conn] = collections.deque()
+        self.waiting: collections.deque[float] = collections.deque()  # due times
+        self.busy: set[_Conn] = set()
+        self.sent = 0
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    def dispatch(self, due: float) -> None:
+        if self.free:
+            self._send(self.free.popleft(), due)
+        else:
+            self.waiting.append(due)
+
+    def _send(self, conn: _Conn, due: float) -> None:
+        self.busy.add(conn)
+        conn.send(due, self.requests[self.sent % len(self.requests)])
+        self.sent += 1
+
+    def done(self, conn: _Conn, ok: bool) -> None:
+        self.latencies.append((self.loop.time() - conn.due) * 1000.0)
+        self.errors += not ok
+        self.busy.discard(conn)
+        if self.waiting:
+            self._send(conn, self.waiting.popleft())
+        else:
+            self.free.append(conn)
+
+    def fail(self, conn: _Conn) -> None:
+        conn.transport.close()  # lost() counts the request as an error
+
+    def lost(self, conn: _Conn) -> None:
+        if conn in self.busy:  # a request died with its connection
+            self.busy.discard(conn)
+            self.errors += 1
+        if conn in self.free:
+            self.free.remove(conn)
+
+
+async def _run(url: str, bodies: list[bytes] | None, rate: float, seconds: float,
+               connections: int, grace: float) -> dict:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    method = "POST" if bodies else "GET"
+    gen = _Generator([_request(method, parts.netloc, path, b) for b in (bodies or [b""])], loop)
+    for _ in range(connections):
+        _, conn = await loop.create_connection(lambda: _Conn(gen), parts.hostname, parts.port or 80)
+        gen.free.append(conn)
+    total = int(rate * seconds)
+    lags: list[float] = []
+    cpu0, start = time.process_time(), loop.time()
+    i = 0
+    while i < total:
+        now = loop.time()
+        due_now = min(total, int((now - start) * rate) + 1)
+        while i < due_now:
+            due = start + i / rate
+            lags.append((now - due) * 1000.0)
+            gen.dispatch(due)
+            i += 1
+        if i < total:  # the loop's timers tick in ms: a shorter sleep would spin
+            await asyncio.sleep(max(TICK, start + i / rate - loop.time()))
+    sent_by = loop.time()
+    while (gen.busy or gen.waiting) and loop.time() < sent_by + grace:
+        await asyncio.sleep(0.005)
+    end = loop.time()
+    cpu = (time.process_time() - cpu0) / (end - start)
+    unfinished = len(gen.busy) + len(gen.waiting)
+    # Unanswered requests count with what they waited so far: a lower bound, not nothing.
+    latencies = gen.latencies + [(end - c.due) * 1000.0 for c in gen.busy]
+    latencies += [(end - due) * 1000.0 for due in gen.waiting]
+    for conn in list(gen.free) + list(gen.busy):
+        conn.transport.close()
+    latencies.sort()
+    lags.sort()
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(q / 100 * len(values)))] if values else float("nan")
+
+    lag_p99 = pct(lags, 99)
+    return {
+        "target_rps": rate,
+        "achieved_rps": round(len(gen.latencies) / (end - start), 1),
+        "p50_ms": round(pct(latencies, 50), 3),
+        "p99_ms": round(pct(latencies, 99), 3),
+        "errors": gen.errors,
+        "unfinished": unfinished,
+        "dispatch_lag_p99_ms": round(lag_p99, 3),
+        "generator_cpu": round(cpu, 3),
+        "kept_up": lag_p99 <= KEPT_UP_LAG_MS and cpu < KEPT_UP_CPU,
+    }
+
+
+def run_open_loop(
+    url: str,
+    bodies: list[bytes] | None,
+    rate: float,
+    seconds: float,
+    connections: int = 32,
+    grace: float = 5.0,
+) -> dict:
+    """Send ``rate`` requests a second for ``seconds`` to ``url`` (POST ``bodies`` in turn,
+    GET if none) over ``connections`` keep-alive connections.
+
+    Returns p50_ms and p99_ms (from each request's scheduled time), achieved_rps,
+    errors (non-2xx answers and requests lost with a connection), unfinished
+    (still unanswered ``grace`` seconds after the last was due), and whether the
+    generator kept up (``kept_up``, ``dispatch_lag_p99_ms``, ``generator_cpu``).
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_run(url, bodies, rate, seconds, connections, grace))
+    return uvloop.run(_run(url, bodies, rate, seconds, connections, grace))
