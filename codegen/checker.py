@@ -7,12 +7,11 @@ fails is answered here and never costs a Redis call.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from codegen.codes import ParsedCode, Profile, Rejected, parse_code
-from codegen.exc import UnknownKey
-from codegen.keys import KeyInfo, KeyStore
+from codegen.keys import KeyInfo, KeyStore, key_info, key_ring
 
 MALFORMED = "malformed"
 MISTYPED = "mistyped"
@@ -39,10 +38,12 @@ class Decoded:
 
 
 class CodeChecker:
-    """Decode codes of one tenant, caching key state for ``max_age`` seconds.
+    """Decode codes of one tenant, caching its key ring for ``max_age`` seconds.
 
     The cache keeps a check at one HMAC and no Redis call; a key revoked
-    elsewhere takes effect here within ``max_age``.
+    elsewhere takes effect here within ``max_age``. The API refreshes the
+    ring over its asyncio link (``stale``, then ``load``); synchronous
+    callers (the CLI's ``check``) let ``decode`` read it through the key store.
     """
 
     def __init__(
@@ -57,18 +58,28 @@ class CodeChecker:
         self.tenant = tenant
         self._max_age = max_age
         self._clock = clock
-        self._key_info: dict[int, tuple[float, KeyInfo | None]] = {}
+        self._ring: dict[int, dict] = {}
+        self._loaded_at: float | None = None
+
+    def stale(self) -> bool:
+        """Tell whether the ring must be read again before the next decode."""
+        return self._loaded_at is None or self._clock() - self._loaded_at > self._max_age
+
+    def load(self, raw: Mapping[bytes, bytes]) -> None:
+        """Keep the ring read from ``TenantKeys.keys`` (a raw ``HGETALL``)."""
+        self._ring, self._loaded_at = key_ring(raw), self._clock()
+
+    def _record(self, key_id: int) -> dict | None:
+        if self.stale():
+            self.load(self._keys.raw_ring(self.tenant))
+        return self._ring.get(key_id)
 
     def _info(self, key_id: int) -> KeyInfo | None:
-        now = self._clock()
-        cached = self._key_info.get(key_id)
-        if cached is None or now - cached[0] > self._max_age:
-            try:
-                info = self._keys.info(self.tenant, key_id)
-            except UnknownKey:
-                info = None
-            cached = self._key_info[key_id] = (now, info)
-        return cached[1]
+        record = self._record(key_id)
+        return None if record is None else key_info(record)
+
+    def _signer(self, key_id: int, profile: Profile):
+        return self._keys.signer_for(self.tenant, self._ring[key_id], profile)
 
     def decode(self, text: str) -> Decoded:
         parsed = parse_code(text)
@@ -87,7 +98,7 @@ class CodeChecker:
             info = self._info(first.key_id)
             serials: list[int | None] = [None] * len(indexes)
             if info is not None:
-                signer = self._keys.signer(self.tenant, first.key_id, first.profile)
+                signer = self._signer(first.key_id, first.profile)
                 serials = signer.verify_many([items[i][1] for i in indexes])
             for i, serial in zip(indexes, serials, strict=True):
                 found[i] = self._decoded(items[i][0], items[i][1], info, serial)
@@ -97,8 +108,7 @@ class CodeChecker:
         info = self._info(parsed.key_id)
         serial = None
         if info is not None:
-            signer = self._keys.signer(self.tenant, parsed.key_id, parsed.profile)
-            serial = signer.verify(parsed)
+            serial = self._signer(parsed.key_id, parsed.profile).verify(parsed)
         return self._decoded(text, parsed, info, serial)
 
     @staticmethod

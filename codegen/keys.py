@@ -149,12 +149,15 @@ class KeyStore:
         return self._master
 
     def _records(self, tenant: str) -> dict[int, dict]:
-        raw = self._redis.hgetall(TenantKeys(tenant).keys)
-        return {int(k): json.loads(v) for k, v in raw.items()}
+        return key_ring(self.raw_ring(tenant))
+
+    def raw_ring(self, tenant: str) -> dict[bytes, bytes]:
+        """The tenant's key hash as stored (``key_ring`` reads it)."""
+        return self._redis.hgetall(TenantKeys(tenant).keys)
 
     def list(self, tenant: str) -> list[KeyInfo]:
         """Keys oldest first, as itsdangerous orders them."""
-        return [_info(r) for _, r in sorted(self._records(tenant).items())]
+        return [key_info(r) for _, r in sorted(self._records(tenant).items())]
 
     def rotate(self, tenant: str) -> KeyInfo:
         """Add a new key; it signs every batch minted from now on."""
@@ -175,7 +178,7 @@ class KeyStore:
         }
         if not self._redis.hsetnx(TenantKeys(tenant).keys, str(key_id), json.dumps(record)):
             return self.rotate(tenant)  # another rotate took this id first
-        return _info(record)
+        return key_info(record)
 
     def revoke(self, tenant: str, key_id: int) -> KeyInfo:
         """Mark a key compromised: its codes answer ``revoked`` from now on."""
@@ -184,7 +187,7 @@ class KeyStore:
             record.update(state="revoked", revoked_at=self._clock())
             self._redis.hset(TenantKeys(tenant).keys, str(key_id), json.dumps(record))
         self._signers = {k: v for k, v in self._signers.items() if k[:2] != (tenant, key_id)}
-        return _info(record)
+        return key_info(record)
 
     def current(self, tenant: str) -> KeyInfo:
         """The newest active key, the one new batches are signed with."""
@@ -194,16 +197,22 @@ class KeyStore:
         return active[-1]
 
     def info(self, tenant: str, key_id: int) -> KeyInfo:
-        return _info(self._record(tenant, key_id))
+        return key_info(self._record(tenant, key_id))
 
     def signer(self, tenant: str, key_id: int, profile: Profile) -> CodeSigner:
         """Open a key for signing or checking (cached: opening costs an AES-GCM decrypt)."""
-        cache_key = (tenant, key_id, profile.name)
+        signer = self._signers.get((tenant, key_id, profile.name))
+        if signer is None:
+            signer = self.signer_for(tenant, self._record(tenant, key_id), profile)
+        return signer
+
+    def signer_for(self, tenant: str, record: dict, profile: Profile) -> CodeSigner:
+        """``signer`` from a key record already read (the API reads the ring over its link)."""
+        cache_key = (tenant, record["key_id"], profile.name)
         signer = self._signers.get(cache_key)
         if signer is None:
-            record = self._record(tenant, key_id)
             secret = self._open(tenant, record)
-            signer = self._signers[cache_key] = CodeSigner(secret, key_id, profile)
+            signer = self._signers[cache_key] = CodeSigner(secret, record["key_id"], profile)
         return signer
 
     def _record(self, tenant: str, key_id: int) -> dict:
@@ -219,11 +228,16 @@ class KeyStore:
         )
 
 
+def key_ring(raw: Mapping[bytes, bytes]) -> dict[int, dict]:
+    """A tenant's key records by id, from the raw hash (``TenantKeys.keys``)."""
+    return {int(k): json.loads(v) for k, v in raw.items()}
+
+
 def _context(tenant: str, key_id: int) -> bytes:
     return f"itemseal/key/{tenant}/{key_id}".encode()
 
 
-def _info(record: dict) -> KeyInfo:
+def key_info(record: dict) -> KeyInfo:
     return KeyInfo(
         key_id=record["key_id"],
         state=record["state"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import redis
@@ -40,6 +40,20 @@ def _decode(raw: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
+def tenant_from_record(tenant: str, raw: Mapping[bytes, bytes]) -> Tenant:
+    """The tenant of a raw record (``HGETALL`` of ``TenantKeys.meta``): the one reader."""
+    fields = _decode(raw)
+    if "created_at" not in fields:
+        raise UnknownTenant(tenant)
+    return Tenant(
+        tenant_id=tenant,
+        name=fields.get("name", tenant),
+        created_at=float(fields["created_at"]),
+        verify_url=fields.get("verify_url", DEFAULT_VERIFY_URL),
+        settings=fields,
+    )
+
+
 class TenantStore:
     def __init__(self, client: redis.Redis, *, clock: Callable[[], float] = time.time) -> None:
         self._redis = client
@@ -61,16 +75,7 @@ class TenantStore:
 
     def get(self, tenant: str) -> Tenant:
         check_tenant_id(tenant)
-        fields = _decode(self._redis.hgetall(TenantKeys(tenant).meta))
-        if "created_at" not in fields:
-            raise UnknownTenant(tenant)
-        return Tenant(
-            tenant_id=tenant,
-            name=fields.get("name", tenant),
-            created_at=float(fields["created_at"]),
-            verify_url=fields.get("verify_url", DEFAULT_VERIFY_URL),
-            settings=fields,
-        )
+        return tenant_from_record(tenant, self._redis.hgetall(TenantKeys(tenant).meta))
 
     def update(self, tenant: str, **settings: str) -> Tenant:
         unknown = set(settings) - set(SETTABLE)

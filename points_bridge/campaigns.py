@@ -93,6 +93,25 @@ def parse_all(
     }
 
 
+def reserve_args(
+    charges: Mapping[str, int], campaigns: Mapping[str, StoredCampaign]
+) -> list[bytes]:
+    """ARGV of ``lua/reserve_spend.lua``: (campaign, points, budget) per charge."""
+    args: list[bytes] = []
+    for campaign_id, points in sorted(charges.items()):
+        budget = campaigns[campaign_id].campaign.budget
+        args += [campaign_id.encode(), b"%d" % points, b"%d" % (UNLIMITED if budget is None
+                                                               else budget)]
+    return args
+
+
+def reserve_refused(reply: list) -> dict[str, int] | None:
+    """None if ``reserve_spend.lua`` charged everything, else what each campaign has spent."""
+    if reply[0] == 1:
+        return None
+    return {reply[i].decode(): int(reply[i + 1]) for i in range(1, len(reply), 2)}
+
+
 class CampaignStore(TenantScoped):
     """Add, list and end campaigns; charge and refund their budgets."""
 
@@ -128,16 +147,11 @@ class CampaignStore(TenantScoped):
         self, charges: Mapping[str, int], campaigns: Mapping[str, StoredCampaign]
     ) -> dict[str, int] | None:
         """Charge every campaign, all or nothing; on refusal return what each has spent."""
-        args: list[object] = []
-        for campaign_id, points in sorted(charges.items()):
-            budget = campaigns[campaign_id].campaign.budget
-            args += [campaign_id, points, UNLIMITED if budget is None else budget]
+        args = reserve_args(charges, campaigns)
         if not args:
             return None
         reply = self._scripts.reserve_spend(keys=[self.keys.campaign_spend], args=args)
-        if reply[0] == 1:
-            return None
-        return {reply[i].decode(): int(reply[i + 1]) for i in range(1, len(reply), 2)}
+        return reserve_refused(reply)
 
     def refund(self, charges: Mapping[str, int]) -> None:
         """Take back charges whose credit did not happen."""

@@ -25,29 +25,41 @@ note: the code is spent, and unfreezing later does not credit it.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import redis
 
-from codegen.exc import UnknownTenant
+from codegen.exc import StoreError, UnknownTenant
 from codegen.products import Product
 from codegen.store.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys, segment_of
-from codegen.store.wire import ScriptSet, Wire, is_error, pack, wire_for
-from points_bridge.campaigns import CampaignStore, StoredCampaign, parse_all
+from codegen.store.wire import Link, ScriptSet, call, hash_pairs, is_error, link_for, pack
+from points_bridge.campaigns import StoredCampaign, parse_all, reserve_args, reserve_refused
+from points_bridge.cards import card_number
 from points_bridge.exc import Contended
 from points_bridge.ledger import Entry, entry_spec, lot_expiry, refusal
-from points_bridge.members import ACTIVE, Member, MemberStore, earned_for_tier
+from points_bridge.members import (
+    ACTIVE,
+    CardBlocks,
+    Member,
+    earned_for_tier,
+    index_value,
+    new_member_fields,
+    parse_index,
+)
 from points_bridge.phones import normalize_phone
 from points_bridge.rules import Award, ClaimContext, award
 from points_bridge.settings import PointsSettings, load
 from points_bridge.tiers import tier_for
 
 MAX_ATTEMPTS = 64
+SCRIPT_NAMES = ("ledger_apply", "member_update", "reserve_spend", "del_if")
 
 
 @dataclass(frozen=True)
@@ -148,65 +160,188 @@ KNOWN_CARDS = 65536  # phones whose card one crediter remembers (a guess, checke
 
 @dataclass
 class Prefetch:
-    """Reads a caller sends in its own round trip so that a credit starts with them.
+    """What a check sends in its own round trip so that its claim's credit needs one more.
 
-    Always the phone's index. When this crediter has met the phone before,
-    also what ``_read`` would fetch for the card it had then: the serial's
-    pin, the card's record and its entry for this claim. That card is only a
-    guess; the reads are used only if the index, read in the same round trip,
-    still names it. ``replies`` is set by the caller, in ``commands`` order.
+    For a phone this crediter has met: the phone's index and, for the card it
+    had then (``guess``), the card's record and its entry for this claim,
+    used only if the index still names that card. For a phone it has not
+    met: a card reserved for the phone (``SET NX`` of ``CARD?AT`` on its
+    index, ``fresh``) and the index read back, so that a new member can be
+    created and credited in the next round trip; a phone that already has a
+    card keeps it, and the fresh number goes back to the block.
+    ``replies`` is set by the caller, in ``commands`` order.
     """
 
     e164: str
     guess: str | None
+    fresh: tuple[int, str] | None
     commands: list[bytes]
     replies: list | None = None
 
 
 class ClaimCrediter:
-    """Credit claims of every tenant; safe to share between threads and greenlets.
+    """Credit claims of every tenant over an asyncio link; one per worker, shared by requests.
 
-    The usual claim (a member who exists, no budgeted campaign) costs three
-    round trips after the verify script's: a read of the pin and the member's
-    snapshot, the pin, the post. The API sends a ``prefetch`` with the verify
-    script itself: the phone-index read and, for a phone this crediter has
-    met, the snapshot read too, which leaves two. A new member needs no read
-    but claims the phone's index and creates its record: four. Commands go
-    packed over a ``Wire`` (``wire.py``); the new member and a budget charge
-    use the stores' own methods.
+    The API's first attempt (``credit_after_check``) costs one round trip
+    after the check's own, for a new member as for one this worker has met
+    (``Prefetch``): the serial's pin and the post (with the new member's
+    record) go together. A member this worker has not met costs one more,
+    to read it (then the worker knows its card). Reconcile and every retry
+    take the careful path, ``credit_claim``: index, read, pin, post, each its
+    own round trip.
     """
 
     def __init__(
         self,
-        client: redis.Redis,
+        link: Link,
         *,
-        wire: Wire | None = None,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         view_seconds: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        card_block: int = CARD_BLOCK,
     ) -> None:
-        self._redis = client
         self._clock = clock
+        self._card_block = card_block
         self._sleep = sleep
-        self.wire = wire or wire_for(client)
-        self._scripts = ScriptSet(self.wire, "points_bridge", ("ledger_apply",))
+        self.link = link
+        self._scripts = ScriptSet(link, "points_bridge", SCRIPT_NAMES)
         self._view_seconds = view_seconds
         self._monotonic = monotonic
+        self._random = random_bytes
         self._views: dict[tuple[str, str], tuple[float, TenantView]] = {}
         self._cards: dict[tuple[str, str], str] = {}
-        self._members: dict[str, MemberStore] = {}
+        self._blocks: dict[str, CardBlocks] = {}
+        self._secrets: dict[str, bytes] = {}
 
-    def prefetch(self, tenant: str, e164: str, serial: int) -> Prefetch:
-        """The reads to send ahead of ``credit_claim(..., prefetch=)`` (see ``Prefetch``)."""
+    # -- the API's first attempt ---------------------------------------------------------
+
+    async def prefetch(self, tenant: str, e164: str, serial: int) -> Prefetch:
+        """The commands to send with the check (see ``Prefetch``)."""
         keys = PointsKeys(tenant)
+        index = keys.phone(e164).encode()
         guess = self._cards.get((tenant, e164))
-        commands = [pack(b"GET", keys.phone(e164).encode())]
         if guess is not None:
-            commands += _read_commands(keys, serial, guess.encode(), pin=True)
-        return Prefetch(e164, guess, commands)
+            commands = [pack(b"GET", index), *_read_commands(keys, serial, guess.encode(),
+                                                              pin=False)]
+            return Prefetch(e164, guess, None, commands)
+        seq, card = await self._fresh_card(tenant)
+        reserved = index_value(card, int(self._clock())).encode()
+        commands = [pack(b"SET", index, reserved, b"NX"), pack(b"GET", index)]
+        return Prefetch(e164, None, (seq, card), commands)
 
-    def credit_claim(
+    def learn(self, tenant: str, prefetch: Prefetch) -> None:
+        """After a check that claimed nothing: keep the phone's card, return a fresh number."""
+        card = self._settle_prefetch(tenant, prefetch)[0]
+        if card is not None:
+            self._remember(tenant, prefetch.e164, card)
+
+    async def credit_after_check(
+        self, tenant: str, prefetch: Prefetch, serial: int, sku: str, channel: str,
+        region: str | None, at: int,
+    ) -> CreditResult:
+        """Credit the claim the check just made, with what its round trip read."""
+        card, snapshot = self._settle_prefetch(tenant, prefetch)
+        e164 = prefetch.e164
+        if card is None:  # an index read that cannot be: take the careful path
+            return await self.credit_claim(tenant, e164, serial, sku, channel, region, at)
+        self._remember(tenant, e164, card)
+        keys = PointsKeys(tenant)
+        view = await self.tenant_view(tenant, sku)
+        if snapshot is None:  # a card reserved for this phone: maybe no member yet
+            fields = new_member_fields(card, e164, view.settings.ladder.tiers[0].name, "claim",
+                                       at)
+            member = Member.from_record(tenant, card, {**fields, "v": "1"})
+            return await self._pin_and_post(keys, member, view, serial, sku, channel, region,
+                                            at, create=self._create(keys, fields, at))
+        member, seen = snapshot
+        if member is None and seen is None:  # a member this worker had not met: read it
+            _, member, seen = await self._read(keys, serial, card.encode(), claim_idem(serial),
+                                               pin=False)
+        if member is None or member.phone != e164 or seen is not None:
+            return await self.credit_claim(tenant, e164, serial, sku, channel, region, at)
+        return await self._pin_and_post(keys, member, view, serial, sku, channel, region, at)
+
+    def _settle_prefetch(
+        self, tenant: str, prefetch: Prefetch
+    ) -> tuple[str | None, tuple[Member | None, bytes | None] | None]:
+        """(the phone's card, (member, entry) as read, or (None, None) if unread).
+
+        The snapshot is None for the card this check reserved for the phone:
+        a new member, whose record the credit creates. A fresh number the
+        phone did not need goes back to the block.
+        """
+        replies = _checked(prefetch.replies or [])
+        if prefetch.guess is not None:
+            card, _ = parse_index(replies[0])
+            if card != prefetch.guess:
+                return card, ((None, None) if card else None)
+            keys = PointsKeys(tenant)
+            _, member, seen = _parse_read(keys, card.encode(), replies[1:], pin=False)
+            return card, (member, seen)
+        seq, fresh = prefetch.fresh
+        won, (card, _) = replies[0] is not None, parse_index(replies[1])
+        if not won:  # the phone had a card already: a member (or one in the making), unread
+            self._block(tenant).give_back(seq)
+            return card, (None, None)
+        return card, None
+
+    async def _pin_and_post(
+        self, keys: PointsKeys, member: Member, view: TenantView, serial: int, sku: str,
+        channel: str, region: str | None, at: int, *, create: bytes | None = None,
+    ) -> CreditResult:
+        """Pin the serial to ``member`` and post its credit in one round trip.
+
+        Both go at once because, right after the check that claimed the code,
+        no other attempt can have pinned it: reconcile takes only claims older
+        than its ``min_age``. Should one have (a worker stalled that long, and
+        the phone rebound meanwhile), the post to the wrong card is reversed
+        and the pinned card credited: still exactly once.
+        """
+        idem = claim_idem(serial)
+        plan = plan_credit(member, view, sku=sku, region=region, at=at)
+        if plan.award.campaign_spend:  # a budget to charge first: the careful path
+            return await self.credit_claim(keys.tenant, member.phone, serial, sku, channel,
+                                           region, at)
+        bucket, field = keys.credit_pin(serial).encode(), b"%d" % (serial % CREDIT_BUCKET_SERIALS)
+        spec = _credit_spec(member, plan, serial, sku, channel, region, at, idem)
+        calls = [pack(b"HSETNX", bucket, field, member.card.encode()), pack(b"HGET", bucket, field)]
+        if create is not None:
+            calls.append(create)
+        calls.append(self._scripts.evalsha("ledger_apply", keys.member_keys(member.card),
+                                           (_json(spec),)))
+        replies = await self._scripts.run(calls)
+        created = create is not None and json.loads(replies[2])["ok"]
+        pinned = replies[1].decode()
+        reply = json.loads(replies[-1])
+        if pinned != member.card:
+            if reply["ok"]:
+                await self._reverse(keys, member.card, serial, plan.award.points, at)
+            return await self.credit_claim(keys.tenant, member.phone, serial, sku, channel,
+                                           region, at)
+        if reply["ok"]:
+            return replace(_result(plan, member.card, reply), member_created=created)
+        if reply["why"] == "dup":
+            entry = await self._entry(keys, member.card, None, entry_id=reply["entry"])
+            return CreditResult.from_entry(entry, duplicate=True)
+        # stale (the member changed since the read) or missing: the careful path
+        return await self.credit_claim(keys.tenant, member.phone, serial, sku, channel, region,
+                                       at)
+
+    async def _reverse(
+        self, keys: PointsKeys, card: str, serial: int, points: int, at: int
+    ) -> None:
+        """Take back a credit posted to a card the serial turned out not to be pinned to."""
+        spec = entry_spec(card, kind="reversal", idem=f"unclaim:{serial}",
+                          body={"serial": serial}, delta=-points, earned=-points, at=at,
+                          fields={"serial": str(serial), "note": "credited to the pinned card"})
+        call = self._scripts.evalsha("ledger_apply", keys.member_keys(card), (_json(spec),))
+        await self._scripts.run([call])
+
+    # -- the careful path (reconcile, retries) ------------------------------------------
+
+    async def credit_claim(
         self,
         tenant: str,
         phone: str,
@@ -215,57 +350,46 @@ class ClaimCrediter:
         channel: str = "api",
         region: str | None = None,
         at: int | None = None,
-        *,
-        prefetch: Prefetch | None = None,
     ) -> CreditResult:
-        """Credit the points of ``serial``'s first genuine check to the phone's member.
-
-        ``prefetch``: from ``prefetch``, its replies read by the caller, to
-        save those reads here.
-        """
+        """Credit the points of ``serial``'s first genuine check to the phone's member."""
         at = int(self._clock() if at is None else at)
         keys = PointsKeys(tenant)
-        view = self.tenant_view(tenant, sku)
+        view = await self.tenant_view(tenant, sku)
         e164 = normalize_phone(phone, view.settings.region)
-        if prefetch is not None and prefetch.e164 == e164 and prefetch.replies is not None:
-            card, *guessed = _checked(prefetch.replies)
-        else:
-            prefetch, guessed = None, []
-            card = self._run(pack(b"GET", keys.phone(e164).encode()))[0]
+        card, _ = parse_index((await self._run(pack(b"GET", keys.phone(e164).encode())))[0])
         idem = claim_idem(serial)
         if card is None:  # no member yet: the pin below reports any pin made meanwhile
             pinned, member, seen = None, None, None
-        elif guessed and prefetch.guess == card.decode():
-            pinned, member, seen = _parse_read(keys, card, guessed, pin=True)
         else:
-            pinned, member, seen = self._read(keys, serial, card, idem)
+            pinned, member, seen = await self._read(keys, serial, card.encode(), idem)
         read_card = member.card if member else None
         created = False
         if pinned is None:
             if member is None or member.phone != e164:  # no member yet, or mid-rebind
-                member, created = self._member_store(tenant).ensure(
-                    e164, settings=view.settings, source="claim", index_empty=card is None
-                )
+                member, created = await self.ensure_member(tenant, e164, view.settings, at,
+                                                           index_empty=card is None)
                 read_card, seen = member.card, None  # a post finds any earlier entry (dup)
-            pinned = self._pin(keys, serial, member.card)
+            pinned = await self._pin(keys, serial, member.card)
         self._remember(tenant, e164, member.card if member and member.phone == e164 else None)
         if read_card != pinned:
-            _, member, seen = self._read(keys, serial, pinned.encode(), idem, pin=False)
+            _, member, seen = await self._read(keys, serial, pinned.encode(), idem, pin=False)
         for attempt in range(MAX_ATTEMPTS):
             if seen is not None:
-                return CreditResult.from_entry(self._entry(keys, pinned, seen), duplicate=True)
+                entry = await self._entry(keys, pinned, seen)
+                return CreditResult.from_entry(entry, duplicate=True)
             assert member is not None, "a pinned card always has a record"
-            outcome = self._post(keys, member, view, serial, sku, channel, region, at, idem)
+            outcome = await self._post(keys, member, view, serial, sku, channel, region, at,
+                                       idem)
             if isinstance(outcome, CreditResult):
                 return replace(outcome, member_created=created)
             if isinstance(outcome, TenantView):  # a campaign's budget ran out meanwhile
                 view = outcome
             else:
-                self._sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
-            _, member, seen = self._read(keys, serial, pinned.encode(), idem, pin=False)
+                await self._sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
+            _, member, seen = await self._read(keys, serial, pinned.encode(), idem, pin=False)
         raise Contended(f"member {pinned} changed {MAX_ATTEMPTS} times during one credit: retry")
 
-    def forget_claim(self, tenant: str, serial: int, outbox_entry: str) -> None:
+    async def forget_claim(self, tenant: str, serial: int, outbox_entry: str) -> None:
         """Drop a credited claim from the outbox, which then holds only what is owed.
 
         Safe at any time, and sent without waiting: the credit is idempotent
@@ -273,31 +397,31 @@ class ClaimCrediter:
         still there because this was lost, credits nothing twice.
         """
         stream = PointsKeys(tenant).claims(segment_of(serial))
-        self.wire.post(pack(b"XDEL", stream.encode(), outbox_entry.encode()))
+        await self.link.post(pack(b"XDEL", stream.encode(), outbox_entry.encode()))
 
-    def tenant_view(self, tenant: str, sku: str) -> TenantView:
+    async def tenant_view(self, tenant: str, sku: str) -> TenantView:
         """Read settings, the SKU's points and the campaigns in one round trip.
 
         Kept ``view_seconds`` (the API: a few seconds, like its catalog), so a
         rule change applies within that time; budgets are charged atomically
-        whatever the view said (``campaigns.reserve``).
+        whatever the view said (``reserve_spend.lua``).
         """
         now = self._monotonic()
         cached = self._views.get((tenant, sku))
         if cached is not None and cached[0] > now:
             return cached[1]
         keys = PointsKeys(tenant)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(keys.settings)
-        pipe.hget(keys.products, sku)
-        pipe.hgetall(keys.campaigns)
-        pipe.hgetall(keys.campaign_spend)
-        record, product, definitions, spend = pipe.execute()
+        record, product, definitions, spend = await self._run(
+            pack(b"HGETALL", keys.settings.encode()),
+            pack(b"HGET", keys.products.encode(), sku.encode()),
+            pack(b"HGETALL", keys.campaigns.encode()),
+            pack(b"HGETALL", keys.campaign_spend.encode()),
+        )
         if not record:
             raise UnknownTenant(tenant)
-        settings = load({k.decode(): v.decode() for k, v in record.items()})
+        settings = load({k.decode(): v.decode() for k, v in hash_pairs(record).items()})
         base = Product.from_json(product).points if product else 0
-        view = TenantView(settings, base, parse_all(definitions, spend))
+        view = TenantView(settings, base, parse_all(hash_pairs(definitions), hash_pairs(spend)))
         if self._view_seconds > 0:
             if len(self._views) > 4096:
                 self._views.clear()
@@ -306,29 +430,79 @@ class ClaimCrediter:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _run(self, *commands: bytes) -> list:
-        return _checked(self.wire.call(b"".join(commands), len(commands)))
+    async def _run(self, *commands: bytes) -> list:
+        return await call(self.link, *commands)
 
-    def _read(
+    async def _read(
         self, keys: PointsKeys, serial: int, card: bytes, idem: str, *, pin: bool = True
     ) -> tuple[str | None, Member | None, bytes | None]:
         """Read the serial's pin and ``card``'s record and entry for ``idem``, one round trip."""
-        replies = self._run(*_read_commands(keys, serial, card, pin=pin))
+        replies = await self._run(*_read_commands(keys, serial, card, pin=pin))
         return _parse_read(keys, card, replies, pin=pin)
 
-    def _member_store(self, tenant: str) -> MemberStore:
-        store = self._members.get(tenant)
-        if store is None:
-            store = MemberStore(self._redis, tenant, clock=self._clock, card_block=CARD_BLOCK)
-            self._members[tenant] = store
-        return store
+    def _block(self, tenant: str) -> CardBlocks:
+        blocks = self._blocks.get(tenant)
+        if blocks is None:
+            blocks = self._blocks[tenant] = CardBlocks(self._card_block)
+        return blocks
 
-    def learn(self, tenant: str, prefetch: Prefetch) -> None:
-        """Keep the card a prefetch found for its phone when no credit followed (a repeat
-        check), so the phone's next claim can be read ahead."""
-        card = prefetch.replies[0] if prefetch.replies else None
-        if isinstance(card, bytes):
-            self._remember(tenant, prefetch.e164, card.decode())
+    async def _fresh_card(self, tenant: str) -> tuple[int, str]:
+        """A card number no member has: (its sequence number, the card)."""
+        keys = PointsKeys(tenant)
+        secret = self._secrets.get(tenant)
+        if secret is None:  # made by whoever needs it first (SET NX), then kept
+            _, raw = await self._run(
+                pack(b"SET", keys.card_secret.encode(), self._random(32), b"NX"),
+                pack(b"GET", keys.card_secret.encode()),
+            )
+            secret = self._secrets[tenant] = raw
+        blocks = self._block(tenant)
+        while (seq := blocks.take()) is None:
+            (end,) = await self._run(pack(b"INCRBY", keys.card_counter.encode(),
+                                          b"%d" % blocks.size))
+            blocks.add(end)
+        return seq, card_number(seq, secret)
+
+    async def ensure_member(
+        self, tenant: str, e164: str, settings: PointsSettings, at: int, *,
+        source: str = "claim", index_empty: bool = False,
+    ) -> tuple[Member, bool]:
+        """The member of a phone, made if there is none; and whether it was made now.
+
+        As ``MemberStore.ensure``, over the link (claims, the SMS join). A
+        record mid-rebind to this phone is left to the rebind (``Contended``).
+        """
+        keys = PointsKeys(tenant)
+        index = keys.phone(e164).encode()
+        for attempt in range(8):
+            raw = None if index_empty and attempt == 0 else (await self._run(pack(b"GET",
+                                                                                 index)))[0]
+            if raw is None:
+                seq, fresh = await self._fresh_card(tenant)
+                won, raw = await self._run(pack(b"SET", index, fresh.encode(), b"NX"),
+                                           pack(b"GET", index))
+                if won is None:
+                    self._block(tenant).give_back(seq)
+                if raw is None:
+                    continue
+            card, _ = parse_index(raw)
+            fields = new_member_fields(card, e164, settings.ladder.tiers[0].name, source, at)
+            reply = json.loads((await self._scripts.run([self._create(keys, fields, at)]))[0])
+            member = Member.from_record(tenant, card, reply["member"])
+            if reply["ok"] or member.phone == e164:
+                return member, bool(reply["ok"])
+            if member.rebind_to == e164:
+                raise Contended(f"member {card} is moving to {e164}: retry")
+            del_if = self._scripts.evalsha("del_if", (keys.phone(e164),), (raw,))
+            await self._scripts.run([del_if])  # stale: the phone moved away
+        raise Contended(f"could not settle the member of {e164}: retry")
+
+    def _create(self, keys: PointsKeys, fields: Mapping[str, str], at: int) -> bytes:
+        """``member_update.lua`` creating the record ``fields`` unless it exists (packed)."""
+        spec = {"card": fields["card"], "at": str(at), "create": True, "set": dict(fields),
+                "event": "member.created", "del": []}
+        return self._scripts.evalsha("member_update", keys.member_keys(fields["card"]),
+                                     (_json(spec),))
 
     def _remember(self, tenant: str, e164: str, card: str | None) -> None:
         """Keep the phone's card as next time's guess (``Prefetch``), or forget it."""
@@ -339,15 +513,15 @@ class ClaimCrediter:
             self._cards.clear()
         self._cards[(tenant, e164)] = card
 
-    def _pin(self, keys: PointsKeys, serial: int, card: str) -> str:
+    async def _pin(self, keys: PointsKeys, serial: int, card: str) -> str:
         """Pin the serial's points to ``card`` unless already pinned; return the pinned card."""
         bucket, field = keys.credit_pin(serial).encode(), b"%d" % (serial % CREDIT_BUCKET_SERIALS)
-        won, pinned = self._run(
+        won, pinned = await self._run(
             pack(b"HSETNX", bucket, field, card.encode()), pack(b"HGET", bucket, field)
         )
         return card if won else pinned.decode()
 
-    def _post(
+    async def _post(
         self,
         keys: PointsKeys,
         member: Member,
@@ -362,43 +536,77 @@ class ClaimCrediter:
         """Post one attempt: the result, a fresher view (budget refused) or None (stale)."""
         plan = plan_credit(member, view, sku=sku, region=region, at=at)
         charges = dict(plan.award.campaign_spend)
-        campaigns = CampaignStore(self._redis, keys.tenant, clock=self._clock) if charges else None
-        refused = campaigns.reserve(charges, view.campaigns) if campaigns else None
-        if refused is not None:
-            return _with_spent(view, refused)
+        if charges:
+            refused = await self._reserve(keys, charges, view)
+            if refused is not None:
+                return _with_spent(view, refused)
         card = member.card
-        spec = entry_spec(
-            card, kind="credit", idem=idem, body={"serial": serial, "sku": sku},
-            delta=plan.award.points, earned=plan.award.points, day=plan.day,
-            drop_days=plan.drop_days, lot_expires=plan.lot_expires, tier=plan.tier,
-            version=member.version, at=at,
-            fields=_entry_fields(card, serial, sku, channel, region, plan),
-            member_set=check_fields(sku, region, at),
-        )
-        call = self._scripts.evalsha(
-            "ledger_apply", keys.member_keys(card), (json.dumps(spec).encode(),)
-        )
-        reply = json.loads(self._scripts.run([call])[0])
+        spec = _credit_spec(member, plan, serial, sku, channel, region, at, idem)
+        call = self._scripts.evalsha("ledger_apply", keys.member_keys(card), (_json(spec),))
+        reply = json.loads((await self._scripts.run([call]))[0])
         if reply["ok"]:
             return _result(plan, card, reply)
-        if campaigns:
-            campaigns.refund(charges)
+        if charges:
+            await self._run(*(pack(b"HINCRBY", keys.campaign_spend.encode(), cid.encode(),
+                                   b"%d" % -points) for cid, points in charges.items()))
         if reply["why"] == "dup":
-            entry = self._entry(keys, card, None, entry_id=reply["entry"])
+            entry = await self._entry(keys, card, None, entry_id=reply["entry"])
             return CreditResult.from_entry(entry, duplicate=True)
         if reply["why"] == "stale":
             return None
         raise refusal(reply, keys.tenant, card, spec)
 
-    def _entry(
+    async def _reserve(
+        self, keys: PointsKeys, charges: Mapping[str, int], view: TenantView
+    ) -> dict[str, int] | None:
+        """Charge the campaigns' budgets, all or nothing (``reserve_spend.lua``)."""
+        call = self._scripts.evalsha("reserve_spend", (keys.campaign_spend,),
+                                     tuple(reserve_args(charges, view.campaigns)))
+        return reserve_refused((await self._scripts.run([call]))[0])
+
+    async def _entry(
         self, keys: PointsKeys, card: str, seen: bytes | None, *, entry_id: str = ""
     ) -> Entry:
         """Read one ledger entry, by id or by the idem hash's ``<sha> <entry id>``."""
         entry_id = entry_id or seen.decode().split()[1]
         stream = keys.ledger(card).encode()
-        found = self._run(pack(b"XRANGE", stream, entry_id.encode(), entry_id.encode()))[0]
+        found = (await self._run(pack(b"XRANGE", stream, entry_id.encode(),
+                                      entry_id.encode())))[0]
         entry_id, flat = found[0]
         return Entry.from_stream(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+class BlockingCrediter:
+    """``ClaimCrediter`` for synchronous callers (the CLI's reconcile, scripts, tests).
+
+    Each call runs on an event loop and link of its own, closed when it
+    returns, so any thread may call at any time; card numbers are taken one
+    at a time, since nothing is kept between calls.
+    """
+
+    def __init__(self, client: redis.Redis, *, clock: Callable[[], float] = time.time,
+                 **options) -> None:
+        self._client = client
+        self._clock = clock
+        self._options = options
+
+    def credit_claim(self, *args, **kwargs) -> CreditResult:
+        return self._run(lambda crediter: crediter.credit_claim(*args, **kwargs))
+
+    def tenant_view(self, tenant: str, sku: str) -> TenantView:
+        return self._run(lambda crediter: crediter.tenant_view(tenant, sku))
+
+    def _run(self, work: Callable[[ClaimCrediter], Awaitable]):
+        async def once():
+            crediter = ClaimCrediter(link_for(self._client), clock=self._clock, card_block=1,
+                                     **self._options)
+            try:
+                return await work(crediter)
+            finally:
+                crediter.link.close()
+                await asyncio.sleep(0)  # let the transport close before the loop does
+
+        return asyncio.run(once())
 
 
 def claim_idem(serial: int) -> str:
@@ -406,10 +614,31 @@ def claim_idem(serial: int) -> str:
     return f"claim:{serial}"
 
 
+def _json(value: object) -> bytes:
+    return json.dumps(value).encode()
+
+
+
+
+def _credit_spec(
+    member: Member, plan: Plan, serial: int, sku: str, channel: str, region: str | None,
+    at: int, idem: str,
+) -> dict[str, object]:
+    """The ``ledger_apply.lua`` argument of a claim's credit, as planned from ``member``."""
+    return entry_spec(
+        member.card, kind="credit", idem=idem, body={"serial": serial, "sku": sku},
+        delta=plan.award.points, earned=plan.award.points, day=plan.day,
+        drop_days=plan.drop_days, lot_expires=plan.lot_expires, tier=plan.tier,
+        version=member.version, at=at,
+        fields=_entry_fields(member.card, serial, sku, channel, region, plan),
+        member_set=check_fields(sku, region, at),
+    )
+
+
 def _checked(replies: list) -> list:
     for reply in replies:
         if is_error(reply):
-            raise redis.ResponseError(str(reply))
+            raise StoreError(f"redis: {reply}")
     return replies
 
 
@@ -435,8 +664,7 @@ def _parse_read(
         found, *replies = replies
         pinned = found.decode() if found is not None else None
     raw, seen = replies
-    pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
-    fields = {k.decode(): v.decode() for k, v in pairs}  # RESP3 clients give a map
+    fields = {k.decode(): v.decode() for k, v in hash_pairs(raw).items()}
     name = card.decode()
     member = Member.from_record(keys.tenant, name, fields) if fields.get("status") else None
     return pinned, member, seen

@@ -58,6 +58,80 @@ TRANSITIONS = {
 }
 ATTR = "a."
 DAY = "d:"
+RESERVED = "?"
+"""Separates a card from the time of its reservation in a phone index: ``CARD?AT``."""
+RESERVATION_SECONDS = 60
+"""How long a reservation with no record is a first claim in flight; after, it is stale."""
+
+
+def index_value(card: str, reserved_at: int | None = None) -> str:
+    """A phone index's value: the card, or ``CARD?AT`` for a card reserved at ``AT``.
+
+    The API reserves a card for a phone it has not met in the round trip that
+    checks the code (``credit.py``), before any member exists; the record,
+    made when the phone claims a code, is what makes it a member.
+    """
+    return card if reserved_at is None else f"{card}{RESERVED}{reserved_at}"
+
+
+def parse_index(raw: bytes | str | None) -> tuple[str | None, int | None]:
+    """(card, reserved_at or None) of a phone index value; (None, None) if unset."""
+    if raw is None:
+        return None, None
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    card, _, at = text.partition(RESERVED)
+    return card, int(at) if at else None
+
+
+def new_member_fields(
+    card: str, e164: str, first_tier: str, source: str, at: int,
+    profile: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The record of a member made now (``member_update.lua`` ``create``)."""
+    return {
+        "card": card, "phone": e164, "status": ACTIVE, "balance": "0", "earned": "0",
+        "tier": first_tier, "created_at": str(at), "source": source, **(profile or {}),
+    }
+
+
+class CardBlocks:
+    """Card sequence numbers taken from a tenant's counter a block at a time.
+
+    A long-lived store (the API's crediter) takes several at once, so most new
+    members cost no counter round trip; numbers never handed out are skipped,
+    as a lost create race skips one (``MemberStore.cards`` allows for both).
+    """
+
+    def __init__(self, size: int = 1) -> None:
+        self.size = max(1, size)
+        self._blocks: deque[range] = deque()
+        self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        """The next sequence number, or None when a new block must be fetched."""
+        with self._lock:
+            while self._blocks and not self._blocks[0]:
+                self._blocks.popleft()
+            if not self._blocks:
+                return None
+            block = self._blocks[0]
+            self._blocks[0] = block[1:]
+            return block[0]
+
+    def add(self, end: int) -> None:
+        """Keep the block ending at ``end`` (the counter after INCRBY ``size``)."""
+        with self._lock:  # a racing caller's block is kept too, none is skipped
+            self._blocks.append(range(end - self.size, end))
+
+    def __iter__(self):
+        """The numbers taken from the counter and not handed out yet."""
+        with self._lock:
+            return iter([seq for block in self._blocks for seq in block])
+
+    def give_back(self, seq: int) -> None:
+        """Return an unused number (a reservation that lost its race) for the next take."""
+        with self._lock:
+            self._blocks.appendleft(range(seq, seq + 1))
 
 
 @dataclass(frozen=True)
@@ -141,17 +215,10 @@ class MemberStore(TenantScoped):
         clock: Callable[[], float] = time.time,
         card_block: int = 1,
     ) -> None:
-        """``card_block``: card numbers taken from the tenant's counter at a time.
-
-        A long-lived store (the API's crediter) takes several, so most new
-        members cost no counter round trip; numbers it never hands out are
-        skipped, as a lost create race skips one (``cards`` allows for both).
-        """
+        """``card_block``: card numbers taken from the tenant's counter at a time."""
         super().__init__(client, tenant, clock=clock)
         self._secret: bytes | None = None
-        self._card_block = max(1, card_block)
-        self._blocks: deque[range] = deque()
-        self._block_lock = threading.Lock()
+        self._blocks = CardBlocks(card_block)
 
     # -- reading -----------------------------------------------------------------------
     def settings(self) -> PointsSettings:
@@ -186,8 +253,8 @@ class MemberStore(TenantScoped):
         return found
 
     def by_phone(self, e164: str) -> Member | None:
-        card = self._redis.get(self.keys.phone(e164))
-        member = self.get(card.decode()) if card else None
+        card, _ = parse_index(self._redis.get(self.keys.phone(e164)))
+        member = self.get(card) if card else None
         if member is None:
             return None
         if member.phone == e164:
@@ -221,19 +288,16 @@ class MemberStore(TenantScoped):
         settings = settings or self.settings()
         index = self.keys.phone(e164)
         for attempt in range(8):
-            card = None if index_empty and attempt == 0 else self._redis.get(index)
-            if card is None:
+            raw = None if index_empty and attempt == 0 else self._redis.get(index)
+            if raw is None:
                 fresh = self._issue_card()
-                card = fresh.encode() if self._redis.set(index, fresh, nx=True) else None
-                card = card or self._redis.get(index)
-                if card is None:
+                raw = fresh.encode() if self._redis.set(index, fresh, nx=True) else None
+                raw = raw or self._redis.get(index)
+                if raw is None:
                     continue
-            card = card.decode()
-            fields = {
-                "card": card, "phone": e164, "status": ACTIVE, "balance": "0", "earned": "0",
-                "tier": settings.ladder.tiers[0].name, "created_at": str(int(self._clock())),
-                "source": source, **(profile or {}),
-            }
+            card, _ = parse_index(raw)
+            fields = new_member_fields(card, e164, settings.ladder.tiers[0].name, source,
+                                       int(self._clock()), profile)
             reply = self._update(card, create=True, set=fields, event="member.created")
             if reply["ok"]:
                 return Member.from_record(self.tenant, card, reply["member"]), True
@@ -242,7 +306,7 @@ class MemberStore(TenantScoped):
                 return member, False
             if member.rebind_to == e164:
                 return self._finish_rebind(member, e164), False
-            self._scripts.del_if(keys=[index], args=[card])  # stale: the phone moved away
+            self._scripts.del_if(keys=[index], args=[raw])  # stale: the phone moved away
         raise PointsError(f"could not settle the member of {e164}: retry")
 
     def join(
@@ -265,17 +329,9 @@ class MemberStore(TenantScoped):
 
     def _issue_card(self) -> str:
         secret = self._card_secret()
-        while True:
-            with self._block_lock:
-                while self._blocks and not self._blocks[0]:
-                    self._blocks.popleft()
-                if self._blocks:
-                    block = self._blocks[0]
-                    self._blocks[0] = block[1:]
-                    return card_number(block[0], secret)
-            end = self._redis.incrby(self.keys.card_counter, self._card_block)
-            with self._block_lock:  # a racing thread's block is kept too, none is skipped
-                self._blocks.append(range(end - self._card_block, end))
+        while (seq := self._blocks.take()) is None:
+            self._blocks.add(self._redis.incrby(self.keys.card_counter, self._blocks.size))
+        return card_number(seq, secret)
 
     def _card_secret(self) -> bytes:
         """Return the tenant's card secret, made by whoever needs it first (SET NX)."""
@@ -370,16 +426,22 @@ class MemberStore(TenantScoped):
         member = self._member(card, reply, action="rebind")
         index = self.keys.phone(e164)
         while not self._redis.set(index, card, nx=True):
-            holder = (self._redis.get(index) or b"").decode()
+            raw = self._redis.get(index)
+            holder, reserved_at = parse_index(raw)
             if holder == card:
                 break
             other = self.get(holder) if holder else None
-            # A card without a record is a first claim of that phone in flight: taken too.
-            if holder and (other is None or e164 in (other.phone, other.rebind_to)):
+            # A card without a record is a first claim of that phone in flight: taken too,
+            # unless it is a reservation older than any claim could take to settle.
+            in_flight = other is None and not (
+                reserved_at is not None
+                and self._clock() - reserved_at > RESERVATION_SECONDS
+            )
+            if holder and (in_flight or (other and e164 in (other.phone, other.rebind_to))):
                 self._update(card, expect={"rebind_to": [e164]}, delete=["rebind_to"])
                 raise PhoneTaken(e164, holder)
-            if holder:
-                self._scripts.del_if(keys=[index], args=[holder])  # stale: it moved away
+            if raw:
+                self._scripts.del_if(keys=[index], args=[raw])  # stale: it moved away
         return self._finish_rebind(member, e164)
 
     def _finish_rebind(self, member: Member, e164: str) -> Member:

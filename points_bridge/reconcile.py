@@ -5,7 +5,7 @@ The verify script appends each claim to its segment's outbox
 is never without its outbox entry. If the process dies before it credits,
 the credit is missing; this module finds it. For each segment of each batch
 (``codegen.batches``), it reads the outbox after a checkpoint stored in the
-segment's slot, credits each claim with ``ClaimCrediter`` (idempotent by
+segment's slot, credits each claim with ``BlockingCrediter`` (idempotent by
 serial, so an entry replayed twice credits once), then moves the checkpoint
 and trims the outbox up to it.
 
@@ -26,7 +26,7 @@ import redis
 
 from codegen.batches import BatchRegistry, segments_of
 from codegen.store.keyspace import PointsKeys
-from points_bridge.credit import ClaimCrediter
+from points_bridge.credit import BlockingCrediter
 from points_bridge.exc import PointsError
 
 CHUNK = 500
@@ -59,7 +59,7 @@ class Reconciler:
         min_age: float = 30.0,
         trim: bool = True,
         clock: Callable[[], float] = time.time,
-        crediter: ClaimCrediter | None = None,
+        crediter: BlockingCrediter | None = None,
     ) -> None:
         self._redis = client
         self.tenant = tenant
@@ -67,7 +67,7 @@ class Reconciler:
         self._min_age = min_age
         self._trim = trim
         self._clock = clock
-        self._crediter = crediter or ClaimCrediter(client)
+        self._crediter = crediter or BlockingCrediter(client)
 
     def segments(self) -> list[int]:
         """Return every segment a batch of the tenant covers."""

@@ -10,6 +10,7 @@ import re
 
 import orjson
 import pytest
+from aio import run
 from falcon import testing
 from openapi_check import validate
 
@@ -120,7 +121,7 @@ def world(batch_factory, redis_client, clock):
     app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0,
                      catalog_seconds=0)
     yield World(AdminApi(app), tokens, cards, batches, care)
-    app.engine.pipe.close()
+    app.engine.link.close()
 
 
 def _suffix(path: str) -> str:
@@ -275,8 +276,8 @@ def test_points_change_applies_to_the_next_claim_without_restart(world, redis_cl
     batch = __import__("codegen.batches", fromlist=["x"]).BatchRegistry(
         redis_client, "ACME").get(world.batches["ACME"])
     signer = engine._keys.signer("ACME", batch.key_id, batch.profile)
-    answer = engine.verify("ACME", CheckRequest(signer.code(batch.first_serial), "13700000000"),
-                           "10.0.0.1")
+    request = CheckRequest(signer.code(batch.first_serial), "13700000000")
+    answer = run(engine.verify("ACME", request, "10.0.0.1"))
     assert answer.result == "genuine" and answer.points_awarded == 40
 
 

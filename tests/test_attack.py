@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from aio import Blocking
 
 from codegen.codes import NUMERIC_24, damm_check_digits
 from codegen.store.keyspace import TenantKeys
-from codegen.store.pipe import RedisPipe
+from codegen.store.wire import link_for
 from verify_api.check import answers
 from verify_api.check.engine import CheckRequest, VerifyEngine
 from verify_api.exc import RateLimited
@@ -36,13 +37,13 @@ def guesses(real: np.ndarray, count: int, seed: int) -> list[str]:
 @pytest.fixture
 def engine(batch_factory, redis_client, clock):
     batch, key_store = batch_factory("ACME", count=20_000)
-    made = VerifyEngine(
-        redis_client, RedisPipe.for_client(redis_client), key_store, clock=clock,
+    made = Blocking(VerifyEngine(
+        link_for(redis_client), key_store, clock=clock,
         key_cache_seconds=60, catalog_seconds=0,
-    )  # fmt: skip
+    ))  # fmt: skip
     signer = key_store.signer("ACME", batch.key_id, NUMERIC_24)
     yield made, signer.code_matrix(batch.first_serial, batch.count)
-    made.pipe.close()
+    made.link.close()
 
 
 def test_a_million_guesses_find_no_genuine_code(engine, redis_client):

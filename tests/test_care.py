@@ -250,7 +250,7 @@ def test_sms_stop_records_the_opt_out_queues_replies_and_join_opts_in(
         assert not OptOuts(redis_client, "ACME").is_out(phone)
         assert box.get("r.aliyun:s4").status == "queued"
     finally:
-        world.app.engine.pipe.close()
+        world.app.engine.link.close()
 
 
 def test_receipts_route_is_signed(batch_factory, redis_client, clock):
@@ -271,7 +271,7 @@ def test_receipts_route_is_signed(batch_factory, redis_client, clock):
             "Content-Type": "application/json"})
         assert good.json == {"results": [{"id": "m1", "status": "delivered"}]}
     finally:
-        world.app.engine.pipe.close()
+        world.app.engine.link.close()
 
 
 # -- care --------------------------------------------------------------------------------
@@ -343,7 +343,7 @@ def test_draw_by_sms_close_and_reproduce(batch_factory, redis_client, clock):
         assert Outbox(redis_client, "ACME").counters("draw:cj")["queued"] == 2
         assert "closed" in world.sms("cj#blue", sender=phones[0], sid="late").text
     finally:
-        world.app.engine.pipe.close()
+        world.app.engine.link.close()
 
 
 # -- alerts ------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ def test_sms_keypad_and_retries_over_http(minted, redis_client):
 @pytest.mark.browser
 def test_the_qr_page_in_a_browser(minted, browser, redis_client):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     env, rows = minted
     path = urlsplit(rows[3]["url"]).path  # the URL in the printer file
@@ -101,7 +102,8 @@ def test_the_qr_page_in_a_browser(minted, browser, redis_client):
         assert "Apply to clean lips." in browser.find_element(By.ID, "usage").text
         browser.find_element(By.ID, "phone").send_keys("13800138000")
         browser.find_element(By.CSS_SELECTOR, "#claim-form button").click()
-        points = browser.find_element(By.ID, "points").text
+        points = WebDriverWait(browser, 10).until(  # the claim's page, once it has loaded
+            lambda b: b.find_element(By.ID, "points")).text
         assert "+10 points credited" in points and "balance: 10 points" in points
         assert MemberStore(redis_client, "ACME").by_phone("+8613800138000").balance == 10
 

@@ -21,7 +21,7 @@ def world(request, batch_factory, redis_client, clock):
     w = make_world(batch_factory, redis_client, clock, language=request.param)
     w.language = request.param
     yield w
-    w.app.engine.pipe.close()
+    w.app.engine.link.close()
 
 
 def ivr(world, digits: str | None = None, caller: str = "+8613800138000"):

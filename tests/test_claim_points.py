@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 
 import pytest
+from aio import run
+from falcon.testing import ASGIConductor
 from test_crm import serve_receiver
-from test_verify_api import world  # noqa: F401  (the fixture: an app with an active batch)
+from test_verify_api import Api, world  # noqa: F401  (the fixture: an app with an active batch)
 
 from codegen.store.keyspace import PointsKeys, segment_of
 from points_bridge.crm import Bridge, Webhook
 from points_bridge.members import MemberStore
 from points_bridge.reconcile import Reconciler
+from verify_api.app import create_app
 
 pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
 
@@ -47,17 +50,14 @@ def test_first_genuine_check_with_a_phone_credits_once_and_reaches_the_crm(world
 
 def test_fifty_phones_racing_for_one_code_credit_exactly_once(world, redis_client):  # noqa: F811 (the imported fixture)
     api, code_of, _ = world
-    answers, barrier = [], threading.Barrier(50)
 
-    def claim(i: int) -> None:
-        barrier.wait()
-        answers.append(api.verify({"code": code_of(3), "phone": f"1380013{i:04d}"}).json)
+    async def race() -> list:  # 50 requests in flight at once on the app's one event loop
+        async with ASGIConductor(api.app) as conductor:
+            posts = [conductor.simulate_post("/v1/tenants/ACME/verify", json={
+                "code": code_of(3), "phone": f"1380013{i:04d}"}) for i in range(50)]
+            return [r.json for r in await asyncio.gather(*posts)]
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers = run(race())
     credited = [a for a in answers if a["points_awarded"]]
     assert len(credited) == 1 and sum(a["claimed"] for a in answers) == 1
     assert len(answers) == 50
@@ -69,8 +69,9 @@ def test_a_claim_whose_credit_failed_is_reconciled_once(world, redis_client):  #
 
     class Down:
         prefetch = staticmethod(engine.crediter.prefetch)
+        learn = staticmethod(engine.crediter.learn)
 
-        def credit_claim(self, *args, **kw):
+        async def credit_after_check(self, *args, **kw):
             import redis
 
             raise redis.ConnectionError("member shard unreachable")
@@ -95,28 +96,48 @@ def test_the_outbox_keeps_only_uncredited_claims(world, redis_client):  # noqa: 
     assert redis_client.xlen(outbox) == 0, "credited at once, so nothing is owed"
 
 
-def _pipe_calls(engine, check) -> int:
-    """Round trips (and posts) ``check`` sends over the engine's pipe, whatever the pipe."""
-    pipe, sent = engine.pipe, []
-    for name in ("call", "post"):
-        real = getattr(pipe, name)
-        setattr(pipe, name, lambda *a, _real=real, **kw: sent.append(1) or _real(*a, **kw))
+def _round_trips(engine, check) -> tuple[int, int]:
+    """(round trips waited for, commands posted without waiting) of ``check`` on the link."""
+    link, waited, posted = engine.link, [], []
+
+    async def call(*a, _real=link.call, **kw):
+        waited.append(1)
+        return await _real(*a, **kw)
+
+    async def post(*a, _real=link.post, **kw):
+        posted.append(1)
+        return await _real(*a, **kw)
+
+    link.call, link.post = call, post
     try:
         check()
     finally:
-        del pipe.call, pipe.post
-    return len(sent)
+        del link.call, link.post
+    return len(waited), len(posted)
 
 
-def test_a_phone_the_worker_has_met_starts_its_credit_with_the_verify_round_trip(world):  # noqa: F811
+@pytest.fixture
+def cached(world, redis_client, clock):  # noqa: F811
+    """The world's batch behind an app that caches as ``itemseal serve`` does (seconds)."""
     api, code_of, _ = world
+    app = create_app(redis_client, api.app.engine._keys, clock=clock)
+    yield Api(app), code_of
+    app.engine.link.close()
+
+
+def test_a_claim_takes_two_round_trips_for_a_new_member_and_one_this_worker_has_met(cached):
+    api, code_of = cached
     engine = api.app.engine
-    api.verify({"code": code_of(20), "phone": PHONE})  # creates the member
-    known = _pipe_calls(engine, lambda: api.verify({"code": code_of(21), "phone": PHONE}))
+    api.verify({"code": code_of(19), "phone": OTHER})  # the tenant's card secret and block read
+    new = _round_trips(engine, lambda: api.verify({"code": code_of(20), "phone": PHONE}))
+    known = _round_trips(engine, lambda: api.verify({"code": code_of(21), "phone": PHONE}))
     engine.crediter._cards.clear()  # a worker that has not met the phone
-    unknown = _pipe_calls(engine, lambda: api.verify({"code": code_of(22), "phone": PHONE}))
-    assert (known, unknown) == (4, 5), "verify+reads, pin, post, outbox removal (+1 read)"
-    assert api.verify({"code": code_of(23), "phone": PHONE}).json["balance"] == 40
+    unknown = _round_trips(engine, lambda: api.verify({"code": code_of(22), "phone": PHONE}))
+    assert new == (2, 1), "check + reserve, then pin + create + post; the outbox removal posted"
+    assert known == (2, 1), "check + member read, then pin + post"
+    assert unknown == (3, 1), "check + index, member read, pin + post"
+    answer = api.verify({"code": code_of(23), "phone": PHONE}).json
+    assert answer["balance"] == 40 and answer["member"]["new_member"] is False
 
 
 def test_a_guess_the_phone_has_since_left_credits_the_phone_s_new_member(world, redis_client):  # noqa: F811
@@ -131,11 +152,11 @@ def test_a_guess_the_phone_has_since_left_credits_the_phone_s_new_member(world, 
     assert moved["member"]["card"] == first and moved["balance"] == 20
 
 
-def test_a_repeat_check_teaches_the_worker_the_phone_s_card(world):  # noqa: F811
-    api, code_of, _ = world
+def test_a_repeat_check_teaches_the_worker_the_phone_s_card(cached):
+    api, code_of = cached
     engine = api.app.engine
     api.verify({"code": code_of(40), "phone": PHONE})
     engine.crediter._cards.clear()
     assert api.verify({"code": code_of(40), "phone": PHONE}).json["result"] == "already_verified"
-    known = _pipe_calls(engine, lambda: api.verify({"code": code_of(41), "phone": PHONE}))
-    assert known == 4, "the claim's member was read with its verify script"
+    known = _round_trips(engine, lambda: api.verify({"code": code_of(41), "phone": PHONE}))
+    assert known == (2, 1), "the claim's member was read with its verify script"

@@ -9,7 +9,7 @@ import pytest
 
 from codegen.products import ProductStore
 from points_bridge.campaigns import CampaignStore
-from points_bridge.credit import ClaimCrediter
+from points_bridge.credit import BlockingCrediter
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.rules import Campaign
@@ -29,8 +29,8 @@ def tenant(redis_client, points_tenant) -> str:
 
 
 @pytest.fixture
-def crediter(redis_client) -> ClaimCrediter:
-    return ClaimCrediter(redis_client)
+def crediter(redis_client) -> BlockingCrediter:
+    return BlockingCrediter(redis_client)
 
 
 def campaign(cid: str, **kw) -> Campaign:

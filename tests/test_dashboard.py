@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-import threading
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
+from asgi_server import serving_app
 from falcon import testing
 
 from codegen.products import ProductStore
@@ -22,19 +22,26 @@ def site(batch_factory, redis_client, clock):
     batch, key_store = batch_factory("ACME", count=100, sku="LIP-001")
     batch_factory("BETA", count=10)
     ProductStore(redis_client).add("ACME", "LIP-001", name="Lipstick", points=5)
+    signer = key_store.signer("ACME", batch.key_id, batch.profile)
+    seeding = create_app(redis_client, key_store, clock=clock, catalog_seconds=0)
+
+    async def checks() -> None:
+        for day in range(3):
+            for i in range(day + 2):
+                code = signer.code(batch.first_serial + i)
+                request = CheckRequest(code, None, "web", f"CN-{day}")
+                await seeding.engine.verify("ACME", request, "10.0.0.9")
+            clock.advance(86400)
+        await seeding.engine.link.aclose()
+
+    asyncio.run(checks())
     app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0,
                      catalog_seconds=0)
-    signer = key_store.signer("ACME", batch.key_id, batch.profile)
-    for day in range(3):
-        for i in range(day + 2):
-            code = signer.code(batch.first_serial + i)
-            app.engine.verify("ACME", CheckRequest(code, None, "web", f"CN-{day}"), "10.0.0.9")
-        clock.advance(86400)
     tokens = TokenStore(redis_client)
     made = {(t, r): tokens.create(t, r)[0] for t in ("ACME", "BETA")
             for r in ("manager", "support")}
     yield app, made
-    app.engine.pipe.close()
+    app.engine.link.close()
 
 
 def test_everything_from_data_is_escaped():
@@ -74,20 +81,11 @@ def test_login_sets_a_strict_http_only_cookie(site):
     assert client.simulate_post("/admin/ACME/logout").status_code == 303
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def served(site):
     app, tokens = site
-    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", tokens
-    server.shutdown()
-    server.server_close()
+    with serving_app(app) as base:
+        yield base, tokens
 
 
 @pytest.fixture

@@ -154,7 +154,7 @@ def api(batch_factory, redis_client):
     app = create_app(redis_client, key_store, key_cache_seconds=0, catalog_seconds=0)
     signer = key_store.signer("ACME", batch.key_id, batch.profile)
     yield Api(app), [signer.code(batch.first_serial + i) for i in range(50)]
-    app.engine.pipe.close()
+    app.engine.link.close()
 
 
 @settings(

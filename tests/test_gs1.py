@@ -14,6 +14,7 @@ import biip
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from aio import Blocking
 from hypothesis import example, given
 from hypothesis import strategies as st
 from stdnum import damm as std_damm
@@ -27,13 +28,13 @@ from codegen.mint import Minter
 from codegen.products import ProductStore
 from codegen.render import CODE_SLOT, TextLayout, render_run, string_array
 from codegen.signing import CodeSigner
+from codegen.store.wire import link_for
 from codegen.tenants import TenantStore
 from schemas.batch import read_facts
-from verify_api import answers
 from verify_api.channels.keywords import CODE, classify
-from verify_api.engine import CheckRequest, VerifyEngine
-from verify_api.inputs import extract_code
-from verify_api.pipe import RedisPipe
+from verify_api.check import answers
+from verify_api.check.engine import CheckRequest, VerifyEngine
+from verify_api.check.inputs import extract_code
 
 GTIN13, GTIN14 = "4006381333931", "04006381333931"
 OTHER_GTIN14 = "00012345600012"  # a valid GTIN of another product
@@ -239,12 +240,12 @@ def minter(redis_client, key_store_factory) -> Minter:
 
 @pytest.fixture
 def engine(redis_client, minter):
-    engine = VerifyEngine(
-        redis_client, RedisPipe.for_client(redis_client), minter.key_store,
+    engine = Blocking(VerifyEngine(
+        link_for(redis_client), minter.key_store,
         key_cache_seconds=0, catalog_seconds=0,
-    )  # fmt: skip
+    ))  # fmt: skip
     yield engine
-    engine.pipe.close()
+    engine.link.close()
 
 
 def test_every_url_of_a_minted_gtin_batch_is_a_digital_link_of_its_code(minter, tmp_path):

@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import keyguard
 import pytest
+from aio import Blocking
 
 from codegen.products import ProductStore
-from codegen.store.pipe import RedisPipe
+from codegen.store.wire import link_for
 from points_bridge.campaigns import CampaignStore
 from points_bridge.members import MemberStore
 from points_bridge.rules import Campaign
@@ -56,9 +57,9 @@ def test_every_script_is_called_with_one_hash_tag(
         Campaign("launch", start, start + timedelta(days=30), bonus=5, budget=100)
     )
     signer = key_store.signer("ACME", batch.key_id, batch.profile)
-    pipe = RedisPipe.for_client(redis_client)
+    pipe = link_for(redis_client)
     try:
-        engine = VerifyEngine(redis_client, pipe, key_store, clock=clock, catalog_seconds=0)
+        engine = Blocking(VerifyEngine(pipe, key_store, clock=clock, catalog_seconds=0))
         request = CheckRequest(signer.code(batch.first_serial + 1), "13800138000", "sms")
         answer = engine.verify("ACME", request, "203.0.113.7")  # verify, rate_limit, ledger,
         assert answer.points_awarded == 15  # reserve_spend (the budget), member_update (join)

@@ -9,24 +9,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import requests
+from aio import run
 from conftest import make_short_home
 from crashkit import ITEMSEAL, own_world, serving
 from test_crm import serve_receiver
 
 from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore, MasterKey
-from codegen.store.pipe import RedisPipe
+from codegen.store.wire import link_for
 from points_bridge.crm import CrmSecret
 from verify_api.app import create_app
 from verify_api.check import answers
@@ -36,39 +36,38 @@ from verify_api.check.engine import VerifyEngine
 def test_rotating_the_key_under_load_never_says_counterfeit(batch_factory, redis_client,
                                                            master_key):
     batch, key_store = batch_factory("ACME", count=400)
-    engine = VerifyEngine(
-        redis_client, RedisPipe.for_client(redis_client), key_store, key_cache_seconds=0.01,
-        catalog_seconds=0,
-    )  # fmt: skip
+    engine = VerifyEngine(link_for(redis_client), key_store, key_cache_seconds=0.01,
+                          catalog_seconds=0)
     signer = key_store.signer("ACME", 0, NUMERIC_24)
     codes = [signer.code(batch.first_serial + i) for i in range(batch.count)]
     seen: dict[str, int] = {}
-    stop, lock = threading.Event(), threading.Lock()
+    operator = KeyStore(redis_client, master_key)  # another process's view: `key rotate`
 
-    def check(offset: int) -> None:
+    async def check(offset: int, stop: asyncio.Event) -> None:
         i = offset
         while not stop.is_set():
-            found = engine.verify_batch("ACME", codes[i % 400 : i % 400 + 20], f"10.0.0.{offset}")
-            found.append(engine.lookup("ACME", codes[(i * 7) % 400], f"10.0.1.{offset}"))
-            with lock:
-                for answer in found:
-                    seen[answer.result] = seen.get(answer.result, 0) + 1
+            batch = codes[i % 400 : i % 400 + 20]
+            found = await engine.verify_batch("ACME", batch, f"10.0.0.{offset}")
+            found.append(await engine.lookup("ACME", codes[(i * 7) % 400], f"10.0.1.{offset}"))
+            for answer in found:
+                seen[answer.result] = seen.get(answer.result, 0) + 1
             i += 20
 
-    threads = [threading.Thread(target=check, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    operator = KeyStore(redis_client, master_key)  # another process's view: `key rotate`
-    try:
+    async def rotate(stop: asyncio.Event) -> None:
         for _ in range(5):
-            time.sleep(0.05)
-            operator.rotate("ACME")
-        time.sleep(0.1)
-    finally:
+            await asyncio.sleep(0.05)
+            await asyncio.to_thread(operator.rotate, "ACME")
+        await asyncio.sleep(0.1)
         stop.set()
-        for thread in threads:
-            thread.join(10)
-        engine.pipe.close()
+
+    async def under_load() -> None:
+        stop = asyncio.Event()
+        await asyncio.gather(rotate(stop), *(check(n, stop) for n in range(4)))
+
+    try:
+        run(under_load())
+    finally:
+        engine.link.close()
     assert [k.key_id for k in operator.list("ACME")] == [0, 1, 2, 3, 4, 5]
     assert set(seen) == {answers.GENUINE} and seen[answers.GENUINE] > 100
 
@@ -204,7 +203,7 @@ def test_no_secret_in_logs_errors_exports_or_the_store(world, tmp_path, caplog):
     client = testing.TestClient(app)
     assert client.simulate_post("/v1/tenants/ACME/verify",
                                 json={"code": world.codes[4]}).status_code == 503
-    app.engine.pipe.close()
+    app.engine.link.close()
     blobs["caplog"] = caplog.text.encode()
     assert "ACME" in caplog.text
 

@@ -13,7 +13,7 @@ import pytest
 from codegen.batches import BatchRegistry
 from codegen.products import ProductStore
 from codegen.store.keyspace import PointsKeys
-from points_bridge.credit import ClaimCrediter
+from points_bridge.credit import BlockingCrediter
 from points_bridge.members import MemberStore
 from points_bridge.reconcile import Reconciler
 
@@ -30,13 +30,14 @@ CLAIMER = textwrap.dedent(
     import sys
     from pathlib import Path
     from codegen.store.keyspace import TenantKeys
-    from points_bridge.credit import ClaimCrediter
+    from points_bridge.credit import BlockingCrediter
     url, tenant, serial, credit_first = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     from codegen.store.embedded import connect
     client = connect(Path("."), url)  # a redis+cluster:// URL gives a cluster client
     keys = TenantKeys(tenant)
     if credit_first == "yes":
-        ClaimCrediter(client).credit_claim(tenant, "{phone}", serial, "LIP-001", "sms", "SD", {at})
+        BlockingCrediter(client).credit_claim(tenant, "{phone}", serial, "LIP-001", "sms", "SD",
+                                              {at})
     pipe = client.pipeline(transaction=True)
     pipe.hset(keys.scan_bucket(serial), str(serial % 256), b"claimed")
     pipe.xadd(keys.segment_tag(serial >> 20) + ":claims", {{
@@ -45,7 +46,7 @@ CLAIMER = textwrap.dedent(
     pipe.execute()
     print("claimed", flush=True)
     sys.stdin.readline()  # killed here: SIGKILL, no cleanup, no credit
-    ClaimCrediter(client).credit_claim(tenant, "{phone}", serial, "LIP-001", "sms", "SD", {at})
+    BlockingCrediter(client).credit_claim(tenant, "{phone}", serial, "LIP-001", "sms", "SD", {at})
     """
 ).format(phone=PHONE, at=AT)
 
@@ -90,7 +91,7 @@ def test_a_kill_between_claim_and_credit_is_credited_once_by_reconcile(
     assert (report.credited, report.duplicates, report.points) == (1, 0, 100)
     assert balance(redis_client, tenant) == 100
     assert Reconciler(redis_client, tenant, min_age=0).run().seen == 0, "checkpoint moved"
-    late = ClaimCrediter(redis_client).credit_claim(tenant, PHONE, FIRST + 5, "LIP-001", "sms",
+    late = BlockingCrediter(redis_client).credit_claim(tenant, PHONE, FIRST + 5, "LIP-001", "sms",
                                                     "SD", AT)
     assert late.duplicate and balance(redis_client, tenant) == 100
 

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from aio import Blocking
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,7 +49,7 @@ def scenario(batch_factory, redis_client, clock):
     batch_factory("BETA", count=10, sku="LIP-001")  # another tenant: must never count
     app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0,
                      catalog_seconds=0)
-    engine = app.engine
+    engine = Blocking(app.engine)
 
     def code(batch, i):
         return key_store.signer("ACME", batch.key_id, batch.profile).code(batch.first_serial + i)
@@ -74,7 +75,7 @@ def scenario(batch_factory, redis_client, clock):
     ledger.adjust(p4.card, 30, reason="welcome")
     members.change_status(p4.card, "freeze")
     yield Reports(redis_client, "ACME", key_store=key_store, clock=clock), (a, b, c)
-    engine.pipe.close()
+    engine.link.close()
 
 
 def test_checks_by_day(scenario):

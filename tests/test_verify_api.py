@@ -59,7 +59,7 @@ def world(batch_factory, redis_client, clock):
     app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0, catalog_seconds=0)
     signer = key_store.signer("ACME", batch.key_id, batch.profile)
     yield Api(app), (lambda i: signer.code(batch.first_serial + i)), batch
-    app.engine.pipe.close()
+    app.engine.link.close()
 
 
 def test_every_route_is_in_the_spec_and_every_spec_path_is_a_route(world):
@@ -242,7 +242,7 @@ def test_redis_down_is_503_never_500(short_home, master_key):
         assert down.status_code == 503 and down.json["error"]["code"] == "store_unavailable"
         answer = api.verify({"code": "1234 5678 9012 3456 7890 1234"})
         assert answer.status_code == 503 and answer.json["error"]["code"] == "store_unavailable"
-        api.app.engine.pipe.close()
+        api.app.engine.link.close()
     finally:
         client.close()
         try:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 
 import pytest
+from aio import Blocking, run
 from redis.cluster import RedisCluster
 
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_20, damm_check_digit
 from codegen.products import ProductStore
 from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys, segment_of
-from codegen.store.pipe import RedisPipe
+from codegen.store.link import RedisLink
+from codegen.store.wire import link_for
 from points_bridge.phones import normalize_phone
 from verify_api.check import answers
 from verify_api.check.batch_scans import scan_counts, void_codes
@@ -33,14 +35,14 @@ def engine_factory(redis_client, clock):
     def make(key_store, **kw) -> VerifyEngine:
         kw.setdefault("key_cache_seconds", 0)
         kw.setdefault("catalog_seconds", 0)
-        pipe = RedisPipe.for_client(redis_client)
-        engine = VerifyEngine(redis_client, pipe, key_store, clock=clock, **kw)
+        pipe = link_for(redis_client)
+        engine = Blocking(VerifyEngine(pipe, key_store, clock=clock, **kw))
         engines.append(engine)
         return engine
 
     yield make
     for engine in engines:
-        engine.pipe.close()
+        engine.link.close()
 
 
 @pytest.fixture
@@ -195,20 +197,16 @@ def test_claim_goes_to_the_first_check_with_a_phone_only(world, redis_client):
     assert unpack(raw).claimed_by == phone_fingerprint(normalize_phone("13900139000"))
 
 
-def test_fifty_threads_claiming_one_code_give_one_claim(world):
+def test_fifty_concurrent_checks_claiming_one_code_give_one_claim(world):
     code = world.code(21)
-    barrier = threading.Barrier(50)
-    found = []
+    engine = world.engine._target  # the coroutines themselves, all on one event loop
 
-    def claim(i: int) -> None:
-        barrier.wait()
-        found.append(check(world.engine, code, phone=f"1380013{i:04d}"))
+    async def claims() -> list:
+        return await asyncio.gather(*(
+            engine.verify("ACME", CheckRequest(code, f"1380013{i:04d}"), IP) for i in range(50)
+        ))
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    found = run(claims())
     assert sum(a.claimed for a in found) == 1
     assert sum(a.result == answers.GENUINE for a in found) == 1
     assert sorted(a.scan_count for a in found) == list(range(1, 51))
@@ -265,13 +263,12 @@ def _calls(client) -> dict[str, int]:
 
 def test_malformed_mistyped_and_counterfeit_never_reach_redis(world, redis_client):
     redis_client.hset(TenantKeys("ACME").meta, mapping={"verify_rate_ip": "0"})
-    engine = VerifyEngine(
-        redis_client,
-        RedisPipe.for_client(redis_client),
+    engine = Blocking(VerifyEngine(
+        link_for(redis_client),
         world.key_store,
         key_cache_seconds=600,
         catalog_seconds=600,
-    )
+    ))
     bad = ["hello", "1234", "0" * 23 + "1", forge(world.code(30)), forge(world.code(31))]
     for text in bad:  # warm the per-worker caches (tenant policy, key state)
         check(engine, text)
@@ -282,7 +279,7 @@ def test_malformed_mistyped_and_counterfeit_never_reach_redis(world, redis_clien
     check(engine, world.code(32))  # an authentic code does reach it: one EVALSHA
     after = _calls(redis_client)
     assert after.get("cmdstat_evalsha", 0) == before.get("cmdstat_evalsha", 0) + 1
-    engine.pipe.close()
+    engine.link.close()
 
 
 def test_scan_state_costs_at_most_64_bytes_a_code(batch_factory, redis_client, world):
@@ -295,7 +292,7 @@ def test_scan_state_costs_at_most_64_bytes_a_code(batch_factory, redis_client, w
     for at in range(0, len(serials), 1000):  # one record each, as consumers' first checks
         queries = [ScanQuery(s, 0, batch.profile.wire_id) for s in serials[at : at + 1000]]
         calls = verify_calls(scripts, keys, queries, context, 1_767_225_600, per_call=100)
-        scripts.run([call for call, _ in calls])
+        run(scripts.run([call for call, _ in calls]))
     per_code = (redis_client.info("memory")["used_memory"] - before) / len(serials)
     assert per_code <= 64, f"{per_code:.1f} bytes per scanned code"
     enc = redis_client.object("encoding", keys.scan_bucket(batch.first_serial + 300))
@@ -309,13 +306,13 @@ def test_scripts_come_back_after_script_flush(world, redis_client):
 
 
 def test_a_dead_store_is_a_store_error(world, short_home):
-    engine = VerifyEngine(
-        world.engine.catalog._redis,
-        RedisPipe(f"unix://{short_home}/nothing.sock", timeout=1),
+    engine = Blocking(VerifyEngine(
+        RedisLink(f"unix://{short_home}/nothing.sock", timeout=1),
         world.key_store,
         catalog_seconds=600,
-    )
-    engine.catalog.policy("ACME")
+    ))
+    with pytest.raises(StoreError):
+        run(engine.catalog.policy("ACME"))
     with pytest.raises(StoreError):
         check(engine, world.code(41))
     with pytest.raises(StoreError):

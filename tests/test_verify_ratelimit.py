@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from aio import run
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from codegen.store.pipe import RedisPipe
+from codegen.store.wire import link_for
 from verify_api.check.ratelimit import (
     Hit,
     Limit,
@@ -62,15 +63,15 @@ def test_limit_parse_refuses(text):
 
 
 def test_limiter_counts_in_redis_and_windows_slide(redis_client, clock):
-    pipe = RedisPipe.for_client(redis_client)
+    pipe = link_for(redis_client)
     limiter = RateLimiter(Scripts(pipe), clock=clock)
     hits = [Hit("ip/192.0.2.1", Limit(5, 10)), Hit("phone/abc", Limit(100, 10))]
     for _ in range(5):
-        limiter.check("ACME", hits)
+        run(limiter.check("ACME", hits))
     with pytest.raises(RateLimited) as caught:
-        limiter.check("ACME", hits)
+        run(limiter.check("ACME", hits))
     assert caught.value.subject == "ip" and caught.value.retry_after >= 1
     clock.advance(caught.value.retry_after)
-    limiter.check("ACME", hits)  # the window slid far enough for one more
-    limiter.check("ACME", [Hit("ip/192.0.2.2", Limit(5, 10))])  # another client never waited
+    run(limiter.check("ACME", hits))  # the window slid far enough for one more
+    run(limiter.check("ACME", [Hit("ip/192.0.2.2", Limit(5, 10))]))  # another client never waited
     pipe.close()

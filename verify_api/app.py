@@ -1,10 +1,12 @@
-"""The verification HTTP API: ``create_app`` builds it from what it is given.
+"""The verification HTTP API, a falcon ASGI app: ``create_app`` builds it from what it is given.
 
 As in falcon's *look* example, everything the app touches comes in through
-the factory: the Redis client, the key store, the clock. Tests pass their own
-(a real redis-server, a clock they move by hand); ``wsgi.py`` passes the
-configured ones. Errors are mapped here, once: every ``ItemsealError`` carries
-its status and code, and every error body is ``{"error": {"code", "message"}}``.
+the factory: the Redis client (for the synchronous admin routes, which run in
+the thread pool), the asyncio link (for the consumer routes, coroutines end to
+end), the key store, the clock. Tests pass their own (a real redis-server, a
+clock they move by hand); ``asgi.py`` passes the configured ones. Errors are
+mapped here, once: every ``ItemsealError`` carries its status and code, and
+every error body is ``{"error": {"code", "message"}}``.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from http import HTTPStatus
 from importlib import resources
 
 import falcon
+import falcon.asgi
 import orjson
 import redis
 import yaml
 
 from codegen.exc import ItemsealError
 from codegen.keys import KeyStore
-from codegen.store.pipe import RedisPipe
+from codegen.store.wire import Link, link_for
 from verify_api.admin.auth import TokenStore
 from verify_api.check.engine import VerifyEngine
 from verify_api.metrics import Metrics, MetricsMiddleware
@@ -41,10 +44,20 @@ log = logging.getLogger(__name__)
 TENANT = "/v1/tenants/{tenant}"
 
 
-class VerifyApp(falcon.App):
-    """The falcon app, with its engine in reach of tests and the benchmark."""
+class VerifyApp(falcon.asgi.App):
+    """The falcon ASGI app, with its engine in reach of tests and the benchmark."""
 
     engine: VerifyEngine
+
+
+class LinkLifespan:
+    """Close the worker's Redis link when the server shuts the app down."""
+
+    def __init__(self, link: Link) -> None:
+        self._link = link
+
+    async def process_shutdown(self, scope, event) -> None:
+        await self._link.aclose()
 
 
 def create_app(
@@ -52,30 +65,30 @@ def create_app(
     key_store: KeyStore,
     *,
     clock: Callable[[], float] = time.time,
-    pipe: RedisPipe | None = None,
+    link: Link | None = None,
     key_cache_seconds: float = 2.0,
     catalog_seconds: float = 5.0,
     metrics: Metrics | None = None,
 ) -> VerifyApp:
-    """Build the WSGI app; ``pipe`` defaults to a coalescing link to ``client``'s server."""
+    """Build the ASGI app; ``link`` defaults to a pipelined asyncio link to ``client``'s server."""
     metrics = metrics or Metrics()
+    link = link or link_for(client)
     engine = VerifyEngine(
-        client,
-        pipe or RedisPipe.for_client(client),
+        link,
         key_store,
         clock=clock,
         key_cache_seconds=key_cache_seconds,
         catalog_seconds=catalog_seconds,
         on_result=metrics.count_result,
     )
-    app = VerifyApp(middleware=[MetricsMiddleware(metrics)])
+    app = VerifyApp(middleware=[MetricsMiddleware(metrics), LinkLifespan(link)])
     json_handler = falcon.media.JSONHandler(dumps=orjson.dumps, loads=orjson.loads)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.add_route(f"{TENANT}/verify", VerifyResource(engine))
     app.add_route(f"{TENANT}/verify:batch", BatchResource(engine))
     app.add_route(f"{TENANT}/codes/{{code}}", CodeResource(engine))
-    _add_channel_routes(app, client, engine, key_store, clock)
+    _add_channel_routes(app, client, link, engine, key_store, clock)
     app.add_route("/v1/ping", PingResource())
     app.add_route("/healthz", HealthResource(engine))
     app.add_route("/metrics", MetricsResource(metrics))
@@ -91,22 +104,25 @@ def create_app(
 
 
 def _add_channel_routes(
-    app: falcon.App, client: redis.Redis, engine: VerifyEngine, key_store: KeyStore, clock
+    app: falcon.asgi.App, client: redis.Redis, link: Link, engine: VerifyEngine,
+    key_store: KeyStore, clock,
 ) -> None:
     """SMS gateways, the keypad and the verify page (``verify_api/channels/``)."""
-    from codegen.products import ProductStore
     from verify_api.channels import csrf
-    from verify_api.channels.config import ChannelStore
+    from verify_api.channels.config import ChannelDirectory, ChannelStore
     from verify_api.channels.sms import SmsService
+    from verify_api.resources import Threaded
 
-    sms = SmsService(client, engine, ChannelStore(client, key_store.master), clock=clock)
+    channels = ChannelStore(client, key_store.master)
+    sms = SmsService(link, engine, ChannelDirectory(link, channels), clock=clock)
     app.add_route("/v1/sms/twilio", channel_resources.TwilioSmsResource(sms))
     app.add_route("/v1/sms/aliyun", channel_resources.JsonSmsResource(sms, "aliyun"))
     app.add_route("/v1/sms/tencent", channel_resources.JsonSmsResource(sms, "tencent"))
     app.add_route("/v1/ivr/inbound", channel_resources.IvrResource(engine, sms))
-    app.add_route(f"{TENANT}/sms/receipts", channel_resources.ReceiptResource(sms))
+    app.add_route(f"{TENANT}/sms/receipts",
+                  Threaded(channel_resources.ReceiptResource(client, channels)))
     page = channel_resources.WebPageResource(
-        engine, sms, ProductStore(client), csrf.secret_from(key_store.master), clock
+        engine, sms, csrf.secret_from(key_store.master), clock
     )
     app.add_route("/t/{tenant}/v/{code}", page)
     app.add_route("/t/{tenant}/v", channel_resources.WebEntryResource())
@@ -127,7 +143,9 @@ def _error(resp: falcon.Response, status: int, code: str, message: str, **extra)
     resp.media = {"error": {"code": code, "message": message, **extra}}
 
 
-def _itemseal_error(req: falcon.Request, resp: falcon.Response, ex: ItemsealError, params) -> None:
+async def _itemseal_error(
+    req: falcon.Request, resp: falcon.Response, ex: ItemsealError, params
+) -> None:
     """Every expected failure, as its status, code and (public) message."""
     extra = {"field": ex.field} if getattr(ex, "field", None) else {}
     for name, value in ex.headers().items():
@@ -137,7 +155,9 @@ def _itemseal_error(req: falcon.Request, resp: falcon.Response, ex: ItemsealErro
     _error(resp, ex.status, ex.code, str(ex) if ex.public else ex.public_message, **extra)
 
 
-def _redis_error(req: falcon.Request, resp: falcon.Response, ex: redis.RedisError, params) -> None:
+async def _redis_error(
+    req: falcon.Request, resp: falcon.Response, ex: redis.RedisError, params
+) -> None:
     log.warning("%s %s: redis: %s", req.method, req.path, ex)
     _error(resp, 503, "store_unavailable", f"the store is unavailable: {type(ex).__name__}")
 

@@ -7,7 +7,9 @@ maps them with one ``add_error_handler``); the CLI shows the message as one line
 
 from __future__ import annotations
 
-from codegen.exc import ItemsealError
+from codegen.exc import EmbeddedStoreError, ItemsealError, StoreError
+
+__all__ = ["EmbeddedStoreError", "StoreError"]  # the store's errors live with the store, below
 
 
 class VerifyError(ItemsealError):
@@ -15,17 +17,6 @@ class VerifyError(ItemsealError):
 
     status = 500
     code = "internal"
-
-
-class StoreError(VerifyError):
-    """Redis could not be reached or failed; the API answers 503, never 500."""
-
-    status = 503
-    code = "store_unavailable"
-
-
-class EmbeddedStoreError(StoreError):
-    """The embedded redis-server could not be started, found or stopped."""
 
 
 class RequestError(VerifyError):
@@ -53,6 +44,16 @@ class InvalidField(RequestError):
 class BodyTooLarge(RequestError):
     status = 413
     code = "body_too_large"
+
+
+class BodyTimeout(RequestError):
+    """The body did not arrive in time: the connection is closed (a slow-body attack)."""
+
+    status = 408
+    code = "body_timeout"
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
 
 
 class TooManyCodes(RequestError):

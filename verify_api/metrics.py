@@ -84,10 +84,10 @@ class MetricsMiddleware:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
 
-    def process_response(
+    async def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: object, ok: bool
     ) -> None:
         started = getattr(req.context, "started", None)

@@ -1,11 +1,12 @@
 """Raw RESP to Redis for the hot paths: packed commands in, hiredis replies out.
 
-A claim's credit is a few commands whose cost, through redis-py, was mostly
-redis-py (connection pool, response callbacks, decoding): ~1 ms of CPU per
-credit, against ~0.1 ms of Redis work. The hot paths therefore pack their
-commands themselves and send them over a ``Wire``: the API's coalescing pipe
-(``verify_api/pipe.py``), shared by a worker's concurrent requests, or, in
-the CLI and the reconciler, ``ClientWire`` over a redis-py client's pool.
+A check and a claim's credit are a few commands whose cost, through redis-py,
+is mostly redis-py (connection pool, command objects, response callbacks):
+``benchmarks/bench_link.py`` measures it. The hot paths therefore pack their
+commands themselves and send them over an asyncio ``Link``
+(``codegen/store/link.py``, or ``cluster_link.py`` on a cluster), shared by a
+worker's concurrent requests; the CLI and the reconciler run the same code in
+``asyncio.run`` over a link of their own (``link_for``).
 
 Replies are hiredis' raw values: bytes, ints, lists, and a Redis error as a
 ``hiredis.ReplyError`` value in its slot, so one failing command of a batch
@@ -22,16 +23,22 @@ import hiredis
 import redis
 from redis.cluster import RedisCluster
 
+from codegen.exc import StoreError
 from codegen.store.scripts import script_source
 
 
-class Wire(Protocol):
-    """A link that sends packed commands and returns their replies in order."""
+class Link(Protocol):
+    """An asyncio link that sends packed commands and returns their replies in order
+    (``RedisLink``, ``ClusterLink``)."""
 
-    def call(self, payload: bytes, count: int = 1) -> list: ...
+    async def call(self, payload: bytes, count: int = 1) -> list: ...
 
-    def post(self, payload: bytes, count: int = 1) -> None:
+    async def post(self, payload: bytes, count: int = 1) -> None:
         """Send without waiting: for work whose loss only costs a later replay."""
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def pack(*args: bytes) -> bytes:
@@ -42,6 +49,26 @@ def pack(*args: bytes) -> bytes:
     return b"".join(out)
 
 
+async def call(link: Link, *commands: bytes) -> list:
+    """Send packed commands in one round trip; a Redis error reply raises StoreError.
+
+    For plain reads and writes, whose error replies (``LOADING`` after a
+    restart, ``READONLY`` on a demoted master) mean the store cannot answer.
+    """
+    replies = await link.call(b"".join(commands), len(commands))
+    for reply in replies:
+        if is_error(reply):
+            raise StoreError(f"redis: {reply}")
+    return replies
+
+
+def hash_pairs(raw: list | dict) -> dict:
+    """A hash as a dict, from a raw HGETALL reply (a flat list, or a RESP3 map)."""
+    if isinstance(raw, dict):
+        return raw
+    return dict(zip(raw[::2], raw[1::2], strict=True))
+
+
 def is_error(reply: object) -> bool:
     return isinstance(reply, hiredis.ReplyError)
 
@@ -50,48 +77,31 @@ def _is_noscript(reply: object) -> bool:
     return is_error(reply) and str(reply).startswith("NOSCRIPT")
 
 
-class ClientWire:
-    """A ``Wire`` over a redis-py client's connection pool (CLI, reconciler, tests)."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._pool = client.connection_pool
-
-    def call(self, payload: bytes, count: int = 1) -> list:
-        conn = self._pool.get_connection()
-        try:
-            conn.send_packed_command([payload])
-            return [self._reply(conn) for _ in range(count)]
-        except BaseException:
-            conn.disconnect()
-            raise
-        finally:
-            self._pool.release(conn)
-
-    def post(self, payload: bytes, count: int = 1) -> None:
-        self.call(payload, count)
-
-    @staticmethod
-    def _reply(conn: redis.connection.AbstractConnection) -> object:
-        try:
-            return conn.read_response(disable_decoding=True, disconnect_on_error=False)
-        except redis.exceptions.NoScriptError as exc:  # redis-py strips the prefix
-            return hiredis.ReplyError(f"NOSCRIPT {exc}")
-        except redis.ResponseError as exc:
-            return hiredis.ReplyError(str(exc))
-
-
-def wire_for(client: redis.Redis) -> Wire:
-    """The ``Wire`` for a client: its own pool, or on a cluster a pipe routing by slot."""
+def link_for(client: redis.Redis | RedisCluster, *, timeout: float = 5.0) -> Link:
+    """The asyncio link to the server (or cluster) a redis-py client talks to."""
     if isinstance(client, RedisCluster):
-        # The slot router is the API's cluster pipe, reused rather than written twice.
-        from codegen.store.cluster_pipe import ClusterPipe
+        from codegen.store.cluster_link import ClusterLink
 
-        return ClusterPipe.for_client(client)
-    return ClientWire(client)
+        return ClusterLink.for_client(client, timeout=timeout)
+    from codegen.store.link import RedisLink
+
+    kw = client.connection_pool.connection_kwargs
+    if kw.get("path"):
+        url = f"unix://{kw['path']}?db={kw.get('db') or 0}"
+    else:
+        tls = issubclass(client.connection_pool.connection_class, redis.SSLConnection)
+        host, port = kw.get("host", "localhost"), kw.get("port", 6379)
+        url = f"{'rediss' if tls else 'redis'}://{host}:{port}/{kw.get('db') or 0}"
+        if tls:
+            options = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
+            query = "&".join(f"{k}={kw[k]}" for k in options if kw.get(k))
+            url += f"?{query}" if query else ""
+    credentials = {k: kw[k] for k in ("username", "password") if kw.get(k)}
+    return RedisLink(url, timeout=timeout, credentials=credentials)
 
 
 class ScriptSet:
-    """Lua scripts of one package, packed as EVALSHA and sent over a ``Wire``.
+    """Lua scripts of one package, packed as EVALSHA and sent over a ``Link``.
 
     If Redis has lost the scripts (restart, failover), ``run`` loads them and
     re-sends only the calls that came back ``NOSCRIPT``: they did not run, so
@@ -100,7 +110,7 @@ class ScriptSet:
 
     def __init__(
         self,
-        wire: Wire,
+        wire: Link | None,
         package: str,
         names: tuple[str, ...],
         *,
@@ -125,16 +135,16 @@ class ScriptSet:
             ]
         )
 
-    def run(self, calls: list[bytes]) -> list:
+    async def run(self, calls: list[bytes]) -> list:
         """Send ``calls`` (packed scripts or commands) in one round trip; raise on an error."""
-        replies = self.wire.call(b"".join(calls), len(calls))
+        replies = await self.wire.call(b"".join(calls), len(calls))
         missing = [i for i, r in enumerate(replies) if _is_noscript(r)]
         if missing:
-            self.wire.call(
+            await self.wire.call(
                 b"".join(pack(b"SCRIPT", b"LOAD", src) for src in self._source.values()),
                 len(self._source),
             )
-            again = self.wire.call(b"".join(calls[i] for i in missing), len(missing))
+            again = await self.wire.call(b"".join(calls[i] for i in missing), len(missing))
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         for reply in replies:

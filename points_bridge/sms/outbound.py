@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import redis
 
+from codegen.store.keyspace import PointsKeys
 from points_bridge.scoped import TenantScoped
 from points_bridge.scripts import scripts
 from points_bridge.sms.outbound_config import OutboundConfig, OutboundSettings
@@ -81,14 +82,41 @@ def counts(raw: Mapping[bytes, bytes]) -> dict[str, int]:
     return {name: found.get(name, 0) for name in COUNTERS}
 
 
+def message_key(keys: PointsKeys, message_id: str) -> str:
+    return keys.out(f"m:{message_id}")
+
+
+def queue_key(keys: PointsKeys, kind: str) -> str:
+    return keys.out("q:tx" if kind in TRANSACTIONAL else "q:bulk")
+
+
+def enqueue_call(
+    keys: PointsKeys, message_id: str, phone: str, text: str, kind: str, at: int, *,
+    scope: str | None = None, once: str | None = None, once_seconds: int = 400 * 86400,
+) -> tuple[list[str], str]:
+    """KEYS and ARGV of ``out_enqueue.lua`` for ``Outbox.enqueue`` (also sent by the SMS
+    channel over the API's asyncio link)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown message kind {kind!r}")
+    scope = scope or kind
+    msg = message_key(keys, message_id)
+    dedup = keys.out(f"once:{once}") if once else msg
+    body = {"id": message_id, "phone": phone, "text": text, "kind": kind, "scope": scope,
+            "at": str(at), "ttl": KEEP_SECONDS, "dedup_ttl": once_seconds,
+            "ignore_optout": kind == OPTOUT_ACK}
+    order = [msg, queue_key(keys, kind), keys.optouts, keys.out(f"n:{scope}"),
+             keys.out("n:all"), dedup]
+    return order, json.dumps(body)
+
+
 class Outbox(TenantScoped):
     """Queue messages for one tenant and read their status."""
 
     def message_key(self, message_id: str) -> str:
-        return self.keys.out(f"m:{message_id}")
+        return message_key(self.keys, message_id)
 
     def queue_key(self, kind: str) -> str:
-        return self.keys.out("q:tx" if kind in TRANSACTIONAL else "q:bulk")
+        return queue_key(self.keys, kind)
 
     def enqueue(
         self,
@@ -108,17 +136,10 @@ class Outbox(TenantScoped):
         ``once_seconds`` (care: one greeting per member and period, even after
         the message record expired).
         """
-        if kind not in KINDS:
-            raise ValueError(f"unknown message kind {kind!r}")
-        scope = scope or kind
-        msg = self.message_key(message_id)
-        dedup = self.keys.out(f"once:{once}") if once else msg
-        body = {"id": message_id, "phone": phone, "text": text, "kind": kind, "scope": scope,
-                "at": str(int(self._clock())), "ttl": KEEP_SECONDS, "dedup_ttl": once_seconds,
-                "ignore_optout": kind == OPTOUT_ACK}
-        keys = [msg, self.queue_key(kind), self.keys.optouts, self.keys.out(f"n:{scope}"),
-                self.keys.out("n:all"), dedup]
-        return self._scripts.out_enqueue(keys=keys, args=[json.dumps(body)]).decode()
+        keys, body = enqueue_call(self.keys, message_id, phone, text, kind, int(self._clock()),
+                                  scope=scope, once=once, once_seconds=once_seconds)
+        return self._scripts.out_enqueue(keys=keys, args=[body]).decode()
+
 
     def get(self, message_id: str) -> Message | None:
         raw = self._redis.hgetall(self.message_key(message_id))

@@ -21,15 +21,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import redis
 
+from codegen.exc import CodegenError
 from codegen.keys import MasterKey
 from codegen.store.keyspace import TenantKeys
 from codegen.store.scripts import register
-from codegen.tenants import TenantStore
+from codegen.store.wire import Link, call, hash_pairs, pack
+from codegen.tenants import Tenant, TenantStore, check_tenant_id, tenant_from_record
 from verify_api.channels import keywords, templates
 from verify_api.exc import NumberTaken, SettingError
 
@@ -40,11 +43,26 @@ TEMPLATE_PREFIX = "tpl."
 SECRET_FIELD = "gateway_secret"
 _NUMBER = re.compile(r"^[0-9]{3,20}$")
 MIN_PREFIX = 3
+MAX_CACHED = 10_000
 
 
 def number_digits(text: str) -> str:
     """The digits of a number as gateways send it (``+86 1065-7021``), nothing else."""
     return "".join(c for c in text if c.isascii() and c.isdigit())
+
+
+def number_prefixes(destination: str) -> list[str]:
+    """Every prefix of a destination a tenant's number could be, longest first."""
+    digits = number_digits(destination)
+    return [digits[:n] for n in range(len(digits), MIN_PREFIX - 1, -1)]
+
+
+def longest_match(hits: list[bytes | None]) -> str | None:
+    """The tenant of the longest prefix found (HMGET of ``number_prefixes``)."""
+    for hit in hits:
+        if hit is not None:
+            return hit.decode()
+    return None
 
 
 @dataclass(frozen=True)
@@ -89,8 +107,11 @@ class ChannelStore:
 
     def get(self, tenant: str) -> ChannelConfig:
         """The tenant's settings with the gateway secret opened (None if unset)."""
-        found = self._tenants.get(tenant)
-        s = found.settings
+        return self.config_of(self._tenants.get(tenant))
+
+    def config_of(self, found: Tenant) -> ChannelConfig:
+        """The channel settings of a tenant record already read."""
+        tenant, s = found.tenant_id, found.settings
         language = s.get("language") if s.get("language") in templates.LANGUAGES else templates.ZH
         sealed = s.get(SECRET_FIELD)
         return ChannelConfig(
@@ -111,14 +132,8 @@ class ChannelStore:
 
     def tenant_for(self, destination: str) -> str | None:
         """The tenant whose number is the longest prefix of ``destination`` (a sub-port)."""
-        digits = number_digits(destination)
-        prefixes = [digits[:n] for n in range(len(digits), MIN_PREFIX - 1, -1)]
-        if not prefixes:
-            return None
-        for hit in self._redis.hmget(NUMBERS, prefixes):
-            if hit is not None:
-                return hit.decode()
-        return None
+        prefixes = number_prefixes(destination)
+        return longest_match(self._redis.hmget(NUMBERS, prefixes)) if prefixes else None
 
     def update(
         self,
@@ -221,3 +236,58 @@ class ChannelStore:
     def _open(self, tenant: str, raw: str) -> str:
         what = f"the gateway secret of tenant {tenant!r}"
         return self._master.open_record(json.loads(raw), self._context(tenant), what).decode()
+
+
+class ChannelDirectory:
+    """The consumer routes' view of channel settings, over the worker's asyncio link.
+
+    Kept ``ttl`` seconds per tenant and per destination number, like the
+    check's catalog: a setting changed with ``itemseal tenant set`` applies
+    within that time, and a gateway's post costs no extra round trip.
+    """
+
+    def __init__(
+        self, link: Link, store: ChannelStore, *, ttl: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._link = link
+        self._store = store
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._configs: dict[str, tuple[float, ChannelConfig | Exception]] = {}
+        self._numbers: dict[str, tuple[float, str | None]] = {}
+
+    async def get(self, tenant: str) -> ChannelConfig:
+        """The tenant's settings; raise UnknownTenant or BadTenantId (cached too)."""
+        now = self._monotonic()
+        cached = self._configs.get(tenant)
+        if cached is None or now - cached[0] > self._ttl:
+            try:
+                check_tenant_id(tenant)
+                (raw,) = await call(self._link, pack(b"HGETALL", TenantKeys(tenant).meta.encode()))
+                value: ChannelConfig | Exception = self._store.config_of(
+                    tenant_from_record(tenant, hash_pairs(raw)))
+            except CodegenError as exc:
+                value = exc
+            if len(self._configs) >= MAX_CACHED:
+                self._configs.clear()
+            cached = self._configs[tenant] = (now, value)
+        if isinstance(cached[1], Exception):
+            raise cached[1]
+        return cached[1]
+
+    async def tenant_for(self, destination: str) -> str | None:
+        """``ChannelStore.tenant_for`` over the link, cached."""
+        now = self._monotonic()
+        cached = self._numbers.get(destination)
+        if cached is None or now - cached[0] > self._ttl:
+            prefixes = number_prefixes(destination)
+            found = None
+            if prefixes:
+                (hits,) = await call(
+                    self._link, pack(b"HMGET", NUMBERS.encode(), *(p.encode() for p in prefixes)))
+                found = longest_match(hits)
+            if len(self._numbers) >= MAX_CACHED:
+                self._numbers.clear()
+            cached = self._numbers[destination] = (now, found)
+        return cached[1]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import redis
 
+from codegen.store.wire import pack
 from verify_api.exc import NotFound
 
 OPEN, ANSWERED = "open", "answered"
@@ -52,6 +53,10 @@ class Feedback:
         }  # fmt: skip
 
 
+def feedback_entry(phone: str, text: str, channel: str, at: int) -> dict[str, str]:
+    return {"phone": phone, "text": text[:MAX_TEXT], "channel": channel, "at": str(int(at))}
+
+
 class FeedbackInbox:
     """One tenant's inbox of consumer messages."""
 
@@ -63,8 +68,14 @@ class FeedbackInbox:
 
     def add(self, phone: str, text: str, channel: str, at: int) -> str:
         """Store a message; return its id (the stream id, e.g. ``1767225600000-0``)."""
-        entry = {"phone": phone, "text": text[:MAX_TEXT], "channel": channel, "at": str(int(at))}
+        entry = feedback_entry(phone, text, channel, at)
         return self._redis.xadd(self.stream, entry, maxlen=MAX_MESSAGES, approximate=True).decode()
+
+    def add_command(self, phone: str, text: str, channel: str, at: int) -> bytes:
+        """``add`` packed, for the SMS channel's asyncio link."""
+        flat = [x.encode() for kv in feedback_entry(phone, text, channel, at).items() for x in kv]
+        return pack(b"XADD", self.stream.encode(), b"MAXLEN", b"~", b"%d" % MAX_MESSAGES, b"*",
+                    *flat)
 
     def get(self, feedback_id: str) -> Feedback:
         try:

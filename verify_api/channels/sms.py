@@ -14,20 +14,23 @@ credits nothing twice (the claim is exactly-once in the verify script).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-import redis
-
+from codegen.store.keyspace import PointsKeys
+from codegen.store.wire import Link, ScriptSet, call, hash_pairs, pack
 from points_bridge.cards import format_card
+from points_bridge.credit import ClaimCrediter
 from points_bridge.exc import BadPhone, PointsError
-from points_bridge.members import MemberStore, earned_for_tier
-from points_bridge.outreach.draws import Draws
+from points_bridge.members import Member, earned_for_tier, parse_index
+from points_bridge.outreach.draws import OPEN, split_entry
+from points_bridge.phones import normalize_phone
+from points_bridge.settings import PointsSettings
 from points_bridge.sms import outbound
-from points_bridge.sms.optout import OptOuts, phone_of
 from points_bridge.tiers import tier_for
 from verify_api.channels import keywords, replies
-from verify_api.channels.config import ChannelConfig, ChannelStore
+from verify_api.channels.config import ChannelConfig, ChannelDirectory
 from verify_api.channels.feedback import FeedbackInbox
 from verify_api.channels.gateways import InboundSms
 from verify_api.check.engine import CheckRequest, VerifyEngine
@@ -39,92 +42,96 @@ PENDING = b"\x00pending"
 
 
 class SmsService:
-    """The SMS channel of every tenant."""
+    """The SMS channel of every tenant, over the worker's asyncio link.
+
+    Members are found and made by the check engine's crediter (the same
+    reads and scripts as a claim's credit); opt-outs, draw entries, feedback
+    and queued replies are single commands or scripts packed here from the
+    stores' own definitions (``Outbox.enqueue_call``, ``FeedbackInbox.add_command``).
+    """
 
     def __init__(
         self,
-        client: redis.Redis,
+        link: Link,
         engine: VerifyEngine,
-        channels: ChannelStore,
+        channels: ChannelDirectory,
         *,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wait_seconds: float = 10.0,
     ) -> None:
-        self._redis = client
-        self.client = client
+        self._link = link
+        self._scripts = ScriptSet(link, "points_bridge", ("out_enqueue",))
         self._engine = engine
+        self._crediter: ClaimCrediter = engine.crediter
         self.channels = channels
         self._clock = clock
         self._sleep = sleep
         self._wait = wait_seconds
 
-    def config_for(self, destination: str) -> ChannelConfig:
+    async def config_for(self, destination: str) -> ChannelConfig:
         """The settings of the tenant that owns the number (or sub-port) ``destination``."""
-        tenant = self.channels.tenant_for(destination)
+        tenant = await self.channels.tenant_for(destination)
         if tenant is None:
             raise UnknownNumber(f"no tenant has the SMS number {destination!r}")
-        return self.channels.get(tenant)
+        return await self.channels.get(tenant)
 
-    def handle(self, config: ChannelConfig, msg: InboundSms) -> str:
+    async def handle(self, config: ChannelConfig, msg: InboundSms) -> str:
         """Return the reply to ``msg``; a retry of an answered message gets the same reply."""
-        key = f"is:{{{config.tenant}}}:sms:seen:{msg.dedup_id}"
+        key = f"is:{{{config.tenant}}}:sms:seen:{msg.dedup_id}".encode()
         for _ in range(3):
-            if self._redis.set(key, PENDING, nx=True, ex=PENDING_SECONDS):
+            (taken,) = await self._run(pack(b"SET", key, PENDING, b"NX", b"EX",
+                                            b"%d" % PENDING_SECONDS))
+            if taken is not None:
                 try:
-                    reply = self._dispatch(config, msg)
+                    reply = await self._dispatch(config, msg)
                 except BaseException:
-                    self._redis.delete(key)  # nothing to replay: the retry acts again
+                    await self._run(pack(b"DEL", key))  # nothing to replay: the retry acts again
                     raise
-                self._redis.set(key, reply.encode(), ex=DEDUP_SECONDS)
+                await self._run(pack(b"SET", key, reply.encode(), b"EX", b"%d" % DEDUP_SECONDS))
                 return reply
-            stored = self._stored(key)
+            stored = await self._stored(key)
             if stored is not None:
                 return stored
         raise InProgress("this message is being answered: retry later")
 
-    def _stored(self, key: str) -> str | None:
+    async def _stored(self, key: bytes) -> str | None:
         """Wait for the first delivery's reply; None if its marker went away unanswered."""
         deadline = time.monotonic() + self._wait
         while True:
-            value = self._redis.get(key)
+            (value,) = await self._run(pack(b"GET", key))
             if value is None:
                 return None
             if value != PENDING:
                 return value.decode()
             if time.monotonic() > deadline:
                 raise InProgress("the first delivery of this message is still being answered")
-            self._sleep(0.05)
+            await self._sleep(0.05)
 
-    def _dispatch(self, config: ChannelConfig, msg: InboundSms) -> str:
+    async def _dispatch(self, config: ChannelConfig, msg: InboundSms) -> str:
         intent = keywords.classify(msg.text, config.join_keyword, config.balance_keyword)
         if intent.kind == keywords.CODE:
-            return self._check(config, msg.sender, intent.text)
+            return (await check_code(self._engine, config, msg.sender, intent.text, "sms"))[1]
         if intent.kind == keywords.JOIN:
-            return self._join(config, msg.sender)
+            return await self._join(config, msg.sender)
         if intent.kind == keywords.BALANCE:
-            return self._balance(config, msg.sender)
+            return await self._balance(config, msg.sender)
+        keys = PointsKeys(config.tenant)
         if intent.kind == keywords.STOP:
-            OptOuts(self._redis, config.tenant, clock=self._clock).opt_out(
-                phone_of(self._redis, config.tenant, msg.sender))
+            phone = await self.phone_of(config.tenant, msg.sender)
+            await self._run(pack(b"HSETNX", keys.optouts.encode(), phone.encode(),
+                                 b"%d" % int(self._clock())))
             return config.reply("stop")
         if not intent.text:
             return config.reply("malformed")
-        drawn = self._draw(config, msg.sender, intent.text)
+        drawn = await self._draw(config, msg.sender, intent.text)
         if drawn is not None:
             return drawn
-        FeedbackInbox(self._redis, config.tenant).add(
-            msg.sender, intent.text, "sms", int(self._clock())
-        )
+        inbox = FeedbackInbox(None, config.tenant)
+        await self._run(inbox.add_command(msg.sender, intent.text, "sms", int(self._clock())))
         return config.reply("feedback")
 
-    def _check(self, config: ChannelConfig, sender: str, code: str) -> str:
-        return check_code(self._engine, config, sender, code, "sms")[1]
-
-    def _members(self, tenant: str) -> MemberStore:
-        return MemberStore(self._redis, tenant, clock=self._clock)
-
-    def queue_reply(self, config: ChannelConfig, msg: InboundSms, reply: str) -> str:
+    async def queue_reply(self, config: ChannelConfig, msg: InboundSms, reply: str) -> str:
         """Queue ``reply`` to the tenant's outbound sender (gateways that cannot answer inline).
 
         The id comes from the inbound message, so a gateway's retry queues
@@ -133,38 +140,64 @@ class SmsService:
         """
         intent = keywords.classify(msg.text, config.join_keyword, config.balance_keyword)
         kind = outbound.OPTOUT_ACK if intent.kind == keywords.STOP else outbound.REPLY
-        phone = phone_of(self._redis, config.tenant, msg.sender)
-        box = outbound.Outbox(self._redis, config.tenant, clock=self._clock)
-        return box.enqueue(f"r.{msg.dedup_id}", phone, reply, kind)
+        phone = await self.phone_of(config.tenant, msg.sender)
+        keys, body = outbound.enqueue_call(PointsKeys(config.tenant), f"r.{msg.dedup_id}", phone,
+                                           reply, kind, int(self._clock()))
+        scripts = self._scripts
+        (done,) = await scripts.run([scripts.evalsha("out_enqueue", keys, (body.encode(),))])
+        return done.decode()
 
-    def _draw(self, config: ChannelConfig, sender: str, text: str) -> str | None:
-        """Enter a keyword draw (``cj#answer``); None if the text is no draw entry."""
-        draws = Draws(self._redis, config.tenant, clock=self._clock)
-        phone = phone_of(self._redis, config.tenant, sender)
-        if draws.get_status(text) is None:
-            return None
-        if self._members(config.tenant).by_phone(phone) is None:
-            return config.reply("not_member")
-        return config.reply("draw_" + draws.enter(phone, text))
-
-    def _join(self, config: ChannelConfig, sender: str) -> str:
+    async def phone_of(self, tenant: str, phone: str) -> str:
+        """The E.164 form of a phone as texted (``optout.phone_of``, over the link)."""
         try:
-            member, created = self._members(config.tenant).join(sender, source="sms")
+            return normalize_phone(phone, (await self._settings(tenant)).region)
+        except PointsError:
+            return "".join(c for c in phone if c.isdigit() or c == "+") or phone
+
+    async def _settings(self, tenant: str) -> PointsSettings:
+        return (await self._crediter.tenant_view(tenant, "")).settings
+
+    async def _draw(self, config: ChannelConfig, sender: str, text: str) -> str | None:
+        """Enter a keyword draw (``cj#answer``); None if the text is no draw entry."""
+        parsed = split_entry(text)
+        if parsed is None:
+            return None
+        keyword, answer = parsed
+        draw = PointsKeys(config.tenant).out(f"draw:{keyword}").encode()
+        ((status, right),) = await self._run(pack(b"HMGET", draw, b"status", b"answer"))
+        if status is None:
+            return None
+        phone = await self.phone_of(config.tenant, sender)
+        if await self._member_of(config.tenant, phone) is None:
+            return config.reply("not_member")
+        if status.decode() != OPEN:
+            return config.reply("draw_closed")
+        entry = b"%d" % int(answer == (right or b"").decode())
+        await self._run(pack(b"HSETNX", draw + b":entries", phone.encode(), entry))
+        return config.reply("draw_entered")
+
+    async def _join(self, config: ChannelConfig, sender: str) -> str:
+        try:
+            settings = await self._settings(config.tenant)
+            e164 = normalize_phone(sender, settings.region)
+            member, created = await self._crediter.ensure_member(
+                config.tenant, e164, settings, int(self._clock()), source="sms")
         except PointsError as exc:
             raise InvalidField("From", str(exc)) from None
-        OptOuts(self._redis, config.tenant, clock=self._clock).opt_in(member.phone)
+        await self._run(pack(b"HDEL", PointsKeys(config.tenant).optouts.encode(),
+                             member.phone.encode()))
         card = format_card(member.card)
         if created:
             return config.reply("join", card=card)
         return config.reply("join_exists", card=card, balance=member.balance)
 
-    def _balance(self, config: ChannelConfig, sender: str) -> str:
-        store = self._members(config.tenant)
+    async def _balance(self, config: ChannelConfig, sender: str) -> str:
         try:
-            settings = store.settings()
-            member = store.by_phone(store.normalize(sender, settings))
+            settings = await self._settings(config.tenant)
+            e164 = normalize_phone(sender, settings.region)
         except PointsError as exc:
             raise InvalidField("From", str(exc)) from None
+        member = await self._member_of(config.tenant, e164)
         if member is None:
             return config.reply("not_member")
         pin = member.pinned_tier if member.pinned_tier in settings.ladder.names else None
@@ -174,8 +207,23 @@ class SmsService:
             "balance", balance=member.balance, tier=status.name, card=format_card(member.card)
         )
 
+    async def _member_of(self, tenant: str, e164: str) -> Member | None:
+        """The member whose record names this phone (``MemberStore.by_phone`` over the link)."""
+        keys = PointsKeys(tenant)
+        card, _ = parse_index((await self._run(pack(b"GET", keys.phone(e164).encode())))[0])
+        if card is None:
+            return None
+        (raw,) = await self._run(pack(b"HGETALL", keys.member(card).encode()))
+        fields = {k.decode(): v.decode() for k, v in hash_pairs(raw).items()}
+        if not fields.get("status") or fields.get("phone") != e164:
+            return None
+        return Member.from_record(tenant, card, fields)
 
-def check_code(
+    async def _run(self, *commands: bytes) -> list:
+        return await call(self._link, *commands)
+
+
+async def check_code(
     engine: VerifyEngine, config: ChannelConfig, phone: str, code: str, channel: str
 ) -> tuple[str | None, str]:
     """Verify ``code`` for ``phone`` (claim and credit); return the result and its wording.
@@ -186,9 +234,11 @@ def check_code(
     client = f"{channel}/{phone}"
     try:
         try:
-            answer = engine.verify(config.tenant, CheckRequest(code, phone, channel), client)
+            answer = await engine.verify(config.tenant, CheckRequest(code, phone, channel),
+                                         client)
         except BadPhone:  # a sender that is no phone number (a short code): no claim
-            answer = engine.verify(config.tenant, CheckRequest(code, None, channel), client)
+            answer = await engine.verify(config.tenant, CheckRequest(code, None, channel),
+                                         client)
     except RateLimited:
         return None, config.reply("limited")
     return answer.result, replies.for_answer(config, answer)

@@ -7,6 +7,7 @@ buckets, read in pipelined chunks), not part of the hot verify path.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from codegen.batches import Batch, BatchRegistry
 from codegen.checker import CodeChecker
 from codegen.keys import KeyStore
 from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys
-from codegen.store.wire import ScriptSet, wire_for
+from codegen.store.wire import Link, ScriptSet, link_for
 from verify_api.check import scanrecord
 from verify_api.check.inputs import extract_code
 
@@ -55,22 +56,34 @@ def void_codes(
         else:
             by_bucket[decoded.serial // SCAN_BUCKET_SERIALS].append(len(outcomes))
             outcomes.append(VoidOutcome(text, "pending", decoded.serial))
-    # Packed EVALSHAs over a Wire: redis-py's cluster pipelines refuse scripts.
-    scripts = ScriptSet(wire_for(client), "verify_api", ("void",))
-    keys = TenantKeys(tenant)
-    buckets = list(by_bucket.items())
-    for at in range(0, len(buckets), CHUNK):
-        calls = []
-        for _, slots in buckets[at : at + CHUNK]:
-            serials = [outcomes[i].serial for i in slots]
-            fields = tuple(b"%d" % (s % SCAN_BUCKET_SERIALS) for s in serials)
-            calls.append(scripts.evalsha("void", [keys.scan_bucket(serials[0])], fields))
-        for (_, slots), befores in zip(buckets[at : at + CHUNK], scripts.run(calls), strict=True):
-            for i, before in zip(slots, befores, strict=True):
-                done = outcomes[i]
-                outcome = "already_voided" if before < 0 else "voided"
-                outcomes[i] = VoidOutcome(done.text, outcome, done.serial, max(before, 0))
+    asyncio.run(_void(link_for(client), tenant, list(by_bucket.items()), outcomes))
     return outcomes
+
+
+async def _void(
+    link: Link, tenant: str, buckets: list[tuple[int, list[int]]], outcomes: list[VoidOutcome]
+) -> None:
+    """One ``void.lua`` call per bucket, in pipelined chunks over an asyncio link.
+
+    Packed EVALSHAs over a link: redis-py's cluster pipelines refuse scripts.
+    """
+    scripts = ScriptSet(link, "verify_api", ("void",))
+    keys = TenantKeys(tenant)
+    try:
+        for at in range(0, len(buckets), CHUNK):
+            calls = []
+            for _, slots in buckets[at : at + CHUNK]:
+                serials = [outcomes[i].serial for i in slots]
+                fields = tuple(b"%d" % (s % SCAN_BUCKET_SERIALS) for s in serials)
+                calls.append(scripts.evalsha("void", [keys.scan_bucket(serials[0])], fields))
+            replies = await scripts.run(calls)
+            for (_, slots), befores in zip(buckets[at : at + CHUNK], replies, strict=True):
+                for i, before in zip(slots, befores, strict=True):
+                    done = outcomes[i]
+                    outcome = "already_voided" if before < 0 else "voided"
+                    outcomes[i] = VoidOutcome(done.text, outcome, done.serial, max(before, 0))
+    finally:
+        link.close()
 
 
 def scan_counts(client: redis.Redis, tenant: str, batch: Batch | str) -> dict[str, int]:

@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
-
 from codegen.exc import CodegenError
-from codegen.products import ProductStore
-from codegen.tenants import TenantStore
+from codegen.products import Product
+from codegen.store.keyspace import TenantKeys
+from codegen.store.wire import Link, call, hash_pairs, pack
+from codegen.tenants import check_tenant_id, tenant_from_record
 from points_bridge.phones import DEFAULT_REGION
 from verify_api.check.ratelimit import Limit
 
@@ -75,26 +75,26 @@ class Catalog:
 
     def __init__(
         self,
-        client: redis.Redis,
+        link: Link,
         *,
         ttl: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._redis = client
-        self._tenants = TenantStore(client)
-        self._products_store = ProductStore(client)
+        self._link = link
         self._ttl = ttl
         self._monotonic = monotonic
         self._policies: dict[str, tuple[float, TenantPolicy | Exception]] = {}
-        self._products: dict[tuple[str, str], tuple[float, str | None]] = {}
+        self._products: dict[tuple[str, str], tuple[float, Product | None]] = {}
 
-    def policy(self, tenant: str) -> TenantPolicy:
+    async def policy(self, tenant: str) -> TenantPolicy:
         """Return the tenant's policy; raise UnknownTenant or BadTenantId (cached too)."""
         now = self._monotonic()
         cached = self._policies.get(tenant)
         if cached is None or now - cached[0] > self._ttl:
             try:
-                found = self._tenants.get(tenant)
+                check_tenant_id(tenant)
+                (raw,) = await call(self._link, pack(b"HGETALL", TenantKeys(tenant).meta.encode()))
+                found = tenant_from_record(tenant, hash_pairs(raw))
                 value: TenantPolicy | Exception = TenantPolicy.from_settings(tenant, found.settings)
             except CodegenError as exc:  # UnknownTenant, BadTenantId
                 value = exc
@@ -105,18 +105,30 @@ class Catalog:
             raise cached[1]
         return cached[1]
 
-    def product_name(self, tenant: str, sku: str) -> str | None:
+    async def product_name(self, tenant: str, sku: str) -> str | None:
         """Return the product's display name, or None if the SKU has no record."""
+        product = await self.product(tenant, sku)
+        return product.name if product else None
+
+    async def product(self, tenant: str, sku: str) -> Product | None:
+        """Return the product, or None if the SKU has no (readable) record."""
         now = self._monotonic()
         cached = self._products.get((tenant, sku))
         if cached is None or now - cached[0] > self._ttl:
             if len(self._products) >= MAX_CACHED:
                 self._products.clear()
-            cached = self._products[(tenant, sku)] = (now, self._load_name(tenant, sku))
+            (raw,) = await call(
+                self._link, pack(b"HGET", TenantKeys(tenant).products.encode(), sku.encode()))
+            cached = self._products[(tenant, sku)] = (now, _product(raw))
         return cached[1]
 
-    def _load_name(self, tenant: str, sku: str) -> str | None:
-        try:
-            return self._products_store.get(tenant, sku).name
-        except (CodegenError, TypeError, ValueError):  # no such product, or a damaged record
-            return None
+
+def _product(raw: bytes | None) -> Product | None:
+    if raw is None:
+        return None
+    try:
+        return Product.from_json(raw)
+    except (TypeError, ValueError):  # a damaged record
+        return None
+
+

@@ -6,7 +6,11 @@ this process (``malformed``, ``mistyped`` and ``counterfeit`` never reach
 Redis with their code); then one round trip carries the rate-limit count and,
 for an authentic code only, one EVALSHA of ``lua/verify.lua``, which finds
 its batch, reads and updates its scan record and claims it for a member
-phone, atomically.
+phone, atomically. A claim's credit then takes one more round trip
+(``points_bridge/credit.py``).
+
+Every method is a coroutine over the worker's asyncio link
+(``codegen/store/link.py``): a check never blocks the event loop.
 
 Lookups (``GET /codes/{code}``) and distributor batches use the same script in
 look-up mode: they read the record and never count as a consumer's check, so a
@@ -26,11 +30,11 @@ import redis
 
 from codegen.checker import CodeChecker, Decoded
 from codegen.codes import Rejected
+from codegen.exc import ItemsealError
 from codegen.keys import KeyStore
 from codegen.store.keyspace import TenantKeys
-from codegen.store.pipe import RedisPipe, pack
+from codegen.store.wire import Link, call, hash_pairs, pack
 from points_bridge.credit import ClaimCrediter, Prefetch
-from points_bridge.exc import PointsError
 from points_bridge.phones import normalize_phone
 from verify_api.check import answers, fingerprints, stats
 from verify_api.check.answers import Answer
@@ -76,8 +80,7 @@ class VerifyEngine:
 
     def __init__(
         self,
-        client: redis.Redis,
-        pipe: RedisPipe,
+        link: Link,
         key_store: KeyStore,
         *,
         clock: Callable[[], float] = time.time,
@@ -89,25 +92,25 @@ class VerifyEngine:
         self._clock = clock
         self._key_cache_seconds = key_cache_seconds
         self._checkers: dict[str, CodeChecker] = {}
-        self.pipe = pipe
-        self.scripts = Scripts(pipe)
-        self.catalog = Catalog(client, ttl=catalog_seconds)
+        self.link = link
+        self.scripts = Scripts(link)
+        self.catalog = Catalog(link, ttl=catalog_seconds)
         self.limiter = RateLimiter(self.scripts, clock=clock)
         self._on_result = on_result or (lambda result, count=1: None)
-        self.crediter = ClaimCrediter(client, wire=pipe, clock=clock, view_seconds=catalog_seconds)
+        self.crediter = ClaimCrediter(link, clock=clock, view_seconds=catalog_seconds)
 
     # -- public -------------------------------------------------------------------------
 
-    def verify(self, tenant: str, request: CheckRequest, client_ip: str) -> Answer:
+    async def verify(self, tenant: str, request: CheckRequest, client_ip: str) -> Answer:
         """A consumer's check: records the scan, claims the code for a member phone."""
-        policy = self.catalog.policy(tenant)
+        policy = await self.catalog.policy(tenant)
         phone = None
         hits = [Hit(f"ip/{client_ip}", policy.ip_limit)]
         if request.phone:
             phone = normalize_phone(request.phone, policy.phone_region)
             hits.append(Hit(f"phone/{fingerprints.phone_key(phone)}", policy.phone_limit))
         limit = self.limiter.prepare(tenant, hits)
-        decoded = self._checker(tenant).decode(extract_code(request.code))
+        decoded = (await self._checker(tenant)).decode(extract_code(request.code))
         query = self._query(decoded) if decoded.authentic else None
         now = int(self._clock())
         context = self._context(policy, request, phone)
@@ -118,30 +121,29 @@ class VerifyEngine:
         if query is None:
             extra = self._tally(tenant, decoded.verdict, request, now)
         elif phone:
-            prefetch = self.crediter.prefetch(tenant, phone, decoded.serial)
+            prefetch = await self.crediter.prefetch(tenant, phone, decoded.serial)
             extra = prefetch.commands
         else:
             extra = []
-        reply, read = self._round_trip(tenant, limit, [query] if query else [], context, now,
-                                       extra)
+        reply, read = await self._round_trip(tenant, limit, [query] if query else [], context,
+                                             now, extra)
         if query is None:
             return self._done(Answer(decoded.verdict))
-        answer = self._answer(tenant, policy, reply[0], now, recorded=True)
+        answer = await self._answer(tenant, policy, reply[0], now, recorded=True)
         if prefetch is not None:
             prefetch.replies = read
             if not reply[0].outbox_entry:  # no claim: learn the phone's card for its next one
                 self.crediter.learn(tenant, prefetch)
         if reply[0].outbox_entry and phone:
-            answer = self._credit(tenant, answer, phone, decoded.serial, request, now, prefetch)
+            answer = await self._credit(tenant, answer, decoded.serial, request, now, prefetch)
             if not answer.points_pending:  # credited: the outbox keeps only what is owed
-                self.crediter.forget_claim(tenant, decoded.serial, reply[0].outbox_entry)
+                await self.crediter.forget_claim(tenant, decoded.serial, reply[0].outbox_entry)
         return self._done(answer)
 
-    def _credit(
+    async def _credit(
         self,
         tenant: str,
         answer: Answer,
-        phone: str,
         serial: int,
         request: CheckRequest,
         now: int,
@@ -154,34 +156,34 @@ class VerifyEngine:
         exactly once (the credit is idempotent by serial).
         """
         try:
-            credit = self.crediter.credit_claim(
-                tenant, phone, serial, answer.sku or "", request.channel, request.region, now,
-                prefetch=prefetch,
+            credit = await self.crediter.credit_after_check(
+                tenant, prefetch, serial, answer.sku or "", request.channel, request.region, now
             )
-        except (redis.RedisError, PointsError) as exc:
+        except (redis.RedisError, ItemsealError) as exc:
             log.warning("claim of serial %s of %s queued for reconcile: %s", serial, tenant,
                         type(exc).__name__)
             return replace(answer, points_pending=True)
         return replace(answer, points_awarded=credit.points, balance=credit.balance, credit=credit)
 
-    def lookup(self, tenant: str, code: str, client_ip: str) -> Answer:
+    async def lookup(self, tenant: str, code: str, client_ip: str) -> Answer:
         """The brand's look at a code: the same answer, nothing recorded or claimed."""
-        policy = self.catalog.policy(tenant)
+        policy = await self.catalog.policy(tenant)
         limit = self.limiter.prepare(tenant, [Hit(f"ip/{client_ip}", policy.ip_limit)])
-        decoded = self._checker(tenant).decode(extract_code(code))
+        decoded = (await self._checker(tenant)).decode(extract_code(code))
         query = self._query(decoded) if decoded.authentic else None
         now = int(self._clock())
-        reply, _ = self._round_trip(tenant, limit, [query] if query else [], LOOKUP_ONLY, now)
+        reply, _ = await self._round_trip(tenant, limit, [query] if query else [], LOOKUP_ONLY,
+                                          now)
         if query is None:
             return self._done(Answer(decoded.verdict))
-        return self._done(self._answer(tenant, policy, reply[0], now, recorded=False))
+        return self._done(await self._answer(tenant, policy, reply[0], now, recorded=False))
 
-    def verify_batch(self, tenant: str, codes: list[str], client_ip: str) -> list[Answer]:
+    async def verify_batch(self, tenant: str, codes: list[str], client_ip: str) -> list[Answer]:
         """Look up many codes (a distributor's carton) in one pipeline of EVALSHAs."""
-        policy = self.catalog.policy(tenant)
+        policy = await self.catalog.policy(tenant)
         hit = Hit(f"batch/{client_ip}", policy.batch_limit, len(codes))
         limit = self.limiter.prepare(tenant, [hit])
-        checker = self._checker(tenant)
+        checker = await self._checker(tenant)
         found: list[Answer | None] = [None] * len(codes)
         queries, slots = [], []
         texts = [extract_code(text) for text in codes]
@@ -199,25 +201,29 @@ class VerifyEngine:
             else:
                 found[i] = Answer(decoded.verdict)
         now = int(self._clock())
-        replies, _ = self._round_trip(tenant, limit, queries, LOOKUP_ONLY, now)
+        replies, _ = await self._round_trip(tenant, limit, queries, LOOKUP_ONLY, now)
         for i, reply in zip(slots, replies, strict=True):
-            found[i] = self._answer(tenant, policy, reply, now, recorded=False)
+            found[i] = await self._answer(tenant, policy, reply, now, recorded=False)
         for result, count in Counter(answer.result for answer in found).items():
             self._on_result(result, count)
         return found  # type: ignore[return-value]
 
-    def ping(self) -> None:
+    async def ping(self) -> None:
         """Raise StoreError unless Redis answers, over the same link the checks use."""
-        self.pipe.call(pack(b"PING"))
+        await call(self.link, pack(b"PING"))
 
     # -- internals ----------------------------------------------------------------------
 
-    def _checker(self, tenant: str) -> CodeChecker:
+    async def _checker(self, tenant: str) -> CodeChecker:
+        """The tenant's checker, its key ring read over the link when it is due."""
         checker = self._checkers.get(tenant)
         if checker is None:
             checker = self._checkers[tenant] = CodeChecker(
                 self._keys, tenant, max_age=self._key_cache_seconds
             )
+        if checker.stale():
+            (raw,) = await call(self.link, pack(b"HGETALL", TenantKeys(tenant).keys.encode()))
+            checker.load(hash_pairs(raw))
         return checker
 
     @staticmethod
@@ -251,7 +257,7 @@ class VerifyEngine:
         commands = stats.tally_commands(key, result, request.region, request.channel)
         return [pack(*command) for command in commands]
 
-    def _round_trip(
+    async def _round_trip(
         self,
         tenant: str,
         limit: Pending | None,
@@ -273,7 +279,7 @@ class VerifyEngine:
             calls.insert(0, limit.call)
         if not calls:
             return [], []
-        replies = self.scripts.run(calls + list(reads))
+        replies = await self.scripts.run(calls + list(reads))
         read = replies[len(calls) :]
         del replies[len(calls) :]
         if limit is not None:
@@ -284,11 +290,11 @@ class VerifyEngine:
                 found[i] = scan
         return found, read
 
-    def _answer(
+    async def _answer(
         self, tenant: str, policy: TenantPolicy, reply: ScanReply, now: int, recorded: bool
     ) -> Answer:
         """Turn the script's reply into an answer; ``recorded``: this call counted a check."""
-        name = self.catalog.product_name(tenant, reply.sku) if reply.sku else None
+        name = await self.catalog.product_name(tenant, reply.sku) if reply.sku else None
         if reply.status != ACTIVE:
             status = reply.status if reply.status in answers.RESULTS else answers.REVOKED
             return Answer(status, reply.sku, name)

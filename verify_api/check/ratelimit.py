@@ -144,11 +144,11 @@ class RateLimiter:
                 self._refused[(pending.tenant, hit.subject)] = pending.now + wait
                 raise RateLimited(_kind(hit), wait)
 
-    def check(self, tenant: str, hits: list[Hit]) -> None:
+    async def check(self, tenant: str, hits: list[Hit]) -> None:
         """Count ``hits`` in a round trip of their own; raise RateLimited if over."""
         pending = self.prepare(tenant, hits)
         if pending is not None:
-            self.settle(pending, self._scripts.run([pending.call])[0])
+            self.settle(pending, (await self._scripts.run([pending.call]))[0])
 
 
 def _kind(hit: Hit) -> str:

@@ -1,20 +1,19 @@
-"""The verification side of the store: Lua scripts called by SHA through the pipe.
+"""The verification side of the store: Lua scripts called by SHA over the worker's link.
 
 Each script is a file in ``verify_api/lua/`` (arguments documented at its top).
-``Scripts.evalsha`` packs one call; ``Scripts.run`` sends a list of packed
-calls as one round trip (``points_bridge/wire.py``: reloads lost scripts).
+``Scripts.evalsha`` packs one call; ``await Scripts.run`` sends a list of packed
+calls as one round trip (``codegen/store/wire.py``: reloads lost scripts).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from codegen.exc import StoreError
 from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys, segment_of
-from codegen.store.pipe import RedisPipe
-from codegen.store.wire import ScriptSet
+from codegen.store.wire import Link, ScriptSet
 from verify_api.check import scanrecord, stats
 from verify_api.check.scanrecord import ScanRecord
-from verify_api.exc import StoreError
 
 VERIFY, LOOKUP = b"v", b"l"
 MAX_CODES_PER_CALL = 1000
@@ -23,11 +22,11 @@ SCRIPT_NAMES = ("verify", "rate_limit")
 
 
 class Scripts(ScriptSet):
-    """The verify scripts, packed for EVALSHA and sent through one worker's pipe."""
+    """The verify scripts, packed for EVALSHA and sent over one worker's link."""
 
-    def __init__(self, pipe: RedisPipe, names: tuple[str, ...] = SCRIPT_NAMES) -> None:
-        super().__init__(pipe, "verify_api", names, error=StoreError)
-        self.pipe = pipe
+    def __init__(self, link: Link, names: tuple[str, ...] = SCRIPT_NAMES) -> None:
+        super().__init__(link, "verify_api", names, error=StoreError)
+        self.link = link
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def store_status(config: Config) -> None:
         raise SystemExit(3)
 
 
-WORKER_CLASSES = ("gevent", "gthread", "sync")
+WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 
 
 @click.command()
@@ -85,21 +85,6 @@ WORKER_CLASSES = ("gevent", "gthread", "sync")
     help="Worker processes (one per core is a good start).",
 )
 @click.option(
-    "--worker-class",
-    "-k",
-    type=click.Choice(WORKER_CLASSES),
-    default="gevent",
-    show_default=True,
-    help="gunicorn worker class.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(1),
-    default=16,
-    show_default=True,
-    help="Threads per worker (gthread only).",
-)
-@click.option(
     "--timeout",
     type=click.IntRange(1),
     default=30,
@@ -117,16 +102,16 @@ def serve(
     config: Config,
     bind: tuple[str, ...],
     workers: int,
-    worker_class: str,
-    threads: int,
     timeout: int,
     access_log: bool,
 ) -> None:
-    """Serve the verification HTTP API with gunicorn.
+    """Serve the verification HTTP API: falcon's ASGI app under gunicorn, uvicorn workers.
 
     Starts (or reuses) the embedded store unless ITEMSEAL_REDIS_URL is set,
-    checks that the master key opens, then becomes the gunicorn master: its
-    workers connect to the store's unix socket or URL. The API is described
+    checks that the master key opens, then becomes the gunicorn master. Each
+    worker is uvicorn's (uvloop, httptools): consumer checks are coroutines
+    on its event loop with one pipelined Redis link, admin routes run in its
+    thread pool. Workers connect to the store's unix socket or URL. The API is described
     at /openapi.json; /healthz and /metrics (all workers summed) are for
     operators. On TCP each worker listens on its own socket (SO_REUSEPORT),
     so clients spread over the workers; a port another server already
@@ -156,15 +141,13 @@ def serve(
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:verify_api.gunicorn_conf"]
     for address in bind:
         argv += ["--bind", address]
-    argv += ["--workers", str(workers), "--worker-class", worker_class, "--timeout", str(timeout)]
+    argv += ["--workers", str(workers), "--worker-class", WORKER_CLASS, "--timeout", str(timeout)]
     argv += ["--no-control-socket"]  # a fixed path under ~/.gunicorn: servers would collide
     if reuse_port:
         argv += ["--reuse-port"]
-    if worker_class == "gthread":
-        argv += ["--threads", str(threads)]
     if access_log:
         argv += ["--access-logfile", "-"]
-    argv.append("verify_api.wsgi:application")
+    argv.append("verify_api.asgi:application")
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)  # gunicorn takes over this process (and its signals)
 

@@ -1,18 +1,70 @@
-"""Thin falcon resources: parse, call the engine, set the response. No Redis here."""
+"""Thin falcon ASGI resources: parse, call the engine, set the response. No Redis here."""
 
 from __future__ import annotations
 
-import falcon
+import asyncio
+import inspect
 
-from verify_api.exc import BodyTooLarge
+import falcon.asgi
+
+from verify_api.exc import BodyTimeout, BodyTooLarge
+
+BODY_SECONDS = 10.0
+"""How long a client may take to send its body: a slow trickle must not hold a worker."""
 
 
-def read_body(req: falcon.Request, limit: int) -> bytes:
-    """Return the request body, refusing one longer than ``limit`` bytes (413)."""
+async def read_body(req: falcon.asgi.Request, limit: int, seconds: float = BODY_SECONDS) -> bytes:
+    """Return the request body (chunked or not), refusing one over ``limit`` bytes (413)
+    or one that has not arrived within ``seconds`` (408, and the connection is closed)."""
     length = req.content_length
     if length is not None and length > limit:
         raise BodyTooLarge(f"the body is {length} bytes; the limit is {limit}")
-    body = req.bounded_stream.read(limit + 1)
+    try:
+        async with asyncio.timeout(seconds):
+            body = await req.stream.read(limit + 1)
+    except TimeoutError:
+        raise BodyTimeout(f"the body did not arrive within {seconds:g} s") from None
     if len(body) > limit:
         raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
     return body
+
+
+def body_of(req: falcon.asgi.Request, limit: int) -> bytes:
+    """The body ``Threaded`` has read for a synchronous responder."""
+    body = getattr(req.context, "raw_body", b"")
+    if len(body) > limit:
+        raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
+    return body
+
+
+MAX_THREADED_BODY = 1024 * 1024
+"""The most a threaded responder is sent (each checks its own, smaller, limit: ``body_of``)."""
+
+
+class Threaded:
+    """A resource whose ``on_*`` responders are synchronous, served from the thread pool.
+
+    For the routes that drive the synchronous stores the CLI uses (admin,
+    dashboard, delivery receipts): never on the event loop.
+
+    The body is read first, on the event loop (with its deadline), and left
+    on ``req.context.raw_body`` for ``resources.body_of``.
+    """
+
+    def __init__(self, resource: object) -> None:
+        self.resource = resource
+        for name, responder in inspect.getmembers(resource, callable):
+            if name.startswith("on_"):
+                setattr(self, name, self._wrap(responder))
+
+    def __getattr__(self, name: str):
+        return getattr(self.resource, name)  # what the resource declares (``actions`` ...)
+
+    @staticmethod
+    def _wrap(responder):
+        async def respond(req: falcon.asgi.Request, resp: falcon.asgi.Response, **params):
+            if req.method in ("POST", "PUT", "PATCH", "DELETE"):
+                req.context.raw_body = await read_body(req, MAX_THREADED_BODY)
+            await asyncio.to_thread(responder, req, resp, **params)
+
+        return respond

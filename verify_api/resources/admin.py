@@ -10,6 +10,7 @@ audit entry and answer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from codegen.store.audit import AuditLog
 from verify_api.admin import roles
 from verify_api.admin.auth import TokenInfo, TokenStore
 from verify_api.exc import Forbidden
-from verify_api.resources import read_body
+from verify_api.resources import body_of
 from verify_api.resources.admin_bodies import MAX_ADMIN_BODY, Fields
 
 ADMIN = "/v1/admin/tenants/{tenant}"
@@ -70,23 +71,31 @@ def authorize(tokens: TokenStore, tenant: str, token: str | None, action: str) -
 
 
 class AdminAuth:
-    """Middleware: no admin responder runs without a token of its tenant and a role for it."""
+    """Middleware: no admin responder runs without a token of its tenant and a role for it.
+
+    The token store is synchronous, like every admin route: it runs in the
+    thread pool, never on the event loop.
+    """
 
     def __init__(self, tokens: TokenStore) -> None:
         self._tokens = tokens
 
-    def process_resource(self, req, resp, resource, params) -> None:
+    async def process_resource(self, req, resp, resource, params) -> None:
+        resource = getattr(resource, "resource", resource)  # under admin_routes.threaded
         if not isinstance(resource, AdminResource):
             return
+        req.context.token = await asyncio.to_thread(self._check, req, resource, params)
+
+    def _check(self, req, resource: AdminResource, params) -> TokenInfo | None:
         action = resource.actions.get(req.method)
         if action is None:  # falcon answers 405 after us; still no anonymous answers
             self._tokens.authenticate(params.get("tenant", ""), bearer(req))
-            return
-        req.context.token = authorize(self._tokens, params["tenant"], bearer(req), action)
+            return None
+        return authorize(self._tokens, params["tenant"], bearer(req), action)
 
 
 def fields(req: falcon.Request) -> Fields:
-    return Fields.parse(read_body(req, MAX_ADMIN_BODY))
+    return Fields.parse(body_of(req, MAX_ADMIN_BODY))
 
 
 def plain(record: object) -> object:

@@ -17,14 +17,14 @@ from points_bridge.sms.outbound import ANSWER, Outbox
 from verify_api.admin.alerts import Alerts
 from verify_api.channels.feedback import FeedbackInbox
 from verify_api.exc import InvalidField
-from verify_api.resources import read_body
+from verify_api.resources import body_of
 from verify_api.resources.admin import AdminContext, AdminResource, fields
 from verify_api.resources.admin_bodies import MAX_ADMIN_BODY, query_int
 from verify_api.resources.bodies import load_object
 
 
 def _object(req) -> dict:
-    body = read_body(req, MAX_ADMIN_BODY)
+    body = body_of(req, MAX_ADMIN_BODY)
     return load_object(body) if body.strip() else {}
 
 

@@ -17,7 +17,7 @@ from codegen.tenants import TenantStore, check_tenant_id
 from verify_api.admin import dashboard
 from verify_api.admin.reports import Reports, date_range
 from verify_api.exc import Unauthorized
-from verify_api.resources import read_body
+from verify_api.resources import Threaded, body_of
 from verify_api.resources.admin import AdminContext, authorize
 
 COOKIE = "itemseal_admin"
@@ -66,7 +66,7 @@ class Login:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
         check_tenant_id(tenant)
-        form = parse_qs(read_body(req, 4096).decode("utf-8", "replace"))
+        form = parse_qs(body_of(req, 4096).decode("utf-8", "replace"))
         token = (form.get("token") or [""])[0].strip()
         try:
             authorize(self.ctx.tokens, tenant, token, ACTION)
@@ -91,6 +91,6 @@ class Logout:
 
 
 def register(app: falcon.App, ctx: AdminContext) -> None:
-    app.add_route("/admin/{tenant}", Dashboard(ctx))
-    app.add_route("/admin/{tenant}/login", Login(ctx))
-    app.add_route("/admin/{tenant}/logout", Logout(ctx))
+    app.add_route("/admin/{tenant}", Threaded(Dashboard(ctx)))
+    app.add_route("/admin/{tenant}/login", Threaded(Login(ctx)))
+    app.add_route("/admin/{tenant}/logout", Threaded(Logout(ctx)))

@@ -8,17 +8,17 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, quote
 
 import falcon
+import redis
 
 from codegen.exc import CodegenError
-from codegen.products import ProductStore
 from points_bridge.exc import BadPhone
 from verify_api.channels import csrf, gateways, ivr, signatures, web
-from verify_api.channels.config import TWIML, ChannelConfig
+from verify_api.channels.config import TWIML, ChannelConfig, ChannelStore
 from verify_api.channels.sms import SmsService, check_code
 from verify_api.check import answers
 from verify_api.check.engine import CheckRequest, VerifyEngine
 from verify_api.exc import BadSignature, InvalidField, RateLimited, RequestError
-from verify_api.resources import read_body
+from verify_api.resources import body_of, read_body
 from verify_api.resources.bodies import load_object
 
 MAX_FORM = 16 * 1024
@@ -26,9 +26,9 @@ MAX_JSON = 256 * 1024
 TWIML_TYPE = "application/xml; charset=utf-8"
 
 
-def _form(req: falcon.Request) -> list[tuple[str, str]]:
+async def _form(req: falcon.Request) -> list[tuple[str, str]]:
     try:
-        text = read_body(req, MAX_FORM).decode("utf-8")
+        text = (await read_body(req, MAX_FORM)).decode("utf-8")
     except UnicodeDecodeError:
         raise RequestError("the form is not UTF-8") from None
     return parse_qsl(text, keep_blank_values=True)
@@ -61,12 +61,12 @@ class TwilioSmsResource:
     def __init__(self, service: SmsService) -> None:
         self._service = service
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        params = _form(req)
+    async def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        params = await _form(req)
         msg = gateways.parse_twilio(dict(params))
-        config = self._service.config_for(msg.to)
+        config = await self._service.config_for(msg.to)
         _check_twilio(req, config, params)
-        reply = self._service.handle(config, msg)
+        reply = await self._service.handle(config, msg)
         if config.reply_format == TWIML:
             resp.text = ivr.twiml(f"<Message>{ivr.escape(reply)}</Message>")
             resp.content_type = TWIML_TYPE
@@ -84,17 +84,17 @@ class JsonSmsResource:
         aliyun = gateway == gateways.ALIYUN
         self._parse = gateways.parse_aliyun if aliyun else gateways.parse_tencent
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_body(req, MAX_JSON)
+    async def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = await read_body(req, MAX_JSON)
         messages = self._parse(body)
-        tenants = {self._service.channels.tenant_for(m.to) for m in messages}
-        config = self._service.config_for(messages[0].to)
+        tenants = {await self._service.channels.tenant_for(m.to) for m in messages}
+        config = await self._service.config_for(messages[0].to)
         if len(tenants) > 1:
             raise InvalidField("dest_code", "one post must carry messages for one tenant only")
         _check_itemseal(req, config, body)
-        answered = [(m, self._service.handle(config, m)) for m in messages]
+        answered = [(m, await self._service.handle(config, m)) for m in messages]
         for m, text in answered:  # these gateways cannot carry a reply: send it ourselves
-            self._service.queue_reply(config, m, text)
+            await self._service.queue_reply(config, m, text)
         if self._gateway == gateways.ALIYUN:
             resp.media = {"code": 0, "msg": "OK", "replies": [
                 {"phone_number": m.sender, "content": text, "sequence_id": m.message_id}
@@ -113,18 +113,18 @@ class IvrResource:
         self._engine = engine
         self._service = service
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        params = _form(req)
+    async def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        params = await _form(req)
         form = dict(params)
         caller = gateways.field(form, "From")
-        config = self._service.config_for(gateways.field(form, "To"))
+        config = await self._service.config_for(gateways.field(form, "To"))
         _check_twilio(req, config, params)
         digits = form.get("Digits", "").strip().rstrip("#")
         resp.content_type = TWIML_TYPE
         if not digits:
             resp.text = ivr.prompt(config)
             return
-        result, text = check_code(self._engine, config, caller, digits, "ivr")
+        result, text = await check_code(self._engine, config, caller, digits, "ivr")
         resp.text = ivr.answer(config, text, again=result in (answers.MISTYPED, answers.MALFORMED))
 
 
@@ -135,26 +135,26 @@ class WebPageResource:
         self,
         engine: VerifyEngine,
         service: SmsService,
-        products: ProductStore,
         csrf_secret: bytes,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
         self._service = service
-        self._products = products
         self._secret = csrf_secret
         self._clock = clock
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, tenant: str, code: str) -> None:
-        config = self._config(resp, tenant, code)
+    async def on_get(
+        self, req: falcon.Request, resp: falcon.Response, tenant: str, code: str
+    ) -> None:
+        config = await self._config(resp, tenant, code)
         if config is None:
             return
         try:
-            answer = self._engine.verify(
+            answer = await self._engine.verify(
                 tenant, CheckRequest(code, None, "web"), req.remote_addr or "-"
             )
         except RateLimited:
-            self._render(resp, config, code, error="busy", status=429)
+            await self._render(resp, config, code, error="busy", status=429)
             return
         nonce = req.cookies.get(csrf.COOKIE) or secrets.token_urlsafe(18)
         resp.set_cookie(
@@ -162,52 +162,54 @@ class WebPageResource:
             http_only=True, same_site="Strict",
         )  # fmt: skip
         token = csrf.make_token(self._secret, tenant, code, nonce, int(self._clock()))
-        self._render(resp, config, code, answer=answer, csrf=token)
+        await self._render(resp, config, code, answer=answer, csrf=token)
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str, code: str) -> None:
-        config = self._config(resp, tenant, code)
+    async def on_post(
+        self, req: falcon.Request, resp: falcon.Response, tenant: str, code: str
+    ) -> None:
+        config = await self._config(resp, tenant, code)
         if config is None:
             return
-        form = dict(_form(req))
+        form = dict(await _form(req))
         nonce = req.cookies.get(csrf.COOKIE)
         now = int(self._clock())
         if not csrf.check_token(self._secret, tenant, code, nonce, form.get("csrf"), now):
-            self._render(resp, config, code, error="expired", status=403)
+            await self._render(resp, config, code, error="expired", status=403)
             return
         phone = form.get("phone", "").strip()
         try:
-            answer = self._engine.verify(
+            answer = await self._engine.verify(
                 tenant, CheckRequest(code, phone or "-", "web"), req.remote_addr or "-"
             )
         except BadPhone:
             token = csrf.make_token(self._secret, tenant, code, nonce or "", now)
-            answer = self._engine.lookup(tenant, code, req.remote_addr or "-")
-            self._render(resp, config, code, answer=answer, csrf=token, error="bad_phone",
-                         status=422)
+            answer = await self._engine.lookup(tenant, code, req.remote_addr or "-")
+            await self._render(resp, config, code, answer=answer, csrf=token,
+                               error="bad_phone", status=422)
             return
         except RateLimited:
-            self._render(resp, config, code, error="busy", status=429)
+            await self._render(resp, config, code, error="busy", status=429)
             return
-        self._render(resp, config, code, answer=answer, claim=answer)
+        await self._render(resp, config, code, answer=answer, claim=answer)
 
-    def _config(self, resp: falcon.Response, tenant: str, code: str) -> ChannelConfig | None:
+    async def _config(
+        self, resp: falcon.Response, tenant: str, code: str
+    ) -> ChannelConfig | None:
         try:
-            return self._service.channels.get(tenant)
+            return await self._service.channels.get(tenant)
         except CodegenError:  # unknown tenant (or its keys do not open): a page, not JSON
             unknown = web.PageInput(tenant, tenant, web.ZH, code, error="unknown")
             _html(resp, web.page(unknown), 404)
             return None
 
-    def _render(self, resp: falcon.Response, config: ChannelConfig, code: str, *,
-                status: int = 200, **page) -> None:
+    async def _render(self, resp: falcon.Response, config: ChannelConfig, code: str, *,
+                      status: int = 200, **page) -> None:
         answer = page.get("answer")
         description = usage = ""
         if answer is not None and answer.sku:
-            try:
-                product = self._products.get(config.tenant, answer.sku)
+            product = await self._engine.catalog.product(config.tenant, answer.sku)
+            if product is not None:
                 description, usage = product.description, product.usage
-            except (CodegenError, TypeError, ValueError):
-                pass
         p = web.PageInput(config.tenant, config.name, config.language, code,
                           description=description, usage=usage, **page)
         _html(resp, web.page(p), status)
@@ -216,7 +218,7 @@ class WebPageResource:
 class WebEntryResource:
     """``GET /t/{tenant}/v?code=...``: the re-entry form's target; redirects to the page."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+    async def on_get(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
         code = "".join(ch for ch in req.get_param("code", default="") if not ch.isspace())[:64]
         raise falcon.HTTPSeeOther(f"/t/{quote(tenant, safe='')}/v/{quote(code, safe='')}")
 
@@ -241,22 +243,25 @@ class ReceiptResource:
     Body ``{"receipts": [{"id": <our message id or the gateway's>, "status":
     "delivered" | "failed", "error": ""}]}``; a receipt for a message we do
     not know answers ``unknown`` for it (gateways retry what we refuse).
+    Not a consumer's route: it runs on the synchronous stores in the thread
+    pool (``admin_routes.threaded``).
     """
 
-    def __init__(self, service: SmsService) -> None:
-        self._service = service
+    def __init__(self, client: redis.Redis, channels: ChannelStore) -> None:
+        self._client = client
+        self._channels = channels
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
         from points_bridge.sms.outbound import Outbox
 
-        body = read_body(req, MAX_JSON)
-        config = self._service.channels.get(tenant)
+        body = body_of(req, MAX_JSON)
+        config = self._channels.get(tenant)
         _check_itemseal(req, config, body)
         data = load_object(body)
         receipts = data.get("receipts")
         if not isinstance(receipts, list) or not 1 <= len(receipts) <= 1000:
             raise InvalidField("receipts", "'receipts' is a list of 1-1000 receipts")
-        outbox = Outbox(self._service.client, tenant)
+        outbox = Outbox(self._client, tenant)
         results = []
         for item in receipts:
             if not isinstance(item, dict) or not isinstance(item.get("id"), str) \

@@ -14,8 +14,8 @@ class HealthResource:
     def __init__(self, engine: VerifyEngine) -> None:
         self._engine = engine
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._engine.ping()
+    async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        await self._engine.ping()
         resp.media = {"status": "ok"}
 
 
@@ -25,7 +25,7 @@ class PingResource:
     The ceiling the verify route is measured against (benchmarks/bench_verify.py).
     """
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"pong": True}
 
 
@@ -33,7 +33,7 @@ class MetricsResource:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         render_response(self._metrics, resp)
 
 
@@ -43,6 +43,6 @@ class OpenApiResource:
     def __init__(self, document: bytes) -> None:
         self._document = document
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.data = self._document
         resp.content_type = falcon.MEDIA_JSON

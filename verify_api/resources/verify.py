@@ -16,9 +16,9 @@ class VerifyResource:
     def __init__(self, engine: VerifyEngine) -> None:
         self._engine = engine
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
-        request = bodies.parse_verify(read_body(req, bodies.MAX_VERIFY_BODY))
-        resp.media = self._engine.verify(tenant, request, req.remote_addr).to_json()
+    async def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+        request = bodies.parse_verify(await read_body(req, bodies.MAX_VERIFY_BODY))
+        resp.media = (await self._engine.verify(tenant, request, req.remote_addr)).to_json()
 
 
 class CodeResource:
@@ -27,8 +27,10 @@ class CodeResource:
     def __init__(self, engine: VerifyEngine) -> None:
         self._engine = engine
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, tenant: str, code: str) -> None:
-        resp.media = self._engine.lookup(tenant, code, req.remote_addr).to_json()
+    async def on_get(
+        self, req: falcon.Request, resp: falcon.Response, tenant: str, code: str
+    ) -> None:
+        resp.media = (await self._engine.lookup(tenant, code, req.remote_addr)).to_json()
 
 
 class BatchResource:
@@ -38,9 +40,9 @@ class BatchResource:
         self._engine = engine
         self._max_codes = max_codes
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
-        batch = bodies.parse_batch(read_body(req, bodies.MAX_BATCH_BODY), self._max_codes)
-        found = self._engine.verify_batch(tenant, batch.codes, req.remote_addr)
+    async def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+        batch = bodies.parse_batch(await read_body(req, bodies.MAX_BATCH_BODY), self._max_codes)
+        found = await self._engine.verify_batch(tenant, batch.codes, req.remote_addr)
         resp.media = {
             "results": [a.to_batch_json(c) for c, a in zip(batch.codes, found, strict=True)],
             "summary": dict(Counter(a.result for a in found)),

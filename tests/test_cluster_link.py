@@ -1,4 +1,4 @@
-"""The cluster pipe: commands routed by slot, replies in order, MOVED and ASK followed."""
+"""The cluster link: commands routed by slot, replies in order, MOVED and ASK followed."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ from collections.abc import Iterator
 
 import hiredis
 import pytest
+from aio import Blocking, run
 from cluster import LocalCluster, running_cluster
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from codegen.store.cluster_pipe import ClusterPipe, routing_key, split_commands
+from codegen.store.cluster_link import ClusterLink, routing_key, split_commands
 from codegen.store.embedded import cluster_url
-from codegen.store.pipe import RedisPipe
+from codegen.store.link import RedisLink
 from codegen.store.wire import pack
 
 ARG = st.binary(max_size=40)
@@ -59,18 +60,18 @@ def private_cluster() -> Iterator[LocalCluster]:
 
 
 @pytest.fixture
-def pipe(private_cluster) -> Iterator[ClusterPipe]:
-    pipe = ClusterPipe([("127.0.0.1", private_cluster.ports[0])], timeout=5)
-    yield pipe
-    pipe.close()
+def pipe(private_cluster) -> Iterator[Blocking]:
+    link = ClusterLink([("127.0.0.1", private_cluster.ports[0])], timeout=5)
+    yield Blocking(link)
+    link.close()
 
 
 def owner(cluster: LocalCluster, key: bytes) -> int:
     """The port of the master serving ``key``'s slot, as the first master says now."""
     slot = key_slot(key)
-    raw = RedisPipe(f"redis://127.0.0.1:{cluster.ports[0]}")
+    raw = RedisLink(f"redis://127.0.0.1:{cluster.ports[0]}")
     try:
-        (ranges,) = raw.call(pack(b"CLUSTER", b"SLOTS"))
+        (ranges,) = run(raw.call(pack(b"CLUSTER", b"SLOTS")))
     finally:
         raw.close()
     for start, end, master, *_ in ranges:

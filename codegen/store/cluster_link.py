@@ -1,11 +1,11 @@
-"""The worker's pipe on Redis Cluster: one ``RedisPipe`` per master, commands routed by slot.
+"""The API's asyncio link on Redis Cluster: one ``RedisLink`` per master, routed by slot.
 
-Callers keep handing over packed commands (``points_bridge/wire.py``'s
-``Wire``), so the verify, rate-limit and credit paths run unchanged: this
-pipe reads each command's first key back out of the RESP it was packed in
-(``EVALSHA sha numkeys key...``: the first of KEYS; any other command: its
-first argument), which is all routing needs, because every script's KEYS
-share one hash tag (``codegen/keyspace.py``). A call's commands are split by
+Callers hand over packed commands as they do to ``RedisLink``, so the verify,
+rate-limit and credit paths run unchanged on a cluster: this link reads each
+command's first key back out of the RESP it was packed in (``EVALSHA sha
+numkeys key...``: the first of KEYS; any other command: its first argument),
+which is all routing needs, because every script's KEYS share one hash tag
+(``codegen/store/keyspace.py``). A call's commands are split by
 master, sent to all of them before waiting on any, and the replies put back
 in the order given.
 
@@ -15,14 +15,15 @@ to the node named); everything else, errors included, is the caller's reply.
 Commands without a key (``PING``, ``SCRIPT LOAD``) go to every master: the
 reply is the first error, else the first master's reply.
 
-Why not redis-py's ``RedisCluster`` pipeline: it would turn the raw
-replies back into redis-py's parsed ones (and its errors into exceptions),
-and lose the per-worker coalescing that the verify bar rests on.
+Why not redis-py's ``redis.asyncio.RedisCluster`` pipeline: it would turn the
+raw replies back into redis-py's parsed ones (and its errors into
+exceptions), and cost what ``benchmarks/bench_link.py`` measures redis-py's
+asyncio client to cost against ``RedisLink`` on one server.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from collections.abc import Iterable
 
 import hiredis
@@ -30,9 +31,9 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from codegen.store.pipe import RedisPipe
+from codegen.exc import StoreError
+from codegen.store.link import RedisLink
 from codegen.store.wire import pack
-from verify_api.exc import StoreError
 
 SLOTS = 16384
 MAX_REDIRECTS = 5
@@ -88,8 +89,8 @@ def _redirect(reply: object) -> tuple[str, int, Address] | None:
     return kind, int(slot), (host, int(port))
 
 
-class ClusterPipe:
-    """A ``Wire`` over one coalescing ``RedisPipe`` per cluster master."""
+class ClusterLink:
+    """The ``RedisLink`` interface over one ``RedisLink`` per cluster master."""
 
     def __init__(
         self,
@@ -103,14 +104,13 @@ class ClusterPipe:
         self.timeout = timeout
         self._credentials = credentials or {}
         self._scheme = "rediss" if tls else "redis"
-        self._lock = threading.Lock()
-        self._pipes: dict[Address, RedisPipe] = {}
+        self._links: dict[Address, RedisLink] = {}
         self._slots: list[Address] = []
         self._masters: list[Address] = []
 
     @classmethod
-    def for_client(cls, client: RedisCluster, *, timeout: float = 5.0) -> ClusterPipe:
-        """Return a pipe to the masters ``client`` knows, with its credentials."""
+    def for_client(cls, client: RedisCluster, *, timeout: float = 5.0) -> ClusterLink:
+        """Return a link to the masters ``client`` knows, with its credentials."""
         primaries = client.get_primaries()
         pool = client.get_redis_connection(primaries[0]).connection_pool
         kw = pool.connection_kwargs
@@ -119,36 +119,41 @@ class ClusterPipe:
         return cls([(n.host, n.port) for n in primaries], timeout=timeout,
                    credentials=credentials, tls=tls)
 
-    # -- the Wire protocol -------------------------------------------------------------
+    # -- the link interface -------------------------------------------------------------
 
-    def call(self, payload: bytes, count: int = 1) -> list:
+    async def call(self, payload: bytes, count: int = 1) -> list:
         """Send ``count`` packed commands, each to its slot's master; replies in order."""
         commands = split_commands(payload, count)
         replies: list = [None] * count
         todo = list(range(count))
         asking: dict[int, Address] = {}
         for _ in range(MAX_REDIRECTS + 1):
-            redirected = self._round(commands, todo, asking, replies)
+            redirected = await self._round(commands, todo, asking, replies)
             if not redirected:
                 return replies
             todo, asking = redirected, {i: asking[i] for i in redirected if i in asking}
         raise StoreError(f"redis cluster still redirecting after {MAX_REDIRECTS} tries")
 
-    def post(self, payload: bytes, count: int = 1) -> None:
+    async def post(self, payload: bytes, count: int = 1) -> None:
         """Send without waiting for replies (a redirect is lost, as any reply is)."""
         commands = split_commands(payload, count)
-        for address, indexes in self._groups(commands, range(count), {}).items():
-            self._pipe(address).submit(b"".join(commands[i][0] for i in indexes), len(indexes))
+        groups = self._groups(commands, range(count), {}, await self._slot_map())
+        for address, indexes in groups.items():
+            await self._link(address).post(
+                b"".join(commands[i][0] for i in indexes), len(indexes))
 
     def close(self) -> None:
-        with self._lock:
-            pipes, self._pipes = list(self._pipes.values()), {}
-        for pipe in pipes:
-            pipe.close()
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            link.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        await asyncio.sleep(0)
 
     # -- internals ----------------------------------------------------------------------
 
-    def _round(
+    async def _round(
         self,
         commands: list[tuple[bytes, bytes | None]],
         todo: list[int],
@@ -157,23 +162,24 @@ class ClusterPipe:
     ) -> list[int]:
         """Send ``todo`` once; fill ``replies``; return the indexes redirected elsewhere."""
         keyed = [i for i in todo if commands[i][1] is not None]
+        slots = await self._slot_map()
         tickets = []
-        for address, indexes in self._groups(commands, keyed, asking).items():
+        for address, indexes in self._groups(commands, keyed, asking, slots).items():
             parts = [(_ASKING + commands[i][0]) if i in asking else commands[i][0]
                      for i in indexes]
             sent = len(indexes) + sum(1 for i in indexes if i in asking)
-            tickets.append((address, indexes, self._pipe(address).submit(b"".join(parts), sent)))
+            tickets.append((address, indexes, await self._submit(address, b"".join(parts), sent)))
         broadcast = [i for i in todo if commands[i][1] is None]
         if broadcast:
             payload = b"".join(commands[i][0] for i in broadcast)
-            for address in self._master_list():
-                ticket = self._pipe(address).submit(payload, len(broadcast))
+            for address in self._masters:
+                ticket = await self._submit(address, payload, len(broadcast))
                 tickets.append((address, broadcast, ticket))
         redirected: list[int] = []
         answered: set[int] = set()
         stale = False
-        for address, indexes, ticket in tickets:
-            got = self._wait(address, ticket)
+        for _, indexes, ticket in tickets:
+            got = await self._wait(ticket)
             if indexes is broadcast:  # the first master's reply, unless another one failed
                 for i, reply in zip(indexes, got, strict=True):
                     if i not in answered or (_failed(reply) and not _failed(replies[i])):
@@ -193,58 +199,58 @@ class ClusterPipe:
                     asking.pop(i, None)
                     stale = True
         if stale:
-            self._refresh()
+            await self._refresh()
         return redirected
 
     def _groups(
         self, commands: list[tuple[bytes, bytes | None]], indexes: Iterable[int],
-        asking: dict[int, Address],
+        asking: dict[int, Address], slots: list[Address],
     ) -> dict[Address, list[int]]:
-        slots = self._slot_map()
         groups: dict[Address, list[int]] = {}
         for i in indexes:
             key = commands[i][1]
             if key is None:
-                address = self._master_list()[0]
+                address = self._masters[0]
             else:
                 address = asking.get(i) or slots[key_slot(key)]
             groups.setdefault(address, []).append(i)
         return groups
 
-    def _wait(self, address: Address, ticket) -> list:
+    async def _submit(self, address: Address, payload: bytes, count: int) -> asyncio.Future:
+        """Send to one master now (connecting first if needed); await the result later."""
+        link = self._link(address)
         try:
-            return self._pipe(address).wait(ticket)
+            return link.submit(payload, count)
         except StoreError:
-            with self._lock:  # a master gone: a failover may have moved its slots
-                self._slots = []
+            await link.ensure_connected()
+            return link.submit(payload, count)
+
+    async def _wait(self, ticket: asyncio.Future) -> list:
+        try:
+            return await ticket
+        except StoreError:
+            self._slots = []  # a master gone: a failover may have moved its slots
             raise
 
-    def _pipe(self, address: Address) -> RedisPipe:
-        with self._lock:
-            pipe = self._pipes.get(address)
-            if pipe is None:
-                url = f"{self._scheme}://{address[0]}:{address[1]}/0"
-                pipe = RedisPipe(url, timeout=self.timeout, credentials=self._credentials)
-                self._pipes[address] = pipe
-            return pipe
+    def _link(self, address: Address) -> RedisLink:
+        link = self._links.get(address)
+        if link is None:
+            url = f"{self._scheme}://{address[0]}:{address[1]}/0"
+            link = RedisLink(url, timeout=self.timeout, credentials=self._credentials)
+            self._links[address] = link
+        return link
 
-    def _slot_map(self) -> list[Address]:
-        slots = self._slots
-        if not slots:
-            self._refresh()
-            slots = self._slots
-        return slots
+    async def _slot_map(self) -> list[Address]:
+        if not self._slots:
+            await self._refresh()
+        return self._slots
 
-    def _master_list(self) -> list[Address]:
-        self._slot_map()
-        return self._masters
-
-    def _refresh(self) -> None:
+    async def _refresh(self) -> None:
         """Read CLUSTER SLOTS from the first node that answers; every slot must be served."""
         errors = []
         for address in [*self._masters, *self.startup]:
             try:
-                (reply,) = self._pipe(address).call(pack(b"CLUSTER", b"SLOTS"))
+                (reply,) = await self._link(address).call(pack(b"CLUSTER", b"SLOTS"))
             except StoreError as exc:
                 errors.append(str(exc))
                 continue
@@ -263,8 +269,7 @@ class ClusterPipe:
             if None in slots:
                 errors.append(f"{address[0]}:{address[1]} serves a cluster with unassigned slots")
                 continue
-            with self._lock:
-                self._slots, self._masters = slots, masters  # type: ignore[assignment]
+            self._slots, self._masters = slots, masters  # type: ignore[assignment]
             return
         raise StoreError(f"no redis cluster node gave its slot map: {'; '.join(errors)}")
 

@@ -1,10 +1,11 @@
-"""What gunicorn loads in each worker: the app, configured from the environment.
+"""What each uvicorn worker under gunicorn loads: the ASGI app, configured from the environment.
 
 ``itemseal serve`` resolves the store before starting gunicorn and passes it
 as ITEMSEAL_REDIS_URL (the embedded server's unix socket, or the external URL),
 so every worker connects to the same Redis and none starts one of its own.
-The variables are those of ``cli.Config``; this module does not import the CLI
-(and with it pyarrow and the minting code) into every worker.
+The variables are those of ``codegen.config.Config``; this module does not
+import the CLI (and with it pyarrow and the minting code) into every worker.
+The app's asyncio link connects on the worker's event loop at its first request.
 """
 
 from __future__ import annotations
