@@ -75,7 +75,7 @@ class Draws(TenantScoped):
     """Open, enter and close one tenant's draws."""
 
     def _key(self, keyword: str) -> str:
-        return self.keys.out(f"draw:{keyword}")
+        return self.keys.draw(keyword)
 
     def open(self, keyword: str, answer: str, winners: int = 1, prize: str = "") -> Draw:
         keyword, answer = fold(keyword), fold(answer)
@@ -90,7 +90,7 @@ class Draws(TenantScoped):
         if not self._redis.hsetnx(self._key(keyword), "status", OPEN):
             raise BadInput("keyword", keyword, "a draw with this keyword exists")
         self._redis.hset(self._key(keyword), mapping=fields)
-        self._redis.sadd(self.keys.out("draws"), keyword)
+        self._redis.sadd(self.keys.draws, keyword)
         return self.get(keyword)
 
     def get(self, keyword: str) -> Draw:
@@ -105,7 +105,7 @@ class Draws(TenantScoped):
                     self._redis.hlen(self._key(keyword) + ":entries"))
 
     def list(self) -> list[Draw]:
-        return [self.get(k.decode()) for k in sorted(self._redis.smembers(self.keys.out("draws")))]
+        return [self.get(k.decode()) for k in sorted(self._redis.smembers(self.keys.draws))]
 
     def get_status(self, text: str) -> str | None:
         """The status of the draw an SMS text names; None if it names none."""

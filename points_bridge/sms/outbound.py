@@ -85,10 +85,10 @@ class Outbox(TenantScoped):
     """Queue messages for one tenant and read their status."""
 
     def message_key(self, message_id: str) -> str:
-        return self.keys.out(f"m:{message_id}")
+        return self.keys.outbound_message(message_id)
 
     def queue_key(self, kind: str) -> str:
-        return self.keys.out("q:tx" if kind in TRANSACTIONAL else "q:bulk")
+        return self.keys.outbound_queue(kind in TRANSACTIONAL)
 
     def enqueue(
         self,
@@ -112,12 +112,12 @@ class Outbox(TenantScoped):
             raise ValueError(f"unknown message kind {kind!r}")
         scope = scope or kind
         msg = self.message_key(message_id)
-        dedup = self.keys.out(f"once:{once}") if once else msg
+        dedup = self.keys.outbound_once(once) if once else msg
         body = {"id": message_id, "phone": phone, "text": text, "kind": kind, "scope": scope,
                 "at": str(int(self._clock())), "ttl": KEEP_SECONDS, "dedup_ttl": once_seconds,
                 "ignore_optout": kind == OPTOUT_ACK}
-        keys = [msg, self.queue_key(kind), self.keys.optouts, self.keys.out(f"n:{scope}"),
-                self.keys.out("n:all"), dedup]
+        keys = [msg, self.queue_key(kind), self.keys.optouts, self.keys.outbound_counters(scope),
+                self.keys.outbound_counters("all"), dedup]
         return self._scripts.out_enqueue(keys=keys, args=[json.dumps(body)]).decode()
 
     def get(self, message_id: str) -> Message | None:
@@ -126,12 +126,13 @@ class Outbox(TenantScoped):
             else None
 
     def counters(self, scope: str = "all") -> dict[str, int]:
-        return counts(self._redis.hgetall(self.keys.out(f"n:{scope}")))
+        return counts(self._redis.hgetall(self.keys.outbound_counters(scope)))
 
     def pending(self) -> dict[str, int]:
         pipe = self._redis.pipeline(transaction=False)
-        for name in ("q:tx", "q:bulk", "inflight"):
-            pipe.llen(self.keys.out(name))
+        for key in (self.keys.outbound_queue(True), self.keys.outbound_queue(False),
+                    self.keys.outbound_inflight):
+            pipe.llen(key)
         tx, bulk, inflight = pipe.execute()
         return {"tx": tx, "bulk": bulk, "inflight": inflight}
 
@@ -139,15 +140,15 @@ class Outbox(TenantScoped):
         """Apply a delivery receipt by our message id or the gateway's; return the status."""
         message_id = ref
         if not self._redis.exists(self.message_key(ref)):
-            found = self._redis.hget(self.keys.out("gw"), ref)
+            found = self._redis.hget(self.keys.gateway_refs, ref)
             if found is None:
                 return "unknown"
             message_id = found.decode()
         scope = self._redis.hget(self.message_key(message_id), "scope")
         if scope is None:
             return "unknown"
-        keys = [self.message_key(message_id), self.keys.out(f"n:{scope.decode()}"),
-                self.keys.out("n:all")]
+        keys = [self.message_key(message_id), self.keys.outbound_counters(scope.decode()),
+                self.keys.outbound_counters("all")]
         args = ["delivered" if delivered else "undelivered", error[:200],
                 str(int(self._clock()))]
         return self._scripts.out_receipt(keys=keys, args=args).decode()
@@ -155,8 +156,8 @@ class Outbox(TenantScoped):
     def report(self) -> dict:
         """Sent, failed and spent, overall and per scope (campaign ids, care, replies...)."""
         scopes = sorted(
-            k.decode().rsplit(":n:", 1)[1]
-            for k in self._redis.scan_iter(match=self.keys.out("n:*"), count=500)
+            self.keys.outbound_counters_scope(k.decode())
+            for k in self._redis.scan_iter(match=self.keys.outbound_counters_pattern, count=500)
         )
         return {
             "credit": OutboundSettings(self._redis, self.tenant).credit(),
@@ -210,10 +211,10 @@ class Dispatcher:
         return done
 
     def _pop(self) -> str | None:
-        inflight = self.keys.out("inflight")
-        found = self._redis.lmove(self.keys.out("q:tx"), inflight, "LEFT", "RIGHT")
+        inflight = self.keys.outbound_inflight
+        found = self._redis.lmove(self.keys.outbound_queue(True), inflight, "LEFT", "RIGHT")
         if found is None and not self._config.is_quiet(self._clock()):
-            found = self._redis.lmove(self.keys.out("q:bulk"), inflight, "LEFT", "RIGHT")
+            found = self._redis.lmove(self.keys.outbound_queue(False), inflight, "LEFT", "RIGHT")
         return found.decode() if found is not None else None
 
     def _slot(self) -> None:
@@ -221,7 +222,7 @@ class Dispatcher:
         while True:
             now = self._clock()
             second = int(now)
-            key = self.keys.out(f"rate:{second}")
+            key = self.keys.send_rate(second)
             pipe = self._redis.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, 10)
@@ -236,10 +237,11 @@ class Dispatcher:
             raw = {k.decode(): v.decode() for k, v in self._redis.hgetall(msg_key).items()}
             if not raw:
                 return "gone"
-            counters = [self.keys.out(f"n:{raw['scope']}"), self.keys.out("n:all")]
+            counters = [self.keys.outbound_counters(raw["scope"]),
+                        self.keys.outbound_counters("all")]
             now = str(int(self._clock()))
             charged = self._scripts.out_charge(
-                keys=[msg_key, self.keys.optouts, self.keys.out("credit"), *counters],
+                keys=[msg_key, self.keys.optouts, self.keys.sms_credit, *counters],
                 args=[self._config.cost, now],
             ).decode()
             if charged != "ok":
@@ -254,8 +256,8 @@ class Dispatcher:
                 body = {"ok": False, "gateway_id": "", "error": f"sender error: {exc}"[:200],
                         "at": str(int(self._clock()))}
             return self._scripts.out_result(
-                keys=[msg_key, self.keys.out("credit"), *counters, self.keys.out("gw")],
+                keys=[msg_key, self.keys.sms_credit, *counters, self.keys.gateway_refs],
                 args=[json.dumps(body)],
             ).decode()
         finally:
-            self._redis.lrem(self.keys.out("inflight"), 1, message_id)
+            self._redis.lrem(self.keys.outbound_inflight, 1, message_id)

@@ -6,7 +6,7 @@ policy settings: ``sms_number``, ``gateway_secret`` (sealed), ``language``
 ``join_keyword``, ``balance_keyword`` and ``tpl.<name>`` template overrides.
 
 Gateways tell us only the number (or sub-port) a message was sent to, so a
-global index maps numbers to tenants (``NUMBERS``). A sub-port is the
+global index maps numbers to tenants (``keyspace.CHANNEL_NUMBERS``). A sub-port is the
 tenant's number with digits appended (``106570216001`` + ``42``): the lookup
 asks for every prefix of the destination in one HMGET and takes the longest
 registered one.
@@ -27,13 +27,12 @@ from dataclasses import dataclass, field
 import redis
 
 from codegen.keys import MasterKey
-from codegen.store.keyspace import TenantKeys
+from codegen.store.keyspace import CHANNEL_NUMBERS, TenantKeys
 from codegen.store.scripts import register
 from codegen.tenants import TenantStore
 from verify_api.channels import keywords, templates
 from verify_api.exc import NumberTaken, SettingError
 
-NUMBERS = "is:channels:numbers"
 TEXT, TWIML = "text", "twiml"
 REPLY_FORMATS = (TEXT, TWIML)
 TEMPLATE_PREFIX = "tpl."
@@ -115,7 +114,7 @@ class ChannelStore:
         prefixes = [digits[:n] for n in range(len(digits), MIN_PREFIX - 1, -1)]
         if not prefixes:
             return None
-        for hit in self._redis.hmget(NUMBERS, prefixes):
+        for hit in self._redis.hmget(CHANNEL_NUMBERS, prefixes):
             if hit is not None:
                 return hit.decode()
         return None
@@ -204,7 +203,7 @@ class ChannelStore:
         if number and not _NUMBER.match(digits):
             raise SettingError(f"bad SMS number {number!r}: 3-20 digits")
         holder = register(self._redis, "verify_api", "sms_number")(
-            keys=[NUMBERS], args=[tenant, digits]
+            keys=[CHANNEL_NUMBERS], args=[tenant, digits]
         )
         if holder is not None:
             raise NumberTaken(f"the number {digits} belongs to tenant {holder.decode()!r}")

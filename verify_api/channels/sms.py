@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import redis
 
+from codegen.store.keyspace import TenantKeys
 from points_bridge.cards import format_card
 from points_bridge.exc import BadPhone, PointsError
 from points_bridge.members import MemberStore, earned_for_tier
@@ -68,7 +69,7 @@ class SmsService:
 
     def handle(self, config: ChannelConfig, msg: InboundSms) -> str:
         """Return the reply to ``msg``; a retry of an answered message gets the same reply."""
-        key = f"is:{{{config.tenant}}}:sms:seen:{msg.dedup_id}"
+        key = TenantKeys(config.tenant).sms_seen(msg.dedup_id)
         for _ in range(3):
             if self._redis.set(key, PENDING, nx=True, ex=PENDING_SECONDS):
                 try:
