@@ -59,7 +59,7 @@ from verify_api.check.scans import (  # noqa: E402
     VERIFY,
     CheckContext,
     ScanQuery,
-    Scripts,
+    VerifyScripts,
     verify_calls,
 )
 
@@ -81,7 +81,7 @@ def seed(client: redis.Redis, master: MasterKey, count: int) -> tuple[KeyStore, 
 
 def measure_memory(client: redis.Redis, first: int, count: int, step: int) -> float:
     """Record a first check of every ``step``-th serial; return used_memory bytes per code."""
-    scripts = Scripts(RedisPipe.for_client(client))
+    scripts = VerifyScripts(RedisPipe.for_client(client))
     keys = TenantKeys(TENANT)
     serials = range(first, first + count * step, step)
     client.execute_command("MEMORY", "PURGE")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import redis
@@ -36,8 +36,26 @@ def check_tenant_id(tenant: str) -> str:
     return tenant
 
 
-def _decode(raw: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in raw.items()}
+def tenant_from_record(tenant: str, record: Mapping[bytes, bytes]) -> Tenant:
+    """The tenant of its record (``TenantKeys.meta``) as HGETALL returns it.
+
+    The one reader of the record: ``TenantStore.get`` and the readers that
+    fetch it in a pipeline with other keys (the points credit's one round
+    trip) parse it here. Each concern then reads its own fields from
+    ``Tenant.settings`` (``verify_*``: ``check/catalog.py``, ``points_*``:
+    ``points_bridge/settings.py``, channel fields: ``channels/config.py``).
+    A record without ``created_at`` is no tenant (``create`` writes it first).
+    """
+    fields = {k.decode(): v.decode() for k, v in record.items()}
+    if "created_at" not in fields:
+        raise UnknownTenant(tenant)
+    return Tenant(
+        tenant_id=tenant,
+        name=fields.get("name", tenant),
+        created_at=float(fields["created_at"]),
+        verify_url=fields.get("verify_url", DEFAULT_VERIFY_URL),
+        settings=fields,
+    )
 
 
 class TenantStore:
@@ -61,16 +79,7 @@ class TenantStore:
 
     def get(self, tenant: str) -> Tenant:
         check_tenant_id(tenant)
-        fields = _decode(self._redis.hgetall(TenantKeys(tenant).meta))
-        if "created_at" not in fields:
-            raise UnknownTenant(tenant)
-        return Tenant(
-            tenant_id=tenant,
-            name=fields.get("name", tenant),
-            created_at=float(fields["created_at"]),
-            verify_url=fields.get("verify_url", DEFAULT_VERIFY_URL),
-            settings=fields,
-        )
+        return tenant_from_record(tenant, self._redis.hgetall(TenantKeys(tenant).meta))
 
     def update(self, tenant: str, **settings: str) -> Tenant:
         unknown = set(settings) - set(SETTABLE)

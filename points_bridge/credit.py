@@ -34,10 +34,10 @@ from datetime import datetime, timedelta
 
 import redis
 
-from codegen.exc import UnknownTenant
 from codegen.products import Product
 from codegen.store.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys, segment_of
 from codegen.store.wire import ScriptSet, Wire, is_error, pack, wire_for
+from codegen.tenants import tenant_from_record
 from points_bridge.campaigns import CampaignStore, StoredCampaign, parse_all
 from points_bridge.exc import Contended
 from points_bridge.ledger import Entry, entry_spec, lot_expiry, refusal
@@ -293,9 +293,7 @@ class ClaimCrediter:
         pipe.hgetall(keys.campaigns)
         pipe.hgetall(keys.campaign_spend)
         record, product, definitions, spend = pipe.execute()
-        if not record:
-            raise UnknownTenant(tenant)
-        settings = load({k.decode(): v.decode() for k, v in record.items()})
+        settings = load(tenant_from_record(tenant, record).settings)
         base = Product.from_json(product).points if product else 0
         view = TenantView(settings, base, parse_all(definitions, spend))
         if self._view_seconds > 0:

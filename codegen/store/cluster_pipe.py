@@ -1,11 +1,11 @@
 """The worker's pipe on Redis Cluster: one ``RedisPipe`` per master, commands routed by slot.
 
-Callers keep handing over packed commands (``points_bridge/wire.py``'s
+Callers keep handing over packed commands (``codegen/store/wire.py``'s
 ``Wire``), so the verify, rate-limit and credit paths run unchanged: this
 pipe reads each command's first key back out of the RESP it was packed in
 (``EVALSHA sha numkeys key...``: the first of KEYS; any other command: its
 first argument), which is all routing needs, because every script's KEYS
-share one hash tag (``codegen/keyspace.py``). A call's commands are split by
+share one hash tag (``codegen/store/keyspace.py``). A call's commands are split by
 master, sent to all of them before waiting on any, and the replies put back
 in the order given.
 

@@ -293,6 +293,10 @@ class PointsKeys:
         """Hash: one lucky draw (``points_bridge/outreach/draws.py``)."""
         return self._out(f"draw:{keyword}")
 
+    def draw_entries(self, keyword: str) -> str:
+        """Hash: phone -> 1 if its answer to the draw was right, else 0 (first answer only)."""
+        return self._out(f"draw:{keyword}:entries")
+
     def sms_campaign(self, campaign_id: str) -> str:
         """Hash: one SMS campaign (``points_bridge/outreach/sms_campaigns.py``)."""
         return self._out(f"campaign:{campaign_id}")

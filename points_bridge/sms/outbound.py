@@ -33,8 +33,7 @@ from dataclasses import dataclass
 
 import redis
 
-from points_bridge.scoped import TenantScoped
-from points_bridge.scripts import scripts
+from points_bridge.scoped import TenantScoped, points_scripts
 from points_bridge.sms.outbound_config import OutboundConfig, OutboundSettings
 from points_bridge.sms.senders import OutMessage, Sender
 
@@ -188,7 +187,7 @@ class Dispatcher:
         self._sleep = sleep
         self._outbox = Outbox(client, tenant, clock=clock)
         self.keys = self._outbox.keys
-        self._scripts = scripts(client)
+        self._scripts = points_scripts(client)
 
     def run(self, *, max_messages: int | None = None, idle_seconds: float | None = None) -> dict:
         """Send until the queues are empty (or ``max_messages``); return counts by outcome.

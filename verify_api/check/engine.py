@@ -52,7 +52,7 @@ from verify_api.check.scans import (
     CheckContext,
     ScanQuery,
     ScanReply,
-    Scripts,
+    VerifyScripts,
     parse_verify_reply,
     verify_calls,
 )
@@ -90,7 +90,7 @@ class VerifyEngine:
         self._key_cache_seconds = key_cache_seconds
         self._checkers: dict[str, CodeChecker] = {}
         self.pipe = pipe
-        self.scripts = Scripts(pipe)
+        self.scripts = VerifyScripts(pipe)
         self.catalog = Catalog(client, ttl=catalog_seconds)
         self.limiter = RateLimiter(self.scripts, clock=clock)
         self._on_result = on_result or (lambda result, count=1: None)

@@ -1,8 +1,8 @@
 """The verification side of the store: Lua scripts called by SHA through the pipe.
 
 Each script is a file in ``verify_api/lua/`` (arguments documented at its top).
-``Scripts.evalsha`` packs one call; ``Scripts.run`` sends a list of packed
-calls as one round trip (``points_bridge/wire.py``: reloads lost scripts).
+``VerifyScripts.evalsha`` packs one call; ``VerifyScripts.run`` sends a list of
+packed calls as one round trip (``codegen/store/wire.py``: reloads lost scripts).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ ACTIVE = "active"
 SCRIPT_NAMES = ("verify", "rate_limit")
 
 
-class Scripts(ScriptSet):
+class VerifyScripts(ScriptSet):
     """The verify scripts, packed for EVALSHA and sent through one worker's pipe."""
 
     def __init__(self, pipe: RedisPipe, names: tuple[str, ...] = SCRIPT_NAMES) -> None:
@@ -67,7 +67,7 @@ class ScanReply:
 
 
 def verify_calls(
-    scripts: Scripts,
+    scripts: VerifyScripts,
     keys: TenantKeys,
     queries: list[ScanQuery],
     context: CheckContext,
