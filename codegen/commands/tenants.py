@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
 import click
 
 from codegen.checker import CodeChecker
-from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.commands.options import Config, iso_time, pass_config, tenant_option
 
 HIDDEN_SETTINGS = ("gateway_secret",)  # sealed; never printed, not even sealed
 CHANNEL_SETTINGS = (
     "sms_number", "gateway_secret", "language", "reply_format", "join_keyword", "balance_keyword",
 )
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 @click.group()
@@ -58,7 +51,7 @@ def tenant_create(config: Config, tenant_id: str, name: str, verify_url: str | N
 def tenant_list(config: Config) -> None:
     """List tenants: id, name, created at."""
     for t in config.tenants.list():
-        click.echo(f"{t.tenant_id}\t{t.name}\t{_when(t.created_at)}")
+        click.echo(f"{t.tenant_id}\t{t.name}\t{iso_time(t.created_at)}")
 
 
 @tenant.command("show")
@@ -155,7 +148,7 @@ def key_list(config: Config, tenant: str) -> None:
     """List keys oldest first: key id, state, created, revoked."""
     config.tenants.get(tenant)
     for k in config.key_store.list(tenant):
-        click.echo(f"{k.key_id}\t{k.state}\t{_when(k.created_at)}\t{_when(k.revoked_at)}")
+        click.echo(f"{k.key_id}\t{k.state}\t{iso_time(k.created_at)}\t{iso_time(k.revoked_at)}")
 
 
 @key.command("rotate")
