@@ -11,7 +11,7 @@ import re
 import orjson
 import pytest
 from falcon import testing
-from openapi_check import validate
+from helpers.openapi_check import validate
 
 from codegen.products import ProductStore
 from codegen.store.audit import AuditLog

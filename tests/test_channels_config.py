@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_cli import run
+from helpers.cli_runner import run
 
 from codegen.exc import MasterKeyError
 from codegen.keys import MasterKey

@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from test_crm import serve_receiver
-from test_verify_api import world  # noqa: F401  (the fixture: an app with an active batch)
+from helpers.crm import serve_receiver
 
 from codegen.store.keyspace import PointsKeys, segment_of
 from points_bridge.crm import Bridge, Webhook
@@ -19,8 +18,8 @@ PHONE = "138 0013 8000"
 OTHER = "+8613900139000"
 
 
-def test_first_genuine_check_with_a_phone_credits_once_and_reaches_the_crm(world, redis_client):  # noqa: F811 (the imported fixture)
-    api, code_of, _ = world
+def test_first_genuine_check_with_a_phone_credits_once_and_reaches_the_crm(api_world, redis_client):
+    api, code_of, _ = api_world
     first = api.verify({"code": code_of(1), "phone": PHONE, "channel": "web"}).json
     assert first["result"] == "genuine" and first["claimed"] is True
     assert first["points_awarded"] == 10 and first["balance"] == 10
@@ -45,8 +44,8 @@ def test_first_genuine_check_with_a_phone_credits_once_and_reaches_the_crm(world
     assert stats.parked == 0
 
 
-def test_fifty_phones_racing_for_one_code_credit_exactly_once(world, redis_client):  # noqa: F811 (the imported fixture)
-    api, code_of, _ = world
+def test_fifty_phones_racing_for_one_code_credit_exactly_once(api_world, redis_client):
+    api, code_of, _ = api_world
     answers, barrier = [], threading.Barrier(50)
 
     def claim(i: int) -> None:
@@ -63,8 +62,8 @@ def test_fifty_phones_racing_for_one_code_credit_exactly_once(world, redis_clien
     assert len(answers) == 50
 
 
-def test_a_claim_whose_credit_failed_is_reconciled_once(world, redis_client):  # noqa: F811 (the imported fixture)
-    api, code_of, _ = world
+def test_a_claim_whose_credit_failed_is_reconciled_once(api_world, redis_client):
+    api, code_of, _ = api_world
     engine = api.app.engine
 
     class Down:
@@ -88,8 +87,8 @@ def test_a_claim_whose_credit_failed_is_reconciled_once(world, redis_client):  #
     assert later["balance"] == 20, "the reconciled 10 points plus this claim's 10"
 
 
-def test_the_outbox_keeps_only_uncredited_claims(world, redis_client):  # noqa: F811
-    api, code_of, batch = world
+def test_the_outbox_keeps_only_uncredited_claims(api_world, redis_client):
+    api, code_of, batch = api_world
     outbox = PointsKeys("ACME").claims(segment_of(batch.first_serial))
     api.verify({"code": code_of(6), "phone": PHONE})
     assert redis_client.xlen(outbox) == 0, "credited at once, so nothing is owed"
@@ -108,8 +107,8 @@ def _pipe_calls(engine, check) -> int:
     return len(sent)
 
 
-def test_a_phone_the_worker_has_met_starts_its_credit_with_the_verify_round_trip(world):  # noqa: F811
-    api, code_of, _ = world
+def test_a_phone_the_worker_has_met_starts_its_credit_with_the_verify_round_trip(api_world):
+    api, code_of, _ = api_world
     engine = api.app.engine
     api.verify({"code": code_of(20), "phone": PHONE})  # creates the member
     known = _pipe_calls(engine, lambda: api.verify({"code": code_of(21), "phone": PHONE}))
@@ -119,8 +118,8 @@ def test_a_phone_the_worker_has_met_starts_its_credit_with_the_verify_round_trip
     assert api.verify({"code": code_of(23), "phone": PHONE}).json["balance"] == 40
 
 
-def test_a_guess_the_phone_has_since_left_credits_the_phone_s_new_member(world, redis_client):  # noqa: F811
-    api, code_of, _ = world
+def test_a_guess_the_phone_has_since_left_credits_the_phone_s_new_member(api_world, redis_client):
+    api, code_of, _ = api_world
     members = MemberStore(redis_client, "ACME")
     first = api.verify({"code": code_of(30), "phone": PHONE}).json["member"]["card"]
     members.rebind(first, OTHER)  # the card moves to another phone; this worker still guesses it
@@ -131,8 +130,8 @@ def test_a_guess_the_phone_has_since_left_credits_the_phone_s_new_member(world, 
     assert moved["member"]["card"] == first and moved["balance"] == 20
 
 
-def test_a_repeat_check_teaches_the_worker_the_phone_s_card(world):  # noqa: F811
-    api, code_of, _ = world
+def test_a_repeat_check_teaches_the_worker_the_phone_s_card(api_world):
+    api, code_of, _ = api_world
     engine = api.app.engine
     api.verify({"code": code_of(40), "phone": PHONE})
     engine.crediter._cards.clear()

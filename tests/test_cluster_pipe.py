@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import hiredis
 import pytest
-from cluster import LocalCluster, running_cluster
+from helpers.cluster import LocalCluster, running_cluster
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot

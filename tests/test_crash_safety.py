@@ -14,17 +14,17 @@ import time
 
 import psutil
 import pytest
-from conftest import make_short_home
-from crashkit import (
-    ITEMSEAL,
+from helpers.cli_runner import ITEMSEAL
+from helpers.crashkit import (
     ClaimStream,
     check_claims,
     check_outboxes_settled,
     own_world,
     reconcile,
-    serving,
 )
-from test_crm import serve_receiver
+from helpers.crm import serve_receiver
+from helpers.homes import make_short_home
+from helpers.serving import serving
 
 from codegen.store.keyspace import PointsKeys
 from points_bridge.ledger import Ledger

@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import orjson
 import pytest
+from helpers.api import Api
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_verify_api import Api
 
 from codegen.checker import COUNTERFEIT, REVOKED, VALID, CodeChecker
 from codegen.codes import NUMERIC_20, NUMERIC_24, ParsedCode, Rejected, parse_code

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import keyguard
 import pytest
+from helpers import keyguard
 
 from codegen.products import ProductStore
 from codegen.store.pipe import RedisPipe

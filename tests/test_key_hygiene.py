@@ -20,9 +20,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import requests
-from conftest import make_short_home
-from crashkit import ITEMSEAL, own_world, serving
-from test_crm import serve_receiver
+from helpers.cli_runner import ITEMSEAL
+from helpers.crashkit import own_world
+from helpers.crm import serve_receiver
+from helpers.homes import make_short_home
+from helpers.serving import serving
 
 from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore, MasterKey

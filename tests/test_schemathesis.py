@@ -10,8 +10,9 @@ scan counts and credited points are checked too, not only 404s.
 from __future__ import annotations
 
 import schemathesis
-from conftest import make_short_home
-from crashkit import own_world, serving
+from helpers.crashkit import own_world
+from helpers.homes import make_short_home
+from helpers.serving import serving
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
