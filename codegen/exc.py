@@ -38,6 +38,17 @@ class ConflictError(ItemsealError):
     code = "conflict"
 
 
+class StoreError(ItemsealError):
+    """Redis could not be reached or failed; the API answers 503, never 500."""
+
+    status = 503
+    code = "store_unavailable"
+
+
+class EmbeddedStoreError(StoreError):
+    """The embedded redis-server could not be started, found or stopped."""
+
+
 class CodegenError(ItemsealError):
     """An expected failure of minting, tenants, keys, products or batches."""
 

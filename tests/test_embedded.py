@@ -18,8 +18,8 @@ import psutil
 import pytest
 import redis
 
+from codegen.exc import EmbeddedStoreError
 from codegen.store.embedded import EmbeddedRedis, connect, find_server_binary
-from verify_api.exc import EmbeddedStoreError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -26,7 +26,7 @@ from verify_api.check import answers
 from verify_api.check.batch_parse import parse_many
 from verify_api.check.inputs import extract_code
 from verify_api.exc import RequestError
-from verify_api.resources.bodies import parse_batch, parse_verify
+from verify_api.resources.bodies import MAX_BATCH_CODES, MAX_CODE_CHARS, parse_batch, parse_verify
 
 FIXTURE = HealthCheck.function_scoped_fixture  # the key store is only read
 VERDICTS = {"malformed", "mistyped", COUNTERFEIT, VALID, REVOKED}
@@ -139,7 +139,9 @@ def test_body_parsers_raise_only_request_errors(body):
             parsed = parse(body)
         except RequestError:
             continue
-        assert parsed is not None
+        codes = parsed.codes if parse is parse_batch else [parsed.code]
+        assert 1 <= len(codes) <= MAX_BATCH_CODES
+        assert all(isinstance(c, str) and len(c) <= MAX_CODE_CHARS for c in codes)
 
 
 def test_a_region_with_a_trailing_newline_is_refused():

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from points_bridge.exc import BadInput, BadRule, PointsError
+from points_bridge.exc import BadInput, BadRule
 from points_bridge.rules import (
     BASE,
     BIRTHDAY_BONUS,
@@ -444,7 +444,8 @@ def test_campaign_refuses_rules_it_cannot_apply(kwargs):
     }
     with pytest.raises(BadRule) as info:
         Campaign(**fields)
-    assert isinstance(info.value, PointsError)
+    assert (info.value.status, info.value.code) == (422, "invalid")
+    assert str(info.value).startswith("rule ") and info.value.reason
 
 
 def test_duplicate_campaign_ids_are_refused():

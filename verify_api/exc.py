@@ -1,4 +1,4 @@
-"""Errors of the verification side: the store, the embedded server, the API.
+"""Errors of the verification side: requests, channels, admin (the store's: ``codegen/exc.py``).
 
 Every expected failure is an ``ItemsealError`` (``codegen/exc.py``) carrying the
 HTTP status and the machine-readable ``code`` the API answers with (``app.py``
@@ -15,17 +15,6 @@ class VerifyError(ItemsealError):
 
     status = 500
     code = "internal"
-
-
-class StoreError(VerifyError):
-    """Redis could not be reached or failed; the API answers 503, never 500."""
-
-    status = 503
-    code = "store_unavailable"
-
-
-class EmbeddedStoreError(StoreError):
-    """The embedded redis-server could not be started, found or stopped."""
 
 
 class RequestError(VerifyError):

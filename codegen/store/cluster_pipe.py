@@ -30,9 +30,9 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
+from codegen.exc import StoreError
 from codegen.store.pipe import RedisPipe
 from codegen.store.wire import pack
-from verify_api.exc import StoreError
 
 SLOTS = 16384
 MAX_REDIRECTS = 5

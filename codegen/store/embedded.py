@@ -34,7 +34,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from verify_api.exc import EmbeddedStoreError
+from codegen.exc import EmbeddedStoreError
 
 BINARY_ENV = "ITEMSEAL_REDIS_SERVER"
 # sun_path holds 108 bytes on Linux, 104 on macOS/BSD, including the trailing NUL.

@@ -33,8 +33,8 @@ import redis
 from redis.cluster import RedisCluster
 from redis.connection import parse_url
 
+from codegen.exc import StoreError
 from codegen.store.wire import pack
-from verify_api.exc import StoreError
 
 __all__ = ["RedisPipe", "pack"]
 

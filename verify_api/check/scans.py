@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from codegen.exc import StoreError
 from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys, segment_of
 from codegen.store.pipe import RedisPipe
 from codegen.store.wire import ScriptSet
 from verify_api.check import scanrecord, stats
 from verify_api.check.scanrecord import ScanRecord
-from verify_api.exc import StoreError
 
 VERIFY, LOOKUP = b"v", b"l"
 MAX_CODES_PER_CALL = 1000

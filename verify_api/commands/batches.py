@@ -17,10 +17,10 @@ from verify_api.check.batch_scans import scan_counts, void_codes
 
 
 @click.command("void")
-@click.option("--tenant", "-t", required=True, help="Tenant id, e.g. ACME.")
+@tenant_option
 @click.argument("batch_id")
 @click.argument("codes", nargs=-1, required=True)
-@click.pass_obj
+@pass_config
 def void(config: Config, tenant: str, batch_id: str, codes: tuple[str, ...]) -> None:
     """Void codes spoiled at printing: from now on they answer `revoked`.
 
