@@ -45,6 +45,7 @@ def engine(batch_factory, redis_client, clock):
     made.pipe.close()
 
 
+@pytest.mark.slow
 def test_a_million_guesses_find_no_genuine_code(engine, redis_client):
     engine, real = engine
     meta = TenantKeys("ACME").meta

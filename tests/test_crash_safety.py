@@ -45,6 +45,7 @@ def wait_until(predicate, timeout: float = 30, what: str = "condition") -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_kill_9_of_redis_loses_no_acknowledged_claim(world, tmp_path):
     with serving(world.env(), tmp_path / "serve.log") as (base, _):
         stream = ClaimStream(base, world).start()
@@ -62,6 +63,7 @@ def test_kill_9_of_redis_loses_no_acknowledged_claim(world, tmp_path):
     assert len(credited) >= len(stream.acked) >= 400
 
 
+@pytest.mark.slow
 def test_kill_9_of_a_worker_leaves_no_half_applied_claim(world, tmp_path):
     with serving(world.env(), tmp_path / "serve.log") as (base, master):
         stream = ClaimStream(base, world, threads=6).start()
@@ -96,6 +98,7 @@ def event_keys(client) -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_bridge_delivers_every_event_at_least_once(
     redis_client, points_tenant, itemseal_env, tmp_path
 ):

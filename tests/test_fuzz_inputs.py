@@ -131,6 +131,7 @@ bodies = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(bodies)
 def test_body_parsers_raise_only_request_errors(body):
@@ -159,6 +160,7 @@ def api(batch_factory, redis_client):
     app.engine.pipe.close()
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150, deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

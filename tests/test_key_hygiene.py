@@ -128,6 +128,7 @@ def itemseal(world, *commands: tuple[str, ...], env: dict[str, str] | None = Non
     return [proc.communicate(timeout=60)[0] for proc in procs]
 
 
+@pytest.mark.slow
 def test_no_secret_in_logs_errors_exports_or_the_store(world, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     key_store = KeyStore(world.client, world.master)

@@ -68,6 +68,7 @@ def digits_of(code: str) -> str:
     return code.replace(" ", "")
 
 
+@pytest.mark.slow
 def test_every_code_parses_verifies_and_belongs_to_its_batch(minter, tmp_path):
     out = tmp_path / "lip.parquet"
     result = minter.mint("ACME", "LIP-001", 50_000, out, workers=2)
@@ -124,6 +125,7 @@ def test_file_facts_manifest_and_row_groups(minter, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_csv_and_parquet_agree_and_exports_are_deterministic(minter, tmp_path):
     parquet = minter.mint("ACME", "LIP-001", 20_000, tmp_path / "b.parquet", workers=2)
     batch_id = parquet.batch.batch_id
