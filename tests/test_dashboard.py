@@ -92,7 +92,7 @@ def served(site):
 
 @pytest.fixture
 def chromium(browser):
-    """The session's Chromium (tests/browser.py), at a desktop size for the dashboard."""
+    """The session's Chromium (tests/helpers/browser.py), at a desktop size for the dashboard."""
     size = browser.get_window_size()
     browser.set_window_size(1200, 1600)
     yield browser

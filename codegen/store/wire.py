@@ -4,7 +4,7 @@ A claim's credit is a few commands whose cost, through redis-py, was mostly
 redis-py (connection pool, response callbacks, decoding): ~1 ms of CPU per
 credit, against ~0.1 ms of Redis work. The hot paths therefore pack their
 commands themselves and send them over a ``Wire``: the API's coalescing pipe
-(``verify_api/pipe.py``), shared by a worker's concurrent requests, or, in
+(``codegen/store/pipe.py``), shared by a worker's concurrent requests, or, in
 the CLI and the reconciler, ``ClientWire`` over a redis-py client's pool.
 
 Replies are hiredis' raw values: bytes, ints, lists, and a Redis error as a
