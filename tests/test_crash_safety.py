@@ -1,6 +1,6 @@
 """Nothing acknowledged is lost when redis-server, a worker or the CRM bridge dies by kill -9.
 
-Each test starts its own processes (crashkit.py) and kills them for real:
+Each test starts its own processes (tests/helpers/crashkit.py) and kills them for real:
 the session's redis-server is never touched.
 """
 
