@@ -17,6 +17,7 @@ from codegen.exc import ItemsealError
 from points_bridge.commands import care, members, points
 from verify_api.commands import admin, alerts, server
 from verify_api.commands import batches as verify_batches
+from verify_api.commands import tenants as verify_tenants
 
 
 class ItemsealGroup(click.Group):
@@ -55,6 +56,8 @@ def main(ctx: click.Context) -> None:
 for module in (tenants, products, batches, server, points, members, admin, care, alerts):
     for command in module.COMMANDS:
         main.add_command(command)
-# The batch group is codegen's; voiding reads and writes scan state, which is verify_api's.
+# The batch and tenant groups are codegen's; voiding reads and writes scan state, and the
+# channel settings are sealed and indexed by the channels, which are verify_api's.
 batches.batch.add_command(verify_batches.void)
 batches.batch.add_command(verify_batches.batch_show)
+tenants.tenant.add_command(verify_tenants.tenant_set)

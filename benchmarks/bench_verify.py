@@ -48,18 +48,19 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from codegen.store.pipe import RedisPipe  # noqa: E402
+
 from benchmarks.fixtures import free_port, machine, seed_active_batch  # noqa: E402
 from benchmarks.http_load import LoadResult, encode_request, run_load  # noqa: E402
 from codegen.codes import NUMERIC_24  # noqa: E402
 from codegen.keys import KeyStore, MasterKey  # noqa: E402
 from codegen.store.embedded import EmbeddedRedis  # noqa: E402
 from codegen.store.keyspace import TenantKeys  # noqa: E402
-from codegen.store.pipe import RedisPipe  # noqa: E402
 from verify_api.check.scans import (  # noqa: E402
     VERIFY,
     CheckContext,
     ScanQuery,
-    Scripts,
+    VerifyScripts,
     verify_calls,
 )
 
@@ -81,7 +82,7 @@ def seed(client: redis.Redis, master: MasterKey, count: int) -> tuple[KeyStore, 
 
 def measure_memory(client: redis.Redis, first: int, count: int, step: int) -> float:
     """Record a first check of every ``step``-th serial; return used_memory bytes per code."""
-    scripts = Scripts(RedisPipe.for_client(client))
+    scripts = VerifyScripts(RedisPipe.for_client(client))
     keys = TenantKeys(TENANT)
     serials = range(first, first + count * step, step)
     client.execute_command("MEMORY", "PURGE")

@@ -74,7 +74,7 @@ class BatchRegistry:
         """Take ``count`` serials atomically; concurrent mints never overlap."""
         if count <= 0:
             raise BatchError(f"count must be positive, got {count}")
-        counter = f"{self._keys.serial_counter}:{profile.name}"
+        counter = self._keys.serial_counter(profile.name)
         try:
             return int(
                 self._reserve(
@@ -91,7 +91,7 @@ class BatchRegistry:
             ) from None
 
     def next_batch_id(self) -> str:
-        return f"B{self._redis.incr(f'{self._keys.serial_counter}:batch'):06d}"
+        return f"B{self._redis.incr(self._keys.batch_counter):06d}"
 
     def register(self, batch_id: str, **facts: str | int | float) -> Batch:
         """Record a freshly minted batch (state ``minted``) and index its segments.

@@ -38,6 +38,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 
+from codegen.exc import CodegenError
+
 MAX_SERIAL = 20  # GS1: AI 21 is at most 20 characters
 MAX_LOT = 20  # GS1: AI 10 is at most 20 characters
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base 32
@@ -61,8 +63,11 @@ _PAIRS = np.frombuffer(
 )
 
 
-class Gs1Error(ValueError):
-    """Text that is not a GS1 Digital Link / element string of an itemseal code."""
+class Gs1Error(CodegenError, ValueError):
+    """Text that is not a GS1 Digital Link / element string of an itemseal code.
+
+    A ``ValueError`` too, as the parsers' callers catch it (``biip``'s habit).
+    """
 
 
 class Gs1Read(NamedTuple):

@@ -36,13 +36,17 @@ def check_tenant_id(tenant: str) -> str:
     return tenant
 
 
-def _decode(raw: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in raw.items()}
+def tenant_from_record(tenant: str, record: Mapping[bytes, bytes]) -> Tenant:
+    """The tenant of its record (``TenantKeys.meta``) as HGETALL returns it.
 
-
-def tenant_from_record(tenant: str, raw: Mapping[bytes, bytes]) -> Tenant:
-    """The tenant of a raw record (``HGETALL`` of ``TenantKeys.meta``): the one reader."""
-    fields = _decode(raw)
+    The one reader of the record: ``TenantStore.get`` and the readers that
+    fetch it in a pipeline with other keys (the points credit's one round
+    trip) parse it here. Each concern then reads its own fields from
+    ``Tenant.settings`` (``verify_*``: ``check/catalog.py``, ``points_*``:
+    ``points_bridge/settings.py``, channel fields: ``channels/config.py``).
+    A record without ``created_at`` is no tenant (``create`` writes it first).
+    """
+    fields = {k.decode(): v.decode() for k, v in record.items()}
     if "created_at" not in fields:
         raise UnknownTenant(tenant)
     return Tenant(

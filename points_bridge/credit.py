@@ -36,10 +36,11 @@ from datetime import datetime, timedelta
 
 import redis
 
-from codegen.exc import StoreError, UnknownTenant
+from codegen.exc import StoreError
 from codegen.products import Product
 from codegen.store.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys, segment_of
 from codegen.store.wire import Link, ScriptSet, call, hash_pairs, is_error, link_for, pack
+from codegen.tenants import tenant_from_record
 from points_bridge.campaigns import StoredCampaign, parse_all, reserve_args, reserve_refused
 from points_bridge.cards import card_number
 from points_bridge.exc import Contended
@@ -417,9 +418,7 @@ class ClaimCrediter:
             pack(b"HGETALL", keys.campaigns.encode()),
             pack(b"HGETALL", keys.campaign_spend.encode()),
         )
-        if not record:
-            raise UnknownTenant(tenant)
-        settings = load({k.decode(): v.decode() for k, v in hash_pairs(record).items()})
+        settings = load(tenant_from_record(tenant, hash_pairs(record)).settings)
         base = Product.from_json(product).points if product else 0
         view = TenantView(settings, base, parse_all(hash_pairs(definitions), hash_pairs(spend)))
         if self._view_seconds > 0:

@@ -1,14 +1,45 @@
-"""The wiring every per-tenant points store shares: client, keys, clock, scripts."""
+"""The wiring every per-tenant points store shares: client, keys, clock, Lua scripts.
+
+The points scripts (``points_bridge/lua/*.lua``) are registered once per
+client (``points_scripts``), not once per store, and called by SHA through
+the one loader, ``codegen/store/scripts.py``.
+"""
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 
 import redis
 
 from codegen.store.keyspace import PointsKeys
-from points_bridge.scripts import scripts
+from codegen.store.scripts import register
+
+
+class PointsScripts:
+    """The scripts of points_bridge, each a redis-py ``Script`` (reloads on NOSCRIPT)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.member_update = register(client, "points_bridge", "member_update")
+        self.ledger_apply = register(client, "points_bridge", "ledger_apply")
+        self.del_if = register(client, "points_bridge", "del_if")
+        self.reserve_spend = register(client, "points_bridge", "reserve_spend")
+        self.out_enqueue = register(client, "points_bridge", "out_enqueue")
+        self.out_charge = register(client, "points_bridge", "out_charge")
+        self.out_result = register(client, "points_bridge", "out_result")
+        self.out_receipt = register(client, "points_bridge", "out_receipt")
+
+
+_registered: weakref.WeakKeyDictionary[redis.Redis, PointsScripts] = weakref.WeakKeyDictionary()
+
+
+def points_scripts(client: redis.Redis) -> PointsScripts:
+    """Return the scripts registered on ``client`` (once per client, not per call)."""
+    found = _registered.get(client)
+    if found is None:
+        found = _registered[client] = PointsScripts(client)
+    return found
 
 
 class TenantScoped:
@@ -21,4 +52,4 @@ class TenantScoped:
         self.tenant = tenant
         self.keys = PointsKeys(tenant)
         self._clock = clock
-        self._scripts = scripts(client)
+        self._scripts = points_scripts(client)

@@ -37,6 +37,7 @@ import phonenumbers
 import redis
 
 from codegen.store.keyspace import PointsKeys
+from codegen.tenants import TenantStore
 from points_bridge.exc import BadAttribute, BadRegion, BadSetting, PointsError
 from points_bridge.phones import DEFAULT_REGION
 from points_bridge.rules import PointsPolicy, multiplier_bp
@@ -196,8 +197,6 @@ class SettingsStore:
         self._redis = client
 
     def raw(self, tenant: str) -> dict[str, str]:
-        from codegen.tenants import TenantStore
-
         return TenantStore(self._redis).get(tenant).settings
 
     def get(self, tenant: str) -> PointsSettings:

@@ -8,29 +8,28 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import redis
+from helpers.api import Api
+from helpers.crm import Receiver, serve_receiver
+from helpers.homes import make_short_home
 from redis.cluster import RedisCluster
 
 from codegen.keys import KeyStore, MasterKey
+from codegen.products import ProductStore
 from codegen.store.embedded import EmbeddedRedis
 from codegen.store.keyspace import TenantKeys
 from codegen.tenants import TenantStore
+from verify_api.app import create_app
 
 if TYPE_CHECKING:
-    from cluster import LocalCluster
+    from helpers.cluster import LocalCluster
 
-pytest_plugins = ["browser", "cluster", "keyguard"]
-
-
-def make_short_home() -> Path:
-    """Return a new empty dir short enough to hold home/redis/redis.sock."""
-    return Path(tempfile.mkdtemp(prefix="is-", dir="/tmp"))
+pytest_plugins = ["helpers.browser", "helpers.cluster", "helpers.keyguard"]
 
 
 @pytest.fixture
@@ -197,3 +196,25 @@ def batch_factory(redis_client: redis.Redis, master_key: MasterKey):
         return registry.get(batch.batch_id), key_store
 
     return make
+
+
+@pytest.fixture
+def api_world(batch_factory, redis_client, clock):
+    """The app over an active batch of 500 codes of LIP-001 (10 points), no caches.
+
+    Yields ``(api, code_of, batch)``: ``api`` checks every answer against the
+    spec, ``code_of(i)`` is the code of the batch's ``i``-th serial.
+    """
+    batch, key_store = batch_factory("ACME", count=500, sku="LIP-001")
+    ProductStore(redis_client).add("ACME", "LIP-001", name="Velvet lipstick", points=10)
+    app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0, catalog_seconds=0)
+    signer = key_store.signer("ACME", batch.key_id, batch.profile)
+    yield Api(app), (lambda i: signer.code(batch.first_serial + i)), batch
+    app.engine.link.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    """A CRM stand-in on a local port: ``(receiver, webhook URL)``."""
+    with serve_receiver() as served:
+        yield served

@@ -10,9 +10,9 @@ import re
 
 import orjson
 import pytest
-from aio import run
 from falcon import testing
-from openapi_check import validate
+from helpers.aio import run
+from helpers.openapi_check import validate
 
 from codegen.products import ProductStore
 from codegen.store.audit import AuditLog

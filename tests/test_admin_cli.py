@@ -6,7 +6,7 @@ import csv
 import io
 
 import pyarrow.parquet as pq
-from test_cli import run
+from helpers.cli_runner import run
 
 from codegen.store.audit import AuditLog
 

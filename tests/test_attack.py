@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from aio import Blocking
+from helpers.aio import Blocking
 
 from codegen.codes import NUMERIC_24, damm_check_digits
 from codegen.store.keyspace import TenantKeys
@@ -46,6 +46,7 @@ def engine(batch_factory, redis_client, clock):
     made.link.close()
 
 
+@pytest.mark.slow
 def test_a_million_guesses_find_no_genuine_code(engine, redis_client):
     engine, real = engine
     meta = TenantKeys("ACME").meta

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_soak.py"
 
 
+@pytest.mark.slow
 def test_a_short_soak_loses_no_acknowledged_claim():
     args = [sys.executable, str(BENCH), "--minutes", "0.2", "--threads", "6", "--interval", "2",
             "--codes", "100000", "--down", "1.5"]  # fmt: skip

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from channels_world import SECRET, make_world
-from httpkit import serve_posts
+from helpers.channels_world import SECRET, make_world
+from helpers.httpkit import serve_posts
 from hypothesis import given
 from hypothesis import strategies as st
 

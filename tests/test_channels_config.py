@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_cli import run
+from helpers.cli_runner import run
 
 from codegen.exc import MasterKeyError
 from codegen.keys import MasterKey
+from codegen.store.keyspace import CHANNEL_NUMBERS as NUMBERS
 from codegen.store.keyspace import TenantKeys
 from codegen.tenants import TenantStore
-from verify_api.channels.config import NUMBERS, ChannelStore
+from verify_api.channels.config import ChannelStore
 from verify_api.channels.feedback import ANSWERED, OPEN, FeedbackInbox, UnknownFeedback
 from verify_api.exc import NumberTaken, SettingError
 

@@ -1,8 +1,9 @@
 """End to end: a minted and activated batch, checked and claimed by SMS, keypad and web page.
 
-Everything real: the `itemseal` CLI mints the batch and sets the channels,
-`itemseal serve` (gunicorn, two workers) answers over HTTP, and the web page
-is driven in a headless Chromium.
+Everything real: the `itemseal` commands mint the batch and set the channels
+(in this process, through click's runner), `itemseal serve` (gunicorn, two
+workers, a real process) answers over HTTP, and the web page is driven in a
+headless Chromium.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from test_cli import run
-from test_verify_http import serving
+from helpers.cli_runner import run
+from helpers.serving import serving
 
 from points_bridge.members import MemberStore
 from verify_api.channels.signatures import itemseal_signature, twilio_signature
@@ -48,10 +49,10 @@ def twilio_post(base: str, path: str, form: dict) -> requests.Response:
 
 
 @pytest.mark.slow
-def test_sms_keypad_and_retries_over_http(minted, redis_client):
+def test_sms_keypad_and_retries_over_http(minted, redis_client, tmp_path):
     env, rows = minted
     members = MemberStore(redis_client, "ACME")
-    with serving(env) as base:
+    with serving(env, tmp_path / "serve.log") as (base, _):
         sms = {"From": "+8613800138000", "To": NUMBER, "Body": rows[0]["code"],
                "MessageSid": "SM-e2e-1", "AccountSid": "AC1"}
         first = twilio_post(base, "/v1/sms/twilio", sms)
@@ -85,14 +86,14 @@ def test_sms_keypad_and_retries_over_http(minted, redis_client):
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_the_qr_page_in_a_browser(minted, browser, redis_client):
+def test_the_qr_page_in_a_browser(minted, browser, redis_client, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.wait import WebDriverWait
 
     env, rows = minted
     path = urlsplit(rows[3]["url"]).path  # the URL in the printer file
     assert path == f"/t/ACME/v/{rows[3]['code'].replace(' ', '')}"
-    with serving(env) as base:
+    with serving(env, tmp_path / "serve.log") as (base, _):
         browser.delete_all_cookies()
         browser.get(base + path)
         result = browser.find_element(By.ID, "result")

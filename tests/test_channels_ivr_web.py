@@ -6,7 +6,7 @@ import re
 from html import unescape
 
 import pytest
-from channels_world import NUMBER, make_world
+from helpers.channels_world import NUMBER, make_world
 
 from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from channels_world import NUMBER, SECRET, make_world
-from openapi_check import validate
+from helpers.channels_world import NUMBER, SECRET, make_world
+from helpers.openapi_check import validate
 
 from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore
@@ -126,7 +126,7 @@ def test_signature_failures(world):
 def test_a_changed_parameter_breaks_the_twilio_signature(world):
     from urllib.parse import urlencode
 
-    from channels_world import HOST
+    from helpers.channels_world import HOST
 
     from verify_api.channels.signatures import twilio_signature
 

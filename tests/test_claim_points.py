@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aio import run
 from falcon.testing import ASGIConductor
-from test_crm import serve_receiver
-from test_verify_api import Api, world  # noqa: F401  (the fixture: an app with an active batch)
+from helpers.aio import run
+from helpers.api import Api
+from helpers.crm import serve_receiver
 
 from codegen.store.keyspace import PointsKeys, segment_of
 from points_bridge.crm import Bridge, Webhook
@@ -22,8 +22,8 @@ PHONE = "138 0013 8000"
 OTHER = "+8613900139000"
 
 
-def test_first_genuine_check_with_a_phone_credits_once_and_reaches_the_crm(world, redis_client):  # noqa: F811 (the imported fixture)
-    api, code_of, _ = world
+def test_first_genuine_check_with_a_phone_credits_once_and_reaches_the_crm(api_world, redis_client):
+    api, code_of, _ = api_world
     first = api.verify({"code": code_of(1), "phone": PHONE, "channel": "web"}).json
     assert first["result"] == "genuine" and first["claimed"] is True
     assert first["points_awarded"] == 10 and first["balance"] == 10
@@ -48,8 +48,8 @@ def test_first_genuine_check_with_a_phone_credits_once_and_reaches_the_crm(world
     assert stats.parked == 0
 
 
-def test_fifty_phones_racing_for_one_code_credit_exactly_once(world, redis_client):  # noqa: F811 (the imported fixture)
-    api, code_of, _ = world
+def test_fifty_phones_racing_for_one_code_credit_exactly_once(api_world, redis_client):
+    api, code_of, _ = api_world
 
     async def race() -> list:  # 50 requests in flight at once on the app's one event loop
         async with ASGIConductor(api.app) as conductor:
@@ -63,8 +63,8 @@ def test_fifty_phones_racing_for_one_code_credit_exactly_once(world, redis_clien
     assert len(answers) == 50
 
 
-def test_a_claim_whose_credit_failed_is_reconciled_once(world, redis_client):  # noqa: F811 (the imported fixture)
-    api, code_of, _ = world
+def test_a_claim_whose_credit_failed_is_reconciled_once(api_world, redis_client):
+    api, code_of, _ = api_world
     engine = api.app.engine
 
     class Down:
@@ -89,8 +89,8 @@ def test_a_claim_whose_credit_failed_is_reconciled_once(world, redis_client):  #
     assert later["balance"] == 20, "the reconciled 10 points plus this claim's 10"
 
 
-def test_the_outbox_keeps_only_uncredited_claims(world, redis_client):  # noqa: F811
-    api, code_of, batch = world
+def test_the_outbox_keeps_only_uncredited_claims(api_world, redis_client):
+    api, code_of, batch = api_world
     outbox = PointsKeys("ACME").claims(segment_of(batch.first_serial))
     api.verify({"code": code_of(6), "phone": PHONE})
     assert redis_client.xlen(outbox) == 0, "credited at once, so nothing is owed"
@@ -117,9 +117,9 @@ def _round_trips(engine, check) -> tuple[int, int]:
 
 
 @pytest.fixture
-def cached(world, redis_client, clock):  # noqa: F811
+def cached(api_world, redis_client, clock):
     """The world's batch behind an app that caches as ``itemseal serve`` does (seconds)."""
-    api, code_of, _ = world
+    api, code_of, _ = api_world
     app = create_app(redis_client, api.app.engine._keys, clock=clock)
     yield Api(app), code_of
     app.engine.link.close()
@@ -140,8 +140,8 @@ def test_a_claim_takes_two_round_trips_for_a_new_member_and_one_this_worker_has_
     assert answer["balance"] == 40 and answer["member"]["new_member"] is False
 
 
-def test_a_guess_the_phone_has_since_left_credits_the_phone_s_new_member(world, redis_client):  # noqa: F811
-    api, code_of, _ = world
+def test_a_guess_the_phone_has_since_left_credits_the_phone_s_new_member(api_world, redis_client):
+    api, code_of, _ = api_world
     members = MemberStore(redis_client, "ACME")
     first = api.verify({"code": code_of(30), "phone": PHONE}).json["member"]["card"]
     members.rebind(first, OTHER)  # the card moves to another phone; this worker still guesses it

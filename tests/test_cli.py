@@ -1,32 +1,25 @@
-"""The `itemseal` command as a user runs it: real processes, real redis-server."""
+"""The `itemseal` command as a user runs it, on a real redis-server.
+
+In this process through click's ``CliRunner`` (``helpers.cli_runner.run``); the
+help of the installed script is run as a real process, a smoke test of the entry point.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import click
 import pytest
+from helpers.cli_runner import run, run_process
 
 from cli import main
 from codegen.codes import NUMERIC_20, NUMERIC_24, group_digits
 from codegen.keys import KeyStore, load_master_key
 from codegen.store.embedded import connect
 
-ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
 README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def run(env: dict[str, str], *args: str, stdin: str | None = None, ok: bool = True):
-    proc = subprocess.run(
-        [ITEMSEAL, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()):
@@ -46,7 +39,7 @@ def test_every_command_has_help_and_is_in_the_readme(path):
 
 
 def test_main_help_lists_the_groups(itemseal_env):
-    out = run(itemseal_env, "--help").stdout
+    out = run_process(itemseal_env, "--help").stdout
     for name in ("tenant", "key", "check", "store"):
         assert re.search(rf"^\s+{name}\s", out, re.M), name
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import hiredis
 import pytest
-from aio import Blocking, run
-from cluster import LocalCluster, running_cluster
+from helpers.aio import Blocking, run
+from helpers.cluster import LocalCluster, running_cluster
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot

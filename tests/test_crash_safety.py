@@ -1,6 +1,6 @@
 """Nothing acknowledged is lost when redis-server, a worker or the CRM bridge dies by kill -9.
 
-Each test starts its own processes (crashkit.py) and kills them for real:
+Each test starts its own processes (tests/helpers/crashkit.py) and kills them for real:
 the session's redis-server is never touched.
 """
 
@@ -14,17 +14,17 @@ import time
 
 import psutil
 import pytest
-from conftest import make_short_home
-from crashkit import (
-    ITEMSEAL,
+from helpers.cli_runner import ITEMSEAL
+from helpers.crashkit import (
     ClaimStream,
     check_claims,
     check_outboxes_settled,
     own_world,
     reconcile,
-    serving,
 )
-from test_crm import serve_receiver
+from helpers.crm import serve_receiver
+from helpers.homes import make_short_home
+from helpers.serving import serving
 
 from codegen.store.keyspace import PointsKeys
 from points_bridge.ledger import Ledger
@@ -45,6 +45,7 @@ def wait_until(predicate, timeout: float = 30, what: str = "condition") -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_kill_9_of_redis_loses_no_acknowledged_claim(world, tmp_path):
     with serving(world.env(), tmp_path / "serve.log") as (base, _):
         stream = ClaimStream(base, world).start()
@@ -62,6 +63,7 @@ def test_kill_9_of_redis_loses_no_acknowledged_claim(world, tmp_path):
     assert len(credited) >= len(stream.acked) >= 400
 
 
+@pytest.mark.slow
 def test_kill_9_of_a_worker_leaves_no_half_applied_claim(world, tmp_path):
     with serving(world.env(), tmp_path / "serve.log") as (base, master):
         stream = ClaimStream(base, world, threads=6).start()
@@ -96,6 +98,7 @@ def event_keys(client) -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_bridge_delivers_every_event_at_least_once(
     redis_client, points_tenant, itemseal_env, tmp_path
 ):

@@ -6,8 +6,8 @@ import asyncio
 import io
 
 import pytest
-from asgi_server import serving_app
 from falcon import testing
+from helpers.asgi_server import serving_app
 
 from codegen.products import ProductStore
 from verify_api.admin import dashboard
@@ -90,7 +90,7 @@ def served(site):
 
 @pytest.fixture
 def chromium(browser):
-    """The session's Chromium (tests/browser.py), at a desktop size for the dashboard."""
+    """The session's Chromium (tests/helpers/browser.py), at a desktop size for the dashboard."""
     size = browser.get_window_size()
     browser.set_window_size(1200, 1600)
     yield browser

@@ -18,8 +18,8 @@ import psutil
 import pytest
 import redis
 
+from codegen.exc import EmbeddedStoreError
 from codegen.store.embedded import EmbeddedRedis, connect, find_server_binary
-from verify_api.exc import EmbeddedStoreError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -210,6 +210,7 @@ def test_someone_elses_redis_on_the_socket_is_foreign(server: EmbeddedRedis) -> 
             assert client.info("server")["process_id"] == other.pid
 
 
+@pytest.mark.slow
 def test_stopped_own_server_is_hung_not_foreign(server: EmbeddedRedis) -> None:
     server.start()
     pid = server.status().pid
@@ -223,6 +224,7 @@ def test_stopped_own_server_is_hung_not_foreign(server: EmbeddedRedis) -> None:
         os.kill(pid, signal.SIGCONT)
 
 
+@pytest.mark.slow
 def test_server_that_never_answers_reports_its_log(server: EmbeddedRedis) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

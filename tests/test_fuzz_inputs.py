@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import orjson
 import pytest
+from helpers.api import Api
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_verify_api import Api
 
 from codegen.checker import COUNTERFEIT, REVOKED, VALID, CodeChecker
 from codegen.codes import NUMERIC_20, NUMERIC_24, ParsedCode, Rejected, parse_code
@@ -26,7 +26,7 @@ from verify_api.check import answers
 from verify_api.check.batch_parse import parse_many
 from verify_api.check.inputs import extract_code
 from verify_api.exc import RequestError
-from verify_api.resources.bodies import parse_batch, parse_verify
+from verify_api.resources.bodies import MAX_BATCH_CODES, MAX_CODE_CHARS, parse_batch, parse_verify
 
 FIXTURE = HealthCheck.function_scoped_fixture  # the key store is only read
 VERDICTS = {"malformed", "mistyped", COUNTERFEIT, VALID, REVOKED}
@@ -131,6 +131,7 @@ bodies = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(bodies)
 def test_body_parsers_raise_only_request_errors(body):
@@ -139,7 +140,9 @@ def test_body_parsers_raise_only_request_errors(body):
             parsed = parse(body)
         except RequestError:
             continue
-        assert parsed is not None
+        codes = parsed.codes if parse is parse_batch else [parsed.code]
+        assert 1 <= len(codes) <= MAX_BATCH_CODES
+        assert all(isinstance(c, str) and len(c) <= MAX_CODE_CHARS for c in codes)
 
 
 def test_a_region_with_a_trailing_newline_is_refused():
@@ -157,6 +160,7 @@ def api(batch_factory, redis_client):
     app.engine.link.close()
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150, deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -14,7 +14,7 @@ import biip
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from aio import Blocking
+from helpers.aio import Blocking
 from hypothesis import example, given
 from hypothesis import strategies as st
 from stdnum import damm as std_damm

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import keyguard
 import pytest
-from aio import Blocking
+from helpers import keyguard
+from helpers.aio import Blocking
 
 from codegen.products import ProductStore
 from codegen.store.wire import link_for

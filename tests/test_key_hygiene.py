@@ -19,10 +19,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import requests
-from aio import run
-from conftest import make_short_home
-from crashkit import ITEMSEAL, own_world, serving
-from test_crm import serve_receiver
+from helpers.aio import run
+from helpers.cli_runner import ITEMSEAL
+from helpers.crashkit import own_world
+from helpers.crm import serve_receiver
+from helpers.homes import make_short_home
+from helpers.serving import serving
 
 from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore, MasterKey
@@ -125,6 +127,7 @@ def itemseal(world, *commands: tuple[str, ...], env: dict[str, str] | None = Non
     return [proc.communicate(timeout=60)[0] for proc in procs]
 
 
+@pytest.mark.slow
 def test_no_secret_in_logs_errors_exports_or_the_store(world, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     key_store = KeyStore(world.client, world.master)

@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers.cli_runner import ITEMSEAL, run
 
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_20, NUMERIC_24, ParsedCode, group_digits, parse_code
@@ -40,7 +40,6 @@ from codegen.workers import ChunkProducer
 from codegen.writer import manifest_path, temporary_path
 from schemas.batch import BATCH_SCHEMA, FACTS, read_facts
 
-ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
 VERIFY_URL = "https://acme.example/t/{tenant}/v/{code}"
 GTIN14 = "04006381333931"
 
@@ -69,6 +68,7 @@ def digits_of(code: str) -> str:
     return code.replace(" ", "")
 
 
+@pytest.mark.slow
 def test_every_code_parses_verifies_and_belongs_to_its_batch(minter, tmp_path):
     out = tmp_path / "lip.parquet"
     result = minter.mint("ACME", "LIP-001", 50_000, out, workers=2)
@@ -125,6 +125,7 @@ def test_file_facts_manifest_and_row_groups(minter, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_csv_and_parquet_agree_and_exports_are_deterministic(minter, tmp_path):
     parquet = minter.mint("ACME", "LIP-001", 20_000, tmp_path / "b.parquet", workers=2)
     batch_id = parquet.batch.batch_id
@@ -218,13 +219,11 @@ def test_progress_is_shown_only_on_a_terminal():
     assert shown.text.endswith("\n")
 
 
-# -- real processes -----------------------------------------------------------------------
+# -- the command, and real processes to interrupt --------------------------------------
 
 
 def cli(env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run([ITEMSEAL, *args], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return run(env, *args).stdout
 
 
 @pytest.fixture
@@ -315,10 +314,8 @@ def test_mint_command_prints_the_batch_and_files(cli_tenant, tmp_path):
     assert "batch B000001 minted: 3,000 codes of LIP-001" in text
     assert str(out) in text and str(manifest_path(out)) in text
     assert read_rows(out)["seq"][-1] == "2999"  # format taken from the .csv suffix
-    refused = subprocess.run(
-        [ITEMSEAL, "mint", "-t", "ACME", "--sku", "LIP-001", "-n", "0", "-o", str(out)],
-        env=cli_tenant, capture_output=True, text=True, timeout=60,
-    )
+    refused = run(cli_tenant, "mint", "-t", "ACME", "--sku", "LIP-001", "-n", "0", "-o", str(out),
+                  ok=False)
     assert refused.returncode == 1
     assert refused.stderr == "Error: count must be a positive number of codes, got 0\n"
 

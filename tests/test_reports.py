@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from aio import Blocking
+from helpers.aio import Blocking
 from hypothesis import given
 from hypothesis import strategies as st
 

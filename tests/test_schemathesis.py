@@ -9,9 +9,11 @@ scan counts and credited points are checked too, not only 404s.
 
 from __future__ import annotations
 
+import pytest
 import schemathesis
-from conftest import make_short_home
-from crashkit import own_world, serving
+from helpers.crashkit import own_world
+from helpers.homes import make_short_home
+from helpers.serving import serving
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -46,6 +48,7 @@ def aim(case, codes: list[str], data) -> None:
             case.body["codes"] = [code, *case.body["codes"]][:1000]
 
 
+@pytest.mark.slow
 def test_every_operation_answers_per_the_spec(tmp_path):
     world = own_world(make_short_home(), count=200)
     schema = schemathesis.openapi.from_dict(openapi_spec())

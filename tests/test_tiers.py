@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from points_bridge.exc import BadInput, BadLadder, PointsError, UnknownTier
+from points_bridge.exc import BadInput, BadLadder, UnknownTier
 from points_bridge.tiers import Tier, TierLadder, TierStatus, tier_for
 
 CARDS = TierLadder((Tier("silver", 0), Tier("gold", 1_000), Tier("diamond", 5_000)))
@@ -118,7 +118,8 @@ def test_silver_gold_diamond_by_hand(earned, pinned, expected):
 def test_ladder_refuses_gaps_overlaps_and_bad_windows(tiers, kwargs):
     with pytest.raises(BadLadder) as info:
         TierLadder(tiers, **kwargs)
-    assert isinstance(info.value, PointsError)
+    assert (info.value.status, info.value.code) == (422, "invalid")
+    assert str(info.value).startswith("tier ladder: ") and info.value.reason
 
 
 def test_unknown_pin_names_the_known_tiers():

@@ -7,63 +7,20 @@ import signal
 import time
 
 import falcon.inspect
-import orjson
 import pytest
 import redis
-from falcon import testing
-from openapi_check import validate
+from helpers.api import Api
 
 from codegen.keys import KeyStore
-from codegen.products import ProductStore
 from codegen.store.embedded import EmbeddedRedis
 from codegen.store.keyspace import TenantKeys
 from verify_api.app import create_app, openapi_spec
 
 pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
 
-VERIFY = "/v1/tenants/{tenant}/verify"
-BATCH = "/v1/tenants/{tenant}/verify:batch"
-CODES = "/v1/tenants/{tenant}/codes/{code}"
 
-
-class Api:
-    """A TestClient whose every answer is checked against the spec."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-        self.client = testing.TestClient(app)
-
-    def request(self, method: str, template: str, path: str, **kw) -> testing.Result:
-        result = self.client.simulate_request(method, path, **kw)
-        if result.headers.get("content-type", "").startswith("application/json"):
-            validate(template, method, result.status_code, result.json)
-        return result
-
-    def verify(self, body, tenant="ACME", **kw):
-        if not isinstance(body, bytes | str):
-            body = orjson.dumps(body)
-        return self.request("POST", VERIFY, f"/v1/tenants/{tenant}/verify", body=body, **kw)
-
-    def batch(self, body, tenant="ACME", **kw):
-        body = orjson.dumps(body) if not isinstance(body, bytes) else body
-        return self.request("POST", BATCH, f"/v1/tenants/{tenant}/verify:batch", body=body, **kw)
-
-    def lookup(self, code, tenant="ACME", **kw):
-        return self.request("GET", CODES, f"/v1/tenants/{tenant}/codes/{code}", **kw)
-
-
-@pytest.fixture
-def world(batch_factory, redis_client, clock):
-    batch, key_store = batch_factory("ACME", count=500, sku="LIP-001")
-    ProductStore(redis_client).add("ACME", "LIP-001", name="Velvet lipstick", points=10)
-    app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0, catalog_seconds=0)
-    signer = key_store.signer("ACME", batch.key_id, batch.profile)
-    yield Api(app), (lambda i: signer.code(batch.first_serial + i)), batch
-    app.engine.link.close()
-
-
-def test_every_route_is_in_the_spec_and_every_spec_path_is_a_route(world):
-    api, _, _ = world
+def test_every_route_is_in_the_spec_and_every_spec_path_is_a_route(api_world):
+    api, _, _ = api_world
     routes = {
         (route.path, m.method.lower())
         for route in falcon.inspect.inspect_app(api.app).routes
@@ -74,13 +31,13 @@ def test_every_route_is_in_the_spec_and_every_spec_path_is_a_route(world):
     assert routes == spec
 
 
-def test_openapi_json_is_the_yaml_spec(world):
-    api, _, _ = world
+def test_openapi_json_is_the_yaml_spec(api_world):
+    api, _, _ = api_world
     assert api.request("GET", "/openapi.json", "/openapi.json").json == openapi_spec()
 
 
-def test_verify_then_repeat(world, clock):
-    api, code, _ = world
+def test_verify_then_repeat(api_world, clock):
+    api, code, _ = api_world
     first = api.verify({"code": code(1), "phone": "138 0013 8000", "channel": "sms"})
     assert first.status_code == 200
     assert first.json["result"] == "genuine" and first.json["claimed"] is True
@@ -93,8 +50,8 @@ def test_verify_then_repeat(world, clock):
     assert again.json["first_verified_at"] == "2026-01-01T00:00:00Z"
 
 
-def test_lookup_and_batch(world):
-    api, code, _ = world
+def test_lookup_and_batch(api_world):
+    api, code, _ = api_world
     assert api.lookup(code(2)).json["result"] == "genuine"
     api.verify({"code": code(2)})
     looked = api.lookup(code(2))
@@ -107,8 +64,8 @@ def test_lookup_and_batch(world):
     assert api.lookup(code(3)).json["scan_count"] == 0  # the batch recorded nothing
 
 
-def test_a_thousand_codes_in_one_batch(world):
-    api, code, batch = world
+def test_a_thousand_codes_in_one_batch(api_world):
+    api, code, batch = api_world
     found = api.batch({"codes": [code(i % batch.count) for i in range(1000)]})
     assert found.status_code == 200 and found.json["summary"] == {"genuine": 1000}
     too_many = api.batch({"codes": [code(0)] * 1001})
@@ -135,8 +92,8 @@ def test_a_thousand_codes_in_one_batch(world):
         (b'{"code": "' + b"1" * 5000 + b'"}', 413, "body_too_large", None),
     ],
 )
-def test_bad_bodies_get_a_json_4xx(world, body, status, code, field):
-    api, _, _ = world
+def test_bad_bodies_get_a_json_4xx(api_world, body, status, code, field):
+    api, _, _ = api_world
     answer = api.verify(body)
     assert answer.status_code == status
     assert answer.json["error"]["code"] == code
@@ -149,14 +106,14 @@ def test_bad_bodies_get_a_json_4xx(world, body, status, code, field):
     [({"codes": []}, 422), ({"codes": "1234"}, 422), ({"codes": [1, 2]}, 422), ({}, 422),
      ({"codes": ["1"], "x": 1}, 422), (b"[]", 400)],
 )  # fmt: skip
-def test_bad_batch_bodies(world, body, status):
-    api, _, _ = world
+def test_bad_batch_bodies(api_world, body, status):
+    api, _, _ = api_world
     answer = api.batch(body)
     assert answer.status_code == status and "error" in answer.json
 
 
-def test_unknown_tenants_routes_and_methods(world):
-    api, code, _ = world
+def test_unknown_tenants_routes_and_methods(api_world):
+    api, code, _ = api_world
     for tenant in ("NOPE", "bad tenant!", "x" * 40):
         answer = api.verify({"code": code(1)}, tenant=tenant)
         assert answer.status_code == 404 and answer.json["error"]["code"] == "unknown_tenant"
@@ -172,8 +129,8 @@ def _calls(client) -> int:
     return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
 
 
-def test_ip_rate_limit_trips_refuses_locally_and_recovers(world, redis_client, clock):
-    api, code, _ = world
+def test_ip_rate_limit_trips_refuses_locally_and_recovers(api_world, redis_client, clock):
+    api, code, _ = api_world
     redis_client.hset(TenantKeys("ACME").meta, "verify_rate_ip", "3/60")
     ip = {"remote_addr": "198.51.100.4"}
     assert [api.verify({"code": code(i)}, **ip).status_code for i in range(3)] == [200] * 3
@@ -190,8 +147,8 @@ def test_ip_rate_limit_trips_refuses_locally_and_recovers(world, redis_client, c
     assert api.verify({"code": code(7)}, **ip).status_code == 200
 
 
-def test_phone_rate_limit_follows_the_phone_across_addresses(world, redis_client, clock):
-    api, code, _ = world
+def test_phone_rate_limit_follows_the_phone_across_addresses(api_world, redis_client, clock):
+    api, code, _ = api_world
     redis_client.hset(TenantKeys("ACME").meta, "verify_rate_phone", "2/60")
     statuses = [
         api.verify(
@@ -207,15 +164,15 @@ def test_phone_rate_limit_follows_the_phone_across_addresses(world, redis_client
     assert again.status_code == 200
 
 
-def test_batch_codes_count_against_their_own_limit(world, redis_client):
-    api, code, _ = world
+def test_batch_codes_count_against_their_own_limit(api_world, redis_client):
+    api, code, _ = api_world
     redis_client.hset(TenantKeys("ACME").meta, "verify_rate_batch", "5/60")
     assert api.batch({"codes": [code(1)] * 5}).status_code == 200
     assert api.batch({"codes": [code(1)]}).status_code == 429
 
 
-def test_health_and_metrics(world):
-    api, code, _ = world
+def test_health_and_metrics(api_world):
+    api, code, _ = api_world
     assert api.request("GET", "/healthz", "/healthz").json == {"status": "ok"}
     assert api.request("GET", "/v1/ping", "/v1/ping").json == {"pong": True}
     api.verify({"code": code(1)})

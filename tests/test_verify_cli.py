@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers.cli_runner import run
 
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore, load_master_key
 from codegen.store.embedded import connect
-
-ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
-
-
-def run(env, *args, stdin=None, ok=True):
-    proc = subprocess.run(
-        [ITEMSEAL, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
-    )
-    assert (proc.returncode == 0) == ok, proc.stderr
-    return proc
 
 
 def test_void_then_show_counts(itemseal_env):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aio import Blocking, run
+from helpers.aio import Blocking, run
 from redis.cluster import RedisCluster
 
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_20, damm_check_digit
+from codegen.exc import StoreError
 from codegen.products import ProductStore
 from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys, segment_of
 from codegen.store.link import RedisLink
@@ -21,7 +22,6 @@ from verify_api.check.engine import CheckRequest, VerifyEngine
 from verify_api.check.fingerprints import phone_fingerprint
 from verify_api.check.scanrecord import unpack
 from verify_api.check.scans import VERIFY, CheckContext, ScanQuery, verify_calls
-from verify_api.exc import StoreError
 
 pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
 

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from openapi_check import validate
+from helpers.cli_runner import run_process
+from helpers.openapi_check import validate
+from helpers.serving import serving
 
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_24
@@ -23,43 +19,7 @@ from codegen.keys import KeyStore, MasterKey
 from codegen.store.embedded import EmbeddedRedis
 from codegen.tenants import TenantStore
 
-ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
 VERIFY = "/v1/tenants/{tenant}/verify"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serving(env: dict[str, str], workers: int = 2) -> Iterator[str]:
-    """Run `itemseal serve` on a free port until the block ends; yield its base URL."""
-    port = free_port()
-    args = [ITEMSEAL, "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or a worker still booting
-                pass
-            assert time.monotonic() < deadline, "itemseal serve did not come up"
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        proc.stdout.close()
 
 
 def seed(client, master: MasterKey, count: int = 100) -> list[str]:
@@ -97,10 +57,11 @@ def post(base: str, body: dict) -> requests.Response:
 @pytest.mark.slow
 @pytest.mark.cluster  # also `itemseal serve` with ITEMSEAL_REDIS_URL=redis+cluster://...
 def test_serve_with_redis_url_answers_and_sums_metrics(
-    short_home, redis_store, redis_client, master_key
+    short_home, redis_store, redis_client, master_key, tmp_path
 ):
     codes = seed(redis_client, master_key)
-    with serving(server_env(short_home, master_key, redis_store.url())) as base:
+    env = server_env(short_home, master_key, redis_store.url())
+    with serving(env, tmp_path / "serve.log") as (base, _):
         assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
         first = post(base, {"code": codes[0], "phone": "13800138000", "channel": "sms"})
         assert first.json()["result"] == "genuine" and first.json()["claimed"]
@@ -129,12 +90,14 @@ def test_serve_with_redis_url_answers_and_sums_metrics(
 
 
 @pytest.mark.slow
-def test_serve_on_the_embedded_store(short_home, master_key):
+def test_serve_on_the_embedded_store(short_home, master_key, tmp_path):
     store = EmbeddedRedis(short_home)
     client = store.client()
     try:
         codes = seed(client, master_key)
-        with serving(server_env(short_home, master_key, None)) as base:
+        with serving(server_env(short_home, master_key, None), tmp_path / "serve.log") as (
+            base, _
+        ):
             assert post(base, {"code": codes[1]}).json()["result"] == "genuine"
             assert post(base, {"code": codes[1]}).json()["scan_count"] == 2
         assert store.status().running  # serve reused it, and leaves it running
@@ -144,9 +107,7 @@ def test_serve_on_the_embedded_store(short_home, master_key):
 
 
 def test_serve_help_has_an_example():
-    out = subprocess.run(
-        [ITEMSEAL, "serve", "--help"], capture_output=True, text=True, timeout=30, check=True
-    ).stdout
+    out = run_process({"PATH": os.environ.get("PATH", "")}, "serve", "--help").stdout
     assert "Example:" in out and "itemseal serve --bind" in out and "--workers" in out
 
 
@@ -159,10 +120,8 @@ def test_serve_refuses_a_port_another_server_listens_on(short_home, master_key, 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        out = subprocess.run(
-            [ITEMSEAL, "serve", "--bind", f"127.0.0.1:{port}"], capture_output=True, text=True,
-            timeout=30, env=server_env(short_home, master_key, None),
-        )  # fmt: skip
+        out = run_process(server_env(short_home, master_key, None),
+                          "serve", "--bind", f"127.0.0.1:{port}", ok=False)
     assert out.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr
     assert not (short_home / "redis.pid").exists(), "refused before starting a store"

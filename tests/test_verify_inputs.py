@@ -1,4 +1,4 @@
-"""Finding the code in what was typed or scanned: verify_api/inputs.py."""
+"""Finding the code in what was typed or scanned: verify_api/check/inputs.py."""
 
 from __future__ import annotations
 

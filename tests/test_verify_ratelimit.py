@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from aio import run
+from helpers.aio import run
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -16,7 +16,7 @@ from verify_api.check.ratelimit import (
     retry_after,
     window_position,
 )
-from verify_api.check.scans import Scripts
+from verify_api.check.scans import VerifyScripts
 from verify_api.exc import RateLimited
 
 limits = st.builds(Limit, st.integers(1, 1000), st.integers(1, 3600))
@@ -64,7 +64,7 @@ def test_limit_parse_refuses(text):
 
 def test_limiter_counts_in_redis_and_windows_slide(redis_client, clock):
     pipe = link_for(redis_client)
-    limiter = RateLimiter(Scripts(pipe), clock=clock)
+    limiter = RateLimiter(VerifyScripts(pipe), clock=clock)
     hits = [Hit("ip/192.0.2.1", Limit(5, 10)), Hit("phone/abc", Limit(100, 10))]
     for _ in range(5):
         run(limiter.check("ACME", hits))

@@ -1,4 +1,4 @@
-"""Risk of a repeat check and the distinct-count sketches: verify_api/risk.py (pure)."""
+"""Risk of a repeat check and the distinct-count sketches: verify_api/check/risk.py (pure)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Errors of the verification side: the store, the embedded server, the API.
+"""Errors of the verification side: requests, channels, admin (the store's: ``codegen/exc.py``).
 
 Every expected failure is an ``ItemsealError`` (``codegen/exc.py``) carrying the
 HTTP status and the machine-readable ``code`` the API answers with (``app.py``

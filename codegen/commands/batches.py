@@ -7,14 +7,13 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from codegen.batches import ACTIVE, RECALLED, BatchRegistry
 from codegen.codes import DEFAULT_PROFILE, PROFILES
-from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.commands.options import Config, iso_time, pass_config, tenant_option
 from codegen.mint import Minter, MintResult
 from codegen.writer import FORMATS
 
@@ -63,10 +62,6 @@ def _progress(total: int, label: str) -> Iterator[_Progress]:
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 def _report(result: MintResult, verb: str) -> None:
@@ -156,7 +151,7 @@ def batch_list(config: Config, tenant: str) -> None:
     for b in BatchRegistry(config.redis, tenant).list():
         click.echo(
             f"{b.batch_id}\t{b.state}\t{b.sku}\t{b.count}\t{b.first_serial}-{b.last_serial}"
-            f"\t{b.profile.name}\t{b.key_id}\t{_when(b.created_at)}"
+            f"\t{b.profile.name}\t{b.key_id}\t{iso_time(b.created_at)}"
         )
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import click
 
-from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.commands.options import Config, iso_time, pass_config, tenant_option
 from codegen.products import Product, ProductStore
 
 sku_option = click.option("--sku", required=True, help="Stock-keeping unit, e.g. LIP-001.")
@@ -95,7 +94,7 @@ def product_show(config: Config, tenant: str, sku: str, as_json: bool) -> None:
 def _rows(p: Product) -> list[tuple[str, object]]:
     record = json.loads(p.to_json())
     for stamp in ("created_at", "updated_at"):
-        record[stamp] = datetime.fromtimestamp(record[stamp], UTC).isoformat(timespec="seconds")
+        record[stamp] = iso_time(record[stamp])
     return [(k, "-" if record[k] in (None, "") else record[k]) for k in sorted(record)]
 
 

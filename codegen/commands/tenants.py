@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
 import click
 
 from codegen.checker import CodeChecker
-from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.commands.options import Config, iso_time, pass_config, tenant_option
 
 HIDDEN_SETTINGS = ("gateway_secret",)  # sealed; never printed, not even sealed
-CHANNEL_SETTINGS = (
-    "sms_number", "gateway_secret", "language", "reply_format", "join_keyword", "balance_keyword",
-)
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 @click.group()
@@ -58,7 +48,7 @@ def tenant_create(config: Config, tenant_id: str, name: str, verify_url: str | N
 def tenant_list(config: Config) -> None:
     """List tenants: id, name, created at."""
     for t in config.tenants.list():
-        click.echo(f"{t.tenant_id}\t{t.name}\t{_when(t.created_at)}")
+        click.echo(f"{t.tenant_id}\t{t.name}\t{iso_time(t.created_at)}")
 
 
 @tenant.command("show")
@@ -69,74 +59,6 @@ def tenant_show(config: Config, tenant_id: str) -> None:
     t = config.tenants.get(tenant_id)
     for name, value in sorted(t.settings.items()):
         click.echo(f"{name}\t{'(set)' if name in HIDDEN_SETTINGS else value}")
-
-
-@tenant.command("set")
-@click.argument("tenant_id")
-@click.option("--name", help="The brand's display name.")
-@click.option("--verify-url", help="URL template for the QR code, with {tenant} and {code}.")
-@click.option(
-    "--region",
-    callback=lambda ctx, param, value: _phone_region(value),
-    help="Phone region (e.g. CN, the default) for member numbers typed without +CC.",
-)
-@click.option("--sms-number", help="The brand's SMS number or sub-port, digits (\"\" removes it).")
-@click.option("--gateway-secret", help="Secret the SMS/IVR gateways sign with (>= 16 chars).")
-@click.option("--language", type=click.Choice(["zh", "en"]), help="Replies and pages: zh or en.")
-@click.option("--reply-format", type=click.Choice(["text", "twiml"]), help="Twilio SMS replies.")
-@click.option("--join-keyword", help="SMS keyword to join as a member (default 888).")
-@click.option("--balance-keyword", help="SMS keyword to ask for the balance (default 666).")
-@click.option(
-    "--template", "template_pairs", multiple=True,
-    help="NAME=TEXT: a reply template (e.g. join=...); NAME= restores the default.",
-)
-@pass_config
-def tenant_set(
-    config: Config, tenant_id: str, template_pairs: tuple[str, ...], **settings: str | None
-) -> None:
-    """Change a tenant's settings, channel settings included.
-
-    The SMS number maps inbound messages to the tenant (a gateway may append
-    sub-port digits); the gateway secret checks the gateways' signatures and
-    is stored sealed under the master key, never shown. Templates must fit
-    one SMS at their fields' widest and use only their own fields.
-
-    \b
-    Example:
-      itemseal tenant set ACME --verify-url "https://acme.example/t/{tenant}/v/{code}"
-      itemseal tenant set ACME --region CN
-      itemseal tenant set ACME --sms-number 106570216001 --gateway-secret SECRET --language zh
-      itemseal tenant set ACME --template "join=Welcome! Card {card}."
-    """
-    changes = {k: v for k, v in settings.items() if v is not None}
-    overrides = dict(_pair(p) for p in template_pairs)
-    if not changes and not overrides:
-        raise click.UsageError("nothing to set: give at least one option")
-    channel = {k: changes.pop(k) for k in CHANNEL_SETTINGS if k in changes}
-    done: list[str] = []
-    if channel or overrides:
-        from verify_api.channels.config import ChannelStore  # the verify side owns channels
-
-        store = ChannelStore(config.redis, config.master_key())
-        done = store.update(tenant_id, templates_=overrides, **channel)
-    if changes:
-        config.tenants.update(tenant_id, **changes)
-    click.echo(f"tenant {tenant_id} updated: {', '.join(sorted([*changes, *done]))}")
-
-
-def _pair(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip():
-        raise click.BadParameter(f"{text!r}: write NAME=TEXT", param_hint="--template")
-    return name.strip(), value
-
-
-def _phone_region(value: str | None) -> str | None:
-    import phonenumbers
-
-    if value is not None and value.upper() not in phonenumbers.SUPPORTED_REGIONS:
-        raise click.BadParameter(f"{value!r} is not a phone region such as CN or US")
-    return None if value is None else value.upper()
 
 
 @click.group()
@@ -155,7 +77,7 @@ def key_list(config: Config, tenant: str) -> None:
     """List keys oldest first: key id, state, created, revoked."""
     config.tenants.get(tenant)
     for k in config.key_store.list(tenant):
-        click.echo(f"{k.key_id}\t{k.state}\t{_when(k.created_at)}\t{_when(k.revoked_at)}")
+        click.echo(f"{k.key_id}\t{k.state}\t{iso_time(k.created_at)}\t{iso_time(k.revoked_at)}")
 
 
 @key.command("rotate")

@@ -15,6 +15,9 @@ SEGMENT_SERIALS = 1 << 20
 SCAN_BUCKET_SERIALS = 256
 TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 TENANT_INDEX = "is:tenants"
+"""Set of every tenant id (``itemseal tenant list``)."""
+CHANNEL_NUMBERS = "is:channels:numbers"
+"""Hash: SMS number (or its prefix of a sub-port) -> the tenant it belongs to (global, no tag)."""
 
 
 def segment_of(serial: int) -> int:
@@ -42,9 +45,14 @@ class TenantKeys:
     def products(self) -> str:
         return f"{self._t}:products"
 
+    def serial_counter(self, profile: str) -> str:
+        """String: the last serial taken by a code profile (``codegen/batches.py``)."""
+        return f"{self._t}:serial:{profile}"
+
     @property
-    def serial_counter(self) -> str:
-        return f"{self._t}:serial"
+    def batch_counter(self) -> str:
+        """String: the last batch number given out (``B000042``)."""
+        return f"{self._t}:serial:batch"
 
     @property
     def batches(self) -> str:
@@ -70,7 +78,7 @@ class TenantKeys:
         return f"{self.segment_tag(segment)}:claims"
 
     def segment_stats(self, segment: int, day: str) -> str:
-        """Hash: per-day check counters the verify script keeps (``verify_api/stats.py``)."""
+        """Hash: per-day check counters the verify script keeps (``verify_api/check/stats.py``)."""
         return f"{self.segment_tag(segment)}:stats:{day}"
 
     def stats_day(self, day: str) -> str:
@@ -79,13 +87,41 @@ class TenantKeys:
 
     @property
     def admin_tokens(self) -> str:
-        """Hash: sha256 of an admin token -> its JSON record (``verify_api/auth.py``)."""
+        """Hash: sha256 of an admin token -> its JSON record (``verify_api/admin/auth.py``)."""
         return f"{self._t}:admin-tokens"
 
     @property
     def audit(self) -> str:
-        """Stream: every change made through the admin API (``verify_api/audit.py``)."""
+        """Stream: every change made through the admin API (``codegen/store/audit.py``)."""
         return f"{self._t}:audit"
+
+    @property
+    def alerts_config(self) -> str:
+        """String: the alert settings as JSON, webhook secret sealed (``admin/alerts.py``)."""
+        return f"{self._t}:alerts:config"
+
+    def alert_sent(self, alert_id: str) -> str:
+        """String (expiring): marks an alert delivered so the next run does not repeat it."""
+        return f"{self._t}:alerts:sent:{alert_id}"
+
+    @property
+    def alert_snapshots(self) -> str:
+        """Sorted set: per-region counterfeit counts by time, the surge rule's baseline."""
+        return f"{self._t}:alerts:snaps"
+
+    @property
+    def feedback(self) -> str:
+        """Stream: consumers' messages to the brand (``verify_api/channels/feedback.py``)."""
+        return f"{self._t}:feedback"
+
+    @property
+    def feedback_answers(self) -> str:
+        """Hash: feedback id -> the brand's answer as JSON."""
+        return f"{self._t}:feedback:answers"
+
+    def sms_seen(self, dedup_id: str) -> str:
+        """String (expiring): an inbound SMS's pending marker, then its reply."""
+        return f"{self._t}:sms:seen:{dedup_id}"
 
     def scan_bucket(self, serial: int) -> str:
         """Hash of per-code scan state for a bucket of serials (no record before a scan)."""
@@ -189,9 +225,85 @@ class PointsKeys:
         """Hash: E.164 phone -> unix time it opted out (``optout.py``)."""
         return f"{self._t}:optout"
 
-    def out(self, name: str) -> str:
+    def _out(self, name: str) -> str:
         """Outbound SMS keys (outbound, care, draws), all in the tenant slot."""
         return f"{self._t}:out:{name}"
+
+    @property
+    def outbound_config(self) -> str:
+        """Hash: the tenant's outbound SMS settings (``points_bridge/sms/outbound_config.py``)."""
+        return self._out("config")
+
+    @property
+    def sms_credit(self) -> str:
+        """String: SMS units the tenant has left to send."""
+        return self._out("credit")
+
+    def outbound_message(self, message_id: str) -> str:
+        """Hash: one queued message and its delivery status."""
+        return self._out(f"m:{message_id}")
+
+    def outbound_queue(self, transactional: bool) -> str:
+        """List of message ids to send: transactional ones go before bulk ones."""
+        return self._out("q:tx" if transactional else "q:bulk")
+
+    @property
+    def outbound_inflight(self) -> str:
+        """List: message ids a sender took and has not finished."""
+        return self._out("inflight")
+
+    def outbound_once(self, once: str) -> str:
+        """String (expiring): an extra dedup key (care: one greeting per member and period)."""
+        return self._out(f"once:{once}")
+
+    def outbound_counters(self, scope: str) -> str:
+        """Hash: sent/failed/spent of one scope (a campaign id, ``care``...; ``all``: every one)."""
+        return self._out(f"n:{scope}")
+
+    @property
+    def outbound_counters_pattern(self) -> str:
+        """SCAN pattern matching every ``outbound_counters`` key of the tenant."""
+        return self._out("n:*")
+
+    @staticmethod
+    def outbound_counters_scope(key: str) -> str:
+        """The scope an ``outbound_counters`` key counts."""
+        return key.rsplit(":n:", 1)[1]
+
+    @property
+    def gateway_refs(self) -> str:
+        """Hash: the gateway's message id -> ours (delivery receipts may carry either)."""
+        return self._out("gw")
+
+    def send_rate(self, second: int) -> str:
+        """Counter (expiring) of sends in one clock second, over every runner."""
+        return self._out(f"rate:{second}")
+
+    @property
+    def care_settings(self) -> str:
+        """String: customer-care settings as JSON (``points_bridge/outreach/care.py``)."""
+        return self._out("care")
+
+    @property
+    def draws(self) -> str:
+        """Set: the keywords of the tenant's lucky draws."""
+        return self._out("draws")
+
+    def draw(self, keyword: str) -> str:
+        """Hash: one lucky draw (``points_bridge/outreach/draws.py``)."""
+        return self._out(f"draw:{keyword}")
+
+    def draw_entries(self, keyword: str) -> str:
+        """Hash: phone -> 1 if its answer to the draw was right, else 0 (first answer only)."""
+        return self._out(f"draw:{keyword}:entries")
+
+    def sms_campaign(self, campaign_id: str) -> str:
+        """Hash: one SMS campaign (``points_bridge/outreach/sms_campaigns.py``)."""
+        return self._out(f"campaign:{campaign_id}")
+
+    def sms_campaign_idem(self, key: str) -> str:
+        """String: the campaign id an idempotency key created."""
+        return self._out(f"idem:{key}")
 
     # -- member shards ---------------------------------------------------------------
     def shard_tag(self, shard: int) -> str:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import click
 
-from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.commands.options import Config, iso_time, pass_config, tenant_option
 from points_bridge.cards import format_card
 from points_bridge.ledger import Entry, Ledger
 from points_bridge.members import Member, MemberStore, earned_for_tier
@@ -35,13 +35,9 @@ def _find(config: Config, tenant: str, phone: str | None, card: str | None) -> M
     return MemberStore(config.redis, tenant).find(phone=phone, card=card)
 
 
-def _when(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
 def _entry_line(e: Entry) -> str:
     extra = " ".join(f"{k}={v}" for k, v in sorted(e.fields.items()) if v and k != "rules")
-    return f"{e.entry_id}\t{_when(e.at)}\t{e.kind}\t{e.delta:+d}\t{e.balance}\t{extra}"
+    return f"{e.entry_id}\t{iso_time(e.at)}\t{e.kind}\t{e.delta:+d}\t{e.balance}\t{extra}"
 
 
 @click.group()
@@ -88,7 +84,8 @@ def member_show(
     for name, value in [
         ("card", format_card(m.card)), ("phone", m.phone), ("status", m.status),
         ("balance", m.balance), ("earned", m.earned), ("tier", f"{m.tier}{pinned}"),
-        ("next tier", to_next), ("birthday", m.birthday or "-"), ("created", _when(m.created_at)),
+        ("next tier", to_next), ("birthday", m.birthday or "-"),
+        ("created", iso_time(m.created_at)),
         *sorted(m.attributes.items()),
     ]:
         click.echo(f"{name}\t{value}")

@@ -10,7 +10,7 @@ script claims with ``SET NX`` in the same step that queues the message, so
 two schedulers running at once on two hosts queue each message once, and a
 run repeated tomorrow does not greet anyone twice for the same period.
 
-Settings (``PointsKeys.out("care")``, JSON), each kind with ``on`` and a
+Settings (``PointsKeys.care_settings``, JSON), each kind with ``on`` and a
 ``text`` (``{card}``, ``{balance}``, ``{tier}``, and for birthdays
 ``{multiplier}``, e.g. "x2", from the tenant's birthday multiplier):
 ``birthday``; ``reminder`` with ``days``; ``tier`` (only tiers above the
@@ -103,14 +103,14 @@ class Care(TenantScoped):
     """One tenant's care settings and runs."""
 
     def config(self) -> dict[str, dict]:
-        raw = self._redis.get(self.keys.out("care"))
+        raw = self._redis.get(self.keys.care_settings)
         return check_config(json.loads(raw) if raw else {})
 
     def configure(self, changes: Mapping[str, Mapping]) -> dict[str, dict]:
         current = self.config()
         merged = {k: {**current[k], **dict(changes.get(k, {}))} for k in KINDS}
         checked = check_config(merged)
-        self._redis.set(self.keys.out("care"), json.dumps(checked))
+        self._redis.set(self.keys.care_settings, json.dumps(checked))
         return checked
 
     def run(self) -> dict[str, int]:

@@ -75,7 +75,7 @@ class Draws(TenantScoped):
     """Open, enter and close one tenant's draws."""
 
     def _key(self, keyword: str) -> str:
-        return self.keys.out(f"draw:{keyword}")
+        return self.keys.draw(keyword)
 
     def open(self, keyword: str, answer: str, winners: int = 1, prize: str = "") -> Draw:
         keyword, answer = fold(keyword), fold(answer)
@@ -90,7 +90,7 @@ class Draws(TenantScoped):
         if not self._redis.hsetnx(self._key(keyword), "status", OPEN):
             raise BadInput("keyword", keyword, "a draw with this keyword exists")
         self._redis.hset(self._key(keyword), mapping=fields)
-        self._redis.sadd(self.keys.out("draws"), keyword)
+        self._redis.sadd(self.keys.draws, keyword)
         return self.get(keyword)
 
     def get(self, keyword: str) -> Draw:
@@ -102,10 +102,10 @@ class Draws(TenantScoped):
         return Draw(keyword, f.get("answer", ""), int(f.get("winners", 1)), f.get("prize", ""),
                     f["status"], int(f.get("opened_at", 0)), f.get("seed", ""),
                     tuple(json.loads(f.get("picked", "[]"))),
-                    self._redis.hlen(self._key(keyword) + ":entries"))
+                    self._redis.hlen(self.keys.draw_entries(keyword)))
 
     def list(self) -> list[Draw]:
-        return [self.get(k.decode()) for k in sorted(self._redis.smembers(self.keys.out("draws")))]
+        return [self.get(k.decode()) for k in sorted(self._redis.smembers(self.keys.draws))]
 
     def get_status(self, text: str) -> str | None:
         """The status of the draw an SMS text names; None if it names none."""
@@ -124,7 +124,7 @@ class Draws(TenantScoped):
             return "closed"
         keyword, answer = split_entry(text)  # type: ignore[misc]
         right = self._redis.hget(self._key(keyword), "answer").decode()
-        self._redis.hsetnx(self._key(keyword) + ":entries", phone, int(answer == right))
+        self._redis.hsetnx(self.keys.draw_entries(keyword), phone, int(answer == right))
         return "entered"
 
     def close(self, keyword: str, seed: str | None = None) -> tuple[Draw, dict]:
@@ -132,7 +132,7 @@ class Draws(TenantScoped):
         draw = self.get(keyword)
         if draw.status != OPEN:
             raise DrawClosed(draw.keyword)
-        entries = self._redis.hgetall(self._key(draw.keyword) + ":entries")
+        entries = self._redis.hgetall(self.keys.draw_entries(draw.keyword))
         right = sorted(k.decode() for k, v in entries.items() if v == b"1")
         seed = seed or secrets.token_hex(16)
         winners = pick(right, seed, draw.winners)

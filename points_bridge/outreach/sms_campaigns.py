@@ -69,9 +69,10 @@ class SmsCampaigns(TenantScoped):
             raise BadInput("text", text[:20], f"give 1-{MAX_TEXT} characters")
         key = key or secrets.token_hex(8)
         fresh = "sc" + secrets.token_hex(6)
-        claimed = self._redis.set(self.keys.out(f"idem:{key}"), fresh, nx=True)
-        campaign_id = fresh if claimed else self._redis.get(self.keys.out(f"idem:{key}")).decode()
-        record = self.keys.out(f"campaign:{campaign_id}")
+        idem = self.keys.sms_campaign_idem(key)
+        claimed = self._redis.set(idem, fresh, nx=True)
+        campaign_id = fresh if claimed else self._redis.get(idem).decode()
+        record = self.keys.sms_campaign(campaign_id)
         if claimed:
             self._redis.hset(record, mapping={
                 "text": text, "segment": json.dumps(segment.to_json()), "key": key,
@@ -87,11 +88,11 @@ class SmsCampaigns(TenantScoped):
             targeted += 1
             self._outbox.enqueue(f"{campaign_id}.{member.card}", member.phone,
                                  personalise(text, member), CAMPAIGN, scope=f"c:{campaign_id}")
-        self._redis.hset(self.keys.out(f"campaign:{campaign_id}"),
+        self._redis.hset(self.keys.sms_campaign(campaign_id),
                          mapping={"status": QUEUED, "targeted": str(targeted)})
 
     def get(self, campaign_id: str) -> SmsCampaign:
-        raw = self._redis.hgetall(self.keys.out(f"campaign:{campaign_id}"))
+        raw = self._redis.hgetall(self.keys.sms_campaign(campaign_id))
         if not raw:
             raise UnknownSmsCampaign(self.tenant, campaign_id)
         f = {k.decode(): v.decode() for k, v in raw.items()}

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 import redis
 
 from codegen.store.keyspace import PointsKeys
-from points_bridge.scoped import TenantScoped
-from points_bridge.scripts import scripts
+from points_bridge.scoped import TenantScoped, points_scripts
 from points_bridge.sms.outbound_config import OutboundConfig, OutboundSettings
 from points_bridge.sms.senders import OutMessage, Sender
 
@@ -82,14 +81,6 @@ def counts(raw: Mapping[bytes, bytes]) -> dict[str, int]:
     return {name: found.get(name, 0) for name in COUNTERS}
 
 
-def message_key(keys: PointsKeys, message_id: str) -> str:
-    return keys.out(f"m:{message_id}")
-
-
-def queue_key(keys: PointsKeys, kind: str) -> str:
-    return keys.out("q:tx" if kind in TRANSACTIONAL else "q:bulk")
-
-
 def enqueue_call(
     keys: PointsKeys, message_id: str, phone: str, text: str, kind: str, at: int, *,
     scope: str | None = None, once: str | None = None, once_seconds: int = 400 * 86400,
@@ -99,13 +90,13 @@ def enqueue_call(
     if kind not in KINDS:
         raise ValueError(f"unknown message kind {kind!r}")
     scope = scope or kind
-    msg = message_key(keys, message_id)
-    dedup = keys.out(f"once:{once}") if once else msg
+    msg = keys.outbound_message(message_id)
+    dedup = keys.outbound_once(once) if once else msg
     body = {"id": message_id, "phone": phone, "text": text, "kind": kind, "scope": scope,
             "at": str(at), "ttl": KEEP_SECONDS, "dedup_ttl": once_seconds,
             "ignore_optout": kind == OPTOUT_ACK}
-    order = [msg, queue_key(keys, kind), keys.optouts, keys.out(f"n:{scope}"),
-             keys.out("n:all"), dedup]
+    order = [msg, keys.outbound_queue(kind in TRANSACTIONAL), keys.optouts,
+             keys.outbound_counters(scope), keys.outbound_counters("all"), dedup]
     return order, json.dumps(body)
 
 
@@ -113,10 +104,10 @@ class Outbox(TenantScoped):
     """Queue messages for one tenant and read their status."""
 
     def message_key(self, message_id: str) -> str:
-        return message_key(self.keys, message_id)
+        return self.keys.outbound_message(message_id)
 
     def queue_key(self, kind: str) -> str:
-        return queue_key(self.keys, kind)
+        return self.keys.outbound_queue(kind in TRANSACTIONAL)
 
     def enqueue(
         self,
@@ -147,12 +138,13 @@ class Outbox(TenantScoped):
             else None
 
     def counters(self, scope: str = "all") -> dict[str, int]:
-        return counts(self._redis.hgetall(self.keys.out(f"n:{scope}")))
+        return counts(self._redis.hgetall(self.keys.outbound_counters(scope)))
 
     def pending(self) -> dict[str, int]:
         pipe = self._redis.pipeline(transaction=False)
-        for name in ("q:tx", "q:bulk", "inflight"):
-            pipe.llen(self.keys.out(name))
+        for key in (self.keys.outbound_queue(True), self.keys.outbound_queue(False),
+                    self.keys.outbound_inflight):
+            pipe.llen(key)
         tx, bulk, inflight = pipe.execute()
         return {"tx": tx, "bulk": bulk, "inflight": inflight}
 
@@ -160,15 +152,15 @@ class Outbox(TenantScoped):
         """Apply a delivery receipt by our message id or the gateway's; return the status."""
         message_id = ref
         if not self._redis.exists(self.message_key(ref)):
-            found = self._redis.hget(self.keys.out("gw"), ref)
+            found = self._redis.hget(self.keys.gateway_refs, ref)
             if found is None:
                 return "unknown"
             message_id = found.decode()
         scope = self._redis.hget(self.message_key(message_id), "scope")
         if scope is None:
             return "unknown"
-        keys = [self.message_key(message_id), self.keys.out(f"n:{scope.decode()}"),
-                self.keys.out("n:all")]
+        keys = [self.message_key(message_id), self.keys.outbound_counters(scope.decode()),
+                self.keys.outbound_counters("all")]
         args = ["delivered" if delivered else "undelivered", error[:200],
                 str(int(self._clock()))]
         return self._scripts.out_receipt(keys=keys, args=args).decode()
@@ -176,8 +168,8 @@ class Outbox(TenantScoped):
     def report(self) -> dict:
         """Sent, failed and spent, overall and per scope (campaign ids, care, replies...)."""
         scopes = sorted(
-            k.decode().rsplit(":n:", 1)[1]
-            for k in self._redis.scan_iter(match=self.keys.out("n:*"), count=500)
+            self.keys.outbound_counters_scope(k.decode())
+            for k in self._redis.scan_iter(match=self.keys.outbound_counters_pattern, count=500)
         )
         return {
             "credit": OutboundSettings(self._redis, self.tenant).credit(),
@@ -208,7 +200,7 @@ class Dispatcher:
         self._sleep = sleep
         self._outbox = Outbox(client, tenant, clock=clock)
         self.keys = self._outbox.keys
-        self._scripts = scripts(client)
+        self._scripts = points_scripts(client)
 
     def run(self, *, max_messages: int | None = None, idle_seconds: float | None = None) -> dict:
         """Send until the queues are empty (or ``max_messages``); return counts by outcome.
@@ -231,10 +223,10 @@ class Dispatcher:
         return done
 
     def _pop(self) -> str | None:
-        inflight = self.keys.out("inflight")
-        found = self._redis.lmove(self.keys.out("q:tx"), inflight, "LEFT", "RIGHT")
+        inflight = self.keys.outbound_inflight
+        found = self._redis.lmove(self.keys.outbound_queue(True), inflight, "LEFT", "RIGHT")
         if found is None and not self._config.is_quiet(self._clock()):
-            found = self._redis.lmove(self.keys.out("q:bulk"), inflight, "LEFT", "RIGHT")
+            found = self._redis.lmove(self.keys.outbound_queue(False), inflight, "LEFT", "RIGHT")
         return found.decode() if found is not None else None
 
     def _slot(self) -> None:
@@ -242,7 +234,7 @@ class Dispatcher:
         while True:
             now = self._clock()
             second = int(now)
-            key = self.keys.out(f"rate:{second}")
+            key = self.keys.send_rate(second)
             pipe = self._redis.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, 10)
@@ -257,10 +249,11 @@ class Dispatcher:
             raw = {k.decode(): v.decode() for k, v in self._redis.hgetall(msg_key).items()}
             if not raw:
                 return "gone"
-            counters = [self.keys.out(f"n:{raw['scope']}"), self.keys.out("n:all")]
+            counters = [self.keys.outbound_counters(raw["scope"]),
+                        self.keys.outbound_counters("all")]
             now = str(int(self._clock()))
             charged = self._scripts.out_charge(
-                keys=[msg_key, self.keys.optouts, self.keys.out("credit"), *counters],
+                keys=[msg_key, self.keys.optouts, self.keys.sms_credit, *counters],
                 args=[self._config.cost, now],
             ).decode()
             if charged != "ok":
@@ -275,8 +268,8 @@ class Dispatcher:
                 body = {"ok": False, "gateway_id": "", "error": f"sender error: {exc}"[:200],
                         "at": str(int(self._clock()))}
             return self._scripts.out_result(
-                keys=[msg_key, self.keys.out("credit"), *counters, self.keys.out("gw")],
+                keys=[msg_key, self.keys.sms_credit, *counters, self.keys.gateway_refs],
                 args=[json.dumps(body)],
             ).decode()
         finally:
-            self._redis.lrem(self.keys.out("inflight"), 1, message_id)
+            self._redis.lrem(self.keys.outbound_inflight, 1, message_id)

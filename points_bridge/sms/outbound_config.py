@@ -1,6 +1,6 @@
 """A tenant's outbound SMS settings: which sender, how fast, when not, at what cost.
 
-Stored in one hash in the tenant slot (``PointsKeys.out("config")``):
+Stored in one hash in the tenant slot (``PointsKeys.outbound_config``):
 
 ==============  ===================================================================
 ``sender``      ``file`` (default: ``<home>/outbox/<tenant>.jsonl``) or ``http``
@@ -14,7 +14,7 @@ Stored in one hash in the tenant slot (``PointsKeys.out("config")``):
 ``cost``        units (e.g. fen) one message costs against the credit
 ==============  ===================================================================
 
-The credit itself is a counter beside it (``PointsKeys.out("credit")``),
+The credit itself is a counter beside it (``PointsKeys.sms_credit``),
 topped up with ``itemseal sender credit`` and spent by the send script.
 """
 
@@ -113,7 +113,7 @@ class OutboundSettings:
 
     def get(self) -> OutboundConfig:
         raw = {k.decode(): v.decode() for k, v in
-               self._redis.hgetall(self._keys.out("config")).items()}
+               self._redis.hgetall(self._keys.outbound_config).items()}
         zone = SettingsStore(self._redis).get(self.tenant).timezone
         auth = self._open(raw["auth"]) if raw.get("auth") and self._master else ""
         return OutboundConfig(
@@ -136,15 +136,15 @@ class OutboundSettings:
                 raise SenderError("the master key is needed to store an auth header")
             fields["auth"] = self._seal(auth) if auth else ""
         if fields:
-            self._redis.hset(self._keys.out("config"), mapping=fields)
+            self._redis.hset(self._keys.outbound_config, mapping=fields)
         return self.get()
 
     def credit(self) -> int:
-        return int(self._redis.get(self._keys.out("credit")) or 0)
+        return int(self._redis.get(self._keys.sms_credit) or 0)
 
     def top_up(self, units: int) -> int:
         """Add units to the credit (negative takes away); return the credit after."""
-        return int(self._redis.incrby(self._keys.out("credit"), units))
+        return int(self._redis.incrby(self._keys.sms_credit, units))
 
     def _context(self) -> bytes:
         return f"itemseal/sms-sender-auth/{self.tenant}".encode()

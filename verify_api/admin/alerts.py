@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from codegen.keys import MasterKey
+from codegen.store.keyspace import TenantKeys
 from points_bridge.sms.outbound import ALERT, Outbox
 from verify_api.admin.reports import Reports
 from verify_api.channels import signatures
@@ -127,12 +128,12 @@ class Alerts:
         self._master = master
         self._clock = clock
         self._timeout = timeout
-        self._t = f"is:{{{tenant}}}:alerts"
+        self._keys = TenantKeys(tenant)
         self._context = f"itemseal/alert-webhook-secret/{tenant}".encode()
 
     def config(self) -> dict:
         """The settings, the webhook secret opened (it is stored sealed under the master key)."""
-        raw = self._redis.get(f"{self._t}:config")
+        raw = self._redis.get(self._keys.alerts_config)
         stored = json.loads(raw) if raw else {}
         sealed = stored.pop("webhook_secret", "")
         if isinstance(sealed, dict):
@@ -149,7 +150,7 @@ class Alerts:
             stored["webhook_secret"] = self._master.seal_record(
                 secret, self._context, os.urandom(12)
             )
-        self._redis.set(f"{self._t}:config", json.dumps(stored))
+        self._redis.set(self._keys.alerts_config, json.dumps(stored))
         return checked
 
     def run(self) -> list[Alert]:
@@ -160,7 +161,7 @@ class Alerts:
         found += self._surge_alerts(config, now)
         fresh = []
         for alert in found:
-            key = f"{self._t}:sent:{alert.alert_id}"
+            key = self._keys.alert_sent(alert.alert_id)
             if self._redis.set(key, now, nx=True, ex=SENT_SECONDS):
                 self._deliver(config, alert, now)
                 fresh.append(alert)
@@ -187,7 +188,7 @@ class Alerts:
         per_day = Reports(self._redis, self.tenant, clock=self._clock).per_day(
             today - timedelta(days=1), today)
         current = {day: dict(c["cf_region"]) for day, c in per_day.items()}
-        snaps = f"{self._t}:snaps"
+        snaps = self._keys.alert_snapshots
         window = config["window_minutes"] * 60
         older = self._redis.zrevrangebyscore(snaps, now - window, "-inf", start=0, num=1)
         if not older:
@@ -219,7 +220,7 @@ class Alerts:
             try:
                 urllib.request.urlopen(request, timeout=self._timeout).close()  # noqa: S310
             except (urllib.error.URLError, OSError):
-                self._redis.delete(f"{self._t}:sent:{alert.alert_id}")  # next run tries again
+                self._redis.delete(self._keys.alert_sent(alert.alert_id))  # next run tries again
         outbox = Outbox(self._redis, self.tenant, clock=self._clock)
         for phone in config["sms_phones"]:
             outbox.enqueue(f"a.{alert.alert_id}.{phone}", phone, alert.message[:300], ALERT)

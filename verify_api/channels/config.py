@@ -6,7 +6,7 @@ policy settings: ``sms_number``, ``gateway_secret`` (sealed), ``language``
 ``join_keyword``, ``balance_keyword`` and ``tpl.<name>`` template overrides.
 
 Gateways tell us only the number (or sub-port) a message was sent to, so a
-global index maps numbers to tenants (``NUMBERS``). A sub-port is the
+global index maps numbers to tenants (``keyspace.CHANNEL_NUMBERS``). A sub-port is the
 tenant's number with digits appended (``106570216001`` + ``42``): the lookup
 asks for every prefix of the destination in one HMGET and takes the longest
 registered one.
@@ -29,14 +29,13 @@ import redis
 
 from codegen.exc import CodegenError
 from codegen.keys import MasterKey
-from codegen.store.keyspace import TenantKeys
+from codegen.store.keyspace import CHANNEL_NUMBERS, TenantKeys
 from codegen.store.scripts import register
 from codegen.store.wire import Link, call, hash_pairs, pack
 from codegen.tenants import Tenant, TenantStore, check_tenant_id, tenant_from_record
 from verify_api.channels import keywords, templates
 from verify_api.exc import NumberTaken, SettingError
 
-NUMBERS = "is:channels:numbers"
 TEXT, TWIML = "text", "twiml"
 REPLY_FORMATS = (TEXT, TWIML)
 TEMPLATE_PREFIX = "tpl."
@@ -133,7 +132,7 @@ class ChannelStore:
     def tenant_for(self, destination: str) -> str | None:
         """The tenant whose number is the longest prefix of ``destination`` (a sub-port)."""
         prefixes = number_prefixes(destination)
-        return longest_match(self._redis.hmget(NUMBERS, prefixes)) if prefixes else None
+        return longest_match(self._redis.hmget(CHANNEL_NUMBERS, prefixes)) if prefixes else None
 
     def update(
         self,
@@ -219,7 +218,7 @@ class ChannelStore:
         if number and not _NUMBER.match(digits):
             raise SettingError(f"bad SMS number {number!r}: 3-20 digits")
         holder = register(self._redis, "verify_api", "sms_number")(
-            keys=[NUMBERS], args=[tenant, digits]
+            keys=[CHANNEL_NUMBERS], args=[tenant, digits]
         )
         if holder is not None:
             raise NumberTaken(f"the number {digits} belongs to tenant {holder.decode()!r}")
@@ -284,8 +283,9 @@ class ChannelDirectory:
             prefixes = number_prefixes(destination)
             found = None
             if prefixes:
+                numbers = CHANNEL_NUMBERS.encode()
                 (hits,) = await call(
-                    self._link, pack(b"HMGET", NUMBERS.encode(), *(p.encode() for p in prefixes)))
+                    self._link, pack(b"HMGET", numbers, *(p.encode() for p in prefixes)))
                 found = longest_match(hits)
             if len(self._numbers) >= MAX_CACHED:
                 self._numbers.clear()

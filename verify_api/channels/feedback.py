@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import redis
 
+from codegen.store.keyspace import TenantKeys
 from codegen.store.wire import pack
 from verify_api.exc import NotFound
 
@@ -63,8 +64,9 @@ class FeedbackInbox:
     def __init__(self, client: redis.Redis, tenant: str) -> None:
         self._redis = client
         self.tenant = tenant
-        self.stream = f"is:{{{tenant}}}:feedback"
-        self.answers = f"is:{{{tenant}}}:feedback:answers"
+        keys = TenantKeys(tenant)
+        self.stream = keys.feedback
+        self.answers = keys.feedback_answers
 
     def add(self, phone: str, text: str, channel: str, at: int) -> str:
         """Store a message; return its id (the stream id, e.g. ``1767225600000-0``)."""

@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from codegen.store.keyspace import PointsKeys
+from codegen.store.keyspace import PointsKeys, TenantKeys
 from codegen.store.wire import Link, ScriptSet, call, hash_pairs, pack
 from points_bridge.cards import format_card
 from points_bridge.credit import ClaimCrediter
@@ -78,7 +78,7 @@ class SmsService:
 
     async def handle(self, config: ChannelConfig, msg: InboundSms) -> str:
         """Return the reply to ``msg``; a retry of an answered message gets the same reply."""
-        key = f"is:{{{config.tenant}}}:sms:seen:{msg.dedup_id}".encode()
+        key = TenantKeys(config.tenant).sms_seen(msg.dedup_id).encode()
         for _ in range(3):
             (taken,) = await self._run(pack(b"SET", key, PENDING, b"NX", b"EX",
                                             b"%d" % PENDING_SECONDS))
@@ -163,7 +163,8 @@ class SmsService:
         if parsed is None:
             return None
         keyword, answer = parsed
-        draw = PointsKeys(config.tenant).out(f"draw:{keyword}").encode()
+        keys = PointsKeys(config.tenant)
+        draw = keys.draw(keyword).encode()
         ((status, right),) = await self._run(pack(b"HMGET", draw, b"status", b"answer"))
         if status is None:
             return None
@@ -173,7 +174,7 @@ class SmsService:
         if status.decode() != OPEN:
             return config.reply("draw_closed")
         entry = b"%d" % int(answer == (right or b"").decode())
-        await self._run(pack(b"HSETNX", draw + b":entries", phone.encode(), entry))
+        await self._run(pack(b"HSETNX", keys.draw_entries(keyword).encode(), phone.encode(), entry))
         return config.reply("draw_entered")
 
     async def _join(self, config: ChannelConfig, sender: str) -> str:

@@ -56,7 +56,7 @@ from verify_api.check.scans import (
     CheckContext,
     ScanQuery,
     ScanReply,
-    Scripts,
+    VerifyScripts,
     parse_verify_reply,
     verify_calls,
 )
@@ -93,7 +93,7 @@ class VerifyEngine:
         self._key_cache_seconds = key_cache_seconds
         self._checkers: dict[str, CodeChecker] = {}
         self.link = link
-        self.scripts = Scripts(link)
+        self.scripts = VerifyScripts(link)
         self.catalog = Catalog(link, ttl=catalog_seconds)
         self.limiter = RateLimiter(self.scripts, clock=clock)
         self._on_result = on_result or (lambda result, count=1: None)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from codegen.store.keyspace import TenantKeys
-from verify_api.check.scans import Scripts
+from verify_api.check.scans import VerifyScripts
 from verify_api.exc import RateLimited
 
 
@@ -103,7 +103,7 @@ class RateLimiter:
     Retry-After has passed: hammering costs the store nothing.
     """
 
-    def __init__(self, scripts: Scripts, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, scripts: VerifyScripts, *, clock: Callable[[], float] = time.time) -> None:
         self._scripts = scripts
         self._clock = clock
         self._refused: dict[tuple[str, str], float] = {}

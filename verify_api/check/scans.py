@@ -1,8 +1,8 @@
 """The verification side of the store: Lua scripts called by SHA over the worker's link.
 
 Each script is a file in ``verify_api/lua/`` (arguments documented at its top).
-``Scripts.evalsha`` packs one call; ``await Scripts.run`` sends a list of packed
-calls as one round trip (``codegen/store/wire.py``: reloads lost scripts).
+``VerifyScripts.evalsha`` packs one call; ``await VerifyScripts.run`` sends a list of
+packed calls as one round trip (``codegen/store/wire.py``: reloads lost scripts).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ ACTIVE = "active"
 SCRIPT_NAMES = ("verify", "rate_limit")
 
 
-class Scripts(ScriptSet):
+class VerifyScripts(ScriptSet):
     """The verify scripts, packed for EVALSHA and sent over one worker's link."""
 
     def __init__(self, link: Link, names: tuple[str, ...] = SCRIPT_NAMES) -> None:
@@ -66,7 +66,7 @@ class ScanReply:
 
 
 def verify_calls(
-    scripts: Scripts,
+    scripts: VerifyScripts,
     keys: TenantKeys,
     queries: list[ScanQuery],
     context: CheckContext,

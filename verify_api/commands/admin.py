@@ -12,7 +12,7 @@ import click
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.commands.options import Config, iso_time, pass_config, tenant_option
 from codegen.store.audit import AuditLog
 from verify_api.admin.auth import TokenStore
 from verify_api.admin.report_math import Table
@@ -59,9 +59,9 @@ def token_list(config: Config, tenant: str) -> None:
       itemseal token list --tenant ACME
     """
     for info in TokenStore(config.redis).list(tenant):
-        revoked = _when(info.revoked_at) if info.revoked_at else "-"
+        revoked = iso_time(info.revoked_at) if info.revoked_at else "-"
         click.echo(f"{info.token_id}\t{info.role}\t{info.label or '-'}"
-                   f"\t{_when(info.created_at)}\t{revoked}")
+                   f"\t{iso_time(info.created_at)}\t{revoked}")
 
 
 @token.command("revoke")
@@ -79,10 +79,6 @@ def token_revoke(config: Config, tenant: str, token_id: str) -> None:
     AuditLog(config.redis, tenant).record("cli", "token.revoke", f"token/{token_id}",
                                           None, {"revoked_at": info.revoked_at})
     click.echo(f"token {token_id} revoked")
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 # -- reports ---------------------------------------------------------------------------------

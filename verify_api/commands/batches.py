@@ -12,16 +12,15 @@ from collections import Counter
 import click
 
 from codegen.batches import Batch, BatchRegistry
-from codegen.commands.batches import _when
-from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.commands.options import Config, iso_time, pass_config, tenant_option
 from verify_api.check.batch_scans import scan_counts, void_codes
 
 
 @click.command("void")
-@click.option("--tenant", "-t", required=True, help="Tenant id, e.g. ACME.")
+@tenant_option
 @click.argument("batch_id")
 @click.argument("codes", nargs=-1, required=True)
-@click.pass_obj
+@pass_config
 def void(config: Config, tenant: str, batch_id: str, codes: tuple[str, ...]) -> None:
     """Void codes spoiled at printing: from now on they answer `revoked`.
 
@@ -74,7 +73,7 @@ def batch_show(config: Config, tenant: str, batch_id: str) -> None:
     facts = dict(b.fields, last_serial=str(b.last_serial))
     for name in ("created_at", "activated_at", "recalled_at"):
         if name in facts:
-            facts[name] = _when(float(facts[name]))
+            facts[name] = iso_time(float(facts[name]))
     for name, value in sorted(facts.items()):
         click.echo(f"{name}\t{value}")
     for name, value in code_counts(config, b).items():

@@ -2,9 +2,9 @@
 -- KEYS[1] = segment ranges (is:{TENANT/sN}:ranges): batch id by first serial in the segment
 -- KEYS[2] = segment batch facts (is:{TENANT/sN}:batches): id -> "state key_id wire first last sku"
 -- KEYS[3] = claims outbox (is:{TENANT/sN}:claims): a stream the points side credits from
--- KEYS[4] = the day's check counters (is:{TENANT/sN}:stats:YYYYMMDD, verify_api/stats.py)
+-- KEYS[4] = the day's check counters (is:{TENANT/sN}:stats:YYYYMMDD, verify_api/check/stats.py)
 -- KEYS[4+i] = scan bucket of code i (is:{TENANT/sN}:scan:B): serial % 256 -> record
---             (layout in verify_api/scanrecord.py)
+--             (layout in verify_api/check/scanrecord.py)
 -- ARGV[1] = mode: 'v' verify and record, 'l' look up only; ARGV[2] = now (unix seconds)
 -- ARGV[3] = check cap (no claim once the count passes it), ARGV[4] = channel code (1-4)
 -- ARGV[5] = region or '', ARGV[6] = phone fingerprint ('0': no phone)

@@ -3,22 +3,18 @@
 The crash tests kill processes with SIGKILL, so nothing here may share a
 process with the session's ``redis_server``: each test starts its own
 redis-server in its own short home (``OwnStore``) and its own ``itemseal
-serve`` (``test_verify_http.serving``).
+serve`` (``helpers.serving``).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,13 +31,13 @@ from codegen.store.keyspace import (
     PointsKeys,
     TenantKeys,
 )
+from helpers.cli_runner import ITEMSEAL
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.phones import normalize_phone
 from points_bridge.reconcile import Reconciler
 from verify_api.check.scanrecord import unpack
 
-ITEMSEAL = str(Path(sys.executable).with_name("itemseal"))
 TENANT = "ACME"
 SKU = "SKU-1"
 POINTS = 10
@@ -108,50 +104,6 @@ def own_world(home: Path, count: int = 2000, limits: dict[str, str] | None = Non
     signer = key_store.signer(TENANT, 0, NUMERIC_24)
     codes = [signer.code(first + i) for i in range(count)]
     return World(store, client, master, codes, first)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serving(
-    env: dict[str, str], log: Path, workers: int = 2
-) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run `itemseal serve` until the block ends; yield its base URL and the gunicorn master.
-
-    Its standard error (the app's log) goes to ``log``: a pipe nobody reads
-    would fill up and stall the server once the store is down and every
-    request logs a warning.
-    """
-    port = free_port()
-    args = [ITEMSEAL, "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    with open(log, "ab") as sink:
-        proc = subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or busy starting
-                pass
-            assert time.monotonic() < deadline, "itemseal serve did not come up"
-            time.sleep(0.1)
-        yield base, proc
-    finally:  # quick shutdown: a graceful one waits for idle keep-alive connections
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def phone_of(i: int, phones: int = 37) -> str:
