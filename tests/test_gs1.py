@@ -27,13 +27,13 @@ from codegen.mint import Minter
 from codegen.products import ProductStore
 from codegen.render import CODE_SLOT, TextLayout, render_run, string_array
 from codegen.signing import CodeSigner
+from codegen.store.pipe import RedisPipe
 from codegen.tenants import TenantStore
 from schemas.batch import read_facts
-from verify_api import answers
 from verify_api.channels.keywords import CODE, classify
-from verify_api.engine import CheckRequest, VerifyEngine
-from verify_api.inputs import extract_code
-from verify_api.pipe import RedisPipe
+from verify_api.check import answers
+from verify_api.check.engine import CheckRequest, VerifyEngine
+from verify_api.check.inputs import extract_code
 
 GTIN13, GTIN14 = "4006381333931", "04006381333931"
 OTHER_GTIN14 = "00012345600012"  # a valid GTIN of another product

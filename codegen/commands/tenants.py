@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 
 import click
 
-from codegen.checker import CodeChecker
 from codegen.commands.options import Config, pass_config, tenant_option
 
 HIDDEN_SETTINGS = ("gateway_secret",)  # sealed; never printed, not even sealed
@@ -179,44 +177,4 @@ def key_revoke(config: Config, tenant: str, key_id: int) -> None:
     click.echo(f"tenant {tenant}: key {key_id} revoked")
 
 
-@click.command()
-@tenant_option
-@click.argument("codes", nargs=-1, required=True)
-@pass_config
-def check(config: Config, tenant: str, codes: tuple[str, ...]) -> None:
-    """Check codes offline: format, check digit and tag, no scan is recorded.
-
-    Prints one tab-separated line per code: the code as given, then `valid`
-    (or `revoked`) with key id, serial and batch, or `mistyped`,
-    `counterfeit` or `malformed`. Give `-` to read codes one per line from
-    standard input.
-
-    \b
-    Example:
-      itemseal check --tenant ACME "1234 5678 9012 3456 7890 1234"
-      itemseal check --tenant ACME - < codes.txt
-    """
-    config.tenants.get(tenant)
-    checker = CodeChecker(config.key_store, tenant, max_age=3600)
-    find_batch = _batch_finder(config, tenant)
-    lines = (line.rstrip("\r\n") for line in sys.stdin) if codes == ("-",) else iter(codes)
-    out = sys.stdout
-    for text in lines:
-        if not text.strip():
-            continue
-        decoded = checker.decode(text)
-        if decoded.authentic:
-            batch = find_batch(decoded.serial) or "-"
-            out.write(f"{text}\t{decoded.verdict}\t{decoded.key_id}\t{decoded.serial}\t{batch}\n")
-        else:
-            out.write(f"{text}\t{decoded.verdict}\n")
-
-
-def _batch_finder(config: Config, tenant: str):
-    """Return serial -> batch id (or None) for the tenant."""
-    from codegen.batches import BatchRegistry
-
-    return BatchRegistry(config.redis, tenant).batch_id_of
-
-
-COMMANDS = (tenant, key, check)
+COMMANDS = (tenant, key)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.files import file_errors
 from codegen.store.audit import AuditLog
 from verify_api.admin.auth import TokenStore
 from verify_api.admin.report_math import Table
@@ -114,8 +115,9 @@ def emit(table: Table, fmt: str, out: Path | None) -> None:
             raise click.UsageError("--format parquet needs --out FILE")
         data = pa.Table.from_pylist(table.records(), schema=None) if table.rows else pa.table(
             {c: pa.array([], pa.string()) for c in table.columns})
-        pq.write_table(data.replace_schema_metadata({"itemseal.report": table.name}),
-                       out, compression="zstd")
+        with file_errors(out, "write"):
+            pq.write_table(data.replace_schema_metadata({"itemseal.report": table.name}),
+                           out, compression="zstd")
         click.echo(f"{len(table.rows)} rows written to {out}", err=True)
         return
     buffer = io.StringIO()
@@ -133,7 +135,8 @@ def emit(table: Table, fmt: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(buffer.getvalue())
     else:
-        out.write_text(buffer.getvalue())
+        with file_errors(out, "write"):
+            out.write_text(buffer.getvalue())
 
 
 def _reports(config: Config, tenant: str, with_codes: bool = False) -> Reports:
