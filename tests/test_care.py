@@ -170,7 +170,8 @@ def test_failed_sends_are_refunded_and_no_credit_fails(redis_client, points_tena
     box.enqueue("c", "+8613800000003", "ok too", "campaign")
     done = Dispatcher(redis_client, tenant, http_sender(url), settings.get(), clock=clock,
                       sleep=clock.advance).run()
-    assert done == {"failed": 1, "sent": 1, "no_credit": 1}
+    assert done == {"failed": 1, "sent": 1, "no_credit": 1,
+                    "failures": {"gateway answered 500": 1}}  # why, not only how many
     assert box.get("a").error == "gateway answered 500" and box.get("c").error == "no_credit"
     assert settings.credit() == 5
     assert box.report()["total"]["spent"] == 10

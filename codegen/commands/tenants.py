@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 
-from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.commands.options import (
+    Config,
+    echo_json,
+    echo_rows,
+    json_option,
+    pass_config,
+    tenant_option,
+)
+from codegen.times import iso
 
 HIDDEN_SETTINGS = ("gateway_secret",)  # sealed; never printed, not even sealed
 CHANNEL_SETTINGS = (
@@ -14,10 +20,8 @@ CHANNEL_SETTINGS = (
 )
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+def _when(ts: float | str | None) -> str:
+    return iso(ts) or "-"
 
 
 @click.group()
@@ -52,21 +56,34 @@ def tenant_create(config: Config, tenant_id: str, name: str, verify_url: str | N
 
 
 @tenant.command("list")
+@json_option
 @pass_config
-def tenant_list(config: Config) -> None:
-    """List tenants: id, name, created at."""
-    for t in config.tenants.list():
-        click.echo(f"{t.tenant_id}\t{t.name}\t{_when(t.created_at)}")
+def tenant_list(config: Config, as_json: bool) -> None:
+    """List tenants: id, name, created at (tab-separated, with a header line)."""
+    rows = [(t.tenant_id, t.name, _when(t.created_at)) for t in config.tenants.list()]
+    header = ("tenant", "name", "created_at")
+    if as_json:
+        echo_json({"tenants": [dict(zip(header, row, strict=True)) for row in rows]})
+    else:
+        echo_rows(header, rows)
 
 
 @tenant.command("show")
 @click.argument("tenant_id")
+@json_option
 @pass_config
-def tenant_show(config: Config, tenant_id: str) -> None:
-    """Show a tenant's settings."""
+def tenant_show(config: Config, tenant_id: str, as_json: bool) -> None:
+    """Show a tenant's settings (secrets as `(set)`), times in ISO-8601."""
     t = config.tenants.get(tenant_id)
-    for name, value in sorted(t.settings.items()):
-        click.echo(f"{name}\t{'(set)' if name in HIDDEN_SETTINGS else value}")
+    settings = {
+        name: "(set)" if name in HIDDEN_SETTINGS else _when(value) if name.endswith("_at")
+        else value for name, value in sorted(t.settings.items())
+    }
+    if as_json:
+        echo_json(settings)
+        return
+    for name, value in settings.items():
+        click.echo(f"{name}\t{value}")
 
 
 @tenant.command("set")
@@ -148,12 +165,17 @@ def key() -> None:
 
 @key.command("list")
 @tenant_option
+@json_option
 @pass_config
-def key_list(config: Config, tenant: str) -> None:
-    """List keys oldest first: key id, state, created, revoked."""
-    config.tenants.get(tenant)
-    for k in config.key_store.list(tenant):
-        click.echo(f"{k.key_id}\t{k.state}\t{_when(k.created_at)}\t{_when(k.revoked_at)}")
+def key_list(config: Config, tenant: str, as_json: bool) -> None:
+    """List keys oldest first: key id, state, created, revoked (with a header line)."""
+    header = ("key_id", "state", "created_at", "revoked_at")
+    rows = [(k.key_id, k.state, iso(k.created_at), iso(k.revoked_at))
+            for k in config.key_store.list(tenant)]
+    if as_json:
+        echo_json({"keys": [dict(zip(header, row, strict=True)) for row in rows]})
+    else:
+        echo_rows(header, rows)
 
 
 @key.command("rotate")
