@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import redis
+from hypothesis import settings
 from redis.cluster import RedisCluster
 
 from codegen.keys import KeyStore, MasterKey
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from cluster import LocalCluster
 
 pytest_plugins = ["browser", "cluster", "keyguard"]
+
+# No timing assertions: hypothesis's per-example deadline fails on a busy shared machine.
+settings.register_profile("itemseal", deadline=None)
+settings.load_profile("itemseal")
 
 
 def make_short_home() -> Path:

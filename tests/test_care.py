@@ -141,6 +141,7 @@ def test_campaign_through_a_real_gateway_with_receipts_and_cost(
     again = SmsCampaigns(redis_client, tenant, clock=clock).send(seg, "Hi {tier}", "k-1")
     assert again.duplicate and again.campaign_id == campaign.campaign_id
     assert campaign.targeted == 4 and campaign.counters["queued"] == 3  # one opted out
+    assert campaign.status == "queued"  # nothing handled yet
     sent = Dispatcher(redis_client, tenant, http_sender(url), settings.get(), clock=clock,
                       sleep=clock.advance).run()
     assert sent == {"sent": 3}
@@ -151,6 +152,7 @@ def test_campaign_through_a_real_gateway_with_receipts_and_cost(
     assert box.receipt("gw2", False, "absent") == "undelivered"  # by the gateway's id
     assert box.receipt("gw2", True) == "undelivered"  # the first receipt stands
     assert box.receipt("nope", True) == "unknown"
+    assert SmsCampaigns(redis_client, tenant).get(campaign.campaign_id).status == "done"
     status = SmsCampaigns(redis_client, tenant).get(campaign.campaign_id).counters
     assert status == {"queued": 0, "sent": 3, "delivered": 1, "undelivered": 1, "failed": 0,
                       "skipped": 1, "spent": 15}

@@ -18,10 +18,16 @@ class VerifyError(ItemsealError):
 
 
 class StoreError(VerifyError):
-    """Redis could not be reached or failed; the API answers 503, never 500."""
+    """Redis could not be reached or failed; the API answers 503, never 500.
+
+    The message names the socket path or URL, for the operator's log and CLI;
+    the API says only ``public_message`` (no paths to anonymous callers).
+    """
 
     status = 503
     code = "store_unavailable"
+    public = False
+    public_message = "the store is unavailable"
 
 
 class EmbeddedStoreError(StoreError):

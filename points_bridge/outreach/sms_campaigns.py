@@ -109,11 +109,11 @@ def progress(stored: str, counters: dict[str, int]) -> str:
 
     The record says ``queuing`` until every message is queued, then ``queued``;
     after that the sender moves messages on, so the counters say how far:
-    ``queued`` (none handled yet), ``sending``, ``done`` (none left in the queue).
+    ``queued`` (none sent or failed yet), ``sending``, ``done`` (none left in the queue).
     """
     if stored == QUEUING:
         return QUEUING
-    handled = sum(counters.get(name, 0) for name in ("sent", "failed", "skipped"))
+    handled = counters.get("sent", 0) + counters.get("failed", 0)  # skipped: maybe at enqueue
     if counters.get("queued", 0) > 0:
         return SENDING if handled else QUEUED
     return DONE
