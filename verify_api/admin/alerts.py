@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from codegen.keys import MasterKey
+from codegen.times import iso
 from codegen.words import plural
 from points_bridge.sms.outbound import ALERT, Outbox
 from verify_api.admin.reports import Reports
@@ -108,7 +109,7 @@ class Alert:
 
     def to_json(self, tenant: str, at: int) -> dict:
         return {"id": self.alert_id, "tenant": tenant, "kind": self.kind,
-                "message": self.message, "detail": self.detail, "at": at}
+                "message": self.message, "detail": self.detail, "at": iso(at)}
 
 
 class Alerts:
