@@ -39,10 +39,16 @@ class ConflictError(ItemsealError):
 
 
 class StoreError(ItemsealError):
-    """Redis could not be reached or failed; the API answers 503, never 500."""
+    """Redis could not be reached or failed; the API answers 503, never 500.
+
+    The message names the socket path or URL, for the operator's log and CLI;
+    the API says only ``public_message`` (no paths to anonymous callers).
+    """
 
     status = 503
     code = "store_unavailable"
+    public = False
+    public_message = "the store is unavailable"
 
 
 class EmbeddedStoreError(StoreError):
@@ -64,8 +70,13 @@ class BadTenantId(CodegenError):
 
 
 class UnknownTenant(CodegenError):
+    """No such tenant. The operator's message names the command that creates it;
+    anonymous API callers get only ``public_message``: no operator hints."""
+
     status = 404
     code = "unknown_tenant"
+    public = False
+    public_message = "unknown tenant"
 
     def __init__(self, tenant: str) -> None:
         super().__init__(
@@ -78,6 +89,31 @@ class TenantExists(ConflictError, CodegenError):
     def __init__(self, tenant: str) -> None:
         super().__init__(f"tenant {tenant!r} already exists")
         self.tenant = tenant
+
+
+class StoreUrlError(CodegenError):
+    """ITEMSEAL_REDIS_URL is not a Redis URL itemseal can use.
+
+    Said once, in one line, where the client is built (``codegen.store.embedded.connect``);
+    the API never shows the URL (it may carry a password or a socket path).
+    """
+
+    status = 503
+    code = "store_unavailable"
+    public = False
+    public_message = "the store is unavailable"
+
+
+class FileError(CodegenError):
+    """A file named on the command line that cannot be read or written as asked:
+    a missing folder, a file that is not Parquet, bytes that are not UTF-8 text."""
+
+    code = "bad_file"
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{str(path)!r}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 class MasterKeyError(CodegenError):

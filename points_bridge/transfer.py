@@ -26,9 +26,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import redis
 
+from codegen.files import file_errors
 from points_bridge.exc import BadInput, PointsError
 from points_bridge.ledger import BASE_FIELDS, Ledger
 from points_bridge.members import MemberStore
+from points_bridge.settings import PointsSettings
 from schemas.points import SCHEMAS, with_metadata
 
 FORMATS = ("parquet", "csv")
@@ -100,8 +102,9 @@ def export(
     members.settings()  # unknown tenant: say so before creating a file
     schema = with_metadata(SCHEMAS[what], tenant, what)
     sink = str(out) if isinstance(out, Path) else out
-    writer = (pq.ParquetWriter(sink, schema, compression="zstd") if fmt == "parquet"
-              else pacsv.CSVWriter(sink, schema))
+    with file_errors(sink, "write"):
+        writer = (pq.ParquetWriter(sink, schema, compression="zstd") if fmt == "parquet"
+                  else pacsv.CSVWriter(sink, schema))
     written = 0
     ledger = Ledger(client, tenant)
     with writer:
@@ -123,10 +126,11 @@ class ImportReport:
 
 def _read(path: Path) -> tuple[list[str], Iterator[tuple[str, dict[str, str]]]]:
     """Return the column names and (where, row) pairs of a CSV or Parquet file."""
-    with open(path, "rb") as fh:
+    with file_errors(path, "read"), open(path, "rb") as fh:
         parquet = fh.read(4) == b"PAR1"
     if parquet:
-        table = pq.read_table(path)
+        with file_errors(path, "read"):
+            table = pq.read_table(path)
         rows = ((f"row {i}", {k: "" if v is None else str(v) for k, v in row.items()})
                 for i, row in enumerate(table.to_pylist(), start=1))
         return table.column_names, rows
@@ -137,7 +141,7 @@ def _read(path: Path) -> tuple[list[str], Iterator[tuple[str, dict[str, str]]]]:
             for row in reader:
                 yield f"line {reader.line_num}", {k: (v or "") for k, v in row.items()}
 
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with file_errors(path, "read"), open(path, newline="", encoding="utf-8-sig") as fh:
         header = next(csv.reader(fh), [])
     return header, csv_rows()
 
@@ -148,6 +152,14 @@ def import_members(client: redis.Redis, tenant: str, path: Path) -> ImportReport
     ledger = Ledger(client, tenant)
     settings = members.settings()
     columns, rows = _read(path)
+    with file_errors(path, "read"):
+        return _import_rows(members, ledger, settings, path, columns, rows)
+
+
+def _import_rows(
+    members: MemberStore, ledger: Ledger, settings: PointsSettings, path: Path, columns: list[str],
+    rows: Iterator[tuple[str, dict[str, str]]],
+) -> ImportReport:
     unknown = set(columns) - set(IMPORT_COLUMNS) - set(EXPORT_ONLY) - set(settings.attributes)
     if "phone" not in columns or unknown:
         problem = f"unknown columns {', '.join(sorted(unknown))}" if unknown else "no phone column"

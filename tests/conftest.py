@@ -17,6 +17,7 @@ import redis
 from helpers.api import Api
 from helpers.crm import Receiver, serve_receiver
 from helpers.homes import make_short_home
+from hypothesis import settings
 from redis.cluster import RedisCluster
 
 from codegen.keys import KeyStore, MasterKey
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from helpers.cluster import LocalCluster
 
 pytest_plugins = ["helpers.browser", "helpers.cluster", "helpers.keyguard"]
+
+# No timing assertions: hypothesis's per-example deadline fails on a busy shared machine.
+settings.register_profile("itemseal", deadline=None)
+settings.load_profile("itemseal")
 
 
 @pytest.fixture

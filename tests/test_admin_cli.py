@@ -18,7 +18,8 @@ def test_token_create_list_revoke(itemseal_env, redis_client):
     token = made.stdout.strip()
     assert token.startswith("ist.ACME.") and "shown once" in made.stderr
     listed = run(env, "token", "list", "--tenant", "ACME").stdout.splitlines()
-    token_id, role, label, _, revoked = listed[0].split("\t")
+    assert listed[0] == "token_id\trole\tlabel\tcreated_at\trevoked_at"
+    token_id, role, label, _, revoked = listed[1].split("\t")
     assert (role, label, revoked) == ("support", "Li", "-")
     assert token not in run(env, "token", "list", "--tenant", "ACME").stdout
     run(env, "token", "revoke", "--tenant", "ACME", token_id)

@@ -68,7 +68,9 @@ def test_batch_commands(itemseal_env, tmp_path, monkeypatch):
     run("tenant", "create", "ACME", "--name", "Acme")
     run("product", "add", "-t", "ACME", "--sku", "LIP-001", "--name", "Lipstick", "--points", "5")
     run("mint", "-t", "ACME", "--sku", "LIP-001", "-n", "2500", "-o", "lip.parquet")
-    listed = run("batch", "list", "-t", "ACME").split("\t")
+    header, row = run("batch", "list", "-t", "ACME").splitlines()
+    assert header.split("\t")[0] == "batch"
+    listed = row.split("\t")
     assert listed[:6] == ["B000001", "minted", "LIP-001", "2500", "100000000-100002499",
                           "numeric-24"]
     shown = dict(line.split("\t") for line in run("batch", "show", "-t", "ACME",

@@ -141,6 +141,7 @@ def test_campaign_through_a_real_gateway_with_receipts_and_cost(
     again = SmsCampaigns(redis_client, tenant, clock=clock).send(seg, "Hi {tier}", "k-1")
     assert again.duplicate and again.campaign_id == campaign.campaign_id
     assert campaign.targeted == 4 and campaign.counters["queued"] == 3  # one opted out
+    assert campaign.status == "queued"  # nothing handled yet
     sent = Dispatcher(redis_client, tenant, http_sender(url), settings.get(), clock=clock,
                       sleep=clock.advance).run()
     assert sent == {"sent": 3}
@@ -151,6 +152,7 @@ def test_campaign_through_a_real_gateway_with_receipts_and_cost(
     assert box.receipt("gw2", False, "absent") == "undelivered"  # by the gateway's id
     assert box.receipt("gw2", True) == "undelivered"  # the first receipt stands
     assert box.receipt("nope", True) == "unknown"
+    assert SmsCampaigns(redis_client, tenant).get(campaign.campaign_id).status == "done"
     status = SmsCampaigns(redis_client, tenant).get(campaign.campaign_id).counters
     assert status == {"queued": 0, "sent": 3, "delivered": 1, "undelivered": 1, "failed": 0,
                       "skipped": 1, "spent": 15}
@@ -170,7 +172,8 @@ def test_failed_sends_are_refunded_and_no_credit_fails(redis_client, points_tena
     box.enqueue("c", "+8613800000003", "ok too", "campaign")
     done = Dispatcher(redis_client, tenant, http_sender(url), settings.get(), clock=clock,
                       sleep=clock.advance).run()
-    assert done == {"failed": 1, "sent": 1, "no_credit": 1}
+    assert done == {"failed": 1, "sent": 1, "no_credit": 1,
+                    "failures": {"gateway answered 500": 1}}  # why, not only how many
     assert box.get("a").error == "gateway answered 500" and box.get("c").error == "no_credit"
     assert settings.credit() == 5
     assert box.report()["total"]["spent"] == 10

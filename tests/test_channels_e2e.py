@@ -9,6 +9,7 @@ headless Chromium.
 from __future__ import annotations
 
 import csv
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -34,7 +35,8 @@ def minted(itemseal_env, tmp_path) -> tuple[dict, list[dict]]:
     out = tmp_path / "b.csv"
     run(env, "mint", "--tenant", "ACME", "--sku", "LIP-001", "--count", "20", "--format", "csv",
         "--out", str(out))
-    batch = run(env, "batch", "list", "--tenant", "ACME").stdout.split()[0]
+    listed = run(env, "batch", "list", "--tenant", "ACME", "--json").stdout
+    batch = json.loads(listed)["batches"][0]["batch_id"]
     run(env, "batch", "activate", "--tenant", "ACME", batch)
     run(env, "tenant", "set", "ACME", "--sms-number", NUMBER, "--gateway-secret", SECRET,
         "--language", "en")

@@ -26,7 +26,8 @@ FIRST_PARTY = {*PACKAGES, "cli"}
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("schemas",),
-    ("codegen.store", "codegen.exc"),  # Redis links, keyspace, scripts, audit; the error root
+    ("codegen.store", "codegen.exc", "codegen.times"),  # Redis links, keyspace, scripts, audit;
+    # the error root and the time format every layer shows
     ("codegen",),  # codes, signing, keys, tenants, products, batches, mint, config, exc
     ("codegen.commands",),
     ("points_bridge",),  # members, rules, tiers, ledger, credit, CRM

@@ -83,7 +83,7 @@ def test_reconcile_export_import(run, redis_client, tmp_path):
     assert "claims 0" in run("points", "reconcile", "--tenant", "ACME", "--min-age", "0").output
     run("member", "join", "--tenant", "ACME", "--phone", PHONE)
     out = tmp_path / "members.csv"
-    assert "1 members rows" in run("export", "members", "--tenant", "ACME", "--format", "csv",
+    assert "1 member row written" in run("export", "members", "--tenant", "ACME", "--format", "csv",
                                    "--out", str(out)).output
     run("export", "ledger", "--tenant", "ACME", "--out", str(tmp_path / "l.parquet"))
     bad = tmp_path / "in.csv"
@@ -102,4 +102,4 @@ def test_bridge_run_once(run, receiver):
     done = run("bridge", "run", "--tenant", "ACME", "--webhook", url, "--once")
     assert done.stdout.strip() == "delivered 1, retried 1, dead-lettered 0"
     assert [json.loads(b)["type"] for _, b in crm.accepted] == ["member.created"]
-    assert run("bridge", "dead", "--tenant", "ACME").output == ""
+    assert run("bridge", "dead", "--tenant", "ACME").output == "entry_id\tidempotency_key\treason\n"

@@ -139,7 +139,9 @@ def test_product_commands(itemseal_env):
     out = run("product", "add", "--tenant", "ACME", "--sku", "LIP-001", "--name",
               "Velvet lipstick", "--points", "10", "--gtin", "4006381333931")
     assert "GTIN 04006381333931" in out
-    assert run("product", "list", "-t", "ACME") == "LIP-001\t10\t04006381333931\tVelvet lipstick\n"
+    assert run("product", "list", "-t", "ACME") == (
+        "sku\tpoints\tgtin\tname\nLIP-001\t10\t04006381333931\tVelvet lipstick\n"
+    )
     run("product", "set", "-t", "ACME", "LIP-001", "--points", "20", "--usage", "Twist up")
     shown = dict(line.split("\t") for line in run("product", "show", "-t", "ACME",
                                                   "LIP-001").splitlines())

@@ -117,6 +117,8 @@ def test_unknown_tenants_routes_and_methods(api_world):
     for tenant in ("NOPE", "bad tenant!", "x" * 40):
         answer = api.verify({"code": code(1)}, tenant=tenant)
         assert answer.status_code == 404 and answer.json["error"]["code"] == "unknown_tenant"
+        # anonymous callers get no operator hint (`itemseal tenant create`)
+        assert "itemseal" not in answer.text and "create" not in answer.text
     assert api.lookup(code(1), tenant="NOPE").status_code == 404
     missing = api.client.simulate_get("/v2/nothing")
     assert missing.status_code == 404 and missing.json["error"]["code"] == "not_found"
@@ -197,6 +199,8 @@ def test_redis_down_is_503_never_500(short_home, master_key):
             time.sleep(0.05)
         down = api.request("GET", "/healthz", "/healthz")
         assert down.status_code == 503 and down.json["error"]["code"] == "store_unavailable"
+        assert down.json["error"]["message"] == "the store is unavailable"  # no socket path
+        assert str(short_home) not in down.text
         answer = api.verify({"code": "1234 5678 9012 3456 7890 1234"})
         assert answer.status_code == 503 and answer.json["error"]["code"] == "store_unavailable"
         api.app.engine.link.close()

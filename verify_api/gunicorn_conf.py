@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from gunicorn.glogging import Logger
+
 keepalive = 30  # clients (SMS gateways, load balancers) reuse connections
 graceful_timeout = 10
 # gunicorn's most: a code of 512 characters (the spec's limit) percent-encoded as 4-byte UTF-8
@@ -17,3 +19,26 @@ def child_exit(server, worker) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+class ServeLogger(Logger):
+    """gunicorn's logger, but its "Listening at:" line names the addresses with --reuse-port.
+
+    With one socket per worker (``itemseal serve`` on TCP) the arbiter holds no
+    listener of its own, so gunicorn logs ``Listening at:  (PID)`` with a blank
+    address; this fills in the configured binds.
+    """
+
+    def info(self, msg, *args, **kwargs) -> None:
+        if msg.startswith("Listening at:") and args and not args[0]:
+            bound = ",".join(_url(address) for address in self.cfg.address)
+            args = (f"{bound} (a socket per worker)", *args[1:])
+        super().info(msg, *args, **kwargs)
+
+
+def _url(address: tuple[str, int] | str) -> str:
+    """A parsed bind as gunicorn's own sockets print it: (host, port), or a unix path."""
+    return f"http://{address[0]}:{address[1]}" if isinstance(address, tuple) else f"unix:{address}"
+
+
+logger_class = ServeLogger

@@ -11,9 +11,18 @@ from pathlib import Path
 
 import click
 
+from codegen import words
 from codegen.batches import ACTIVE, RECALLED, BatchRegistry
 from codegen.codes import DEFAULT_PROFILE, PROFILES
-from codegen.commands.options import Config, iso_time, pass_config, tenant_option
+from codegen.commands.options import (
+    Config,
+    echo_json,
+    echo_rows,
+    iso_time,
+    json_option,
+    pass_config,
+    tenant_option,
+)
 from codegen.mint import Minter, MintResult
 from codegen.writer import FORMATS
 
@@ -43,7 +52,7 @@ class _Progress:
         rate = done / max(now - self.started, 1e-9)
         self.stream.write(
             f"\r{self.label} {done:,}/{self.total:,} codes {done / self.total:4.0%}"
-            f"  {rate / 1e6:.2f} M codes/s "
+            f"  {words.rate(rate)} "
         )
         self.stream.flush()
 
@@ -64,6 +73,7 @@ def _progress(total: int, label: str) -> Iterator[_Progress]:
         bar.close()
 
 
+
 def _report(result: MintResult, verb: str) -> None:
     b = result.batch
     click.echo(
@@ -72,7 +82,7 @@ def _report(result: MintResult, verb: str) -> None:
     )
     click.echo(f"  file      {result.path} ({result.size / 1e6:.1f} MB, sha256 {result.sha256})")
     click.echo(f"  manifest  {result.manifest}")
-    click.echo(f"  {result.seconds:.1f} s, {result.codes_per_second / 1e6:.2f} M codes/s")
+    click.echo(f"  {result.seconds:.1f} s, {words.rate(result.codes_per_second)}")
 
 
 @click.command()
@@ -139,20 +149,30 @@ def batch() -> None:
 
 @batch.command("list")
 @tenant_option
+@json_option
 @pass_config
-def batch_list(config: Config, tenant: str) -> None:
-    """List batches: id, state, SKU, count, serials, profile, key, created (tab-separated).
+def batch_list(config: Config, tenant: str, as_json: bool) -> None:
+    """List batches: id, state, SKU, count, serials, profile, key, created (with a header).
 
     \b
     Example:
       itemseal batch list --tenant ACME
+      itemseal batch list --tenant ACME --json
     """
-    config.tenants.get(tenant)
-    for b in BatchRegistry(config.redis, tenant).list():
-        click.echo(
-            f"{b.batch_id}\t{b.state}\t{b.sku}\t{b.count}\t{b.first_serial}-{b.last_serial}"
-            f"\t{b.profile.name}\t{b.key_id}\t{iso_time(b.created_at)}"
-        )
+    batches = BatchRegistry(config.redis, tenant).list()
+    if as_json:
+        echo_json({"batches": [
+            {"batch_id": b.batch_id, "state": b.state, "sku": b.sku, "count": b.count,
+             "first_serial": b.first_serial, "last_serial": b.last_serial,
+             "profile": b.profile.name, "key_id": b.key_id, "created_at": iso_time(b.created_at)}
+            for b in batches
+        ]})
+        return
+    echo_rows(
+        ("batch", "state", "sku", "count", "serials", "profile", "key_id", "created_at"),
+        [(b.batch_id, b.state, b.sku, b.count, f"{b.first_serial}-{b.last_serial}",
+          b.profile.name, b.key_id, iso_time(b.created_at)) for b in batches],
+    )
 
 
 def _transition(config: Config, tenant: str, batch_id: str, target: str) -> None:

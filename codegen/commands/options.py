@@ -1,26 +1,55 @@
 """The options and decorators every command group shares (click ``examples/repo``).
 
 The root group puts a ``codegen.config.Config`` on ``ctx.obj``; commands take
-it with ``pass_config``. One ``--tenant`` option, spelled the same everywhere.
+it with ``pass_config``. One ``--tenant`` option, spelled the same everywhere;
+it checks that the tenant exists, so no command answers an unknown tenant
+with an empty success ("0 members") instead of "unknown tenant".
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
 
 import click
 
 from codegen.config import Config
+from codegen.times import iso
 
 pass_config = click.make_pass_decorator(Config)
-tenant_option = click.option("--tenant", "-t", required=True, help="Tenant id, e.g. ACME.")
 
 
-def iso_time(ts: float | None) -> str:
-    """A unix time as every command prints it: ISO-8601 in UTC, with its offset, or ``-``.
+def _known_tenant(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None or ctx.resilient_parsing:
+        return value
+    config = ctx.find_object(Config)
+    if config is not None:
+        config.tenants.get(value)  # UnknownTenant: one line, exit 1
+    return value
 
-    ``1767225600`` -> ``2026-01-01T00:00:00+00:00``.
+
+tenant_option = click.option(
+    "--tenant", "-t", required=True, callback=_known_tenant, help="Tenant id, e.g. ACME."
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document instead of text."
+)
+
+
+def echo_json(document: object) -> None:
+    """Print ``document`` as one JSON document (non-ASCII kept as is)."""
+    click.echo(json.dumps(document, ensure_ascii=False, default=str))
+
+
+def echo_rows(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
+    """Print tab-separated rows under a header line, ``-`` for an empty cell."""
+    click.echo("\t".join(header))
+    for row in rows:
+        click.echo("\t".join("-" if v is None or v == "" else str(v) for v in row))
+
+
+def iso_time(ts: float | str | None) -> str:
+    """A unix time as every command prints it: ISO-8601 with its offset, or ``-``.
+
+    ``1767225600`` -> ``2026-01-01T00:00:00+00:00`` (``codegen.times.iso``).
     """
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+    return iso(ts) or "-"

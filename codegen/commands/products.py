@@ -6,8 +6,16 @@ import json
 
 import click
 
-from codegen.commands.options import Config, iso_time, pass_config, tenant_option
+from codegen.commands.options import (
+    Config,
+    echo_json,
+    echo_rows,
+    json_option,
+    pass_config,
+    tenant_option,
+)
 from codegen.products import Product, ProductStore
+from codegen.times import iso
 
 sku_option = click.option("--sku", required=True, help="Stock-keeping unit, e.g. LIP-001.")
 
@@ -59,22 +67,28 @@ def product_add(config: Config, tenant: str, sku: str, name: str, points: str, *
 
 @product.command("list")
 @tenant_option
+@json_option
 @pass_config
-def product_list(config: Config, tenant: str) -> None:
-    """List products: SKU, points, GTIN, name (tab-separated).
+def product_list(config: Config, tenant: str, as_json: bool) -> None:
+    """List products: SKU, points, GTIN, name (tab-separated, with a header line).
 
     \b
     Example:
       itemseal product list --tenant ACME
+      itemseal product list --tenant ACME --json
     """
-    for p in _store(config).list(tenant):
-        click.echo(f"{p.sku}\t{p.points}\t{p.gtin or '-'}\t{p.name}")
+    products = _store(config).list(tenant)
+    if as_json:
+        echo_json({"products": [_record(p) for p in products]})
+        return
+    echo_rows(("sku", "points", "gtin", "name"),
+              [(p.sku, p.points, p.gtin, p.name) for p in products])
 
 
 @product.command("show")
 @tenant_option
 @click.argument("sku")
-@click.option("--json", "as_json", is_flag=True, help="Print the stored JSON record.")
+@json_option
 @pass_config
 def product_show(config: Config, tenant: str, sku: str, as_json: bool) -> None:
     """Show one product.
@@ -85,16 +99,22 @@ def product_show(config: Config, tenant: str, sku: str, as_json: bool) -> None:
     """
     p = _store(config).get(tenant, sku)
     if as_json:
-        click.echo(p.to_json())
+        echo_json(_record(p))
         return
     for name, value in _rows(p):
         click.echo(f"{name}\t{value}")
 
 
-def _rows(p: Product) -> list[tuple[str, object]]:
+def _record(p: Product) -> dict[str, object]:
+    """The product as a client reads it: the stored record, times in ISO-8601."""
     record = json.loads(p.to_json())
     for stamp in ("created_at", "updated_at"):
-        record[stamp] = iso_time(record[stamp])
+        record[stamp] = iso(record[stamp])
+    return record
+
+
+def _rows(p: Product) -> list[tuple[str, object]]:
+    record = _record(p)
     return [(k, "-" if record[k] in (None, "") else record[k]) for k in sorted(record)]
 
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from codegen.checker import CodeChecker
-from codegen.commands.options import Config, iso_time, pass_config, tenant_option
+from codegen.commands.options import (
+    Config,
+    echo_json,
+    echo_rows,
+    iso_time,
+    json_option,
+    pass_config,
+    tenant_option,
+)
+from codegen.times import iso
 
 HIDDEN_SETTINGS = ("gateway_secret",)  # sealed; never printed, not even sealed
+CHANNEL_SETTINGS = (
+    "sms_number", "gateway_secret", "language", "reply_format", "join_keyword", "balance_keyword",
+)
+
 
 
 @click.group()
@@ -44,21 +54,34 @@ def tenant_create(config: Config, tenant_id: str, name: str, verify_url: str | N
 
 
 @tenant.command("list")
+@json_option
 @pass_config
-def tenant_list(config: Config) -> None:
-    """List tenants: id, name, created at."""
-    for t in config.tenants.list():
-        click.echo(f"{t.tenant_id}\t{t.name}\t{iso_time(t.created_at)}")
+def tenant_list(config: Config, as_json: bool) -> None:
+    """List tenants: id, name, created at (tab-separated, with a header line)."""
+    rows = [(t.tenant_id, t.name, iso_time(t.created_at)) for t in config.tenants.list()]
+    header = ("tenant", "name", "created_at")
+    if as_json:
+        echo_json({"tenants": [dict(zip(header, row, strict=True)) for row in rows]})
+    else:
+        echo_rows(header, rows)
 
 
 @tenant.command("show")
 @click.argument("tenant_id")
+@json_option
 @pass_config
-def tenant_show(config: Config, tenant_id: str) -> None:
-    """Show a tenant's settings."""
+def tenant_show(config: Config, tenant_id: str, as_json: bool) -> None:
+    """Show a tenant's settings (secrets as `(set)`), times in ISO-8601."""
     t = config.tenants.get(tenant_id)
-    for name, value in sorted(t.settings.items()):
-        click.echo(f"{name}\t{'(set)' if name in HIDDEN_SETTINGS else value}")
+    settings = {
+        name: "(set)" if name in HIDDEN_SETTINGS else iso_time(value) if name.endswith("_at")
+        else value for name, value in sorted(t.settings.items())
+    }
+    if as_json:
+        echo_json(settings)
+        return
+    for name, value in settings.items():
+        click.echo(f"{name}\t{value}")
 
 
 @click.group()
@@ -72,12 +95,17 @@ def key() -> None:
 
 @key.command("list")
 @tenant_option
+@json_option
 @pass_config
-def key_list(config: Config, tenant: str) -> None:
-    """List keys oldest first: key id, state, created, revoked."""
-    config.tenants.get(tenant)
-    for k in config.key_store.list(tenant):
-        click.echo(f"{k.key_id}\t{k.state}\t{iso_time(k.created_at)}\t{iso_time(k.revoked_at)}")
+def key_list(config: Config, tenant: str, as_json: bool) -> None:
+    """List keys oldest first: key id, state, created, revoked (with a header line)."""
+    header = ("key_id", "state", "created_at", "revoked_at")
+    rows = [(k.key_id, k.state, iso(k.created_at), iso(k.revoked_at))
+            for k in config.key_store.list(tenant)]
+    if as_json:
+        echo_json({"keys": [dict(zip(header, row, strict=True)) for row in rows]})
+    else:
+        echo_rows(header, rows)
 
 
 @key.command("rotate")
@@ -101,44 +129,4 @@ def key_revoke(config: Config, tenant: str, key_id: int) -> None:
     click.echo(f"tenant {tenant}: key {key_id} revoked")
 
 
-@click.command()
-@tenant_option
-@click.argument("codes", nargs=-1, required=True)
-@pass_config
-def check(config: Config, tenant: str, codes: tuple[str, ...]) -> None:
-    """Check codes offline: format, check digit and tag, no scan is recorded.
-
-    Prints one tab-separated line per code: the code as given, then `valid`
-    (or `revoked`) with key id, serial and batch, or `mistyped`,
-    `counterfeit` or `malformed`. Give `-` to read codes one per line from
-    standard input.
-
-    \b
-    Example:
-      itemseal check --tenant ACME "1234 5678 9012 3456 7890 1234"
-      itemseal check --tenant ACME - < codes.txt
-    """
-    config.tenants.get(tenant)
-    checker = CodeChecker(config.key_store, tenant, max_age=3600)
-    find_batch = _batch_finder(config, tenant)
-    lines = (line.rstrip("\r\n") for line in sys.stdin) if codes == ("-",) else iter(codes)
-    out = sys.stdout
-    for text in lines:
-        if not text.strip():
-            continue
-        decoded = checker.decode(text)
-        if decoded.authentic:
-            batch = find_batch(decoded.serial) or "-"
-            out.write(f"{text}\t{decoded.verdict}\t{decoded.key_id}\t{decoded.serial}\t{batch}\n")
-        else:
-            out.write(f"{text}\t{decoded.verdict}\n")
-
-
-def _batch_finder(config: Config, tenant: str):
-    """Return serial -> batch id (or None) for the tenant."""
-    from codegen.batches import BatchRegistry
-
-    return BatchRegistry(config.redis, tenant).batch_id_of
-
-
-COMMANDS = (tenant, key, check)
+COMMANDS = (tenant, key)

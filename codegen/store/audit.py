@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from codegen.store.keyspace import TenantKeys
+from codegen.times import iso
 
 MAX_ENTRIES = 100_000
 
@@ -33,7 +34,7 @@ class AuditEntry:
     def to_json(self) -> dict:
         return {
             "id": self.entry_id, "actor": self.actor, "action": self.action,
-            "target": self.target, "before": self.before, "after": self.after, "at": self.at,
+            "target": self.target, "before": self.before, "after": self.after, "at": iso(self.at),
         }
 
 

@@ -34,7 +34,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from codegen.exc import EmbeddedStoreError
+from codegen.exc import EmbeddedStoreError, StoreUrlError
 
 BINARY_ENV = "ITEMSEAL_REDIS_SERVER"
 # sun_path holds 108 bytes on Linux, 104 on macOS/BSD, including the trailing NUL.
@@ -362,8 +362,26 @@ def connect(home: Path, redis_url: str | None, **kw: Any) -> redis.Redis:
     ``redis.Redis`` for everything itemseal calls on it).
     """
     if redis_url:
+        check_url(redis_url)
         seed = cluster_url(redis_url)
         if seed is not None:
             return RedisCluster.from_url(seed, **kw)  # type: ignore[return-value]
         return redis.Redis.from_url(redis_url, **kw)
     return EmbeddedRedis(home).client(**kw)
+
+
+def check_url(redis_url: str) -> None:
+    """Refuse a URL redis-py cannot use with one line (``StoreUrlError``), before connecting.
+
+    redis-py says so only with a ``ValueError`` deep in its pool set-up; the
+    message here names the variable and the schemes, never the URL (it may
+    carry a password).
+    """
+    seed = cluster_url(redis_url)
+    try:
+        redis.connection.parse_url(seed or redis_url)
+    except ValueError as exc:
+        raise StoreUrlError(
+            f"ITEMSEAL_REDIS_URL is not a Redis URL ({exc}); write redis://HOST:PORT/DB,"
+            " rediss://..., unix:///PATH.sock or redis+cluster://HOST:PORT"
+        ) from None

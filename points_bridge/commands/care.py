@@ -11,8 +11,17 @@ import time
 
 import click
 
-from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.commands.options import (
+    Config,
+    echo_json,
+    echo_rows,
+    json_option,
+    pass_config,
+    tenant_option,
+)
 from codegen.store.audit import AuditLog
+from codegen.times import iso
+from codegen.words import plural
 from points_bridge.outreach.care import Care
 from points_bridge.outreach.draws import Draws
 from points_bridge.outreach.segments import Segment, preview
@@ -73,8 +82,9 @@ def segment() -> None:
 @tenant_option
 @segment_options
 @click.option("--sample", default=10, show_default=True, help="Members to show.")
+@json_option
 @pass_config
-def segment_preview(config: Config, tenant: str, sample: int, **kw) -> None:
+def segment_preview(config: Config, tenant: str, sample: int, as_json: bool, **kw) -> None:
     """Count the members in a segment and show a sample; nothing is sent.
 
     \b
@@ -83,9 +93,14 @@ def segment_preview(config: Config, tenant: str, sample: int, **kw) -> None:
     """
     seg = _segment(kw)
     count, kept = preview(config.redis, tenant, seg, int(time.time()), sample)
-    click.echo(f"{count} members")
-    for m in kept:
-        click.echo(f"{m.card}\t{m.phone}\t{m.tier}\t{m.balance}")
+    rows = [(m.card, m.phone, m.tier, m.balance) for m in kept]
+    header = ("card", "phone", "tier", "balance")
+    if as_json:
+        echo_json({"count": count, "sample": [dict(zip(header, r, strict=True)) for r in rows]})
+        return
+    click.echo(plural(count, "member"))
+    if rows:
+        echo_rows(header, rows)
 
 
 @click.group()
@@ -251,16 +266,20 @@ def optout_remove(config: Config, tenant: str, phone: str) -> None:
 
 @optout.command("list")
 @tenant_option
+@json_option
 @pass_config
-def optout_list(config: Config, tenant: str) -> None:
-    """List the opted-out phones and when they opted out.
+def optout_list(config: Config, tenant: str, as_json: bool) -> None:
+    """List the opted-out phones and when they opted out (with a header line).
 
     \b
     Example:
       itemseal optout list --tenant ACME
     """
-    for phone, at in sorted(OptOuts(config.redis, tenant).all().items()):
-        click.echo(f"{phone}\t{at}")
+    rows = [(phone, iso(at)) for phone, at in sorted(OptOuts(config.redis, tenant).all().items())]
+    if as_json:
+        echo_json({"optouts": [{"phone": phone, "at": at} for phone, at in rows]})
+    else:
+        echo_rows(("phone", "opted_out_at"), rows)
 
 
 @click.group()
@@ -356,9 +375,11 @@ def draw_close(config: Config, tenant: str, keyword: str, seed) -> None:
 @draw.command("show")
 @tenant_option
 @click.option("--keyword", required=True, help="The draw's keyword.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document (what it prints anyway; for scripts' symmetry).")
 @pass_config
-def draw_show(config: Config, tenant: str, keyword: str) -> None:
-    """Show a draw: status, entries, and after closing the seed and winners.
+def draw_show(config: Config, tenant: str, keyword: str, as_json: bool) -> None:
+    """Show a draw as one JSON document: status, entries, and after closing seed and winners.
 
     \b
     Example:

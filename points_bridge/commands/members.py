@@ -75,8 +75,9 @@ def member_show(
     entries = Ledger(config.redis, tenant).history(m.card, history)
     if as_json:
         record = {k: v for k, v in asdict(m).items() if k not in ("days", "version")}
-        record.update(next_tier=status.next_name, points_to_next=status.points_to_next,
-                      history=[asdict(e) for e in entries])
+        record.update(created_at=iso_time(m.created_at), next_tier=status.next_name,
+                      points_to_next=status.points_to_next,
+                      history=[{**asdict(e), "at": iso_time(e.at)} for e in entries])
         click.echo(json.dumps(record, ensure_ascii=False))
         return
     to_next = "-" if status.next_name is None else f"{status.points_to_next} to {status.next_name}"

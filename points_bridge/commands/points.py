@@ -6,15 +6,25 @@ Registered by ``cli.py`` through ``COMMANDS``; the member commands live in
 
 from __future__ import annotations
 
+import json
 import signal
 from datetime import datetime
 from pathlib import Path
 
 import click
 
-from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.commands.options import (
+    Config,
+    echo_json,
+    echo_rows,
+    json_option,
+    pass_config,
+    tenant_option,
+)
 from codegen.store.keyspace import PointsKeys
+from codegen.words import plural
 from points_bridge.campaigns import CampaignStore
+from points_bridge.campaigns import to_json as campaign_json
 from points_bridge.crm import Bridge, CrmSecret, Webhook
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
@@ -79,11 +89,26 @@ def campaign_add(config: Config, tenant: str, campaign_id: str, start, end, mult
 
 @campaign.command("list")
 @tenant_option
+@json_option
 @pass_config
-def campaign_list(config: Config, tenant: str) -> None:
-    """List campaigns: id, window, multiplier, bonus, spent/budget, scope, ended."""
+def campaign_list(config: Config, tenant: str, as_json: bool) -> None:
+    """List campaigns: id, window, multiplier, bonus, spent/budget, scope, ended.
+
+    \b
+    Example:
+      itemseal campaign list --tenant ACME
+      itemseal campaign list --tenant ACME --json
+    """
     SettingsStore(config.redis).get(tenant)
-    for cid, c in CampaignStore(config.redis, tenant).list().items():
+    campaigns = CampaignStore(config.redis, tenant).list()
+    if as_json:
+        echo_json({"campaigns": [
+            {**json.loads(campaign_json(c.campaign, c.ended_at)), "spent": c.spent}
+            for c in campaigns.values()
+        ]})
+        return
+    click.echo("campaign\tstarts_at\tends_at\tmultiplier\tbonus\tspent/budget\tscope\tended")
+    for cid, c in campaigns.items():
         rule = c.campaign
         scope = " ".join(
             f"{name}={','.join(sorted(values))}"
@@ -143,8 +168,10 @@ def _setting_options(func):
 @_setting_options
 @click.option("--attribute", "attributes", multiple=True,
               help="Declare member attributes as NAME:TYPE (str, int, bool, date); replaces all.")
+@json_option
 @pass_config
-def points_config(config: Config, tenant: str, attributes: tuple[str, ...], **settings) -> None:
+def points_config(config: Config, tenant: str, attributes: tuple[str, ...], as_json: bool,
+                  **settings) -> None:
     """Show or change a tenant's points settings; the next claim uses them.
 
     \b
@@ -160,9 +187,13 @@ def points_config(config: Config, tenant: str, attributes: tuple[str, ...], **se
     if attributes:
         declared = [tuple(a.split(":", 1)) if ":" in a else (a, "str") for a in attributes]
         store.declare_attributes(tenant, declared)
-    for name, value in sorted(store.raw(tenant).items()):
-        if name.startswith("points_") or name == "region":
-            click.echo(f"{name}\t{value}")
+    shown = {name: value for name, value in sorted(store.raw(tenant).items())
+             if name.startswith("points_") or name == "region"}
+    if as_json:
+        echo_json(shown)
+        return
+    for name, value in shown.items():
+        click.echo(f"{name}\t{value}")
 
 
 @points.command("reconcile")
@@ -205,7 +236,7 @@ def points_expire(config: Config, tenant: str) -> None:
     members.settings()
     ledger = Ledger(config.redis, tenant)
     total = sum(ledger.expire_due(card) for card in members.cards() if members.get(card))
-    click.echo(f"{total} points expired")
+    click.echo(f"{plural(total, 'point')} expired")
 
 
 # -- the CRM bridge ------------------------------------------------------------------------
@@ -272,17 +303,22 @@ def bridge_secret(config: Config, tenant: str, value: str | None, new: bool) -> 
 
 @bridge.command("dead")
 @tenant_option
+@json_option
 @pass_config
-def bridge_dead(config: Config, tenant: str) -> None:
-    """List events parked in the dead-letter stream: id, key, reason.
+def bridge_dead(config: Config, tenant: str, as_json: bool) -> None:
+    """List events parked in the dead-letter stream: id, key, reason (with a header line).
 
     \b
     Example:
       itemseal bridge dead --tenant ACME
     """
-    for entry_id, f in config.redis.xrange(PointsKeys(tenant).dead_letter):
-        click.echo(f"{entry_id.decode()}\t{f[b'idempotency_key'].decode()}"
-                   f"\t{f[b'reason'].decode()}")
+    header = ("entry_id", "idempotency_key", "reason")
+    rows = [(entry_id.decode(), f[b"idempotency_key"].decode(), f[b"reason"].decode())
+            for entry_id, f in config.redis.xrange(PointsKeys(tenant).dead_letter)]
+    if as_json:
+        echo_json({"dead": [dict(zip(header, row, strict=True)) for row in rows]})
+    else:
+        echo_rows(header, rows)
 
 
 @bridge.command("replay")
@@ -332,7 +368,7 @@ def _export_command(what: str, example: str) -> click.Command:
     @pass_config
     def command(config: Config, tenant: str, fmt: str, out: Path) -> None:
         rows = export(config.redis, tenant, what, fmt, out)
-        click.echo(f"{rows} {what} rows written to {out}")
+        click.echo(f"{plural(rows, what.removesuffix('s') + ' row')} written to {out}")
 
     command.__doc__ = f"Export the tenant's {what} to one file.\n\n\b\nExample:\n  {example}\n"
     return export_group.command(what)(command)

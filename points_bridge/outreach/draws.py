@@ -23,6 +23,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from codegen.times import iso
 from points_bridge.exc import BadInput, DrawClosed, UnknownDraw
 from points_bridge.scoped import TenantScoped
 from points_bridge.sms.outbound import DRAW, Outbox
@@ -67,7 +68,7 @@ class Draw:
 
     def to_json(self) -> dict:
         return {"keyword": self.keyword, "answer": self.answer, "winners": self.winners,
-                "prize": self.prize, "status": self.status, "opened_at": self.opened_at,
+                "prize": self.prize, "status": self.status, "opened_at": iso(self.opened_at),
                 "seed": self.seed, "picked": list(self.picked), "entries": self.entries}
 
 

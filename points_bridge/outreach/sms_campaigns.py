@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import redis
 
+from codegen.times import iso
 from points_bridge.cards import format_card
 from points_bridge.exc import BadInput, UnknownSmsCampaign
 from points_bridge.members import Member
@@ -26,7 +27,7 @@ from points_bridge.scoped import TenantScoped
 from points_bridge.sms.outbound import CAMPAIGN, Outbox
 
 MAX_TEXT = 500
-QUEUING, QUEUED = "queuing", "queued"
+QUEUING, QUEUED, SENDING, DONE = "queuing", "queued", "sending", "done"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class SmsCampaign:
 
     def to_json(self) -> dict:
         return {"id": self.campaign_id, "text": self.text, "segment": self.segment,
-                "key": self.key, "created_at": self.created_at, "status": self.status,
+                "key": self.key, "created_at": iso(self.created_at), "status": self.status,
                 "targeted": self.targeted, "counters": self.counters,
                 "duplicate": self.duplicate}
 
@@ -96,8 +97,24 @@ class SmsCampaigns(TenantScoped):
         if not raw:
             raise UnknownSmsCampaign(self.tenant, campaign_id)
         f = {k.decode(): v.decode() for k, v in raw.items()}
+        counters = self._outbox.counters(f"c:{campaign_id}")
         return SmsCampaign(
             campaign_id=campaign_id, text=f["text"], segment=json.loads(f["segment"]),
-            key=f["key"], created_at=int(f["created_at"]), status=f["status"],
-            targeted=int(f["targeted"]), counters=self._outbox.counters(f"c:{campaign_id}"),
+            key=f["key"], created_at=int(f["created_at"]), status=progress(f["status"], counters),
+            targeted=int(f["targeted"]), counters=counters,
         )
+
+
+def progress(stored: str, counters: dict[str, int]) -> str:
+    """The campaign's status as its counters tell it, not only as queued.
+
+    The record says ``queuing`` until every message is queued, then ``queued``;
+    after that the sender moves messages on, so the counters say how far:
+    ``queued`` (none sent or failed yet), ``sending``, ``done`` (none left in the queue).
+    """
+    if stored == QUEUING:
+        return QUEUING
+    handled = counters.get("sent", 0) + counters.get("failed", 0)  # skipped: maybe at enqueue
+    if counters.get("queued", 0) > 0:
+        return SENDING if handled else QUEUED
+    return DONE

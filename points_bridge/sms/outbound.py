@@ -206,9 +206,12 @@ class Dispatcher:
         """Send until the queues are empty (or ``max_messages``); return counts by outcome.
 
         With ``idle_seconds`` it keeps polling an empty queue (a daemon); a
-        queue held by quiet hours counts as empty for this run.
+        queue held by quiet hours counts as empty for this run. When the
+        gateway refused some, ``failures`` counts them by its reason, so the
+        operator sees why without reading the store.
         """
         done: dict[str, int] = {}
+        failures: dict[str, int] = {}
         handled = 0
         while max_messages is None or handled < max_messages:
             message_id = self._pop()
@@ -217,10 +220,12 @@ class Dispatcher:
                     break
                 self._sleep(idle_seconds)
                 continue
-            outcome = self._process(message_id)
+            outcome, reason = self._process(message_id)
             done[outcome] = done.get(outcome, 0) + 1
+            if reason:
+                failures[reason] = failures.get(reason, 0) + 1
             handled += 1
-        return done
+        return {**done, "failures": failures} if failures else done
 
     def _pop(self) -> str | None:
         inflight = self.keys.outbound_inflight
@@ -243,12 +248,13 @@ class Dispatcher:
                 return
             self._sleep(max(second + 1 - now, 0.001))
 
-    def _process(self, message_id: str) -> str:
+    def _process(self, message_id: str) -> tuple[str, str]:
+        """Charge, send and record one message; return its outcome and, if failed, why."""
         msg_key = self._outbox.message_key(message_id)
         try:
             raw = {k.decode(): v.decode() for k, v in self._redis.hgetall(msg_key).items()}
             if not raw:
-                return "gone"
+                return "gone", ""
             counters = [self.keys.outbound_counters(raw["scope"]),
                         self.keys.outbound_counters("all")]
             now = str(int(self._clock()))
@@ -257,7 +263,7 @@ class Dispatcher:
                 args=[self._config.cost, now],
             ).decode()
             if charged != "ok":
-                return charged
+                return charged, ""  # optout, no_credit: the outcome is the reason
             self._slot()
             try:
                 result = self._sender.send(OutMessage(message_id, self.tenant, raw["phone"],
@@ -267,9 +273,10 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 - a broken sender fails one message
                 body = {"ok": False, "gateway_id": "", "error": f"sender error: {exc}"[:200],
                         "at": str(int(self._clock()))}
-            return self._scripts.out_result(
+            outcome = self._scripts.out_result(
                 keys=[msg_key, self.keys.sms_credit, *counters, self.keys.gateway_refs],
                 args=[json.dumps(body)],
             ).decode()
+            return outcome, (body["error"] or "refused") if outcome == "failed" else ""
         finally:
             self._redis.lrem(self.keys.outbound_inflight, 1, message_id)

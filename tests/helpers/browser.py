@@ -1,6 +1,6 @@
 """The ``browser`` fixture: one headless Chromium per session, driven by selenium.
 
-Chromium comes from Debian (``scripts/ensure-chromium.sh``, run by ``make
+Chromium comes from Debian (``scripts/ensure-debs.sh``, run by ``make
 test``), never from selenium-manager: the driver path is given, so nothing is
 downloaded. Without Chromium the browser tests skip, loudly.
 """
@@ -17,8 +17,8 @@ CHROMIUM = os.environ.get("ITEMSEAL_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("ITEMSEAL_CHROMEDRIVER", "/usr/bin/chromedriver")
 MISSING = (
     "BROWSER TESTS SKIPPED: chromium and chromedriver are not installed"
-    f" ({CHROMIUM}, {CHROMEDRIVER}); run scripts/ensure-chromium.sh as root or"
-    " apt-get install chromium chromium-driver"
+    f" ({CHROMIUM}, {CHROMEDRIVER}); run `scripts/ensure-debs.sh chromium chromium-driver`"
+    " as root, or apt-get install chromium chromium-driver"
 )
 
 

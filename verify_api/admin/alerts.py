@@ -38,6 +38,8 @@ import redis
 
 from codegen.keys import MasterKey
 from codegen.store.keyspace import TenantKeys
+from codegen.times import iso
+from codegen.words import plural
 from points_bridge.sms.outbound import ALERT, Outbox
 from verify_api.admin.reports import Reports
 from verify_api.channels import signatures
@@ -108,7 +110,7 @@ class Alert:
 
     def to_json(self, tenant: str, at: int) -> dict:
         return {"id": self.alert_id, "tenant": tenant, "kind": self.kind,
-                "message": self.message, "detail": self.detail, "at": at}
+                "message": self.message, "detail": self.detail, "at": iso(at)}
 
 
 class Alerts:
@@ -177,8 +179,8 @@ class Alerts:
                                distinct_estimate(r.region_sketch, REGION_SKETCH_BITS))
             if level == HIGH:
                 out.append(Alert(f"risk.{s.serial}", "risk_high",
-                                 f"code serial {s.serial} ({s.sku}) checked {r.count} times:"
-                                 " high risk of a copied label",
+                                 f"code serial {s.serial} ({s.sku}) checked"
+                                 f" {plural(r.count, 'time')}: high risk of a copied label",
                                  {"serial": s.serial, "batch": s.batch_id, "sku": s.sku,
                                   "count": r.count}))
         return out

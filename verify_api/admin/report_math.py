@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from codegen.times import iso
 from verify_api.check.answers import RESULTS
 from verify_api.check.risk import (
     PHONE_SKETCH_BITS,
@@ -111,7 +112,8 @@ def rank_suspects(suspects: Iterable[Suspect], min_checks: int = 2, limit: int =
     kept.sort(key=lambda s: (-s.score, -s.record.count, s.serial))
     rows = [
         (s.code, s.serial, s.batch_id, s.sku, s.record.count, s.phones, s.regions,
-         s.record.first_region, s.record.first_channel, s.record.first_at, s.record.last_at,
+         s.record.first_region, s.record.first_channel, iso(s.record.first_at),
+         iso(s.record.last_at),
          s.risk(), s.score)
         for s in kept[:limit]
     ]

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import redis
 
 from codegen.batches import Batch, BatchRegistry, segments_of
+from codegen.files import file_errors
 from codegen.keys import KeyStore
 from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys
 from codegen.tenants import TenantStore
@@ -151,7 +152,8 @@ class Reports:
         self, what: str, path: Path | None, columns: list[str] | None = None
     ) -> pa.Table:
         if path is not None:
-            return pq.read_table(path, columns=columns)
+            with file_errors(path, "read"):
+                return pq.read_table(path, columns=columns)
         sink = pa.BufferOutputStream()
         export(self._redis, self.tenant, what, "parquet", sink)
         return pq.read_table(pa.BufferReader(sink.getvalue()), columns=columns)

@@ -24,6 +24,7 @@ import redis
 
 from codegen.store.keyspace import TenantKeys
 from codegen.store.wire import pack
+from codegen.times import iso
 from verify_api.exc import NotFound
 
 OPEN, ANSWERED = "open", "answered"
@@ -49,8 +50,8 @@ class Feedback:
     def to_json(self) -> dict:
         return {
             "id": self.feedback_id, "phone": self.phone, "text": self.text,
-            "channel": self.channel, "at": self.at, "status": self.status,
-            "answer": self.answer, "answered_at": self.answered_at,
+            "channel": self.channel, "at": iso(self.at), "status": self.status,
+            "answer": self.answer, "answered_at": iso(self.answered_at),
         }  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
+from codegen.words import plural
 from verify_api.channels.templates import EN, ZH, channel_name
 from verify_api.check import answers
 from verify_api.check.answers import Answer
@@ -41,7 +42,7 @@ TEXT = {
         answers.MISTYPED: "Mistyped code",
         answers.MALFORMED: "Not a product code",
         "first": "This is the first check of this code. Thank you for checking.",
-        "before": "This code was checked {n} times before, first on {date} (by {channel}). If"
+        "before": "This code was checked {times} before, first on {date} (by {channel}). If"
         " that was not you, the label may be a copy.",
         "limit": "This code has reached its check limit.",
         "red": "Do not use this product; please contact the brand.",
@@ -136,7 +137,8 @@ def _result(p: PageInput, t: dict[str, str]) -> str:
     elif a.result == answers.ALREADY_VERIFIED:
         lines.append(
             t["before"].format(
-                n=max(a.scan_count - 1, 1), date=_date(a.first_verified_at),
+                n=max(a.scan_count - 1, 1), times=plural(max(a.scan_count - 1, 1), "time"),
+                date=_date(a.first_verified_at),
                 channel=channel_name(p.language, a.first_channel),
             )
         )

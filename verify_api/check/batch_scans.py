@@ -113,3 +113,21 @@ def scan_counts(client: redis.Redis, tenant: str, batch: Batch | str) -> dict[st
                 counts["voided"] += record.voided
                 counts["claimed"] += record.claimed
     return counts
+
+
+def voided_serials(client: redis.Redis, tenant: str, serials: Iterable[int]) -> set[int]:
+    """The serials among ``serials`` voided with ``void_codes`` (the API answers them
+    ``revoked``); one pipelined round trip per ``CHUNK`` serials, for ``itemseal check``."""
+    keys = TenantKeys(tenant)
+    wanted = list(dict.fromkeys(serials))
+    found: set[int] = set()
+    for at in range(0, len(wanted), CHUNK):
+        chunk = wanted[at : at + CHUNK]
+        pipe = client.pipeline(transaction=False)
+        for serial in chunk:
+            pipe.hget(keys.scan_bucket(serial), b"%d" % (serial % SCAN_BUCKET_SERIALS))
+        for serial, raw in zip(chunk, pipe.execute(), strict=True):
+            record = scanrecord.unpack(raw)
+            if record is not None and record.voided:
+                found.add(serial)
+    return found

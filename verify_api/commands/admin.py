@@ -12,8 +12,18 @@ import click
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from codegen.commands.options import Config, iso_time, pass_config, tenant_option
+from codegen.commands.options import (
+    Config,
+    echo_json,
+    echo_rows,
+    json_option,
+    pass_config,
+    tenant_option,
+)
+from codegen.files import file_errors
 from codegen.store.audit import AuditLog
+from codegen.times import iso
+from codegen.words import plural
 from verify_api.admin.auth import TokenStore
 from verify_api.admin.report_math import Table
 from verify_api.admin.reports import BY, Reports, date_range
@@ -50,18 +60,22 @@ def token_create(config: Config, tenant: str, role: str, label: str) -> None:
 
 @token.command("list")
 @tenant_option
+@json_option
 @pass_config
-def token_list(config: Config, tenant: str) -> None:
+def token_list(config: Config, tenant: str, as_json: bool) -> None:
     """List a tenant's tokens: id, role, label, created, revoked (never the token).
 
     \b
     Example:
       itemseal token list --tenant ACME
     """
-    for info in TokenStore(config.redis).list(tenant):
-        revoked = iso_time(info.revoked_at) if info.revoked_at else "-"
-        click.echo(f"{info.token_id}\t{info.role}\t{info.label or '-'}"
-                   f"\t{iso_time(info.created_at)}\t{revoked}")
+    header = ("token_id", "role", "label", "created_at", "revoked_at")
+    rows = [(info.token_id, info.role, info.label, iso(info.created_at), iso(info.revoked_at))
+            for info in TokenStore(config.redis).list(tenant)]
+    if as_json:
+        echo_json({"tokens": [dict(zip(header, row, strict=True)) for row in rows]})
+    else:
+        echo_rows(header, rows)
 
 
 @token.command("revoke")
@@ -77,7 +91,7 @@ def token_revoke(config: Config, tenant: str, token_id: str) -> None:
     """
     info = TokenStore(config.redis).revoke(tenant, token_id)
     AuditLog(config.redis, tenant).record("cli", "token.revoke", f"token/{token_id}",
-                                          None, {"revoked_at": info.revoked_at})
+                                          None, {"revoked_at": iso(info.revoked_at)})
     click.echo(f"token {token_id} revoked")
 
 
@@ -110,9 +124,10 @@ def emit(table: Table, fmt: str, out: Path | None) -> None:
             raise click.UsageError("--format parquet needs --out FILE")
         data = pa.Table.from_pylist(table.records(), schema=None) if table.rows else pa.table(
             {c: pa.array([], pa.string()) for c in table.columns})
-        pq.write_table(data.replace_schema_metadata({"itemseal.report": table.name}),
-                       out, compression="zstd")
-        click.echo(f"{len(table.rows)} rows written to {out}", err=True)
+        with file_errors(out, "write"):
+            pq.write_table(data.replace_schema_metadata({"itemseal.report": table.name}),
+                           out, compression="zstd")
+        click.echo(f"{plural(len(table.rows), 'row')} written to {out}", err=True)
         return
     buffer = io.StringIO()
     if fmt == "csv":
@@ -129,7 +144,8 @@ def emit(table: Table, fmt: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(buffer.getvalue())
     else:
-        out.write_text(buffer.getvalue())
+        with file_errors(out, "write"):
+            out.write_text(buffer.getvalue())
 
 
 def _reports(config: Config, tenant: str, with_codes: bool = False) -> Reports:

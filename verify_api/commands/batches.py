@@ -12,7 +12,15 @@ from collections import Counter
 import click
 
 from codegen.batches import Batch, BatchRegistry
-from codegen.commands.options import Config, iso_time, pass_config, tenant_option
+from codegen.commands.options import (
+    Config,
+    echo_json,
+    iso_time,
+    json_option,
+    pass_config,
+    tenant_option,
+)
+from codegen.words import plural
 from verify_api.check.batch_scans import scan_counts, void_codes
 
 
@@ -28,19 +36,20 @@ def void(config: Config, tenant: str, batch_id: str, codes: tuple[str, ...]) -> 
     from standard input. Each must verify and belong to BATCH_ID; one
     tab-separated line per code says `voided` (with the checks it had
     before, if any), `already_voided`, `not_in_batch`, or why it is not a
-    code. Exits with status 1 if any code was not voided.
+    code. Exits with status 1 if any code could not be voided; codes voided
+    before count as done, so re-running a list after an interruption exits 0.
 
     \b
     Example:
       itemseal batch void --tenant ACME B000001 "2649 2777 8992 6462 7763 2364"
       itemseal batch void --tenant ACME B000001 - < spoiled.txt
     """
-    config.tenants.get(tenant)
     lines = (line.strip() for line in sys.stdin) if codes == ("-",) else iter(codes)
     texts = [text for text in lines if text]
     outcomes = void_codes(config.redis, config.key_store, tenant, batch_id, texts)
     for done in outcomes:
-        note = f"\tchecked {done.checks_before} times before" if done.checks_before else ""
+        note = (f"\tchecked {plural(done.checks_before, 'time')} before" if done.checks_before
+                else "")
         click.echo(f"{done.text}\t{done.outcome}{note}")
     tally = Counter(done.outcome for done in outcomes)
     refused = len(outcomes) - tally["voided"] - tally["already_voided"]
@@ -61,8 +70,9 @@ def code_counts(config: Config, batch: Batch) -> dict[str, int]:
 @click.command("show")
 @tenant_option
 @click.argument("batch_id")
+@json_option
 @pass_config
-def batch_show(config: Config, tenant: str, batch_id: str) -> None:
+def batch_show(config: Config, tenant: str, batch_id: str, as_json: bool) -> None:
     """Show a batch's facts and how many of its codes are minted, scanned, voided.
 
     \b
@@ -74,7 +84,9 @@ def batch_show(config: Config, tenant: str, batch_id: str) -> None:
     for name in ("created_at", "activated_at", "recalled_at"):
         if name in facts:
             facts[name] = iso_time(float(facts[name]))
-    for name, value in sorted(facts.items()):
+    counts = {f"codes_{name}": value for name, value in code_counts(config, b).items()}
+    if as_json:
+        echo_json({**dict(sorted(facts.items())), **counts})
+        return
+    for name, value in [*sorted(facts.items()), *counts.items()]:
         click.echo(f"{name}\t{value}")
-    for name, value in code_counts(config, b).items():
-        click.echo(f"codes_{name}\t{value}")

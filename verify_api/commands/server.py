@@ -11,6 +11,7 @@ import click
 from gunicorn.util import parse_address
 
 from codegen.commands.options import Config, pass_config
+from codegen.store.embedded import check_url
 
 
 @click.group()
@@ -122,6 +123,10 @@ def serve(
       itemseal serve --bind 0.0.0.0:8080 --workers 2
       curl -s localhost:8080/v1/tenants/ACME/verify -d '{"code": "2649 2777 8992 6462 7763 2364"}'
     """
+    for address in bind:
+        _parse_bind(address)
+    if config.redis_url:
+        check_url(config.redis_url)
     # A listening socket per worker, so the kernel spreads connections over the workers
     # evenly; on one shared socket whichever worker wakes first takes a burst of
     # keep-alive clients and stays the busier one for as long as they stay connected.
@@ -152,9 +157,19 @@ def serve(
     os.execve(sys.executable, argv, env)  # gunicorn takes over this process (and its signals)
 
 
+def _parse_bind(address: str) -> tuple[str, int] | str:
+    """gunicorn's reading of a --bind address, refused as a usage error instead of a traceback."""
+    try:
+        return parse_address(address)
+    except (RuntimeError, ValueError) as exc:
+        reason = str(exc).rstrip(".")
+        raise click.BadParameter(f"{address!r}: {reason}; write HOST:PORT or unix:PATH",
+                                 param_hint="--bind") from None
+
+
 def _refuse_if_taken(address: str) -> None:
     """Fail like a plain bind would if another server already listens on ``address``."""
-    host, port = parse_address(address)
+    host, port = _parse_bind(address)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:

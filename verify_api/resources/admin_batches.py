@@ -7,6 +7,7 @@ the lifecycle goes through ``BatchRegistry.transition``, like ``itemseal batch``
 from __future__ import annotations
 
 from codegen.batches import ACTIVE, RECALLED, Batch, BatchRegistry
+from codegen.times import iso
 from verify_api.resources.admin import AdminContext, AdminResource
 
 STAMPS = ("activated_at", "recalled_at")
@@ -16,10 +17,10 @@ def batch_json(batch: Batch) -> dict:
     record = {
         "batch_id": batch.batch_id, "sku": batch.sku, "state": batch.state,
         "count": batch.count, "first_serial": batch.first_serial, "key_id": batch.key_id,
-        "profile": batch.profile.name, "created_at": batch.created_at,
+        "profile": batch.profile.name, "created_at": iso(batch.created_at),
     }
     for stamp in STAMPS:
-        record[stamp] = float(batch.fields[stamp]) if stamp in batch.fields else None
+        record[stamp] = iso(batch.fields.get(stamp))
     return record
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 import falcon
 
 from codegen.products import ProductStore
+from codegen.times import iso
 from points_bridge.campaigns import CampaignStore, StoredCampaign, to_json
 from points_bridge.rules import Campaign, multiplier_bp
 from points_bridge.settings import SettingsStore
@@ -19,7 +20,8 @@ SETTINGS = ("daily_cap", "birthday_multiplier", "birthday_bonus", "expiry_months
 
 
 def product_json(product) -> dict:
-    return json.loads(product.to_json())
+    record = json.loads(product.to_json())
+    return {**record, "created_at": iso(product.created_at), "updated_at": iso(product.updated_at)}
 
 
 class Products(AdminResource):

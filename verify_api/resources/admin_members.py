@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from codegen.times import iso
 from points_bridge.ledger import Ledger, Posted
 from points_bridge.members import TRANSITIONS, Member, MemberStore
 from verify_api.exc import InvalidField
@@ -15,7 +16,7 @@ def member_json(m: Member) -> dict:
     return {
         "card": m.card, "phone": m.phone, "status": m.status, "balance": m.balance,
         "earned": m.earned, "tier": m.tier, "pinned_tier": m.pinned_tier,
-        "birthday": m.birthday, "created_at": m.created_at, "source": m.source,
+        "birthday": m.birthday, "created_at": iso(m.created_at), "source": m.source,
         "attributes": m.attributes, "reason": m.reason,
     }
 
@@ -23,7 +24,7 @@ def member_json(m: Member) -> dict:
 def entry_json(posted: Posted) -> dict:
     e = posted.entry
     return {"entry_id": e.entry_id, "kind": e.kind, "delta": e.delta, "balance": e.balance,
-            "at": e.at, "duplicate": posted.duplicate}
+            "at": iso(e.at), "duplicate": posted.duplicate}
 
 
 class _MemberBase(AdminResource):

@@ -1,0 +1,49 @@
+"""Turn the ways a named file fails into one ``FileError`` line, where the file is opened.
+
+Reading and writing go through pyarrow, ``csv`` and ``open``; each fails in its own
+way (``OSError`` with pyarrow's long detail, ``pyarrow.ArrowInvalid``,
+``UnicodeDecodeError``). The person who typed the path needs one sentence that
+names the path and what is wrong with it, not the library that noticed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from codegen.exc import FileError
+
+_REASONS = {
+    errno.ENOENT: "no such file or folder",
+    errno.EACCES: "permission denied",
+    errno.EISDIR: "is a folder",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.ENOSPC: "no space left on the device",
+}
+
+
+@contextlib.contextmanager
+def file_errors(path: Path | str, doing: str) -> Iterator[None]:
+    """Raise ``FileError`` naming ``path`` for any failure to ``doing`` (read/write) it."""
+    try:
+        yield
+    except FileError:
+        raise
+    except OSError as exc:
+        reason = _REASONS.get(exc.errno or 0) or exc.strerror or str(exc).splitlines()[0]
+        if exc.errno == errno.ENOENT and doing == "write":
+            reason = f"cannot write: folder {str(Path(path).parent)!r} does not exist"
+        raise FileError(path, reason) from None
+    except pa.ArrowInvalid as exc:
+        detail = (str(exc).splitlines() or [""])[0].rpartition("': ")[2]
+        raise FileError(path, f"not a Parquet file ({detail})" if detail else
+                        "not a Parquet file") from None
+    except UnicodeDecodeError:
+        raise FileError(path, "neither Parquet nor UTF-8 text (CSV)") from None
+    except csv.Error as exc:
+        raise FileError(path, f"not CSV: {exc}") from None
