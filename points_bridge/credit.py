@@ -19,8 +19,16 @@ times. Exactly once holds because:
    loser computes again. Campaign budgets are charged before the post and
    refunded if the post does not happen (``campaigns.py``).
 
-A frozen or cancelled member's claim is still posted, with 0 points and a
-note: the code is spent, and unfreezing later does not credit it.
+**A frozen member's claim waits.** The code is claimed (the verify script
+did that), but instead of a ledger entry the script that would post it keeps
+the claim in the member shard's pending hash (``PointsKeys.pending``), at the
+member's snapshot version, so a concurrent unfreeze makes the post stale and
+it is computed again. Unfreezing credits every waiting claim
+(``settle_pending``, called by ``MemberStore.change_status``), computed then,
+under the rules of its own claim time; ``itemseal points reconcile`` also
+settles any a crash left behind. The answer says ``pending``. A cancelled
+member's claim is posted with 0 points and a note: a cancellation ends the
+membership, and the code stays spent.
 """
 
 from __future__ import annotations
@@ -36,12 +44,18 @@ import redis
 
 from codegen.exc import UnknownTenant
 from codegen.products import Product
-from codegen.store.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys, segment_of
+from codegen.store.keyspace import (
+    CREDIT_BUCKET_SERIALS,
+    MEMBER_SHARDS,
+    PointsKeys,
+    segment_of,
+    shard_of,
+)
 from codegen.store.wire import ScriptSet, Wire, is_error, pack, wire_for
 from points_bridge.campaigns import CampaignStore, StoredCampaign, parse_all
 from points_bridge.exc import Contended
 from points_bridge.ledger import Entry, entry_spec, lot_expiry, refusal
-from points_bridge.members import ACTIVE, Member, MemberStore, earned_for_tier
+from points_bridge.members import ACTIVE, FROZEN, Member, MemberStore, earned_for_tier
 from points_bridge.phones import normalize_phone
 from points_bridge.rules import Award, ClaimContext, award
 from points_bridge.settings import PointsSettings, load
@@ -64,6 +78,8 @@ class CreditResult:
     next_tier: str | None = None
     note: str = ""
     member_created: bool = False
+    pending: bool = False
+    """The member is frozen: the claim waits and is credited on unfreeze."""
 
     @classmethod
     def from_entry(cls, entry: Entry, *, duplicate: bool, created: bool = False) -> CreditResult:
@@ -122,6 +138,9 @@ def plan_credit(
         )
         live = [c.campaign for c in view.campaigns.values() if c.live_at(when)]
         result = award(context, live, settings.policy)
+    elif member.status == FROZEN:
+        result = Award(0, (), False, {})
+        note = "member is frozen: the points wait until it is unfrozen"
     else:
         result = Award(0, (), False, {})
         note = f"member is {member.status}: no points"
@@ -275,6 +294,32 @@ class ClaimCrediter:
         stream = PointsKeys(tenant).claims(segment_of(serial))
         self.wire.post(pack(b"XDEL", stream.encode(), outbox_entry.encode()))
 
+    def settle_pending(self, tenant: str, card: str | None = None) -> tuple[int, int]:
+        """Credit the claims that wait for their members (one card's, or the tenant's).
+
+        A claim whose member is still frozen stays (the post parks it again);
+        every other one is credited, idempotently by serial, and leaves the
+        pending hash in the script that posts it. Returns (claims credited,
+        points). Safe to run at any time, from any number of processes.
+        """
+        keys = PointsKeys(tenant)
+        shards = [shard_of(card)] if card is not None else range(MEMBER_SHARDS)
+        credited = points = 0
+        for shard in shards:
+            prefix = f"{card}/" if card is not None else ""
+            for field, raw in self._redis.hscan_iter(keys.pending(shard), match=f"{prefix}*"):
+                claim = json.loads(raw)
+                result = self.credit_claim(
+                    tenant, claim["phone"], int(claim["serial"]), claim["sku"],
+                    claim.get("channel") or "api", claim.get("region") or None, int(claim["at"]),
+                )
+                if not result.pending and not result.duplicate:
+                    credited += 1
+                    points += result.points
+                elif result.duplicate:  # credited elsewhere meanwhile: the hash is stale
+                    self._redis.hdel(keys.pending(shard), field)
+        return credited, points
+
     def tenant_view(self, tenant: str, sku: str) -> TenantView:
         """Read settings, the SKU's points and the campaigns in one round trip.
 
@@ -375,6 +420,10 @@ class ClaimCrediter:
             fields=_entry_fields(card, serial, sku, channel, region, plan),
             member_set=check_fields(sku, region, at),
         )
+        spec["pending_field"] = pending_field(card, serial)
+        if member.status == FROZEN:
+            spec["park"] = json.dumps({"phone": member.phone, "serial": serial, "sku": sku,
+                                       "channel": channel, "region": region or "", "at": at})
         call = self._scripts.evalsha(
             "ledger_apply", keys.member_keys(card), (json.dumps(spec).encode(),)
         )
@@ -388,6 +437,9 @@ class ClaimCrediter:
             return CreditResult.from_entry(entry, duplicate=True)
         if reply["why"] == "stale":
             return None
+        if reply["why"] == "parked":
+            return replace(_result(plan, card, {"balance": member.balance, "tier": member.tier}),
+                           pending=True)
         raise refusal(reply, keys.tenant, card, spec)
 
     def _entry(
@@ -399,6 +451,11 @@ class ClaimCrediter:
         found = self._run(pack(b"XRANGE", stream, entry_id.encode(), entry_id.encode()))[0]
         entry_id, flat = found[0]
         return Entry.from_stream(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+def pending_field(card: str, serial: int) -> str:
+    """The field of a waiting claim in its member shard's pending hash."""
+    return f"{card}/{serial}"
 
 
 def claim_idem(serial: int) -> str:

@@ -10,7 +10,7 @@ import falcon
 from codegen.products import ProductStore
 from points_bridge.campaigns import CampaignStore, StoredCampaign, to_json
 from points_bridge.rules import Campaign, multiplier_bp
-from points_bridge.settings import SettingsStore
+from points_bridge.settings import SettingsStore, load
 from verify_api.exc import InvalidField
 from verify_api.resources.admin import AdminContext, AdminResource, fields
 
@@ -72,16 +72,19 @@ class Product(AdminResource):
 
 
 def settings_json(raw: dict[str, str]) -> dict:
-    """The points settings as a manager sets them (the tenant record's ``points_*``)."""
-    bp = raw.get("points_birthday_bp")
-    cap = raw.get("points_daily_cap")
+    """The points settings as a manager sets them, as the credits read them (``load``).
+
+    A stored field that no longer parses shows as its default, as it applies.
+    """
+    settings = load(raw)
+    policy = settings.policy
     return {
-        "daily_cap": int(cap) if cap else None,
-        "birthday_multiplier": int(bp) / 10_000 if bp else 1.0,
-        "birthday_bonus": int(raw.get("points_birthday_bonus") or 0),
-        "expiry_months": int(raw.get("points_expiry_months") or 0),
-        "timezone": raw.get("points_timezone") or None,
-        "restore": raw.get("points_restore") or "keep",
+        "daily_cap": policy.daily_cap,
+        "birthday_multiplier": policy.birthday_multiplier_bp / 10_000,
+        "birthday_bonus": policy.birthday_bonus,
+        "expiry_months": settings.expiry_months,
+        "timezone": settings.timezone.key if raw.get("points_timezone") else None,
+        "restore": settings.restore,
     }
 
 
