@@ -12,7 +12,7 @@ EXPECTED = {
     "operator": {"products.read", "batches.read", "batches.activate"},
     "manager": {"products.read", "products.write", "points.read", "points.write",
                 "campaigns.read", "campaigns.write", "tiers.read", "tiers.write",
-                "batches.read", "batches.recall", "members.read", "reports.read",
+                "limits.read", "limits.write", "batches.read", "batches.recall", "members.read", "reports.read",
                 "audit.read", "segments.read", "outbound.read", "outbound.write",
                 "care.read", "care.write", "draws.read", "draws.write", "alerts.read",
                 "alerts.write", "feedback.read"},

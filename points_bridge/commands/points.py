@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from codegen.commands.options import Config, pass_config, tenant_option
+from codegen.commands.options import Config, pass_config, read_secret, tenant_option
 from codegen.store.keyspace import PointsKeys
 from points_bridge.campaigns import CampaignStore
 from points_bridge.crm import Bridge, CrmSecret, Webhook
@@ -269,6 +269,8 @@ def points_expire(config: Config, tenant: str) -> None:
 
 
 # -- the CRM bridge ------------------------------------------------------------------------
+CRM_SECRET_ENV = "ITEMSEAL_CRM_SECRET"
+
 @click.group()
 def bridge() -> None:
     """Deliver every ledger entry and member change to the brand's CRM."""
@@ -313,17 +315,25 @@ def bridge_run(config: Config, tenant: str, webhook: str, secret: str | None, on
 
 @bridge.command("secret")
 @tenant_option
-@click.option("--set", "value", help="Use this secret (share it with the CRM).")
+@click.option("--set", "value",
+              help="Use this secret (>= 16 chars; share it with the CRM). Shows in `ps`:"
+                   " prefer --secret-stdin or --secret-env.")
+@click.option("--secret-stdin", is_flag=True, help="Set the secret read from standard input.")
+@click.option("--secret-env", is_flag=True,
+              help=f"Set the secret held in the {CRM_SECRET_ENV} variable.")
 @click.option("--new", is_flag=True, help="Make a new random secret.")
 @pass_config
-def bridge_secret(config: Config, tenant: str, value: str | None, new: bool) -> None:
+def bridge_secret(config: Config, tenant: str, value: str | None, secret_stdin: bool,
+                  secret_env: bool, new: bool) -> None:
     """Show, set or renew the tenant's webhook signing secret (made on first use).
 
     \b
     Example:
       itemseal bridge secret --tenant ACME
       itemseal bridge secret --tenant ACME --new
+      printf '%s\\n' "$CRM_SECRET" | itemseal bridge secret --tenant ACME --secret-stdin
     """
+    value = read_secret(value, stdin=secret_stdin, env=CRM_SECRET_ENV if secret_env else None)
     SettingsStore(config.redis).get(tenant)
     store = CrmSecret(config.redis, tenant, config.master_key())
     secret = store.set(value.encode() if value else None) if value or new else store.ensure()
@@ -369,6 +379,8 @@ def bridge_replay(config: Config, tenant: str, entry_ids: tuple[str, ...], webho
 
 def _bridge(config: Config, tenant: str, webhook: str, secret: str | None, **kw) -> Bridge:
     SettingsStore(config.redis).get(tenant)
+    if secret is not None:
+        read_secret(secret)
     key = secret.encode() if secret else CrmSecret(config.redis, tenant, config.master_key()).get()
     if not key:
         raise click.UsageError(

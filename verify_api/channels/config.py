@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from codegen.keys import MasterKey
+from codegen.exc import WeakSecret
+from codegen.keys import MasterKey, check_secret
 from codegen.store.keyspace import TenantKeys
 from codegen.store.scripts import register
 from codegen.tenants import TenantStore
@@ -142,8 +143,10 @@ class ChannelStore:
             language, reply_format, join_keyword, balance_keyword, templates_ or {}
         )
         if gateway_secret is not None:
-            if len(gateway_secret) < 16:
-                raise SettingError("the gateway secret must be at least 16 characters")
+            try:
+                check_secret(gateway_secret, "the gateway secret")
+            except WeakSecret as exc:
+                raise SettingError(str(exc)) from None
             fields[SECRET_FIELD] = self._seal(tenant, gateway_secret)
         if sms_number is not None:
             self._set_number(tenant, sms_number)

@@ -11,6 +11,8 @@ from codegen.products import ProductStore
 from points_bridge.campaigns import CampaignStore, StoredCampaign, to_json
 from points_bridge.rules import Campaign, multiplier_bp
 from points_bridge.settings import SettingsStore, load
+from verify_api.admin.limits import FIELDS as LIMIT_FIELDS
+from verify_api.admin.limits import VerifyLimits
 from verify_api.exc import InvalidField
 from verify_api.resources.admin import AdminContext, AdminResource, fields
 
@@ -147,6 +149,31 @@ class Tiers(AdminResource):
         resp.media = after
 
 
+class Limits(AdminResource):
+    """``.../limits``: the rate limits and check cap every worker applies (issue 17).
+
+    Checked by the parser the check path reads them with; in force in every
+    worker within its catalog cache time.
+    """
+
+    actions = {"GET": "limits.read", "PATCH": "limits.write"}
+
+    def on_get(self, req, resp, tenant: str) -> None:
+        resp.media = VerifyLimits(self.ctx.client).get(tenant)
+
+    def on_patch(self, req, resp, tenant: str) -> None:
+        body = fields(req)
+        changes = {name: value for name in LIMIT_FIELDS if (value := body.text(name)) is not None}
+        body.done()
+        if not changes:
+            raise InvalidField("rate_ip", f"nothing to change: give {', '.join(LIMIT_FIELDS)}")
+        store = VerifyLimits(self.ctx.client)
+        before = store.get(tenant)
+        after = store.update(tenant, **changes)
+        self.ctx.audit(req, tenant, "limits.update", "limits", before, after)
+        resp.media = after
+
+
 def campaign_json(stored: StoredCampaign) -> dict:
     record = json.loads(to_json(stored.campaign, stored.ended_at))
     record["multiplier"] = record.pop("multiplier_bp") / 10_000
@@ -208,6 +235,7 @@ def routes(ctx: AdminContext) -> list[tuple[str, AdminResource]]:
         ("/products/{sku}", Product(ctx)),
         ("/points", Points(ctx)),
         ("/tiers", Tiers(ctx)),
+        ("/limits", Limits(ctx)),
         ("/campaigns", Campaigns(ctx)),
         ("/campaigns/{campaign_id}/end", CampaignEnd(ctx)),
     ]
