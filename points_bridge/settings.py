@@ -3,7 +3,7 @@
 Stored as ``points_*`` fields of the tenant record (``TenantKeys.meta``, the
 hash ``itemseal tenant show`` prints), beside ``region``. Read on every
 credit in the same round trip as the product and the campaigns, so a change
-applies at once, without a restart and without a cache to expire.
+applies at once (or within the API's short view cache), without a restart.
 
 ======================  ============================  ===========================================
 field                   default                       meaning
@@ -22,6 +22,14 @@ field                   default                       meaning
                                                       the balance or ``forfeit`` it
 ``points_attributes``   []                            JSON list of ``[name, type]``, at most 30
 ======================  ============================  ===========================================
+
+Bounds (so every date and window stays computable and every figure exact):
+expiry 0-120 months, ``trailing:DAYS`` 1-3660, daily cap 0-10^9, birthday
+bonus 0-10^7, tier thresholds 0-10^15 (``codegen/amounts.py``). Each field
+has one parser (``PARSERS``), used to check a change and to read the record.
+A stored field that does not parse reads as its default, with a warning
+logged once per process: a value an older version accepted must never turn
+the tenant's credits into 500s.
 """
 
 from __future__ import annotations
