@@ -162,7 +162,7 @@ class World:
 
 
 @settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=st.lists(OPS, min_size=1, max_size=25))
 def test_balances_equal_their_ledgers_and_no_claim_is_lost(redis_client, ops):
     world = World(redis_client)

@@ -195,7 +195,8 @@ def points_reconcile(config: Config, tenant: str, min_age: float, attempts: int)
         f"segments {report.segments}, claims {report.seen}, credited {report.credited}"
         f" ({report.points} points), already credited {report.duplicates},"
         f" waiting for unfreeze {report.pending}, waiting claims credited {report.settled},"
-        f" dead-lettered {len(report.failed)}, left for the next run {len(report.unsettled)}"
+        f" failed {len(report.failed) + len(report.unsettled)} (dead-lettered"
+        f" {len(report.failed)}, left for the next run {len(report.unsettled)})"
     )
     for entry_id, reason in report.failed:
         click.echo(f"dead-lettered\t{entry_id}\t{reason}", err=True)
