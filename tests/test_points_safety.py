@@ -147,8 +147,9 @@ def test_a_stored_setting_that_no_longer_parses_is_its_default_with_a_warning(
     world, redis_client, caplog  # noqa: F811
 ):
     caplog.set_level(logging.WARNING)
+    # Values no other test stores: each is warned once per process (settings._warn_once).
     redis_client.hset(TenantKeys("ACME").meta, mapping={
-        "points_expiry_months": "100000", "points_tier_basis": "trailing:99999999999",
+        "points_expiry_months": "100007", "points_tier_basis": "trailing:99999999997",
         "points_daily_cap": "-3", "verify_rate_ip": "5/0"})
     world.call("POST", "/batches/{batch_id}/activate", role="operator")
     engine = world.api.app.engine
