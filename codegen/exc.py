@@ -197,3 +197,9 @@ class WorkerFailed(CodegenError):
 
     status = 500
     code = "mint_failed"
+
+
+class WeakSecret(CodegenError):
+    """A secret shorter than the one minimum length (``codegen.keys.MIN_SECRET_CHARS``)."""
+
+    code = "invalid_setting"

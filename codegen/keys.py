@@ -24,12 +24,23 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from codegen.codes import KEY_ID_SLOTS, Profile
-from codegen.exc import KeyRevoked, KeySlotsExhausted, MasterKeyError, UnknownKey
+from codegen.exc import KeyRevoked, KeySlotsExhausted, MasterKeyError, UnknownKey, WeakSecret
 from codegen.signing import CodeSigner
 from codegen.store.keyspace import TenantKeys
 
 MASTER_KEY_ENV = "ITEMSEAL_MASTER_KEY"
 MASTER_KEY_FILE = "master.key"
+
+
+MIN_SECRET_CHARS = 16
+"""The one minimum length of every secret an operator sets (gateway, CRM webhook, alert
+webhook, SMS gateway auth): shorter ones are guessable offline from one signed message."""
+
+
+def check_secret(secret: str | bytes, what: str = "the secret") -> None:
+    """Refuse a secret shorter than ``MIN_SECRET_CHARS`` (``WeakSecret``, 422)."""
+    if len(secret) < MIN_SECRET_CHARS:
+        raise WeakSecret(f"{what} must be at least {MIN_SECRET_CHARS} characters")
 
 
 @dataclass(frozen=True)

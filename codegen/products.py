@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import redis
 
+from codegen.amounts import MAX_RULE_POINTS
 from codegen.exc import ProductError, ProductExists, UnknownProduct
 from codegen.store.keyspace import TenantKeys
 from codegen.tenants import TenantStore
@@ -52,12 +53,15 @@ def normalize_gtin(text: str) -> str:
 
 
 def check_points(points: int | str) -> int:
+    """A product's points: a whole number from 0 to ``MAX_RULE_POINTS`` (``amounts.py``)."""
     try:
         value = int(points)
     except (TypeError, ValueError):
         value = -1
-    if value < 0 or str(points).strip() != str(value):
-        raise ProductError(f"points must be a whole number >= 0, got {points!r}")
+    if value < 0 or value > MAX_RULE_POINTS or str(points).strip() != str(value):
+        raise ProductError(
+            f"points must be a whole number from 0 to {MAX_RULE_POINTS}, got {points!r}"
+        )
     return value
 
 

@@ -19,15 +19,17 @@ points short, never over. Unbudgeted campaigns are counted the same way, so
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from points_bridge.exc import BadRule, CampaignExists, UnknownCampaign
+from points_bridge.exc import BadRule, CampaignExists, PointsError, UnknownCampaign
 from points_bridge.rules import Campaign
 from points_bridge.scoped import TenantScoped
 
+log = logging.getLogger(__name__)
 CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 UNLIMITED = 2**53 - 1
 """Budget sent to the reserve script for a campaign without one (exact in Lua's doubles)."""
@@ -86,11 +88,22 @@ def from_json(raw: bytes | str, spent: int = 0) -> StoredCampaign:
 def parse_all(
     definitions: Mapping[bytes, bytes], spend: Mapping[bytes, bytes]
 ) -> dict[str, StoredCampaign]:
-    """Build the campaigns from the raw definitions and spend hashes."""
-    spent = {k.decode(): int(v) for k, v in spend.items()}
-    return {
-        k.decode(): from_json(v, spent.get(k.decode(), 0)) for k, v in sorted(definitions.items())
-    }
+    """Build the campaigns from the raw definitions and spend hashes.
+
+    A definition that no longer parses (stored by an older version with looser
+    bounds) is left out with a logged warning: one bad campaign must not stop
+    every credit of the tenant.
+    """
+    spent = {k.decode(): int(v) for k, v in spend.items() if b"/" not in k}
+    found: dict[str, StoredCampaign] = {}
+    for raw_id, raw in sorted(definitions.items()):
+        campaign_id = raw_id.decode()
+        try:
+            found[campaign_id] = from_json(raw, spent.get(campaign_id, 0))
+        except (PointsError, ValueError, KeyError, TypeError) as exc:
+            log.warning("campaign %r of a tenant does not parse (%s): left out", campaign_id,
+                        exc)
+    return found
 
 
 def reserve_args(

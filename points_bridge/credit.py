@@ -19,8 +19,16 @@ times. Exactly once holds because:
    loser computes again. Campaign budgets are charged before the post and
    refunded if the post does not happen (``campaigns.py``).
 
-A frozen or cancelled member's claim is still posted, with 0 points and a
-note: the code is spent, and unfreezing later does not credit it.
+**A frozen member's claim waits.** The code is claimed (the verify script
+did that), but instead of a ledger entry the script that would post it keeps
+the claim in the member shard's pending hash (``PointsKeys.pending``), at the
+member's snapshot version, so a concurrent unfreeze makes the post stale and
+it is computed again. Unfreezing credits every waiting claim
+(``settle_pending``, called by ``MemberStore.change_status``), computed then,
+under the rules of its own claim time; ``itemseal points reconcile`` also
+settles any a crash left behind. The answer says ``pending``. A cancelled
+member's claim is posted with 0 points and a note: a cancellation ends the
+membership, and the code stays spent.
 """
 
 from __future__ import annotations
@@ -38,7 +46,13 @@ import redis
 
 from codegen.exc import StoreError
 from codegen.products import Product
-from codegen.store.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys, segment_of
+from codegen.store.keyspace import (
+    CREDIT_BUCKET_SERIALS,
+    MEMBER_SHARDS,
+    PointsKeys,
+    segment_of,
+    shard_of,
+)
 from codegen.store.wire import Link, ScriptSet, call, hash_pairs, is_error, link_for, pack
 from codegen.tenants import tenant_from_record
 from points_bridge.campaigns import StoredCampaign, parse_all, reserve_args, reserve_refused
@@ -47,6 +61,7 @@ from points_bridge.exc import Contended
 from points_bridge.ledger import Entry, entry_spec, lot_expiry, refusal
 from points_bridge.members import (
     ACTIVE,
+    FROZEN,
     CardBlocks,
     Member,
     earned_for_tier,
@@ -77,6 +92,8 @@ class CreditResult:
     next_tier: str | None = None
     note: str = ""
     member_created: bool = False
+    pending: bool = False
+    """The member is frozen: the claim waits and is credited on unfreeze."""
 
     @classmethod
     def from_entry(cls, entry: Entry, *, duplicate: bool, created: bool = False) -> CreditResult:
@@ -135,6 +152,9 @@ def plan_credit(
         )
         live = [c.campaign for c in view.campaigns.values() if c.live_at(when)]
         result = award(context, live, settings.policy)
+    elif member.status == FROZEN:
+        result = Award(0, (), False, {})
+        note = "member is frozen: the points wait until it is unfrozen"
     else:
         result = Award(0, (), False, {})
         note = f"member is {member.status}: no points"
@@ -326,6 +346,8 @@ class ClaimCrediter:
         if reply["why"] == "dup":
             entry = await self._entry(keys, member.card, None, entry_id=reply["entry"])
             return CreditResult.from_entry(entry, duplicate=True)
+        if reply["why"] == "parked":
+            return replace(_parked(plan, member), member_created=created)
         # stale (the member changed since the read) or missing: the careful path
         return await self.credit_claim(keys.tenant, member.phone, serial, sku, channel, region,
                                        at)
@@ -553,6 +575,8 @@ class ClaimCrediter:
             return CreditResult.from_entry(entry, duplicate=True)
         if reply["why"] == "stale":
             return None
+        if reply["why"] == "parked":
+            return _parked(plan, member)
         raise refusal(reply, keys.tenant, card, spec)
 
     async def _reserve(
@@ -595,6 +619,36 @@ class BlockingCrediter:
     def tenant_view(self, tenant: str, sku: str) -> TenantView:
         return self._run(lambda crediter: crediter.tenant_view(tenant, sku))
 
+    def forget_claim(self, tenant: str, serial: int, outbox_entry: str) -> None:
+        """``ClaimCrediter.forget_claim``, waited for (nothing outlives a call here)."""
+        self._client.xdel(PointsKeys(tenant).claims(segment_of(serial)), outbox_entry)
+
+    def settle_pending(self, tenant: str, card: str | None = None) -> tuple[int, int]:
+        """Credit the claims that wait for their members (one card's, or the tenant's).
+
+        A claim whose member is still frozen stays (the post parks it again);
+        every other one is credited, idempotently by serial, and leaves the
+        pending hash in the script that posts it. Returns (claims credited,
+        points). Safe to run at any time, from any number of processes.
+        """
+        keys = PointsKeys(tenant)
+        shards = [shard_of(card)] if card is not None else range(MEMBER_SHARDS)
+        credited = points = 0
+        for shard in shards:
+            prefix = f"{card}/" if card is not None else ""
+            for field, raw in self._client.hscan_iter(keys.pending(shard), match=f"{prefix}*"):
+                claim = json.loads(raw)
+                result = self.credit_claim(
+                    tenant, claim["phone"], int(claim["serial"]), claim["sku"],
+                    claim.get("channel") or "api", claim.get("region") or None, int(claim["at"]),
+                )
+                if not result.pending and not result.duplicate:
+                    credited += 1
+                    points += result.points
+                elif result.duplicate:  # credited elsewhere meanwhile: the hash is stale
+                    self._client.hdel(keys.pending(shard), field)
+        return credited, points
+
     def _run(self, work: Callable[[ClaimCrediter], Awaitable]):
         async def once():
             crediter = ClaimCrediter(link_for(self._client), clock=self._clock, card_block=1,
@@ -606,6 +660,9 @@ class BlockingCrediter:
                 await asyncio.sleep(0)  # let the transport close before the loop does
 
         return asyncio.run(once())
+def pending_field(card: str, serial: int) -> str:
+    """The field of a waiting claim in its member shard's pending hash."""
+    return f"{card}/{serial}"
 
 
 def claim_idem(serial: int) -> str:
@@ -623,8 +680,11 @@ def _credit_spec(
     member: Member, plan: Plan, serial: int, sku: str, channel: str, region: str | None,
     at: int, idem: str,
 ) -> dict[str, object]:
-    """The ``ledger_apply.lua`` argument of a claim's credit, as planned from ``member``."""
-    return entry_spec(
+    """The ``ledger_apply.lua`` argument of a claim's credit, as planned from ``member``.
+
+    A frozen member's claim is parked instead of posted (``pending_field``).
+    """
+    spec = entry_spec(
         member.card, kind="credit", idem=idem, body={"serial": serial, "sku": sku},
         delta=plan.award.points, earned=plan.award.points, day=plan.day,
         drop_days=plan.drop_days, lot_expires=plan.lot_expires, tier=plan.tier,
@@ -632,6 +692,17 @@ def _credit_spec(
         fields=_entry_fields(member.card, serial, sku, channel, region, plan),
         member_set=check_fields(sku, region, at),
     )
+    spec["pending_field"] = pending_field(member.card, serial)
+    if member.status == FROZEN:
+        spec["park"] = json.dumps({"phone": member.phone, "serial": serial, "sku": sku,
+                                   "channel": channel, "region": region or "", "at": at})
+    return spec
+
+
+def _parked(plan: Plan, member: Member) -> CreditResult:
+    """The answer for a claim that waits for its frozen member."""
+    return replace(_result(plan, member.card, {"balance": member.balance, "tier": member.tier}),
+                   pending=True)
 
 
 def _checked(replies: list) -> list:

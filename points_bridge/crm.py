@@ -35,8 +35,9 @@ from dataclasses import dataclass
 
 import redis
 
-from codegen.keys import MasterKey
+from codegen.keys import MasterKey, check_secret
 from codegen.store.keyspace import MEMBER_SHARDS, PointsKeys
+from codegen.webhooks import check_public_url
 from points_bridge.exc import PointsError, UnknownDeadLetter
 
 GROUP = "crm"
@@ -81,6 +82,8 @@ class CrmSecret:
 
     def set(self, secret: bytes | None = None) -> bytes:
         """Store ``secret`` (or a new random one) and return it."""
+        if secret is not None:
+            check_secret(secret, "the CRM webhook secret")
         secret = secret or os.urandom(24).hex().encode()
         self._redis.set(self._key, self._sealed(secret))
         return secret
@@ -95,6 +98,7 @@ class Webhook:
     def __init__(self, url: str, secret: bytes, *, timeout: float = 10.0) -> None:
         if not url.startswith(("http://", "https://")):
             raise PointsError(f"webhook {url!r}: give an http:// or https:// URL")
+        check_public_url(url, "the CRM webhook")
         self.url = url
         self._secret = secret
         self._timeout = timeout

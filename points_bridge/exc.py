@@ -189,11 +189,12 @@ class Contended(PointsError):
 
 
 class UnknownDeadLetter(NotFoundError, PointsError):
-    """A dead-letter id to replay that the tenant's dead-letter stream does not hold."""
+    """A dead-letter id to replay that the tenant's dead-letter stream (CRM events or
+    claims) does not hold."""
 
-    def __init__(self, tenant: str, entry_ids: list[str]) -> None:
+    def __init__(self, tenant: str, entry_ids: list[str], command: str = "bridge dead") -> None:
         super().__init__(
-            f"no dead letter {', '.join(entry_ids)} for {tenant!r}: see `itemseal bridge dead`"
+            f"no dead letter {', '.join(entry_ids)} for {tenant!r}: see `itemseal {command}`"
         )
         self.tenant = tenant
         self.entry_ids = entry_ids

@@ -35,9 +35,11 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from codegen.amounts import MAX_BALANCE, MAX_ENTRY_POINTS, is_points
 from points_bridge.exc import (
     BadInput,
     IdempotencyConflict,
@@ -50,6 +52,35 @@ from points_bridge.members import Member
 from points_bridge.scoped import TenantScoped
 
 BASE_FIELDS = ("kind", "delta", "balance", "earned", "tier", "at", "idem")
+
+
+def stored_int(text: str | bytes | None) -> int:
+    """Read a figure the store holds: decimal integer text, or (written by a version
+    before 0.x that round-tripped figures through Lua doubles) ``1e+14``-style text.
+
+    The old form is read as the integer it spells, so one damaged entry no longer
+    makes a member's history, the ledger export or the points report fail.
+    """
+    if text is None or text == b"" or text == "":
+        return 0
+    raw = text.decode() if isinstance(text, bytes) else text
+    try:
+        return int(raw)
+    except ValueError:
+        try:
+            exact = Decimal(raw)
+        except InvalidOperation:
+            raise ValueError(f"not a stored figure: {raw!r}") from None
+        if not exact.is_finite() or exact != exact.to_integral_value():
+            raise ValueError(f"not a stored figure: {raw!r}") from None
+        return int(exact)
+
+
+def check_entry_points(name: str, value: object, *, low: int = -MAX_ENTRY_POINTS) -> int:
+    """Return ``value`` if it is an int in ``[low, 10^9]`` (``codegen/amounts.py``)."""
+    if not is_points(value, low, MAX_ENTRY_POINTS):
+        raise BadInput(name, value, f"must be a whole number from {low} to {MAX_ENTRY_POINTS}")
+    return value  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -72,9 +103,9 @@ class Entry:
         return cls(
             entry_id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
             kind=f.pop("kind"),
-            delta=int(f.pop("delta", 0)),
-            balance=int(f.pop("balance", 0) or 0),
-            earned=int(f.pop("earned", 0) or 0),
+            delta=stored_int(f.pop("delta", "0")),
+            balance=stored_int(f.pop("balance", "0")),
+            earned=stored_int(f.pop("earned", "0")),
             tier=f.pop("tier", ""),
             at=int(f.pop("at", 0)),
             idem=f.pop("idem", ""),
@@ -123,12 +154,18 @@ def entry_spec(
     fields: Mapping[str, str] | None = None,
     member_set: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
-    """The argument of ``lua/ledger_apply.lua`` for one entry (see the script's header)."""
+    """The argument of ``lua/ledger_apply.lua`` for one entry (see the script's header).
+
+    Figures go as decimal strings, checked against ``codegen/amounts.py`` here
+    (``BadInput``) and again by the script, which never rounds them.
+    """
+    check_entry_points("delta", delta)
+    check_entry_points("earned", earned, low=0)
     spec: dict[str, object] = {
         "card": card, "at": str(at), "kind": kind, "idem": idem, "sha": body_sha(body),
-        "delta": delta, "earned": earned, "day": f"d:{day}",
+        "delta": str(delta), "earned": str(earned), "day": f"d:{day}",
         "drop_days": [f"d:{d}" for d in drop_days], "need_active": need_active,
-        "lot_expires": lot_expires, "fields": dict(fields or {}),
+        "lot_expires": str(int(lot_expires)), "fields": dict(fields or {}),
     }
     if tier:
         spec["tier"] = tier
@@ -150,6 +187,13 @@ def refusal(reply: Mapping[str, object], tenant: str, card: str, spec: Mapping) 
         return MemberInactive(card, reply["status"], f"{spec['kind']} points")
     if why == "insufficient":
         return InsufficientPoints(card, int(reply["balance"]), -int(spec["delta"]))
+    if why == "bounds":
+        return BadInput(
+            "delta", int(spec["delta"]),
+            f"would carry the balance or the earned points past {MAX_BALANCE}",
+        )
+    if why == "parked":
+        return MemberInactive(card, "frozen", f"{spec['kind']} points now (the claim waits)")
     return UnknownMember(tenant, card)
 
 
@@ -165,7 +209,7 @@ class Ledger(TenantScoped):
         reply = self._call(card, spec)
         if reply["ok"]:
             entry = self.entry(card, reply["entry"])
-            return Posted(entry, False, reply.get("tier_from") or None, reply["expired"])
+            return Posted(entry, False, reply.get("tier_from") or None, int(reply["expired"]))
         if reply["why"] == "dup":
             return Posted(self.entry(card, reply["entry"]), True)
         raise refusal(reply, self.tenant, card, spec)
@@ -174,8 +218,9 @@ class Ledger(TenantScoped):
         self, card: str, points: int, *, idem: str | None = None, reason: str = ""
     ) -> Posted:
         """Spend points (oldest lots first); refused over the balance or when not active."""
-        if points <= 0:
-            raise BadInput("points", points, "a redemption takes a whole number > 0")
+        if not is_points(points, 1, MAX_ENTRY_POINTS):
+            raise BadInput("points", points,
+                           f"a redemption takes a whole number from 1 to {MAX_ENTRY_POINTS}")
         idem = idem or f"redeem:{uuid.uuid4().hex}"
         return self.post(
             card, kind="redeem", idem=idem, body={"points": points, "reason": reason},
@@ -194,8 +239,9 @@ class Ledger(TenantScoped):
         """Correct a balance by ``delta`` with a reason; it never counts as earned."""
         if not reason.strip():
             raise BadInput("reason", reason, "an adjustment needs a reason")
+        check_entry_points("points", delta)
         if delta == 0:
-            raise BadInput("delta", delta, "an adjustment of 0 changes nothing")
+            raise BadInput("points", delta, "an adjustment of 0 changes nothing")
         now = int(self._clock())
         expires = lot_expiry(now, expiry[0], expiry[1]) if expiry and delta > 0 else 0
         idem = idem or f"adjust:{uuid.uuid4().hex}"
@@ -210,7 +256,7 @@ class Ledger(TenantScoped):
         reply = self._call(card, spec)
         if not reply["ok"]:
             raise UnknownMember(self.tenant, card)
-        return reply["expired"]
+        return int(reply["expired"])
 
     def _call(self, card: str, spec: Mapping[str, object]) -> dict:
         raw = self._scripts.ledger_apply(keys=self.keys.member_keys(card), args=[json.dumps(spec)])

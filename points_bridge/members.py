@@ -383,6 +383,11 @@ class MemberStore(TenantScoped):
         )
         member = self._member(card, reply, action=action)
         note = f"member {card} is now {after}"
+        if action == "unfreeze":
+            credited, points = self._settle_pending(card)
+            if credited:
+                member = self.get(card) or member
+                note += f"; {credited} waiting claims credited ({points} points)"
         if action == "restore":
             note += (
                 f"; {reply['forfeited']} points forfeited (tenant policy: forfeit)"
@@ -390,6 +395,16 @@ class MemberStore(TenantScoped):
                 else f"; balance of {member.balance} points kept (tenant policy: keep)"
             )
         return member, note
+
+    def _settle_pending(self, card: str) -> tuple[int, int]:
+        """Credit the claims that waited while the member was frozen (``credit.py``).
+
+        Imported here because the crediter is built on this store; a crash
+        before this runs leaves the claims to ``itemseal points reconcile``.
+        """
+        from points_bridge.credit import BlockingCrediter
+
+        return BlockingCrediter(self._redis, clock=self._clock).settle_pending(self.tenant, card)
 
     def pin_tier(self, card: str, tier: str | None, reason: str = "") -> Member:
         """Set (or with None, lift) the manager's tier floor; the tier is recomputed."""

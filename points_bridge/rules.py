@@ -58,11 +58,15 @@ from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 
+from codegen.amounts import MAX_BALANCE, MAX_ENTRY_POINTS, MAX_RULE_POINTS, is_points
 from points_bridge.exc import BadInput, BadRule
 
 ONE_X_BP = 10_000
 MAX_MULTIPLIER_BP = 100_000
 """10x: a typo guard, so "150000" meant as 1.5x cannot mint 15x points."""
+
+FIRST_YEAR, END_YEAR = 2000, 2200
+"""Campaign dates fall in these years, so every window and comparison stays computable."""
 
 BASE = "base"
 CAMPAIGN_MULTIPLIER = "campaign_multiplier"
@@ -105,9 +109,11 @@ def _check_multiplier(rule: str, bp: object) -> None:
         )
 
 
-def _check_points(rule: str, name: str, value: object) -> None:
-    if not _is_int(value) or value < 0:
-        raise BadRule(rule, f"{name}={value!r} must be a non-negative int (points are integers)")
+def _check_points(rule: str, name: str, value: object, high: int = MAX_RULE_POINTS) -> None:
+    """Points are ints from 0 to ``high`` (``codegen/amounts.py``), so no figure a rule
+    makes can leave the range the ledger keeps exact."""
+    if not is_points(value, 0, high):
+        raise BadRule(rule, f"{name}={value!r} must be a whole number from 0 to {high}")
 
 
 def _check_scope(rule: str, name: str, scope: object) -> None:
@@ -147,12 +153,15 @@ class Campaign:
             value = getattr(self, name)
             if not isinstance(value, datetime) or value.utcoffset() is None:
                 raise BadRule(rule, f"{name}={value!r} must be a timezone-aware datetime")
+            if not FIRST_YEAR <= value.year < END_YEAR:
+                raise BadRule(rule, f"{name}={value.isoformat()} must fall in the years"
+                                    f" {FIRST_YEAR} to {END_YEAR - 1}")
         if not self.starts_at < self.ends_at:
             raise BadRule(rule, f"window [{self.starts_at}, {self.ends_at}) is empty")
         _check_multiplier(rule, self.multiplier_bp)
         _check_points(rule, "bonus", self.bonus)
         if self.budget is not None:
-            _check_points(rule, "budget", self.budget)
+            _check_points(rule, "budget", self.budget, MAX_BALANCE)
         if self.multiplier_bp == ONE_X_BP and self.bonus == 0:
             raise BadRule(rule, "neither a multiplier above 1x nor a bonus: it would add nothing")
         for name in ("regions", "tiers", "skus"):
@@ -191,7 +200,7 @@ class PointsPolicy:
         _check_multiplier("policy", self.birthday_multiplier_bp)
         _check_points("policy", "birthday_bonus", self.birthday_bonus)
         if self.daily_cap is not None:
-            _check_points("policy", "daily_cap", self.daily_cap)
+            _check_points("policy", "daily_cap", self.daily_cap, MAX_ENTRY_POINTS)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Stored as ``points_*`` fields of the tenant record (``TenantKeys.meta``, the
 hash ``itemseal tenant show`` prints), beside ``region``. Read on every
 credit in the same round trip as the product and the campaigns, so a change
-applies at once, without a restart and without a cache to expire.
+applies at once (or within the API's short view cache), without a restart.
 
 ======================  ============================  ===========================================
 field                   default                       meaning
@@ -22,13 +22,22 @@ field                   default                       meaning
                                                       the balance or ``forfeit`` it
 ``points_attributes``   []                            JSON list of ``[name, type]``, at most 30
 ======================  ============================  ===========================================
+
+Bounds (so every date and window stays computable and every figure exact):
+expiry 0-120 months, ``trailing:DAYS`` 1-3660, daily cap 0-10^9, birthday
+bonus 0-10^7, tier thresholds 0-10^15 (``codegen/amounts.py``). Each field
+has one parser (``PARSERS``), used to check a change and to read the record.
+A stored field that does not parse reads as its default, with a warning
+logged once per process: a value an older version accepted must never turn
+the tenant's credits into 500s.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,14 +45,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 import redis
 
+from codegen.amounts import MAX_BALANCE, MAX_ENTRY_POINTS, MAX_RULE_POINTS
 from codegen.store.keyspace import PointsKeys
 from codegen.tenants import TenantStore
 from points_bridge.exc import BadAttribute, BadRegion, BadSetting, PointsError
 from points_bridge.phones import DEFAULT_REGION
-from points_bridge.rules import PointsPolicy, multiplier_bp
-from points_bridge.tiers import Tier, TierLadder
+from points_bridge.rules import MAX_MULTIPLIER_BP, ONE_X_BP, PointsPolicy, multiplier_bp
+from points_bridge.tiers import MAX_WINDOW_DAYS, Tier, TierLadder
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIERS = "silver:0,gold:1000,diamond:5000"
+DEFAULT_LADDER = TierLadder((Tier("silver", 0), Tier("gold", 1000), Tier("diamond", 5000)))
+MAX_EXPIRY_MONTHS = 120
+"""Ten years: every lot's expiry date stays computable for any claim date."""
 RESTORE_POLICIES = ("keep", "forfeit")
 ATTRIBUTE_TYPES = ("str", "int", "bool", "date")
 MAX_ATTRIBUTES = 30
@@ -66,25 +81,61 @@ class PointsSettings:
     attributes: Mapping[str, str]
 
     @classmethod
-    def parse(cls, fields: Mapping[str, str]) -> PointsSettings:
-        region = check_region(fields.get("region") or DEFAULT_REGION)
-        zone = fields.get("points_timezone") or ("Asia/Shanghai" if region == "CN" else "UTC")
+    def parse(cls, fields: Mapping[str, str], *, strict: bool = False) -> PointsSettings:
+        """Parse the record's fields, each with the parser that checks it when written.
+
+        ``strict`` (a manager's change): a field that does not parse raises
+        ``BadSetting``. Otherwise (every read) it falls back to its default with a
+        logged warning: a value an older version accepted must not turn every
+        credit of the tenant into a 500.
+        """
+
+        def field(name: str, default: object) -> object:
+            raw = fields.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                return PARSERS[name](raw)
+            except (PointsError, ValueError, TypeError, OverflowError) as exc:
+                if strict:
+                    if isinstance(exc, PointsError):
+                        raise
+                    raise BadSetting(name, raw, str(exc)) from exc
+                _warn_once(name, raw, exc, default)
+                return default
+
+        region = field("region", DEFAULT_REGION)
+        zone_default = parse_timezone("Asia/Shanghai" if region == "CN" else "UTC")
+        tiers = field("points_tiers", DEFAULT_LADDER.tiers)
+        basis = field("points_tier_basis", ("lifetime", None))
         return cls(
-            region=region,
-            timezone=parse_timezone(zone),
-            ladder=parse_ladder(
-                fields.get("points_tiers") or DEFAULT_TIERS,
-                fields.get("points_tier_basis") or "lifetime",
-            ),
+            region=region,  # type: ignore[arg-type]
+            timezone=field("points_timezone", zone_default),  # type: ignore[arg-type]
+            ladder=TierLadder(tiers, *basis),  # type: ignore[arg-type, misc]
             policy=PointsPolicy(
-                birthday_multiplier_bp=_int(fields, "points_birthday_bp", 10_000),
-                birthday_bonus=_int(fields, "points_birthday_bonus", 0),
-                daily_cap=_int(fields, "points_daily_cap", None),
+                birthday_multiplier_bp=field("points_birthday_bp", ONE_X_BP),  # type: ignore
+                birthday_bonus=field("points_birthday_bonus", 0),  # type: ignore[arg-type]
+                daily_cap=field("points_daily_cap", None),  # type: ignore[arg-type]
             ),
-            expiry_months=_int(fields, "points_expiry_months", 0),
-            restore=fields.get("points_restore") or "keep",
-            attributes=dict(json.loads(fields.get("points_attributes") or "[]")),
+            expiry_months=field("points_expiry_months", 0),  # type: ignore[arg-type]
+            restore=field("points_restore", "keep"),  # type: ignore[arg-type]
+            attributes=field("points_attributes", {}),  # type: ignore[arg-type]
         )
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(name: str, raw: str, exc: Exception, default: object) -> None:
+    """Log a stored setting that does not parse, once per process and value (every credit
+    reads the settings; the log must not repeat it thousands of times)."""
+    if (name, raw) in _warned:
+        return
+    if len(_warned) > 1000:
+        _warned.clear()
+    _warned.add((name, raw))
+    log.warning("tenant setting %s=%r does not parse (%s): using the default %r",
+                name, raw, exc, default)
 
 
 def check_region(region: str) -> str:
@@ -94,11 +145,6 @@ def check_region(region: str) -> str:
     return region.upper()
 
 
-def _int(fields: Mapping[str, str], name: str, default: int | None) -> int | None:
-    raw = fields.get(name)
-    return default if raw in (None, "") else int(raw)
-
-
 def parse_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -106,47 +152,113 @@ def parse_timezone(name: str) -> ZoneInfo:
         raise BadSetting("timezone", name, "not an IANA time zone such as Asia/Shanghai") from exc
 
 
-def parse_ladder(tiers: str, basis: str = "lifetime") -> TierLadder:
-    """Read ``silver:0,gold:1000`` and ``lifetime`` / ``trailing:365`` into a ladder."""
+def parse_tiers(tiers: str) -> tuple[Tier, ...]:
+    """Read ``silver:0,gold:1000`` (thresholds up to ``MAX_BALANCE``)."""
     try:
         pairs = [item.split(":") for item in tiers.split(",")]
-        steps = tuple(Tier(name.strip(), int(points)) for name, points in pairs)
+        steps = tuple(Tier(name.strip(), _whole(points, MAX_BALANCE)) for name, points in pairs)
     except ValueError as exc:
         raise BadSetting("tiers", tiers, "write name:points, e.g. silver:0,gold:1000") from exc
+    TierLadder(steps)  # the ladder's own checks: from 0, strictly increasing, unique
+    return steps
+
+
+def parse_basis(basis: str) -> tuple[str, int | None]:
+    """Read ``lifetime`` or ``trailing:DAYS`` (1 to ``MAX_WINDOW_DAYS``)."""
     kind, _, days = basis.partition(":")
-    if kind == "trailing" and not days.isdigit():
-        raise BadSetting("tier basis", basis, "write trailing:DAYS, e.g. trailing:365")
-    return TierLadder(steps, kind, int(days) if kind == "trailing" else None)  # type: ignore[arg-type]
+    if kind == "lifetime" and not days:
+        return "lifetime", None
+    if kind == "trailing" and days.isdigit() and 1 <= int(days) <= MAX_WINDOW_DAYS:
+        return "trailing", int(days)
+    raise BadSetting("tier basis", basis,
+                     f"write lifetime or trailing:DAYS with DAYS from 1 to {MAX_WINDOW_DAYS}")
 
 
-def _points_field(name: str, value: str) -> str:
-    if value == "" and name == "daily_cap":
-        return ""
-    if not value.isdigit():
-        raise BadSetting(name, value, "must be a whole number >= 0")
-    return str(int(value))
+def parse_ladder(tiers: str, basis: str = "lifetime") -> TierLadder:
+    """Read ``silver:0,gold:1000`` and ``lifetime`` / ``trailing:365`` into a ladder."""
+    return TierLadder(parse_tiers(tiers), *parse_basis(basis))  # type: ignore[arg-type]
+
+
+def _whole(text: str, high: int) -> int:
+    """A whole number from 0 to ``high`` written in plain digits, or ``ValueError``."""
+    text = text.strip()
+    if not text.isdigit() or int(text) > high:
+        raise ValueError(f"{text!r} is not a whole number from 0 to {high}")
+    return int(text)
+
+
+def _bounded(name: str, high: int):
+    def parse(text: str) -> int:
+        try:
+            return _whole(text, high)
+        except ValueError:
+            raise BadSetting(name, text, f"must be a whole number from 0 to {high}") from None
+
+    return parse
+
+
+def parse_bp(text: str) -> int:
+    bp = _whole(text, MAX_MULTIPLIER_BP)
+    PointsPolicy(birthday_multiplier_bp=bp)
+    return bp
+
+
+def parse_restore(text: str) -> str:
+    if text not in RESTORE_POLICIES:
+        raise BadSetting("restore", text, f"use one of {', '.join(RESTORE_POLICIES)}")
+    return text
+
+
+def parse_attributes(text: str) -> dict[str, str]:
+    declared = json.loads(text)
+    if not isinstance(declared, list) or not all(
+        isinstance(d, list) and len(d) == 2 for d in declared
+    ):
+        raise BadSetting("attributes", text, "a JSON list of [name, type]")
+    check_attributes([(str(n), str(k)) for n, k in declared])
+    return {str(n): str(k) for n, k in declared}
+
+
+PARSERS: dict[str, Callable[[str], object]] = {
+    "region": check_region,
+    "points_timezone": parse_timezone,
+    "points_tiers": parse_tiers,
+    "points_tier_basis": parse_basis,
+    "points_birthday_bp": parse_bp,
+    "points_birthday_bonus": _bounded("birthday_bonus", MAX_RULE_POINTS),
+    "points_daily_cap": _bounded("daily_cap", MAX_ENTRY_POINTS),
+    "points_expiry_months": _bounded("expiry_months", MAX_EXPIRY_MONTHS),
+    "points_restore": parse_restore,
+    "points_attributes": parse_attributes,
+}
+"""The one parser of each stored field: ``check_setting`` (write) and ``parse`` (read)."""
 
 
 def check_setting(name: str, value: str) -> tuple[str, str]:
-    """Validate one setting as a manager types it; return its record field and value."""
-    if name == "timezone":
-        parse_timezone(value)
-    elif name == "tiers":
-        parse_ladder(value)
-    elif name == "tier_basis":
-        parse_ladder(DEFAULT_TIERS, value)
-    elif name == "birthday_multiplier":
-        bp = multiplier_bp(value)
-        PointsPolicy(birthday_multiplier_bp=bp)
-        return "points_birthday_bp", str(bp)
-    elif name in ("birthday_bonus", "daily_cap", "expiry_months"):
-        value = _points_field(name, value)
-    elif name == "restore":
-        if value not in RESTORE_POLICIES:
-            raise BadSetting(name, value, f"use one of {', '.join(RESTORE_POLICIES)}")
+    """Validate one setting as a manager types it; return its record field and value.
+
+    The stored value is checked by the same parser that reads it (``PARSERS``).
+    """
+    if name == "birthday_multiplier":
+        value = str(multiplier_bp(value))
+        field = "points_birthday_bp"
+    elif name in ("timezone", "tiers", "tier_basis", "birthday_bonus", "daily_cap",
+                  "expiry_months", "restore"):
+        field = f"points_{name}"
+        value = value.strip()
+        if name in ("birthday_bonus", "daily_cap", "expiry_months") and value:
+            value = str(int(value)) if value.isdigit() else value
     else:
         raise BadSetting(name, value, "no such points setting")
-    return f"points_{name}", value
+    if value == "" and name == "daily_cap":
+        return field, ""
+    try:
+        PARSERS[field](value)
+    except PointsError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise BadSetting(name, value, str(exc)) from exc
+    return field, value
 
 
 def check_attributes(declared: list[tuple[str, str]]) -> str:
@@ -205,8 +317,7 @@ class SettingsStore:
     def update(self, tenant: str, **changes: str) -> PointsSettings:
         """Validate and store settings; the next credit already uses them."""
         fields = dict(check_setting(name, value) for name, value in changes.items())
-        current = self.raw(tenant)
-        load({**current, **fields})  # the combination must parse too
+        self.raw(tenant)  # an unknown tenant: say so
         if fields:
             self._redis.hset(PointsKeys(tenant).settings, mapping=fields)
         return self.get(tenant)
@@ -221,10 +332,5 @@ class SettingsStore:
 
 
 def load(fields: Mapping[str, str]) -> PointsSettings:
-    """Parse settings, turning a damaged field into a one-line ``BadSetting``."""
-    try:
-        return PointsSettings.parse(fields)
-    except PointsError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise BadSetting("record", "points_*", f"damaged: {exc}") from exc
+    """Parse settings as read: a field that no longer parses is its default (and a warning)."""
+    return PointsSettings.parse(fields)

@@ -21,9 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from codegen.amounts import MAX_BALANCE
 from points_bridge.exc import BadInput, BadLadder, UnknownTier
 
 Basis = Literal["lifetime", "trailing"]
+MAX_WINDOW_DAYS = 3660
+"""Ten years: a trailing window any date arithmetic can compute (and members keep that
+many days of per-day earned points)."""
 BASES: tuple[Basis, ...] = ("lifetime", "trailing")
 
 
@@ -56,8 +60,11 @@ class TierLadder:
             raise BadLadder(f"basis {self.basis!r} is not one of {', '.join(BASES)}")
         if self.basis == "trailing":
             days = self.window_days
-            if isinstance(days, bool) or not isinstance(days, int) or days <= 0:
-                raise BadLadder(f"a trailing basis needs window_days > 0, not {days!r}")
+            is_int = isinstance(days, int) and not isinstance(days, bool)
+            if not is_int or not 0 < days <= MAX_WINDOW_DAYS:
+                raise BadLadder(
+                    f"a trailing basis needs window_days from 1 to {MAX_WINDOW_DAYS}, not {days!r}"
+                )
         elif self.window_days is not None:
             raise BadLadder("window_days is only for a trailing basis")
 
@@ -73,6 +80,8 @@ class TierLadder:
             threshold = tier.threshold
             if isinstance(threshold, bool) or not isinstance(threshold, int):
                 raise BadLadder(f"threshold of {tier.name!r} must be an int, not {threshold!r}")
+            if threshold > MAX_BALANCE:
+                raise BadLadder(f"threshold of {tier.name!r} is above {MAX_BALANCE} points")
             if previous is None and threshold != 0:
                 raise BadLadder(f"the first tier {tier.name!r} must start at 0, not {threshold}")
             if previous is not None and threshold <= previous:

@@ -26,9 +26,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import redis
 
+from codegen.amounts import MAX_ENTRY_POINTS
 from codegen.files import file_errors
 from points_bridge.exc import BadInput, PointsError
-from points_bridge.ledger import BASE_FIELDS, Ledger
+from points_bridge.ledger import BASE_FIELDS, Ledger, stored_int
 from points_bridge.members import MemberStore
 from points_bridge.settings import PointsSettings
 from schemas.points import SCHEMAS, with_metadata
@@ -82,8 +83,8 @@ def _ledger_rows(client: redis.Redis, ledger: Ledger, cards: list[str]) -> list[
                        if k not in (*BASE_FIELDS, "serial", "sku", "reason", "card")}
             rows.append({
                 "card": card, "entry_id": entry_id.decode(), "kind": f["kind"],
-                "delta": int(f.get("delta", 0)), "balance": int(f.get("balance") or 0),
-                "earned": int(f.get("earned") or 0), "tier": f.get("tier"),
+                "delta": stored_int(f.get("delta")), "balance": stored_int(f.get("balance")),
+                "earned": stored_int(f.get("earned")), "tier": f.get("tier"),
                 "at": int(f.get("at", 0)) * 1000, "idempotency_key": f.get("idem") or None,
                 "serial": int(f["serial"]) if f.get("serial") else None,
                 "sku": f.get("sku") or None, "reason": f.get("reason") or None,
@@ -198,6 +199,7 @@ def _points(text: str) -> int:
     text = text.strip()
     if not text:
         return 0
-    if not text.isdigit():
-        raise BadInput("points", text, "an opening balance is a whole number >= 0")
+    if not text.isdigit() or int(text) > MAX_ENTRY_POINTS:
+        raise BadInput("points", text,
+                       f"an opening balance is a whole number from 0 to {MAX_ENTRY_POINTS}")
     return int(text)

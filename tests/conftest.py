@@ -58,6 +58,14 @@ def redis_server() -> Iterator[EmbeddedRedis]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def allow_private_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's CRM, alert and SMS receivers listen on loopback, which the server
+    refuses to post to unless the operator allows it (``codegen/webhooks.py``); tests of
+    that refusal ``monkeypatch.delenv`` it."""
+    monkeypatch.setenv("ITEMSEAL_ALLOW_PRIVATE_WEBHOOKS", "1")
+
+
 STORES = ("single", "cluster")
 
 
@@ -106,6 +114,7 @@ def itemseal_env(
         "ITEMSEAL_HOME": str(short_home),
         "ITEMSEAL_REDIS_URL": redis_store.url(),
         "PATH": os.environ.get("PATH", ""),
+        "ITEMSEAL_ALLOW_PRIVATE_WEBHOOKS": "1",  # the receivers are local (allow_private_...)
     }
 
 

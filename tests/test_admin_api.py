@@ -33,6 +33,7 @@ BODIES = {
     ("POST", "/products"): {"sku": "NEW-1", "name": "New", "points": 3},
     ("PATCH", "/products/{sku}"): {"points": 25},
     ("PATCH", "/points"): {"daily_cap": 100},
+    ("PATCH", "/limits"): {"rate_ip": "off"},
     ("PUT", "/tiers"): {"tiers": [{"name": "silver", "threshold": 0},
                                   {"name": "gold", "threshold": 500}]},
     ("POST", "/campaigns"): {"campaign_id": "double", "starts_at": "2026-01-01",

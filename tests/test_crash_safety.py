@@ -105,7 +105,7 @@ def test_kill_9_of_the_bridge_delivers_every_event_at_least_once(
     points_tenant()
     make_events(redis_client, members=40, moves=20)
     expected = event_keys(redis_client)
-    args = [ITEMSEAL, "bridge", "run", "--tenant", "ACME", "--secret", "s3", "--consumer", "c1"]
+    args = [ITEMSEAL, "bridge", "run", "--tenant", "ACME", "--secret", "s3" * 8, "--consumer", "c1"]
     with serve_receiver() as (crm, url):
         answer = crm.answer
 

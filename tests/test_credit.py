@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from codegen.products import ProductStore
+from codegen.store.keyspace import PointsKeys, shard_of
 from points_bridge.campaigns import CampaignStore
 from points_bridge.credit import BlockingCrediter
 from points_bridge.ledger import Ledger
@@ -117,15 +118,51 @@ def test_a_pinned_tier_is_a_floor(redis_client, crediter, tenant):
     assert members.pin_tier(card, None).tier == "silver"
 
 
-def test_a_frozen_member_earns_nothing_even_after_unfreezing(redis_client, crediter, tenant):
+def test_a_frozen_member_s_claim_waits_and_is_credited_on_unfreeze(
+    redis_client, crediter, tenant
+):
+    """Issue 17: a code checked while the member is frozen lost its points for good."""
     card = claim(crediter, tenant, 1).member_card
     members = MemberStore(redis_client, tenant)
     members.change_status(card, "freeze")
     frozen = claim(crediter, tenant, 2)
-    assert frozen.points == 0 and "frozen" in frozen.note and frozen.balance == 100
+    assert frozen.points == 0 and frozen.pending and "frozen" in frozen.note
+    assert frozen.balance == 100
+    again = claim(crediter, tenant, 2)
+    assert again.pending and not again.duplicate, "still waiting, not spent"
+    assert [e.kind for e in Ledger(redis_client, tenant).history(card)] == ["credit", "status"]
+    member, note = members.change_status(card, "unfreeze")
+    assert member.balance == 200 and "1 waiting claims credited (100 points)" in note
+    assert claim(crediter, tenant, 2).duplicate, "credited once, on unfreeze"
+    assert members.get(card).balance == 200
+    assert redis_client.hlen(PointsKeys(tenant).pending(shard_of(card))) == 0
+
+
+def test_a_waiting_claim_left_by_a_cut_off_unfreeze_is_credited_by_reconcile(
+    redis_client, crediter, tenant
+):
+    from points_bridge.reconcile import Reconciler
+
+    card = claim(crediter, tenant, 1).member_card
+    members = MemberStore(redis_client, tenant)
+    members.change_status(card, "freeze")
+    assert claim(crediter, tenant, 2).pending
+    members._settle_pending = lambda card: (0, 0)  # the process dies right after unfreezing
     members.change_status(card, "unfreeze")
-    assert claim(crediter, tenant, 2).duplicate, "the code was spent while frozen"
     assert members.get(card).balance == 100
+    report = Reconciler(redis_client, tenant, min_age=0).run()
+    assert (report.settled, report.points) == (1, 100)
+    assert members.get(card).balance == 200
+
+
+def test_a_cancelled_member_s_claim_earns_nothing(redis_client, crediter, tenant):
+    card = claim(crediter, tenant, 1).member_card
+    members = MemberStore(redis_client, tenant)
+    members.change_status(card, "cancel")
+    cancelled = claim(crediter, tenant, 2)
+    assert cancelled.points == 0 and not cancelled.pending and "cancelled" in cancelled.note
+    members.change_status(card, "restore")
+    assert claim(crediter, tenant, 2).duplicate and members.get(card).balance == 100
 
 
 def test_rebind_keeps_points_and_a_replay_by_the_old_phone_credits_nothing(

@@ -9,10 +9,13 @@ with an empty success ("0 members") instead of "unknown tenant".
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import click
 
 from codegen.config import Config
+from codegen.keys import check_secret
 from codegen.times import iso
 
 pass_config = click.make_pass_decorator(Config)
@@ -53,3 +56,23 @@ def iso_time(ts: float | str | None) -> str:
     ``1767225600`` -> ``2026-01-01T00:00:00+00:00`` (``codegen.times.iso``).
     """
     return iso(ts) or "-"
+
+
+def read_secret(value: str | None, *, stdin: bool = False, env: str | None = None) -> str | None:
+    """The secret a command was given: on the command line (visible in ``ps``), on the
+    first line of standard input (``stdin``) or in the environment variable ``env``.
+
+    At most one source; whichever it is, the secret must have ``MIN_SECRET_CHARS``.
+    """
+    sources = [s for s in (value is not None, stdin, env is not None) if s]
+    if len(sources) > 1:
+        raise click.UsageError("give the secret one way: the option, --secret-stdin or the env")
+    if stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+    elif env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise click.UsageError(f"{env} is not set")
+    if value is not None:
+        check_secret(value)
+    return value

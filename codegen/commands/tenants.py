@@ -16,9 +16,6 @@ from codegen.commands.options import (
 from codegen.times import iso
 
 HIDDEN_SETTINGS = ("gateway_secret",)  # sealed; never printed, not even sealed
-CHANNEL_SETTINGS = (
-    "sms_number", "gateway_secret", "language", "reply_format", "join_keyword", "balance_keyword",
-)
 
 
 

@@ -219,6 +219,11 @@ class PointsKeys:
         """Stream of CRM events the webhook refused for good."""
         return f"{self._t}:crm-dead"
 
+    @property
+    def claims_dead(self) -> str:
+        """Stream of claims reconcile could not credit for good (``itemseal points dead``)."""
+        return f"{self._t}:claims-dead"
+
     # -- customer care (tenant slot: one script touches several of these) ----------
     @property
     def optouts(self) -> str:
@@ -328,7 +333,16 @@ class PointsKeys:
     def member_keys(self, card: str) -> list[str]:
         """KEYS of every member script, in this order."""
         return [self.member(card), self.ledger(card), self.idem(card), self.lots(card),
-                self.events(shard_of(card))]
+                self.events(shard_of(card)), self.pending(shard_of(card))]
+
+    def pending(self, shard: int) -> str:
+        """Hash: ``<card>/<serial>`` -> JSON claim of a member frozen when it was credited.
+
+        Written by the script that would have posted the credit, so a frozen
+        member's claim is either credited or here; credited on unfreeze (and by
+        ``itemseal points reconcile``), which removes it in the same script.
+        """
+        return f"{self.shard_tag(shard)}:pending"
 
     def events(self, shard: int) -> str:
         """Stream: every ledger entry and member change of the shard, for the CRM."""

@@ -17,6 +17,7 @@ from codegen.commands.options import (
     echo_rows,
     json_option,
     pass_config,
+    read_secret,
     tenant_option,
 )
 from codegen.store.audit import AuditLog
@@ -114,20 +115,30 @@ def sender() -> None:
 @click.option("--url", help="HTTP gateway URL.")
 @click.option("--template", help="JSON payload template ({phone} {text} {id} {tenant}).")
 @click.option("--id-field", help="Field of the gateway's answer with its message id.")
-@click.option("--auth-header", help="'Name: value' sent to the gateway (sealed at rest).")
+@click.option("--auth-header",
+              help="'Name: value' sent to the gateway (sealed at rest; value >= 16 chars)."
+                   " Shows in `ps`: prefer --secret-stdin or --secret-env.")
+@click.option("--secret-stdin", is_flag=True, help="Read the auth header from standard input.")
+@click.option("--secret-env", is_flag=True,
+              help="Read the auth header from the ITEMSEAL_SENDER_AUTH variable.")
 @click.option("--path", help="JSONL file of the file sender.")
 @click.option("--rate", type=int, help="Messages per second (all runners together).")
 @click.option("--quiet", help="Quiet hours HH:MM-HH:MM, tenant time; '' for none.")
 @click.option("--cost", type=int, help="Credit units one message costs.")
 @pass_config
-def sender_set(config: Config, tenant: str, kind, auth_header, **kw) -> None:
+def sender_set(config: Config, tenant: str, kind, auth_header, secret_stdin: bool,
+               secret_env: bool, **kw) -> None:
     """Change a tenant's outbound settings; print them (never the auth header).
 
     \b
     Example:
-      itemseal sender set --tenant ACME --sender http --url https://sms.example/send \\
-        --auth-header "Authorization: Bearer abc" --rate 20 --quiet 21:00-08:00 --cost 5
+      printf '%s\\n' "Authorization: Bearer $TOKEN" | itemseal sender set --tenant ACME \\
+        --sender http --url https://sms.example/send --secret-stdin --rate 20 \\
+        --quiet 21:00-08:00 --cost 5
     """
+    if secret_stdin or secret_env:
+        auth_header = read_secret(auth_header, stdin=secret_stdin,
+                                  env="ITEMSEAL_SENDER_AUTH" if secret_env else None)
     changes = {k: v for k, v in kw.items() if v is not None}
     if kind:
         changes["sender"] = kind

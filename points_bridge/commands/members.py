@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 import click
 
 from codegen.commands.options import Config, iso_time, pass_config, tenant_option
+from codegen.exc import ItemsealError
+from codegen.store.audit import AuditLog
 from points_bridge.cards import format_card
 from points_bridge.ledger import Entry, Ledger
 from points_bridge.members import Member, MemberStore, earned_for_tier
@@ -203,12 +205,15 @@ def member_rebind(config: Config, tenant: str, phone, card, new_phone: str) -> N
 @member.command("adjust")
 @tenant_option
 @who
-@click.option("--points", type=int, required=True, help="Points to add (or, negative, remove).")
+@click.option("--points", type=int, required=True,
+              help="Points to add (or, negative, remove): at most 1000000000 either way.")
 @click.option("--reason", required=True, help="Why: kept in the ledger and sent to the CRM.")
 @key_option
 @pass_config
 def member_adjust(config: Config, tenant: str, phone, card, points: int, reason: str, idem):
     """Correct a member's balance by a number of points, with a reason.
+
+    Accepted and refused adjustments are both written to the audit log.
 
     \b
     Example:
@@ -217,10 +222,22 @@ def member_adjust(config: Config, tenant: str, phone, card, points: int, reason:
     """
     m = _find(config, tenant, phone, card)
     settings = MemberStore(config.redis, tenant).settings()
-    posted = Ledger(config.redis, tenant).adjust(
-        m.card, points, reason=reason, idem=idem,
-        expiry=(settings.expiry_months, settings.timezone),
-    )
+    audit = AuditLog(config.redis, tenant)
+    before = {"balance": m.balance, "status": m.status}
+    try:
+        posted = Ledger(config.redis, tenant).adjust(
+            m.card, points, reason=reason, idem=idem,
+            expiry=(settings.expiry_months, settings.timezone),
+        )
+    except ItemsealError as exc:
+        audit.record("cli", "member.adjust.refused", f"member/{m.card}", before,
+                     {"points": points, "reason": reason, "key": idem,
+                      "refused": {"code": exc.code, "message": str(exc)}})
+        raise
+    if not posted.duplicate:
+        audit.record("cli", "member.adjust", f"member/{m.card}", before,
+                     {"balance": posted.entry.balance, "entry_id": posted.entry.entry_id,
+                      "delta": posted.entry.delta, "reason": reason})
     _posted(posted)
 
 

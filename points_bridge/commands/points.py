@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -19,6 +19,7 @@ from codegen.commands.options import (
     echo_rows,
     json_option,
     pass_config,
+    read_secret,
     tenant_option,
 )
 from codegen.store.keyspace import PointsKeys
@@ -200,26 +201,87 @@ def points_config(config: Config, tenant: str, attributes: tuple[str, ...], as_j
 @tenant_option
 @click.option("--min-age", type=float, default=30.0, show_default=True,
               help="Leave claims younger than this many seconds to their own request.")
+@click.option("--attempts", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Tries of a claim that fails for a passing reason (member busy, store"
+                   " unreachable) before its segment waits for the next run.")
 @pass_config
-def points_reconcile(config: Config, tenant: str, min_age: float) -> None:
+def points_reconcile(config: Config, tenant: str, min_age: float, attempts: int) -> None:
     """Credit claims a crash left uncredited, from the claims outboxes (idempotent).
 
     Safe to run at any time and as often as wished, e.g. from cron every
-    minute: a claim already credited is not credited again.
+    minute: a claim already credited is not credited again. A passing failure
+    is retried with backoff and, if it persists, the segment stops before that
+    claim until the next run; a claim that can never be credited as it is
+    (e.g. a phone that does not parse) is parked in the dead-letter list
+    (`itemseal points dead`, `itemseal points replay`). Claims of members
+    frozen when they claimed wait, and are credited once the member is
+    unfrozen. Exit status 1 if a claim was parked or left unsettled.
 
     \b
     Example:
       itemseal points reconcile --tenant ACME
     """
     SettingsStore(config.redis).get(tenant)
-    report = Reconciler(config.redis, tenant, min_age=min_age).run()
+    report = Reconciler(config.redis, tenant, min_age=min_age, attempts=attempts).run()
     click.echo(
         f"segments {report.segments}, claims {report.seen}, credited {report.credited}"
         f" ({report.points} points), already credited {report.duplicates},"
-        f" failed {len(report.failed)}"
+        f" waiting for unfreeze {report.pending}, waiting claims credited {report.settled},"
+        f" failed {len(report.failed) + len(report.unsettled)} (dead-lettered"
+        f" {len(report.failed)}, left for the next run {len(report.unsettled)})"
     )
     for entry_id, reason in report.failed:
-        click.echo(f"failed\t{entry_id}\t{reason}", err=True)
+        click.echo(f"dead-lettered\t{entry_id}\t{reason}", err=True)
+    for entry_id, reason in report.unsettled:
+        click.echo(f"unsettled\t{entry_id}\t{reason}", err=True)
+    if report.failed or report.unsettled:
+        raise SystemExit(1)
+
+
+@points.command("dead")
+@tenant_option
+@pass_config
+def points_dead(config: Config, tenant: str) -> None:
+    """List claims reconcile parked for good: id, serial, outbox entry, parked at, reason.
+
+    \b
+    Example:
+      itemseal points dead --tenant ACME
+    """
+    SettingsStore(config.redis).get(tenant)
+    for d in Reconciler(config.redis, tenant).dead():
+        click.echo(f"{d.dead_id}\t{d.serial}\t{d.outbox_entry}\t{_iso(d.at)}\t{d.reason}")
+
+
+@points.command("replay")
+@tenant_option
+@click.argument("dead_ids", nargs=-1)
+@pass_config
+def points_replay(config: Config, tenant: str, dead_ids: tuple[str, ...]) -> None:
+    """Credit parked claims again once the cause is fixed; all of them, or the ids given.
+
+    A credited claim leaves the dead-letter list; one that fails again stays
+    there with the new reason. Credits are idempotent by serial, so a claim
+    credited meanwhile is not credited twice. Exit status 1 if one failed again.
+
+    \b
+    Example:
+      itemseal points replay --tenant ACME
+      itemseal points replay --tenant ACME 1700000000000-0
+    """
+    SettingsStore(config.redis).get(tenant)
+    report = Reconciler(config.redis, tenant).replay(dead_ids)
+    click.echo(f"replayed {report.seen}: credited {report.credited} ({report.points} points),"
+               f" already credited {report.duplicates}, waiting for unfreeze {report.pending},"
+               f" still dead {len(report.failed)}")
+    for dead_id, reason in report.failed:
+        click.echo(f"still dead\t{dead_id}\t{reason}", err=True)
+    if report.failed:
+        raise SystemExit(1)
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 @points.command("expire")
@@ -240,6 +302,8 @@ def points_expire(config: Config, tenant: str) -> None:
 
 
 # -- the CRM bridge ------------------------------------------------------------------------
+CRM_SECRET_ENV = "ITEMSEAL_CRM_SECRET"
+
 @click.group()
 def bridge() -> None:
     """Deliver every ledger entry and member change to the brand's CRM."""
@@ -284,17 +348,25 @@ def bridge_run(config: Config, tenant: str, webhook: str, secret: str | None, on
 
 @bridge.command("secret")
 @tenant_option
-@click.option("--set", "value", help="Use this secret (share it with the CRM).")
+@click.option("--set", "value",
+              help="Use this secret (>= 16 chars; share it with the CRM). Shows in `ps`:"
+                   " prefer --secret-stdin or --secret-env.")
+@click.option("--secret-stdin", is_flag=True, help="Set the secret read from standard input.")
+@click.option("--secret-env", is_flag=True,
+              help=f"Set the secret held in the {CRM_SECRET_ENV} variable.")
 @click.option("--new", is_flag=True, help="Make a new random secret.")
 @pass_config
-def bridge_secret(config: Config, tenant: str, value: str | None, new: bool) -> None:
+def bridge_secret(config: Config, tenant: str, value: str | None, secret_stdin: bool,
+                  secret_env: bool, new: bool) -> None:
     """Show, set or renew the tenant's webhook signing secret (made on first use).
 
     \b
     Example:
       itemseal bridge secret --tenant ACME
       itemseal bridge secret --tenant ACME --new
+      printf '%s\\n' "$CRM_SECRET" | itemseal bridge secret --tenant ACME --secret-stdin
     """
+    value = read_secret(value, stdin=secret_stdin, env=CRM_SECRET_ENV if secret_env else None)
     SettingsStore(config.redis).get(tenant)
     store = CrmSecret(config.redis, tenant, config.master_key())
     secret = store.set(value.encode() if value else None) if value or new else store.ensure()
@@ -345,6 +417,8 @@ def bridge_replay(config: Config, tenant: str, entry_ids: tuple[str, ...], webho
 
 def _bridge(config: Config, tenant: str, webhook: str, secret: str | None, **kw) -> Bridge:
     SettingsStore(config.redis).get(tenant)
+    if secret is not None:
+        read_secret(secret)
     key = secret.encode() if secret else CrmSecret(config.redis, tenant, config.master_key()).get()
     if not key:
         raise click.UsageError(

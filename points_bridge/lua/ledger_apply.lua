@@ -4,16 +4,38 @@
 -- KEYS[3] = idem hash      (is:{T/mK}:idem:CARD): key -> "<body sha> <entry id>"
 -- KEYS[4] = lots list      (is:{T/mK}:lots:CARD): "<expires_at> <points left>", oldest first
 -- KEYS[5] = events stream  (is:{T/mK}:events): the same entry, for the CRM bridge
+-- KEYS[6] = pending hash   (is:{T/mK}:pending): "<card>/<serial>" -> a frozen member's claim
 -- ARGV[1] = JSON {card, at, kind, idem, sha, version?, delta, earned, day?, drop_days [],
---                 need_active?, lot_expires (0: none), tier?, fields {}, member_set {}}
+--                 need_active?, lot_expires ("0": none), tier?, fields {}, member_set {},
+--                 park?, pending_field?}
 --   member_set: fields written on the member hash with the entry (a credit records
 --   last_check_at, last_region and sku:<SKU> for the customer-care segments).
 --   kind "" only expires due lots; version (when given) must equal the record's v, so a
 --   figure the caller computed from a snapshot (award, tier, daily cap) is still right.
+--   park: the claim to keep in KEYS[6] under pending_field instead of posting (the
+--   member is frozen at that version); a posted entry removes pending_field.
+-- Points (delta, earned, lot_expires) come as decimal strings and are written with
+-- HINCRBY and as the same strings: Lua numbers are doubles, so a figure is turned into
+-- one only to compare it, and only once it is known to be within the bounds below
+-- (codegen/amounts.py), where doubles are exact. A number the script computes is
+-- written with '%.0f' (exact for an integral double), never tostring ('%.14g').
 -- Returns JSON {ok=true, entry, balance, earned, tier, tier_from?, expired}
---           or {ok=false, why=dup|conflict|missing|stale|inactive|insufficient, ...}
+--           or {ok=false, why=dup|conflict|missing|stale|inactive|insufficient|bounds|parked}
+local MAX_BALANCE = 1000000000000000  -- 10^15
+local MAX_ENTRY = 1000000000          -- 10^9
 local spec = cjson.decode(ARGV[1])
 local at = tonumber(spec.at)
+
+local function str(n) return string.format('%.0f', n) end
+-- A decimal integer string within [-MAX_ENTRY, MAX_ENTRY] as a number, else nil.
+local function entry_points(s)
+  if type(s) ~= 'string' or not string.match(s, '^%-?%d%d?%d?%d?%d?%d?%d?%d?%d?%d?$') then
+    return nil
+  end
+  local n = tonumber(s)
+  if n > MAX_ENTRY or n < -MAX_ENTRY then return nil end
+  return n
+end
 
 if spec.idem ~= '' then
   local seen = redis.call('HGET', KEYS[3], spec.idem)
@@ -35,7 +57,7 @@ local function append(e)
   local fields = {}
   for k, v in pairs(e) do
     fields[#fields + 1] = k
-    fields[#fields + 1] = tostring(v)
+    fields[#fields + 1] = type(v) == 'number' and str(v) or tostring(v)
   end
   local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
   redis.call('XADD', KEYS[5], '*', 'type', 'ledger', 'card', spec.card, 'entry', id,
@@ -54,35 +76,53 @@ while true do
   redis.call('LPOP', KEYS[4])
 end
 if expired > 0 then
-  redis.call('HINCRBY', KEYS[1], 'balance', -expired)
+  redis.call('HINCRBY', KEYS[1], 'balance', '-' .. str(expired))
   redis.call('HINCRBY', KEYS[1], 'v', 1)
-  append({kind = 'expire', delta = -expired})
+  append({kind = 'expire', delta = '-' .. str(expired)})
 end
-if spec.kind == '' then return cjson.encode({ok = true, expired = expired}) end
+if spec.kind == '' then return cjson.encode({ok = true, expired = str(expired)}) end
 
+if spec.park then
+  redis.call('HSET', KEYS[6], spec.pending_field, spec.park)
+  return cjson.encode({ok = false, why = 'parked', expired = str(expired)})
+end
 if spec.need_active and status ~= 'active' then
-  return cjson.encode({ok = false, why = 'inactive', status = status, expired = expired})
+  return cjson.encode({ok = false, why = 'inactive', status = status, expired = str(expired)})
 end
-local delta = tonumber(spec.delta)
-local balance = tonumber(redis.call('HGET', KEYS[1], 'balance') or '0')
-if delta < 0 and balance + delta < 0 then
-  return cjson.encode({ok = false, why = 'insufficient', balance = balance, expired = expired})
+local delta = entry_points(spec.delta)
+local earned = entry_points(spec.earned or '0')
+local lot_expires = tonumber(spec.lot_expires or '0') or 0
+if not delta or not earned or earned < 0 then
+  return cjson.encode({ok = false, why = 'bounds', expired = str(expired)})
+end
+local balance_text = redis.call('HGET', KEYS[1], 'balance') or '0'
+local balance = tonumber(balance_text)
+local earned_before = tonumber(redis.call('HGET', KEYS[1], 'earned') or '0')
+if delta < 0 and balance < -delta then
+  return cjson.encode({ok = false, why = 'insufficient', balance = balance_text,
+                       expired = str(expired)})
+end
+if (delta > 0 and balance > MAX_BALANCE - delta)
+    or (earned > 0 and earned_before > MAX_BALANCE - earned) then
+  return cjson.encode({ok = false, why = 'bounds', balance = balance_text,
+                       expired = str(expired)})
 end
 
-redis.call('HINCRBY', KEYS[1], 'balance', delta)
-if tonumber(spec.earned) > 0 then
+redis.call('HINCRBY', KEYS[1], 'balance', spec.delta)
+if earned > 0 then
   redis.call('HINCRBY', KEYS[1], 'earned', spec.earned)
   redis.call('HINCRBY', KEYS[1], spec.day, spec.earned)
 end
 for _, field in ipairs(spec.drop_days or {}) do redis.call('HDEL', KEYS[1], field) end
 for k, v in pairs(spec.member_set or {}) do redis.call('HSET', KEYS[1], k, v) end
-if delta > 0 and tonumber(spec.lot_expires) > 0 then
+if spec.pending_field then redis.call('HDEL', KEYS[6], spec.pending_field) end
+if delta > 0 and lot_expires > 0 then
   local last = redis.call('LINDEX', KEYS[4], -1)
   local expires, left = string.match(last or '', '^(%d+) (%d+)$')
-  if expires and tonumber(expires) == tonumber(spec.lot_expires) then
-    redis.call('LSET', KEYS[4], -1, expires .. ' ' .. (tonumber(left) + delta))
+  if expires and tonumber(expires) == lot_expires then
+    redis.call('LSET', KEYS[4], -1, expires .. ' ' .. str(tonumber(left) + delta))
   else
-    redis.call('RPUSH', KEYS[4], spec.lot_expires .. ' ' .. delta)
+    redis.call('RPUSH', KEYS[4], spec.lot_expires .. ' ' .. spec.delta)
   end
 elseif delta < 0 then
   local owed = -delta
@@ -95,7 +135,7 @@ elseif delta < 0 then
       redis.call('LPOP', KEYS[4])
       owed = owed - left
     else
-      redis.call('LSET', KEYS[4], 0, expires .. ' ' .. (left - owed))
+      redis.call('LSET', KEYS[4], 0, expires .. ' ' .. str(left - owed))
       owed = 0
     end
   end
@@ -108,12 +148,12 @@ if spec.tier and spec.tier ~= '' and spec.tier ~= tier then
   redis.call('HSET', KEYS[1], 'tier', spec.tier)
   tier_from = tier
 end
-local e = {kind = spec.kind, delta = delta, idem = spec.idem}
+local e = {kind = spec.kind, delta = spec.delta, idem = spec.idem}
 for k, v in pairs(spec.fields or {}) do e[k] = v end
 local id = append(e)
 redis.call('HSET', KEYS[3], spec.idem, spec.sha .. ' ' .. id)
-if tier_from then append({kind = 'tier', delta = 0, from = tier_from, to = spec.tier}) end
+if tier_from then append({kind = 'tier', delta = '0', from = tier_from, to = spec.tier}) end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 local m = redis.call('HMGET', KEYS[1], 'balance', 'earned', 'tier')
 return cjson.encode({ok = true, entry = id, balance = m[1], earned = m[2], tier = m[3],
-                     tier_from = tier_from, expired = expired})
+                     tier_from = tier_from, expired = str(expired)})

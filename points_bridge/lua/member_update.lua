@@ -16,11 +16,12 @@ local function record()
   return t
 end
 
+-- Figures stay the strings Redis holds (never tostring of a double: '%.14g' rounds).
 local function flatten(t)
   local out = {}
   for k, v in pairs(t) do
     out[#out + 1] = k
-    out[#out + 1] = tostring(v)
+    out[#out + 1] = type(v) == 'number' and string.format('%.0f', v) or tostring(v)
   end
   return out
 end
@@ -39,9 +40,9 @@ for field, allowed in pairs(spec.expect or {}) do
   if not found then return cjson.encode({ok = false, why = 'state', field = field, member = m}) end
 end
 
-local forfeited = 0
+local forfeited = '0'
 if spec.forfeit then
-  forfeited = tonumber(m.balance or '0')
+  forfeited = m.balance or '0'
   redis.call('HSET', KEYS[1], 'balance', '0')
   redis.call('DEL', KEYS[4])
 end
@@ -53,7 +54,8 @@ m = record()
 
 local entry_id = false
 if spec.entry then
-  local e = {kind = spec.entry.kind, delta = 0 - forfeited, balance = m.balance, earned = m.earned,
+  local delta = forfeited == '0' and '0' or '-' .. forfeited
+  local e = {kind = spec.entry.kind, delta = delta, balance = m.balance, earned = m.earned,
              tier = m.tier, at = spec.at}
   for k, v in pairs(spec.entry) do e[k] = v end
   local fields = flatten(e)

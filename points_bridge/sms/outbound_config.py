@@ -31,8 +31,9 @@ from zoneinfo import ZoneInfo
 
 import redis
 
-from codegen.keys import MasterKey
+from codegen.keys import MasterKey, check_secret
 from codegen.store.keyspace import PointsKeys
+from codegen.webhooks import check_public_url
 from points_bridge.settings import SettingsStore
 from points_bridge.sms.senders import (
     DEFAULT_TEMPLATE,
@@ -134,6 +135,8 @@ class OutboundSettings:
         if auth is not None:
             if self._master is None:
                 raise SenderError("the master key is needed to store an auth header")
+            if auth:
+                check_secret(auth.partition(":")[2].strip(), "the value of the auth header")
             fields["auth"] = self._seal(auth) if auth else ""
         if fields:
             self._redis.hset(self._keys.outbound_config, mapping=fields)
@@ -162,8 +165,10 @@ def _checked(name: str, value: object) -> str:
     text = str(value).strip()
     if name == "sender" and text not in ("file", "http"):
         raise SenderError("sender is 'file' or 'http'")
-    if name == "url" and text and not text.startswith(("http://", "https://")):
-        raise SenderError(f"bad gateway URL {text!r}: give an http(s) URL")
+    if name == "url" and text:
+        if not text.startswith(("http://", "https://")):
+            raise SenderError(f"bad gateway URL {text!r}: give an http(s) URL")
+        check_public_url(text, "the SMS gateway URL")
     if name == "template":
         check_template(text)
     if name in ("rate", "cost"):

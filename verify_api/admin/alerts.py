@@ -36,9 +36,10 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
-from codegen.keys import MasterKey
+from codegen.keys import MasterKey, check_secret
 from codegen.store.keyspace import TenantKeys
 from codegen.times import iso
+from codegen.webhooks import PrivateWebhook, check_public_url
 from codegen.words import plural
 from points_bridge.sms.outbound import ALERT, Outbox
 from verify_api.admin.reports import Reports
@@ -57,8 +58,14 @@ DEFAULTS = {"webhook_url": "", "webhook_secret": "", "sms_phones": [], "risk_hig
 SENT_SECONDS = 30 * 86400
 
 
-def check_config(data: Mapping[str, object]) -> dict:
-    """Validate alert settings; keys not given keep their defaults."""
+def check_config(
+    data: Mapping[str, object], *, changed_url: bool = False, changed_secret: bool = False
+) -> dict:
+    """Validate alert settings; keys not given keep their defaults.
+
+    The webhook URL's host and the secret's length are checked when they are
+    set (``changed_*``): one stored before these checks still reads.
+    """
     out = dict(DEFAULTS)
     for name, value in data.items():
         if name not in DEFAULTS:
@@ -70,6 +77,10 @@ def check_config(data: Mapping[str, object]) -> dict:
     url = out["webhook_url"]
     if url and not url.startswith(("http://", "https://")):
         raise SettingError(f"bad webhook URL {url!r}: give an http(s) URL")
+    if url and changed_url:
+        check_public_url(url, "the alert webhook")
+    if out["webhook_secret"] and changed_secret:
+        check_secret(out["webhook_secret"], "the alert webhook secret")
     if out["window_minutes"] < 1 or out["window_minutes"] > 24 * 60:
         raise SettingError("window_minutes is 1-1440 (the counters keep two days)")
     if out["counterfeit_threshold"] < 0:
@@ -145,7 +156,9 @@ class Alerts:
         return check_config(stored)
 
     def configure(self, changes: Mapping[str, object]) -> dict:
-        checked = check_config({**self.config(), **changes})
+        checked = check_config({**self.config(), **changes},
+                               changed_url=bool(changes.get("webhook_url")),
+                               changed_secret=bool(changes.get("webhook_secret")))
         stored = dict(checked)
         if checked["webhook_secret"]:
             secret = str(checked["webhook_secret"]).encode()
@@ -220,8 +233,10 @@ class Alerts:
             request = urllib.request.Request(config["webhook_url"], body, headers,
                                              method="POST")
             try:
+                check_public_url(config["webhook_url"], "the alert webhook",
+                                 resolve_fail_ok=False)
                 urllib.request.urlopen(request, timeout=self._timeout).close()  # noqa: S310
-            except (urllib.error.URLError, OSError):
+            except (urllib.error.URLError, OSError, PrivateWebhook):
                 self._redis.delete(self._keys.alert_sent(alert.alert_id))  # next run tries again
         outbox = Outbox(self._redis, self.tenant, clock=self._clock)
         for phone in config["sms_phones"]:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from codegen.times import iso
+from points_bridge.ledger import stored_int
 from verify_api.check.answers import RESULTS
 from verify_api.check.risk import (
     PHONE_SKETCH_BITS,
@@ -146,7 +147,7 @@ def points_by_product(entries: Iterable[Mapping]) -> Table:
     columns = ("issued", "redeemed", "adjusted", "expired")
     sums: dict[str, Counter] = defaultdict(Counter)
     for e in entries:
-        kind, delta = e["kind"], int(e["delta"])
+        kind, delta = e["kind"], stored_int(e["delta"])
         if kind == "credit":
             sums[e.get("sku") or "-"]["issued"] += delta
         elif kind == "redeem":

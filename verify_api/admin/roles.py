@@ -3,7 +3,7 @@
 Three roles, one job each (``itemseal token create --role``):
 
 * ``operator`` — the factory line: lists batches and activates them when they ship.
-* ``manager`` — the brand manager: products, points rules, campaigns, tiers,
+* ``manager`` — the brand manager: products, points rules, campaigns, tiers, check limits,
   recalls, reports and the audit trail; also reads members.
 * ``support`` — customer service: reads and edits members (status, phone,
   adjustments, redemptions), reads and answers consumers' feedback.
@@ -31,6 +31,8 @@ ACTIONS: dict[str, frozenset[str]] = {
     "campaigns.write": frozenset({MANAGER}),
     "tiers.read": frozenset({MANAGER, SUPPORT}),
     "tiers.write": frozenset({MANAGER}),
+    "limits.read": frozenset({MANAGER}),
+    "limits.write": frozenset({MANAGER}),
     "batches.read": frozenset({OPERATOR, MANAGER}),
     "batches.activate": frozenset({OPERATOR}),
     "batches.recall": frozenset({MANAGER}),

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from codegen.exc import CodegenError
-from codegen.keys import MasterKey
+from codegen.exc import CodegenError, WeakSecret
+from codegen.keys import MasterKey, check_secret
 from codegen.store.keyspace import CHANNEL_NUMBERS, TenantKeys
 from codegen.store.scripts import register
 from codegen.store.wire import Link, call, hash_pairs, pack
@@ -156,8 +156,10 @@ class ChannelStore:
             language, reply_format, join_keyword, balance_keyword, templates_ or {}
         )
         if gateway_secret is not None:
-            if len(gateway_secret) < 16:
-                raise SettingError("the gateway secret must be at least 16 characters")
+            try:
+                check_secret(gateway_secret, "the gateway secret")
+            except WeakSecret as exc:
+                raise SettingError(str(exc)) from None
             fields[SECRET_FIELD] = self._seal(tenant, gateway_secret)
         if sms_number is not None:
             self._set_number(tenant, sms_number)

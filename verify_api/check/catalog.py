@@ -20,6 +20,7 @@ field                         default    meaning
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,26 @@ DEFAULTS = {
     "verify_rate_batch": "20000/60",
 }
 MAX_CACHED = 10_000
+MAX_CHECK_CAP = 1_000_000
+log = logging.getLogger(__name__)
+
+
+def parse_check_cap(text: str) -> int:
+    """Read ``verify_check_cap``: checks from 1 to ``MAX_CHECK_CAP``."""
+    cap = int(text)
+    if not 1 <= cap <= MAX_CHECK_CAP:
+        raise ValueError(f"a check cap is a whole number from 1 to {MAX_CHECK_CAP}: {text!r}")
+    return cap
+
+
+PARSERS: dict[str, Callable[[str], object]] = {
+    "verify_check_cap": parse_check_cap,
+    "verify_rate_ip": Limit.parse,
+    "verify_rate_phone": Limit.parse,
+    "verify_rate_batch": Limit.parse,
+}
+"""The one parser of each policy field: read here, and checked with it when written
+(``itemseal tenant set --rate-ip ...``, ``PATCH .../limits``: ``verify_api/admin/limits.py``)."""
 
 
 @dataclass(frozen=True)
@@ -54,18 +75,21 @@ class TenantPolicy:
     def from_settings(cls, tenant: str, settings: dict[str, str]) -> TenantPolicy:
         """Build the policy; a setting that does not parse falls back to its default."""
 
-        def setting(name: str, parse: Callable[[str], object]):
+        def setting(name: str):
+            parse = PARSERS[name]
             try:
                 return parse(settings.get(name, DEFAULTS[name]))
-            except ValueError:
+            except ValueError as exc:
+                log.warning("tenant %s: setting %s=%r does not parse (%s): using %s",
+                            tenant, name, settings.get(name), exc, DEFAULTS[name])
                 return parse(DEFAULTS[name])
 
         return cls(
             tenant=tenant,
-            check_cap=setting("verify_check_cap", int),
-            ip_limit=setting("verify_rate_ip", Limit.parse),
-            phone_limit=setting("verify_rate_phone", Limit.parse),
-            batch_limit=setting("verify_rate_batch", Limit.parse),
+            check_cap=setting("verify_check_cap"),
+            ip_limit=setting("verify_rate_ip"),
+            phone_limit=setting("verify_rate_phone"),
+            batch_limit=setting("verify_rate_batch"),
             phone_region=(settings.get("region") or DEFAULT_REGION).upper()[:2],
         )
 

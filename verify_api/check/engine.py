@@ -163,7 +163,8 @@ class VerifyEngine:
             log.warning("claim of serial %s of %s queued for reconcile: %s", serial, tenant,
                         type(exc).__name__)
             return replace(answer, points_pending=True)
-        return replace(answer, points_awarded=credit.points, balance=credit.balance, credit=credit)
+        return replace(answer, points_awarded=credit.points, balance=credit.balance, credit=credit,
+                       points_pending=credit.pending)
 
     async def lookup(self, tenant: str, code: str, client_ip: str) -> Answer:
         """The brand's look at a code: the same answer, nothing recorded or claimed."""

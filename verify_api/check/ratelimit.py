@@ -24,6 +24,10 @@ from codegen.store.keyspace import TenantKeys
 from verify_api.check.scans import VerifyScripts
 from verify_api.exc import RateLimited
 
+MAX_COUNT = 10**9
+MAX_SECONDS = 86_400
+"""Bounds of a limit: a day's window, counts the Lua script keeps exact."""
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -40,8 +44,11 @@ class Limit:
             return None
         count, _, seconds = text.partition("/")
         limit = cls(int(count), int(seconds or 60))
-        if limit.count <= 0 or limit.seconds <= 0:
-            raise ValueError(f"a rate limit is COUNT/SECONDS, both positive: {text!r}")
+        if not (0 < limit.count <= MAX_COUNT and 0 < limit.seconds <= MAX_SECONDS):
+            raise ValueError(
+                f"a rate limit is COUNT/SECONDS with COUNT from 1 to {MAX_COUNT} and SECONDS"
+                f" from 1 to {MAX_SECONDS}, or off: {text!r}"
+            )
         return limit
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import click
 
-from codegen.commands.options import Config, pass_config
+from codegen.commands.options import Config, pass_config, read_secret
+from verify_api.admin.limits import VerifyLimits
 from verify_api.channels.config import ChannelStore
 
+LIMIT_SETTINGS = ("rate_ip", "rate_phone", "rate_batch", "check_cap")
+GATEWAY_SECRET_ENV = "ITEMSEAL_GATEWAY_SECRET"
 CHANNEL_SETTINGS = (
     "sms_number", "gateway_secret", "language", "reply_format", "join_keyword", "balance_keyword",
 )
@@ -27,18 +30,29 @@ CHANNEL_SETTINGS = (
     help="Phone region (e.g. CN, the default) for member numbers typed without +CC.",
 )
 @click.option("--sms-number", help="The brand's SMS number or sub-port, digits (\"\" removes it).")
-@click.option("--gateway-secret", help="Secret the SMS/IVR gateways sign with (>= 16 chars).")
+@click.option("--gateway-secret",
+              help="Secret the SMS/IVR gateways sign with (>= 16 chars); shows in `ps`:"
+                   " prefer --secret-stdin or ITEMSEAL_GATEWAY_SECRET with --secret-env.")
+@click.option("--secret-stdin", is_flag=True,
+              help="Read the gateway secret from the first line of standard input.")
+@click.option("--secret-env", is_flag=True,
+              help="Read the gateway secret from the ITEMSEAL_GATEWAY_SECRET variable.")
 @click.option("--language", type=click.Choice(["zh", "en"]), help="Replies and pages: zh or en.")
 @click.option("--reply-format", type=click.Choice(["text", "twiml"]), help="Twilio SMS replies.")
 @click.option("--join-keyword", help="SMS keyword to join as a member (default 888).")
 @click.option("--balance-keyword", help="SMS keyword to ask for the balance (default 666).")
+@click.option("--rate-ip", help="Checks per client IP: COUNT/SECONDS (e.g. 300/60) or off.")
+@click.option("--rate-phone", help="Checks per member phone: COUNT/SECONDS or off.")
+@click.option("--rate-batch", help="Codes per client IP on the batch route: COUNT/SECONDS or off.")
+@click.option("--check-cap", help="Checks of a code after which answers say limit_reached.")
 @click.option(
     "--template", "template_pairs", multiple=True,
     help="NAME=TEXT: a reply template (e.g. join=...); NAME= restores the default.",
 )
 @pass_config
 def tenant_set(
-    config: Config, tenant_id: str, template_pairs: tuple[str, ...], **settings: str | None
+    config: Config, tenant_id: str, template_pairs: tuple[str, ...], secret_stdin: bool,
+    secret_env: bool, **settings: str | None
 ) -> None:
     """Change a tenant's settings, channel settings included.
 
@@ -53,16 +67,29 @@ def tenant_set(
       itemseal tenant set ACME --region CN
       itemseal tenant set ACME --sms-number 106570216001 --gateway-secret SECRET --language zh
       itemseal tenant set ACME --template "join=Welcome! Card {card}."
+      itemseal tenant set ACME --rate-ip off --rate-phone 20/60 --check-cap 5
+      printf '%s\n' "$SECRET" | itemseal tenant set ACME --secret-stdin
+
+    The rate limits and the check cap are checked by the parser every worker
+    reads them with, and apply within the workers' catalog cache time.
     """
     changes = {k: v for k, v in settings.items() if v is not None}
+    secret = read_secret(changes.pop("gateway_secret", None), stdin=secret_stdin,
+                         env=GATEWAY_SECRET_ENV if secret_env else None)
+    if secret is not None:
+        changes["gateway_secret"] = secret
     overrides = dict(_pair(p) for p in template_pairs)
     if not changes and not overrides:
         raise click.UsageError("nothing to set: give at least one option")
     channel = {k: changes.pop(k) for k in CHANNEL_SETTINGS if k in changes}
+    limits = {k: changes.pop(k) for k in LIMIT_SETTINGS if k in changes}
     done: list[str] = []
+    if limits:
+        VerifyLimits(config.redis).update(tenant_id, **limits)
+        done += list(limits)
     if channel or overrides:
         store = ChannelStore(config.redis, config.master_key())
-        done = store.update(tenant_id, templates_=overrides, **channel)
+        done += store.update(tenant_id, templates_=overrides, **channel)
     if changes:
         config.tenants.update(tenant_id, **changes)
     click.echo(f"tenant {tenant_id} updated: {', '.join(sorted([*changes, *done]))}")

@@ -11,7 +11,9 @@ from codegen.products import ProductStore
 from codegen.times import iso
 from points_bridge.campaigns import CampaignStore, StoredCampaign, to_json
 from points_bridge.rules import Campaign, multiplier_bp
-from points_bridge.settings import SettingsStore
+from points_bridge.settings import SettingsStore, load
+from verify_api.admin.limits import FIELDS as LIMIT_FIELDS
+from verify_api.admin.limits import VerifyLimits
 from verify_api.exc import InvalidField
 from verify_api.resources.admin import AdminContext, AdminResource, fields
 
@@ -74,16 +76,19 @@ class Product(AdminResource):
 
 
 def settings_json(raw: dict[str, str]) -> dict:
-    """The points settings as a manager sets them (the tenant record's ``points_*``)."""
-    bp = raw.get("points_birthday_bp")
-    cap = raw.get("points_daily_cap")
+    """The points settings as a manager sets them, as the credits read them (``load``).
+
+    A stored field that no longer parses shows as its default, as it applies.
+    """
+    settings = load(raw)
+    policy = settings.policy
     return {
-        "daily_cap": int(cap) if cap else None,
-        "birthday_multiplier": int(bp) / 10_000 if bp else 1.0,
-        "birthday_bonus": int(raw.get("points_birthday_bonus") or 0),
-        "expiry_months": int(raw.get("points_expiry_months") or 0),
-        "timezone": raw.get("points_timezone") or None,
-        "restore": raw.get("points_restore") or "keep",
+        "daily_cap": policy.daily_cap,
+        "birthday_multiplier": policy.birthday_multiplier_bp / 10_000,
+        "birthday_bonus": policy.birthday_bonus,
+        "expiry_months": settings.expiry_months,
+        "timezone": settings.timezone.key if raw.get("points_timezone") else None,
+        "restore": settings.restore,
     }
 
 
@@ -143,6 +148,31 @@ class Tiers(AdminResource):
         store.update(tenant, **changes)
         after = tiers_json(store, tenant)
         self.ctx.audit(req, tenant, "tiers.update", "tiers", before, after)
+        resp.media = after
+
+
+class Limits(AdminResource):
+    """``.../limits``: the rate limits and check cap every worker applies (issue 17).
+
+    Checked by the parser the check path reads them with; in force in every
+    worker within its catalog cache time.
+    """
+
+    actions = {"GET": "limits.read", "PATCH": "limits.write"}
+
+    def on_get(self, req, resp, tenant: str) -> None:
+        resp.media = VerifyLimits(self.ctx.client).get(tenant)
+
+    def on_patch(self, req, resp, tenant: str) -> None:
+        body = fields(req)
+        changes = {name: value for name in LIMIT_FIELDS if (value := body.text(name)) is not None}
+        body.done()
+        if not changes:
+            raise InvalidField("rate_ip", f"nothing to change: give {', '.join(LIMIT_FIELDS)}")
+        store = VerifyLimits(self.ctx.client)
+        before = store.get(tenant)
+        after = store.update(tenant, **changes)
+        self.ctx.audit(req, tenant, "limits.update", "limits", before, after)
         resp.media = after
 
 
@@ -207,6 +237,7 @@ def routes(ctx: AdminContext) -> list[tuple[str, AdminResource]]:
         ("/products/{sku}", Product(ctx)),
         ("/points", Points(ctx)),
         ("/tiers", Tiers(ctx)),
+        ("/limits", Limits(ctx)),
         ("/campaigns", Campaigns(ctx)),
         ("/campaigns/{campaign_id}/end", CampaignEnd(ctx)),
     ]

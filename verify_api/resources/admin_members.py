@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from codegen.exc import ItemsealError
 from codegen.times import iso
 from points_bridge.ledger import Ledger, Posted
 from points_bridge.members import TRANSITIONS, Member, MemberStore
@@ -91,7 +92,12 @@ class MemberRebind(_MemberBase):
 
 
 class MemberPoints(_MemberBase):
-    """``.../adjust`` (``points`` may be negative, ``reason`` required) or ``.../redeem``."""
+    """``.../adjust`` (``points`` may be negative, ``reason`` required) or ``.../redeem``.
+
+    Every adjustment is audited: an accepted one as ``member.adjust`` as soon as
+    it is posted, a refused one (out of bounds, over the balance, inactive) as
+    ``member.adjust.refused`` with the request and the reason.
+    """
 
     def __init__(self, ctx: AdminContext, kind: str) -> None:
         super().__init__(ctx)
@@ -106,17 +112,25 @@ class MemberPoints(_MemberBase):
         body.done()
         before = self.member(tenant, card)
         ledger = Ledger(self.ctx.client, tenant, clock=self.ctx.clock)
-        if self.kind == "redeem":
-            posted = ledger.redeem(before.card, points, idem=key, reason=reason)
-        else:
-            settings = self.store(tenant).settings()
-            posted = ledger.adjust(before.card, points, reason=reason, idem=key,
-                                   expiry=(settings.expiry_months, settings.timezone))
-        after = self.member(tenant, card)
+        target = f"member/{before.card}"
+        try:
+            if self.kind == "redeem":
+                posted = ledger.redeem(before.card, points, idem=key, reason=reason)
+            else:
+                settings = self.store(tenant).settings()
+                posted = ledger.adjust(before.card, points, reason=reason, idem=key,
+                                       expiry=(settings.expiry_months, settings.timezone))
+        except ItemsealError as exc:
+            if self.kind == "adjust":
+                self.ctx.audit(req, tenant, "member.adjust.refused", target, member_json(before),
+                               {"points": points, "reason": reason, "key": key,
+                                "refused": {"code": exc.code, "message": str(exc)}})
+            raise
+        entry = entry_json(posted)
         if not posted.duplicate:
-            self.ctx.audit(req, tenant, f"member.{self.kind}", f"member/{before.card}",
-                           member_json(before), {**member_json(after), "entry": entry_json(posted)})
-        resp.media = {"member": member_json(after), "entry": entry_json(posted)}
+            after = {**member_json(before), "balance": posted.entry.balance, "entry": entry}
+            self.ctx.audit(req, tenant, f"member.{self.kind}", target, member_json(before), after)
+        resp.media = {"member": member_json(self.member(tenant, card)), "entry": entry}
 
 
 def routes(ctx: AdminContext) -> list[tuple[str, AdminResource]]:
