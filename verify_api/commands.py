@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import click
 from gunicorn.util import parse_address
 
+from verify_api import backup_commands
+
 if TYPE_CHECKING:
     from cli import Config
 
@@ -67,6 +69,8 @@ def store_status(config: Config) -> None:
     if not status.running:
         raise SystemExit(3)
 
+
+backup_commands.register(store)  # backup, restore, verify, promote, start --replica-of
 
 WORKER_CLASSES = ("gevent", "gthread", "sync")
 

@@ -32,6 +32,7 @@ from points_bridge.credit import ClaimCrediter, Prefetch
 from points_bridge.exc import PointsError
 from verify_api import answers, phones, stats
 from verify_api.answers import Answer
+from verify_api.backup import replica_ack_from_env
 from verify_api.batch_parse import parse_many
 from verify_api.catalog import Catalog, TenantPolicy
 from verify_api.inputs import extract_code
@@ -94,6 +95,7 @@ class VerifyEngine:
         self.limiter = RateLimiter(self.scripts, clock=clock)
         self._on_result = on_result or (lambda result, count=1: None)
         self.crediter = ClaimCrediter(client, wire=pipe, clock=clock, view_seconds=catalog_seconds)
+        self.replica_ack = replica_ack_from_env(pipe)  # ITEMSEAL_REPLICAS (verify_api/backup.py)
 
     # -- public -------------------------------------------------------------------------
 
@@ -134,6 +136,7 @@ class VerifyEngine:
             answer = self._credit(tenant, answer, phone, decoded.serial, request, now, prefetch)
             if not answer.points_pending:  # credited: the outbox keeps only what is owed
                 self.crediter.forget_claim(tenant, decoded.serial, reply[0].outbox_entry)
+            self.replica_ack()  # WAIT: unanswered (503) until ITEMSEAL_REPLICAS replicas have it
         return self._done(answer)
 
     def _credit(
