@@ -55,6 +55,14 @@ class EmbeddedStoreError(StoreError):
     """The embedded redis-server could not be started, found or stopped."""
 
 
+class BackupError(StoreError):
+    """A backup, restore, check or standby step failed; the message says what and why."""
+
+
+class ReplicaTimeout(StoreError):
+    """Fewer replicas than ``ITEMSEAL_REPLICAS`` acknowledged a write in time: not acknowledged."""
+
+
 class CodegenError(ItemsealError):
     """An expected failure of minting, tenants, keys, products or batches."""
 

@@ -298,6 +298,8 @@ class EmbeddedRedis:
             f"hash-max-{packed}-value 64",
             "maxmemory-policy noeviction",
         ]
+        if (self.run_dir / "replica.conf").exists():  # a standby (codegen/store/standby.py)
+            lines.append(f"include {quote(str(self.run_dir / 'replica.conf'))}")
         return "# written by itemseal on every start; edits are lost\n" + "\n".join(lines) + "\n"
 
     @contextlib.contextmanager

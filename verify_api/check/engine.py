@@ -33,6 +33,7 @@ from codegen.codes import Rejected
 from codegen.exc import ItemsealError
 from codegen.keys import KeyStore
 from codegen.store.keyspace import TenantKeys
+from codegen.store.standby import replica_ack_from_env
 from codegen.store.wire import Link, call, hash_pairs, pack
 from points_bridge.credit import ClaimCrediter, Prefetch
 from points_bridge.phones import normalize_phone
@@ -98,6 +99,7 @@ class VerifyEngine:
         self.limiter = RateLimiter(self.scripts, clock=clock)
         self._on_result = on_result or (lambda result, count=1: None)
         self.crediter = ClaimCrediter(link, clock=clock, view_seconds=catalog_seconds)
+        self.replica_ack = replica_ack_from_env(link)  # ITEMSEAL_REPLICAS (store/standby.py)
 
     # -- public -------------------------------------------------------------------------
 
@@ -138,6 +140,8 @@ class VerifyEngine:
             answer = await self._credit(tenant, answer, decoded.serial, request, now, prefetch)
             if not answer.points_pending:  # credited: the outbox keeps only what is owed
                 await self.crediter.forget_claim(tenant, decoded.serial, reply[0].outbox_entry)
+            if self.replica_ack is not None:  # unanswered (503) until the replicas have it
+                await self.replica_ack()
         return self._done(answer)
 
     async def _credit(

@@ -12,6 +12,7 @@ from gunicorn.util import parse_address
 
 from codegen.commands.options import Config, pass_config
 from codegen.store.embedded import check_url
+from verify_api.commands import backup as backup_commands
 
 
 @click.group()
@@ -64,6 +65,8 @@ def store_status(config: Config) -> None:
     if not status.running:
         raise SystemExit(3)
 
+
+backup_commands.register(store)  # backup, restore, verify, promote, start --replica-of
 
 WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 
