@@ -1,29 +1,32 @@
-"""Benchmark verification over HTTP: itemseal serve (gunicorn, 2 workers) against its own ceiling.
+"""Benchmark verification over HTTP: itemseal serve against two naive peers, in one run.
 
 Run under the shared lock, the box is small and others benchmark on it too:
 
     flock /tmp/itemseal-bench.lock .venv/bin/python benchmarks/bench_verify.py
 
-It starts an embedded redis-server in a temporary home, seeds a tenant with an
-activated batch (registered through BatchRegistry, codes from
-CodeSigner.code_matrix), starts ``itemseal serve`` and drives it at 32
-keep-alive connections from two generator processes (benchmarks/http_load.py):
+One redis-server (the embedded store's: unix socket, ``appendfsync always``)
+serves all three: ``itemseal serve`` (falcon ASGI under gunicorn with uvicorn's
+worker, 2 workers) and the peers of ``benchmarks/peers/`` (the ~40-line
+programs a user could write instead: falcon WSGI + gevent + redis-py, and
+falcon ASGI + uvicorn + redis.asyncio; JSON in, digits-only code, an HMAC-SHA256
+tag, one EVALSHA that counts the scan, JSON out), 2 workers each. Load comes
+from Debian's ``wrk`` (C; 2 threads, 32 connections; benchmarks/wrk_load.py):
 
-* ``bare``: ``GET /v1/ping`` of the same app, same middleware: the ceiling;
-* ``verify``: ``POST /v1/tenants/T/verify`` with real codes, each checked twice
-  (a first check with a member phone, later a repeat), so half are genuine and
-  half already_verified; each round on codes no earlier round checked;
-* ``repeat``: repeat checks only (already_verified, no claim, no credit): the
-  check without the points path, for the note's breakdown;
-* ``batch``: ``POST /v1/tenants/T/verify:batch`` with 1,000 codes a request, 8
-  connections (distributors at once; ``--batch-connections``).
+* ``bare``: ``GET /v1/ping`` (``/ping`` on the peers): the serving stack alone;
+* ``repeat``: a check of a code checked before (already_verified: rate limit,
+  HMAC, the verify script with stats and risk; no claim), without a phone, as
+  the peers' check has none; the peers get their own repeat checks;
+* ``first``: first checks of fresh codes with a phone from a pool of 2,000
+  (claim and points credit; a phone becomes a member on its first claim);
+* ``mix``: first checks interleaved with repeats, half and half.
 
-Bare and verify alternate for ``--rounds`` rounds; the figures are the medians.
-Scan-state memory is measured on the same server: used_memory before and after
-recording a first check of ``--memory-codes`` consecutive codes (full scan
-buckets, the figure the 64-byte bar is about), and of every 16th code of
-another range (sparse buckets: a tenth as many codes). The last line is one
-JSON object.
+Each round runs every load once, itemseal and its peers back to back
+(alternating), on codes no earlier round used; the figures are medians of
+the rounds. Then the mix is offered open loop at half the measured
+``mix_rps`` (benchmarks/open_loop.py: latency from each request's scheduled
+time, so waiting is not hidden), distributors' batches of 1,000 codes are
+looked up over 8 connections, and scan-state memory is measured on the same
+server. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -34,12 +37,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -48,14 +51,15 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from codegen.store.pipe import RedisPipe  # noqa: E402
-
+from benchmarks.bench_peers import peer_bodies, start_peer, stop_peer  # noqa: E402
 from benchmarks.fixtures import free_port, machine, seed_active_batch  # noqa: E402
-from benchmarks.http_load import LoadResult, encode_request, run_load  # noqa: E402
+from benchmarks.open_loop import run_open_loop  # noqa: E402
+from benchmarks.wrk_load import ensure_wrk, run_wrk  # noqa: E402
 from codegen.codes import NUMERIC_24  # noqa: E402
 from codegen.keys import KeyStore, MasterKey  # noqa: E402
 from codegen.store.embedded import EmbeddedRedis  # noqa: E402
 from codegen.store.keyspace import TenantKeys  # noqa: E402
+from codegen.store.link import RedisLink  # noqa: E402
 from verify_api.check.scans import (  # noqa: E402
     VERIFY,
     CheckContext,
@@ -66,6 +70,10 @@ from verify_api.check.scans import (  # noqa: E402
 
 TENANT = "BENCH"
 SKU = "SKU-CREAM-50ML"
+PHONES = 2000
+PEER_KEY = bytes(range(32))
+LIMITS = {"verify_rate_ip": "100000000/60", "verify_rate_phone": "100000000/60",
+          "verify_rate_batch": "1000000000/60"}  # fmt: skip
 
 
 def codes_of(key_store: KeyStore, first: int, count: int) -> list[str]:
@@ -73,41 +81,55 @@ def codes_of(key_store: KeyStore, first: int, count: int) -> list[str]:
     return [row.tobytes().decode() for row in (matrix + ord("0"))]
 
 
-def seed(client: redis.Redis, master: MasterKey, count: int) -> tuple[KeyStore, list[str], int]:
-    limits = {"verify_rate_ip": "100000000/60", "verify_rate_phone": "100000000/60",
-              "verify_rate_batch": "1000000000/60"}  # fmt: skip
-    key_store, first = seed_active_batch(client, master, TENANT, SKU, count, limits=limits)
-    return key_store, codes_of(key_store, first, count), first
+def body(code: str, phone: int | None = None) -> bytes:
+    found: dict[str, str] = {"code": code}
+    if phone is not None:
+        found["phone"] = f"1390013{phone % PHONES:04d}"
+    return orjson.dumps(found)
 
 
-def measure_memory(client: redis.Redis, first: int, count: int, step: int) -> float:
+def mixed(first_codes: list[str], repeat_codes: list[str]) -> list[bytes]:
+    """First checks with a phone interleaved with repeats, half and half."""
+    out = []
+    for i, (fresh, seen) in enumerate(zip(first_codes, repeat_codes, strict=False)):
+        out += [body(fresh, i), body(seen)]
+    return out
+
+
+def measure_memory(url: str, client: redis.Redis, first: int, count: int, step: int) -> float:
     """Record a first check of every ``step``-th serial; return used_memory bytes per code."""
-    scripts = VerifyScripts(RedisPipe.for_client(client))
-    keys = TenantKeys(TENANT)
-    serials = range(first, first + count * step, step)
+    import asyncio
+
+    async def record() -> None:
+        link = RedisLink(url)
+        scripts = VerifyScripts(link)
+        keys, now = TenantKeys(TENANT), int(time.time())
+        context = CheckContext(VERIFY, channel=3, region="CN-SH", cap=5)
+        serials = range(first, first + count * step, step)
+        for at in range(0, len(serials), 1000):
+            queries = [ScanQuery(s, 0, NUMERIC_24.wire_id) for s in serials[at : at + 1000]]
+            calls = verify_calls(scripts, keys, queries, context, now, 100)
+            await scripts.run([call for call, _ in calls])
+        await link.aclose()
+
     client.execute_command("MEMORY", "PURGE")
     before = client.info("memory")["used_memory"]
-    now = int(time.time())
-    context = CheckContext(VERIFY, channel=3, region="CN-SH", cap=5)
-    for at in range(0, len(serials), 1000):
-        queries = [ScanQuery(s, 0, NUMERIC_24.wire_id) for s in serials[at : at + 1000]]
-        scripts.run([call for call, _ in verify_calls(scripts, keys, queries, context, now, 100)])
+    asyncio.run(record())
     client.execute_command("MEMORY", "PURGE")
-    after = client.info("memory")["used_memory"]
-    scripts.pipe.close()
-    return (after - before) / count
+    return (client.info("memory")["used_memory"] - before) / count
 
 
-def start_server(home: Path, env: dict[str, str], port: int, worker_class: str) -> subprocess.Popen:
+def start_itemseal(env: dict[str, str], port: int) -> subprocess.Popen:
     itemseal = str(Path(sys.executable).with_name("itemseal"))
-    args = [itemseal, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
-    proc = subprocess.Popen([*args, "--worker-class", worker_class], env=env)
+    proc = subprocess.Popen(
+        [itemseal, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(encode_request("GET", "/healthz"))
-                if b" 200 " in s.recv(4096):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
                     return proc
         except OSError:
             time.sleep(0.1)
@@ -115,131 +137,145 @@ def start_server(home: Path, env: dict[str, str], port: int, worker_class: str) 
     raise RuntimeError("itemseal serve did not come up")
 
 
-def verify_request(i: int, code: str) -> bytes:
-    phone = f"1380013{i % 10000:04d}"
-    body = orjson.dumps({"code": code, "phone": phone, "channel": "web", "region": "CN-SH"})
-    return encode_request("POST", f"/v1/tenants/{TENANT}/verify", body)
+def prime(url: str, bodies: list[bytes], connections: int = 16) -> None:
+    """Check each body once (wrk, closed loop, until every body was sent once)."""
+    seconds = max(2.0, len(bodies) / 2500)
+    run_wrk(url, bodies, connections=connections, seconds=seconds)
 
 
-def verify_requests(codes: list[str], procs: int, lag: int = 64) -> list[list[bytes]]:
-    """Per generator process: each code checked with a phone, then again ``lag`` checks later.
-
-    Half the checks are first checks (claim and credit), half repeats
-    (already_verified), interleaved from the start.
-    """
-    sets: list[list[bytes]] = [[] for _ in range(procs)]
-    for p in range(procs):
-        mine = [verify_request(i, code) for i, code in enumerate(codes) if i % procs == p]
-        for k, first in enumerate(mine):
-            sets[p].append(first)
-            if k >= lag:
-                sets[p].append(mine[k - lag])
-    return sets
-
-
-def batch_requests(codes: list[str], procs: int) -> list[list[bytes]]:
-    sets: list[list[bytes]] = [[] for _ in range(procs)]
-    for n, at in enumerate(range(0, len(codes) - 999, 1000)):
-        body = orjson.dumps({"codes": codes[at : at + 1000]})
-        sets[n % procs].append(encode_request("POST", f"/v1/tenants/{TENANT}/verify:batch", body))
-    return sets
-
-
-def summary(results: list[LoadResult]) -> dict:
-    return {
-        "rps": round(statistics.median(r.rps for r in results), 1),
-        "p50_ms": round(statistics.median(r.percentile(50) for r in results), 3),
-        "p99_ms": round(statistics.median(r.percentile(99) for r in results), 3),
-        "errors": sum(r.errors for r in results),
-        "runs_rps": [round(r.rps, 1) for r in results],
-    }
+def median(rounds: list[dict], key: str) -> float:
+    return round(statistics.median(r[key] for r in rounds), 3)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=6.0, help="per load per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--generators", type=int, default=2)
-    parser.add_argument("--worker-class", default="gevent")
-    parser.add_argument("--codes", type=int, default=200_000)
     parser.add_argument("--memory-codes", type=int, default=100_000)
-    parser.add_argument("--batch-connections", type=int, default=8)
+    parser.add_argument("--repeat-codes", type=int, default=20_000)
+    parser.add_argument("--first-codes", type=int, default=60_000, help="fresh codes per round")
     opts = parser.parse_args()
+    if not ensure_wrk():
+        raise SystemExit("wrk is needed (apt-get install wrk)")
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     home = Path(tempfile.mkdtemp(prefix="isb-", dir="/tmp"))
     master = MasterKey(os.urandom(32))
-    env = {
-        **os.environ,
-        "ITEMSEAL_HOME": str(home),
-        "ITEMSEAL_MASTER_KEY": base64.b64encode(master.secret).decode(),
-    }
-    env.pop("ITEMSEAL_REDIS_URL", None)
+    env = {**os.environ, "ITEMSEAL_HOME": str(home),
+           "ITEMSEAL_MASTER_KEY": base64.b64encode(master.secret).decode()}  # fmt: skip
     store = EmbeddedRedis(home)
-    server = None
+    procs: list[subprocess.Popen] = []
     try:
         client = store.client()
-        key_store, codes, first = seed(client, master, opts.codes + 3 * opts.memory_codes)
-        dense = measure_memory(client, first + opts.codes, opts.memory_codes, 1)
-        sparse = measure_memory(
-            client, first + opts.codes + opts.memory_codes, opts.memory_codes // 10, 16
-        )
-        codes = codes[: opts.codes]
-        port = free_port()
-        server = start_server(home, env, port, opts.worker_class)
-        address = ("127.0.0.1", port)
-        bare_reqs = [[encode_request("GET", "/v1/ping")]] * opts.generators
-        per_round = len(codes) // opts.rounds  # each round checks codes nobody checked yet
-        bare, verify = [], []
+        url = store.start()
+        env["ITEMSEAL_REDIS_URL"] = url
+        per_round = opts.first_codes
+        fresh_count = per_round * (opts.rounds + 1)  # + the open-loop run
+        count = opts.repeat_codes + fresh_count + 60_000 + 2 * opts.memory_codes
+        key_store, first = seed_active_batch(client, master, TENANT, SKU, count, limits=LIMITS)
+        codes = codes_of(key_store, first, opts.repeat_codes + fresh_count + 60_000)
+        repeat_codes, codes = codes[: opts.repeat_codes], codes[opts.repeat_codes :]
+        batch_codes, codes = codes[:60_000], codes[60_000:]
+        memory_first = first + opts.repeat_codes + fresh_count + 60_000
+        dense = measure_memory(url, client, memory_first, opts.memory_codes, 1)
+        sparse = measure_memory(url, client, memory_first + opts.memory_codes,
+                                opts.memory_codes // 16, 16)
+
+        ports = {name: free_port() for name in ("itemseal", "wsgi", "asgi")}
+        procs.append(start_itemseal(env, ports["itemseal"]))
+        for kind in ("wsgi", "asgi"):
+            procs.append(start_peer(kind, url, ports[kind], PEER_KEY))
+        base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        verify_url = f"{base['itemseal']}/v1/tenants/{TENANT}/verify"
+        repeat_bodies = [body(c) for c in repeat_codes]
+        peer_repeat = peer_bodies(PEER_KEY, opts.repeat_codes)
+        prime(verify_url, repeat_bodies)
+        for kind in ("wsgi", "asgi"):
+            prime(f"{base[kind]}/verify", peer_repeat)
+        # warm up every server (connections, caches, the phones' members)
+        run_wrk(f"{base['itemseal']}/v1/ping", seconds=2)
+        run_wrk(verify_url, repeat_bodies, seconds=2)
+
+        rounds = []
         for r in range(opts.rounds):
             mine = codes[r * per_round : (r + 1) * per_round]
-            bare.append(run_load(address, bare_reqs, opts.connections, opts.seconds))
-            verify.append(
-                run_load(address, verify_requests(mine, opts.generators), opts.connections,
-                         opts.seconds)
-            )
-        # Repeats only, of codes the first round surely checked: the check without points.
-        checked = codes[: max(verify[0].requests // 2, opts.generators)]
-        repeat_reqs = [
-            [verify_request(i, c) for i, c in enumerate(checked) if i % opts.generators == p]
-            for p in range(opts.generators)
-        ]
-        repeat = run_load(address, repeat_reqs, opts.connections, opts.seconds)
-        batch = run_load(
-            address, batch_requests(codes, opts.generators), opts.batch_connections, opts.seconds
-        )
-        b, v = summary(bare), summary(verify)
+            got: dict[str, float] = {}
+            for name, path in (("itemseal", "/v1/ping"), ("wsgi", "/ping"), ("asgi", "/ping")):
+                res = run_wrk(base[name] + path, seconds=opts.seconds)
+                got[f"{name}_bare_rps"], got[f"{name}_bare_p99_ms"] = res["rps"], res["p99_ms"]
+            res = run_wrk(verify_url, repeat_bodies, seconds=opts.seconds)
+            got["repeat_rps"], got["repeat_p99_ms"] = res["rps"], res["p99_ms"]
+            for kind in ("wsgi", "asgi"):
+                res = run_wrk(f"{base[kind]}/verify", peer_repeat, seconds=opts.seconds)
+                got[f"{kind}_repeat_rps"], got[f"{kind}_repeat_p99_ms"] = res["rps"], res["p99_ms"]
+            half = len(mine) // 2
+            res = run_wrk(verify_url, [body(c, i) for i, c in enumerate(mine[:half])],
+                          seconds=opts.seconds)
+            got["first_rps"], got["first_p99_ms"] = res["rps"], res["p99_ms"]
+            got["first_wraps"] = res["wraps"]
+            res = run_wrk(verify_url, mixed(mine[half:], repeat_codes), seconds=opts.seconds)
+            got["mix_rps"], got["mix_p99_ms"] = res["rps"], res["p99_ms"]
+            got["errors"] = res["errors"] + res["non2xx"]
+            rounds.append(got)
+
+        mix_rps = median(rounds, "mix_rps")
+        tail = codes[opts.rounds * per_round :]
+        open_loop = run_open_loop(verify_url, mixed(tail, repeat_codes), rate=mix_rps / 2,
+                                  seconds=opts.seconds * 2, connections=opts.connections)
+        batch_bodies = [orjson.dumps({"codes": batch_codes[at : at + 1000]})
+                        for at in range(0, len(batch_codes), 1000)]
+        batch = run_wrk(f"{base['itemseal']}/v1/tenants/{TENANT}/verify:batch", batch_bodies,
+                        connections=8, seconds=opts.seconds)
         result = {
             "benchmark": "verify_http",
-            "worker_class": opts.worker_class,
-            "workers": 2,
+            "server": "itemseal serve: falcon ASGI, gunicorn + uvicorn worker, 2 workers",
             "connections": opts.connections,
-            "verify_rps": v["rps"],
-            "verify_p50_ms": v["p50_ms"],
-            "verify_p99_ms": v["p99_ms"],
-            "bare_rps": b["rps"],
-            "bare_p50_ms": b["p50_ms"],
-            "bare_p99_ms": b["p99_ms"],
-            "ratio": round(v["rps"] / b["rps"], 3),
-            "repeat_rps": round(repeat.rps, 1),
-            "repeat_p99_ms": round(repeat.percentile(99), 3),
-            "repeat_ratio": round(repeat.rps / b["rps"], 3),
-            "batch_codes_per_s": round(batch.rps * 1000, 1),
-            "batch_p99_ms": round(batch.percentile(99), 2),
-            "batch_connections": opts.batch_connections,
+            "rounds": opts.rounds,
+            "seconds": opts.seconds,
+            "repeat_rps": median(rounds, "repeat_rps"),
+            "repeat_p99_ms": median(rounds, "repeat_p99_ms"),
+            "first_rps": median(rounds, "first_rps"),
+            "first_p99_ms": median(rounds, "first_p99_ms"),
+            "mix_rps": mix_rps,
+            "mix_p99_ms": median(rounds, "mix_p99_ms"),
+            "bare_rps": median(rounds, "itemseal_bare_rps"),
+            "bare_p99_ms": median(rounds, "itemseal_bare_p99_ms"),
+            "peer_wsgi_bare_rps": median(rounds, "wsgi_bare_rps"),
+            "peer_asgi_bare_rps": median(rounds, "asgi_bare_rps"),
+            "peer_wsgi_repeat_rps": median(rounds, "wsgi_repeat_rps"),
+            "peer_wsgi_repeat_p99_ms": median(rounds, "wsgi_repeat_p99_ms"),
+            "peer_asgi_repeat_rps": median(rounds, "asgi_repeat_rps"),
+            "peer_asgi_repeat_p99_ms": median(rounds, "asgi_repeat_p99_ms"),
+            "open_loop_rps": round(open_loop["achieved_rps"], 1),
+            "open_loop_offered_rps": round(mix_rps / 2, 1),
+            "open_loop_p50_ms": round(open_loop["p50_ms"], 3),
+            "open_loop_p99_ms": round(open_loop["p99_ms"], 3),
+            "open_loop_generator_kept_up": open_loop["kept_up"],
+            "batch_codes_per_s": round(batch["rps"] * 1000, 1),
+            "batch_p99_ms": batch["p99_ms"],
             "bytes_per_scanned_code": round(dense, 1),
             "bytes_per_scanned_code_sparse_1_in_16": round(sparse, 1),
-            "errors": v["errors"] + b["errors"] + batch.errors + repeat.errors,
-            "runs": {"bare_rps": b["runs_rps"], "verify_rps": v["runs_rps"]},
+            "errors": sum(r["errors"] for r in rounds) + batch["errors"] + open_loop["errors"],
+            "first_codes_reused": sum(r["first_wraps"] for r in rounds),
+            "per_round": rounds,
             "redis_version": client.info("server")["redis_version"],
             "loadavg_before": load_before,
             "machine": machine(),
         }
+        result["vs_peer_asgi"] = round(result["repeat_rps"] / result["peer_asgi_repeat_rps"], 3)
+        result["vs_peer_wsgi"] = round(result["repeat_rps"] / result["peer_wsgi_repeat_rps"], 3)
+        result["first_vs_peer_asgi_repeat"] = round(
+            result["first_rps"] / result["peer_asgi_repeat_rps"], 3)
     finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                stop_peer(proc)
         store.stop()
         shutil.rmtree(home, ignore_errors=True)
     print(json.dumps(result))
