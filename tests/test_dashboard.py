@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 
 import pytest
 from falcon import testing
@@ -57,28 +58,70 @@ def test_everything_from_data_is_escaped():
     assert "<script>" not in dashboard.bar_chart([(evil, 1)], chart_id=evil, title=evil)
 
 
-def test_login_sets_a_strict_http_only_cookie(site):
+FORM = "application/x-www-form-urlencoded"
+
+
+def _login_form(client) -> tuple[str, dict[str, str]]:
+    """The login page's CSRF token and the cookie that must come back with it."""
+    page = client.simulate_get("/admin/ACME")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    return csrf, {"itemseal_admin_login": page.cookies["itemseal_admin_login"].value}
+
+
+def test_login_opens_a_server_side_session_behind_csrf(site, redis_client):
     app, tokens = site
     client = testing.TestClient(app)
+    manager = tokens[("ACME", "manager")]
     assert 'name="token"' in client.simulate_get("/admin/ACME").text
-    bad = client.simulate_post("/admin/ACME/login", body="token=nope",
-                               content_type="application/x-www-form-urlencoded")
+    csrf, cookies = _login_form(client)
+    forged = client.simulate_post("/admin/ACME/login", body=f"token={manager}&csrf=guess",
+                                  content_type=FORM, cookies=cookies)
+    assert forged.status_code == 403 and "itemseal_admin" not in forged.cookies
+    bad = client.simulate_post("/admin/ACME/login", body=f"token=nope&csrf={csrf}",
+                               content_type=FORM, cookies=cookies)
     assert bad.status_code == 401 and 'role="alert"' in bad.text
-    ok = client.simulate_post("/admin/ACME/login", body=f"token={tokens[('ACME', 'manager')]}",
-                              content_type="application/x-www-form-urlencoded")
+    csrf, cookies = _login_form(client)
+    ok = client.simulate_post("/admin/ACME/login", body=f"token={manager}&csrf={csrf}",
+                              content_type=FORM, cookies=cookies)
     assert ok.status_code == 303 and ok.headers["location"] == "/admin/ACME"
     cookie = ok.cookies["itemseal_admin"]
     assert cookie.http_only and cookie.same_site == "Strict" and cookie.path == "/admin/ACME"
-    page = client.simulate_get("/admin/ACME", cookies={"itemseal_admin": cookie.value})
+    assert cookie.value != manager and manager not in ok.headers.get("set-cookie", "")
+    session = {"itemseal_admin": cookie.value}
+    page = client.simulate_get("/admin/ACME", cookies=session)
     assert 'id="chart-checks"' in page.text and "CN-2" in page.text
-    assert page.headers["content-security-policy"].startswith("default-src 'none'")
-    other = client.simulate_get("/admin/BETA", cookies={"itemseal_admin": cookie.value})
-    assert other.status_code == 404
+    policy = page.headers["content-security-policy"]
+    assert policy.startswith("default-src 'none'") and "frame-ancestors 'none'" in policy
+    other = client.simulate_get("/admin/BETA", cookies=session)  # a session is one tenant's
+    assert 'name="token"' in other.text and 'id="chart-checks"' not in other.text
+    csrf, cookies = _login_form(client)
     support = client.simulate_post(
-        "/admin/ACME/login", body=f"token={tokens[('ACME', 'support')]}",
-        content_type="application/x-www-form-urlencoded")
+        "/admin/ACME/login", body=f"token={tokens[('ACME', 'support')]}&csrf={csrf}",
+        content_type=FORM, cookies=cookies)
     assert support.status_code == 403
-    assert client.simulate_post("/admin/ACME/logout").status_code == 303
+    logout_csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    refused = client.simulate_post("/admin/ACME/logout", body="csrf=guess", content_type=FORM,
+                                   cookies=session)
+    assert refused.status_code == 403, "a logout form from another site is refused"
+    out = client.simulate_post("/admin/ACME/logout", body=f"csrf={logout_csrf}",
+                               content_type=FORM, cookies=session)
+    assert out.status_code == 303
+    after = client.simulate_get("/admin/ACME", cookies=session)
+    assert 'name="token"' in after.text, "the session ended on the server, not just the cookie"
+
+
+def test_revoking_the_token_ends_its_sessions(site, redis_client):
+    app, tokens = site
+    client = testing.TestClient(app)
+    csrf, cookies = _login_form(client)
+    ok = client.simulate_post("/admin/ACME/login", content_type=FORM, cookies=cookies,
+                              body=f"token={tokens[('ACME', 'manager')]}&csrf={csrf}")
+    session = {"itemseal_admin": ok.cookies["itemseal_admin"].value}
+    assert 'id="chart-checks"' in client.simulate_get("/admin/ACME", cookies=session).text
+    store = TokenStore(redis_client)
+    token_id = next(t.token_id for t in store.list("ACME") if t.role == "manager")
+    store.revoke("ACME", token_id)
+    assert 'name="token"' in client.simulate_get("/admin/ACME", cookies=session).text
 
 
 @pytest.fixture

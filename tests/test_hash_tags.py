@@ -15,6 +15,7 @@ from helpers import keyguard
 from helpers.aio import Blocking
 
 from codegen.products import ProductStore
+from codegen.store.keyspace import TenantKeys
 from codegen.store.wire import link_for
 from points_bridge.campaigns import CampaignStore
 from points_bridge.members import MemberStore
@@ -25,6 +26,7 @@ from points_bridge.sms.senders import FileSender
 from verify_api.channels.config import ChannelStore
 from verify_api.check.batch_scans import void_codes
 from verify_api.check.engine import CheckRequest, VerifyEngine
+from verify_api.exc import RateLimited
 
 pytestmark = pytest.mark.cluster
 
@@ -63,6 +65,11 @@ def test_every_script_is_called_with_one_hash_tag(
         request = CheckRequest(signer.code(batch.first_serial + 1), "13800138000", "sms")
         answer = engine.verify("ACME", request, "203.0.113.7")  # verify, rate_limit, ledger,
         assert answer.points_awarded == 15  # reserve_spend (the budget), member_update (join)
+        redis_client.hset(TenantKeys("ACME").meta, "verify_rate_phone", "1/60")
+        crossing = CheckRequest(signer.code(batch.first_serial + 3), "13800138000", "sms")
+        with pytest.raises(RateLimited):  # unclaim: the refused request's claim undone
+            engine.verify("ACME", crossing, "203.0.113.7")
+        redis_client.hdel(TenantKeys("ACME").meta, "verify_rate_phone")
     finally:
         pipe.close()
     members = MemberStore(redis_client, "ACME", clock=clock)

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from codegen.keys import MasterKey
 from points_bridge.exc import BadPhone, PointsError
 from points_bridge.phones import _national_mobile, _parsed, normalize_phone
-from verify_api.check.fingerprints import phone_fingerprint, phone_key
+from verify_api.check.fingerprints import Fingerprints
 
 digits = st.text(alphabet=string.digits, min_size=1, max_size=15)
 cn_mobiles = st.builds(
@@ -60,6 +61,10 @@ def test_not_a_phone_is_invalid_field(text):
 
 def test_fingerprints_are_short_nonzero_and_hide_the_number():
     e164 = normalize_phone("138 0013 8000")
-    assert 0 < phone_fingerprint(e164) < 2**32
-    assert "13800138000" not in phone_key(e164) and len(phone_key(e164)) == 16
-    assert phone_fingerprint(e164) != phone_fingerprint(normalize_phone("13900139000"))
+    prints = Fingerprints.from_master(MasterKey(bytes(range(32))))
+    assert 0 < prints.phone_fingerprint(e164) < 2**32
+    assert "13800138000" not in prints.phone_key(e164) and len(prints.phone_key(e164)) == 16
+    other_phone = normalize_phone("13900139000")
+    assert prints.phone_fingerprint(e164) != prints.phone_fingerprint(other_phone)
+    other = Fingerprints.from_master(MasterKey(bytes(32)))  # another deployment's key
+    assert other.phone_key(e164) != prints.phone_key(e164), "keyed: not a plain hash"

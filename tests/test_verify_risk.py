@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verify_api.check.fingerprints import sketch_bit
+from verify_api.check.fingerprints import Fingerprints
 from verify_api.check.risk import (
     DAY,
     HIGH,
@@ -17,6 +17,7 @@ from verify_api.check.risk import (
     risk_level,
 )
 
+sketch_bit = Fingerprints(bytes(32)).sketch_bit
 counts = st.integers(0, 70000)
 seconds = st.floats(0, 10 * 365 * DAY, allow_nan=False)
 distinct = st.integers(0, 50)

@@ -69,6 +69,7 @@ def create_app(
     key_cache_seconds: float = 2.0,
     catalog_seconds: float = 5.0,
     metrics: Metrics | None = None,
+    metrics_token: str | None = None,
 ) -> VerifyApp:
     """Build the ASGI app; ``link`` defaults to a pipelined asyncio link to ``client``'s server."""
     metrics = metrics or Metrics()
@@ -91,7 +92,7 @@ def create_app(
     _add_channel_routes(app, client, link, engine, key_store, clock)
     app.add_route("/v1/ping", PingResource())
     app.add_route("/healthz", HealthResource(engine))
-    app.add_route("/metrics", MetricsResource(metrics))
+    app.add_route("/metrics", MetricsResource(metrics, metrics_token))
     app.add_route("/openapi.json", OpenApiResource(openapi_document()))
     admin_context = admin.AdminContext(client, key_store, TokenStore(client, clock=clock), clock)
     admin_routes.register(app, admin_context)

@@ -15,10 +15,13 @@ from collections.abc import Mapping
 from codegen.config import Config
 from verify_api.app import VerifyApp, create_app
 
+METRICS_TOKEN_ENV = "ITEMSEAL_METRICS_TOKEN"
+
 
 def app_from_env(env: Mapping[str, str] | None = None) -> VerifyApp:
     config = Config(env)
-    return create_app(config.redis, config.key_store)
+    return create_app(config.redis, config.key_store,
+                      metrics_token=config.env.get(METRICS_TOKEN_ENV) or None)
 
 
 application = app_from_env()

@@ -90,6 +90,10 @@ class TenantKeys:
         """Hash: sha256 of an admin token -> its JSON record (``verify_api/admin/auth.py``)."""
         return f"{self._t}:admin-tokens"
 
+    def dashboard_session(self, session_hash: str) -> str:
+        """String with a TTL: a dashboard login's record (``verify_api/admin/sessions.py``)."""
+        return f"{self._t}:dash-session:{session_hash}"
+
     @property
     def audit(self) -> str:
         """Stream: every change made through the admin API (``codegen/store/audit.py``)."""

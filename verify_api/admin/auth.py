@@ -120,7 +120,11 @@ class TokenStore:
             raise Unauthorized("the token is malformed")
         if owner != tenant:
             raise TenantNotFound()
-        raw = self._redis.hget(TenantKeys(tenant).admin_tokens, token_hash(token))
+        return self.by_hash(tenant, token_hash(token))
+
+    def by_hash(self, tenant: str, digest: str) -> TokenInfo:
+        """The record of a live token of ``tenant`` by its hash (a dashboard session's)."""
+        raw = self._redis.hget(TenantKeys(tenant).admin_tokens, digest)
         if raw is None:
             raise Unauthorized("the token is unknown")
         info = _load(raw)

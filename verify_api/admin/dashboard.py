@@ -98,7 +98,7 @@ def html_table(table: Table, table_id: str, columns: tuple[str, ...] | None = No
 
 def page(
     tenant: str, title: str, span: tuple[str, str], by_day: Table, regions: Table,
-    counterfeits: Table, suspicious: Table,
+    counterfeits: Table, suspicious: Table, *, csrf: str = "",
 ) -> str:
     """The dashboard: checks over time, results by kind, regions, suspicious codes."""
     days = [(r["day"], r["checks"]) for r in by_day.records()]
@@ -110,6 +110,7 @@ def page(
     return _document(
         f"{title} — itemseal",
         f'<form class="out" method="post" action="/admin/{_e(tenant)}/logout">'
+        f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
         f'<button type="submit">Log out</button></form>'
         f"<h1>{_e(title)}</h1><p>{_e(span[0])} to {_e(span[1])} (UTC days)</p>"
         f"<h2>Checks over time</h2>"
@@ -123,12 +124,13 @@ def page(
     )
 
 
-def login_page(tenant: str, message: str = "") -> str:
+def login_page(tenant: str, message: str = "", *, csrf: str = "") -> str:
     note = f'<p role="alert">{_e(message)}</p>' if message else ""
     return _document(
         f"{tenant} — itemseal login",
         f"<h1>itemseal — {_e(tenant)}</h1>{note}"
         f'<form method="post" action="/admin/{_e(tenant)}/login">'
+        f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
         f'<label>Admin token <input type="password" name="token" id="token"'
         f' autocomplete="off" required></label> <button type="submit" id="login">Log in</button>'
         f"</form>",

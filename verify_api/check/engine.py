@@ -37,10 +37,11 @@ from codegen.store.standby import replica_ack_from_env
 from codegen.store.wire import Link, call, hash_pairs, pack
 from points_bridge.credit import ClaimCrediter, Prefetch
 from points_bridge.phones import normalize_phone
-from verify_api.check import answers, fingerprints, stats
+from verify_api.check import answers, stats
 from verify_api.check.answers import Answer
 from verify_api.check.batch_parse import parse_many
 from verify_api.check.catalog import Catalog, TenantPolicy
+from verify_api.check.fingerprints import Fingerprints
 from verify_api.check.inputs import extract_code
 from verify_api.check.ratelimit import Hit, Pending, RateLimiter
 from verify_api.check.risk import (
@@ -59,8 +60,10 @@ from verify_api.check.scans import (
     ScanReply,
     VerifyScripts,
     parse_verify_reply,
+    unclaim_call,
     verify_calls,
 )
+from verify_api.exc import RateLimited
 
 LOOKUP_ONLY = CheckContext()
 log = logging.getLogger(__name__)
@@ -99,6 +102,7 @@ class VerifyEngine:
         self.limiter = RateLimiter(self.scripts, clock=clock)
         self._on_result = on_result or (lambda result, count=1: None)
         self.crediter = ClaimCrediter(link, clock=clock, view_seconds=catalog_seconds)
+        self.fingerprints = Fingerprints.from_master(key_store.master)
         self.replica_ack = replica_ack_from_env(link)  # ITEMSEAL_REPLICAS (store/standby.py)
 
     # -- public -------------------------------------------------------------------------
@@ -106,14 +110,16 @@ class VerifyEngine:
     async def verify(self, tenant: str, request: CheckRequest, client_ip: str) -> Answer:
         """A consumer's check: records the scan, claims the code for a member phone."""
         policy = await self.catalog.policy(tenant)
-        phone = None
+        phone = normalize_phone(request.phone, policy.phone_region) if request.phone else None
         hits = [Hit(f"ip/{client_ip}", policy.ip_limit)]
-        if request.phone:
-            phone = normalize_phone(request.phone, policy.phone_region)
-            hits.append(Hit(f"phone/{fingerprints.phone_key(phone)}", policy.phone_limit))
-        limit = self.limiter.prepare(tenant, hits)
+        if phone:
+            hits.append(Hit(f"phone/{self.fingerprints.phone_key(phone)}", policy.phone_limit))
+        self.limiter.refuse_lately(tenant, hits)
         decoded = (await self._checker(tenant)).decode(extract_code(request.code))
         query = self._query(decoded) if decoded.authentic else None
+        if query is None:  # junk checks carrying a phone cannot lock that phone out
+            hits = hits[:1]
+        limit = self.limiter.prepare(tenant, hits)
         now = int(self._clock())
         context = self._context(policy, request, phone)
         # Sent along with the script: what a claim's credit reads first (the phone's card,
@@ -240,16 +246,17 @@ class VerifyEngine:
             key_revoked=decoded.verdict == answers.REVOKED,
         )
 
-    @staticmethod
-    def _context(policy: TenantPolicy, request: CheckRequest, phone: str | None) -> CheckContext:
+    def _context(
+        self, policy: TenantPolicy, request: CheckRequest, phone: str | None
+    ) -> CheckContext:
         region = request.region or ""
         return CheckContext(
             VERIFY,
             channel=CHANNEL_CODES[request.channel],
             region=region,
-            phone_fingerprint=fingerprints.phone_fingerprint(phone) if phone else 0,
-            phone_bit=fingerprints.sketch_bit(phone, PHONE_SKETCH_BITS) if phone else 0,
-            region_bit=fingerprints.sketch_bit(region, REGION_SKETCH_BITS) if region else 0,
+            phone_fingerprint=self.fingerprints.phone_fingerprint(phone) if phone else 0,
+            phone_bit=self.fingerprints.sketch_bit(phone, PHONE_SKETCH_BITS) if phone else 0,
+            region_bit=self.fingerprints.sketch_bit(region, REGION_SKETCH_BITS) if region else 0,
             cap=policy.check_cap,
             phone=phone or "",
             channel_name=request.channel,
@@ -274,26 +281,42 @@ class VerifyEngine:
         """Send the rate-limit count and the code scripts together; judge the limit first.
 
         A request that crosses its limit is refused (429) although its own
-        script ran in the same round trip; the limiter then refuses that client
-        locally, without Redis, until Retry-After (see ratelimit.py). Returns
-        the scans and the replies to ``reads`` (plain commands sent along).
+        script ran in the same round trip: a claim it made is undone at once
+        (``_unclaim``), and the limiter refuses that client locally, without
+        Redis, until Retry-After (see ratelimit.py). The tally of a code
+        refused before any script (``reads``) is sent even with the limits
+        off. Returns the scans and the replies to ``reads``.
         """
         packed = verify_calls(self.scripts, TenantKeys(tenant), queries, context, now)
         calls = [call for call, _ in packed]
         if limit is not None:
             calls.insert(0, limit.call)
-        if not calls:
+        if not calls and not reads:
             return [], []
         replies = await self.scripts.run(calls + list(reads))
         read = replies[len(calls) :]
         del replies[len(calls) :]
-        if limit is not None:
-            self.limiter.settle(limit, replies.pop(0))
+        counted = replies.pop(0) if limit is not None else None
         found: list[ScanReply] = [None] * len(queries)  # type: ignore[list-item]
         for (_, indexes), reply in zip(packed, replies, strict=True):
             for i, scan in zip(indexes, parse_verify_reply(reply), strict=True):
                 found[i] = scan
+        try:
+            self.limiter.settle(limit, counted)
+        except RateLimited:
+            await self._unclaim(tenant, queries, found, context, now)
+            raise
         return found, read
+
+    async def _unclaim(
+        self, tenant: str, queries: list[ScanQuery], found: list[ScanReply],
+        context: CheckContext, now: int,
+    ) -> None:
+        """Undo what a refused request claimed: a 429 never claims (``lua/unclaim.lua``)."""
+        calls = [unclaim_call(self.scripts, TenantKeys(tenant), query.serial, scan, context, now)
+                 for query, scan in zip(queries, found, strict=True) if scan.outbox_entry]
+        if calls:
+            await self.scripts.run(calls)
 
     async def _answer(
         self, tenant: str, policy: TenantPolicy, reply: ScanReply, now: int, recorded: bool

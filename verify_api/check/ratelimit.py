@@ -121,11 +121,7 @@ class RateLimiter:
         if not hits:
             return None
         now = self._clock()
-        if self._refused:
-            for hit in hits:
-                until = self._refused.get((tenant, hit.subject))
-                if until is not None and now < until:
-                    raise RateLimited(_kind(hit), max(1, math.ceil(until - now)))
+        self.refuse_lately(tenant, hits, now)
         keys = TenantKeys(tenant)
         names: list[str] = []
         args: list[bytes] = []
@@ -137,6 +133,19 @@ class RateLimiter:
             args += (b"%d" % hit.cost, b"%d" % hit.limit.seconds)
         call = self._scripts.evalsha("rate_limit", tuple(names), tuple(args))
         return Pending(tenant, tuple(hits), tuple(fractions), now, call)
+
+    def refuse_lately(self, tenant: str, hits: list[Hit], now: float | None = None) -> None:
+        """Raise RateLimited for a client this worker refused until a time not yet passed.
+
+        Without Redis: a hammering client costs the store nothing until then.
+        """
+        if not self._refused:
+            return
+        now = self._clock() if now is None else now
+        for hit in hits:
+            until = self._refused.get((tenant, hit.subject))
+            if until is not None and now < until:
+                raise RateLimited(_kind(hit), max(1, math.ceil(until - now)))
 
     def settle(self, pending: Pending | None, reply: list[int]) -> None:
         """Raise RateLimited if the counts in ``reply`` put any client over its limit."""

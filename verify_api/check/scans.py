@@ -18,7 +18,7 @@ from verify_api.check.scanrecord import ScanRecord
 VERIFY, LOOKUP = b"v", b"l"
 MAX_CODES_PER_CALL = 1000
 ACTIVE = "active"
-SCRIPT_NAMES = ("verify", "rate_limit")
+SCRIPT_NAMES = ("verify", "rate_limit", "unclaim")
 
 
 class VerifyScripts(ScriptSet):
@@ -63,6 +63,8 @@ class ScanReply:
     record: ScanRecord | None = None
     claimed_now: bool = False
     outbox_entry: str | None = None
+    raw: bytes = b""
+    """The record as stored, for ``unclaim_call`` to find it unchanged."""
 
 
 def verify_calls(
@@ -131,6 +133,21 @@ def parse_verify_reply(reply: list) -> list[ScanReply]:
                 scanrecord.unpack(raw),
                 claimed != 0,
                 claimed.decode() if isinstance(claimed, bytes) else None,
+                raw,
             )
         )
     return out
+
+
+def unclaim_call(
+    scripts: VerifyScripts, keys: TenantKeys, serial: int, scan: ScanReply,
+    context: CheckContext, now: int,
+) -> bytes:
+    """Pack ``lua/unclaim.lua``: undo the claim of a check its own round trip refused (429)."""
+    segment = segment_of(serial)
+    names = (keys.scan_bucket(serial), keys.segment_claims(segment),
+             keys.segment_stats(segment, stats.day_of(now)))
+    args = (b"%d" % (serial % SCAN_BUCKET_SERIALS), scan.raw, (scan.outbox_entry or "").encode(),
+            (scan.sku or "").encode(), (context.region or "-").encode(),
+            context.channel_name.encode())
+    return scripts.evalsha("unclaim", names, args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 import falcon
 
 from verify_api.check.engine import VerifyEngine
@@ -29,11 +31,30 @@ class PingResource:
         resp.media = {"pong": True}
 
 
+LOOPBACK = ("127.0.0.1", "::1")
+
+
 class MetricsResource:
-    def __init__(self, metrics: Metrics) -> None:
+    """``GET /metrics``: for the operator's Prometheus, not for the public.
+
+    With ``ITEMSEAL_METRICS_TOKEN`` set it needs ``Authorization: Bearer
+    <token>``; without one it answers only clients on this machine (a scraper
+    beside the server, or a reverse proxy that must then not route it).
+    Anyone else gets the same 404 as an unknown route.
+    """
+
+    def __init__(self, metrics: Metrics, token: str | None = None) -> None:
         self._metrics = metrics
+        self._token = token
 
     async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._token is not None:
+            given = (req.get_header("Authorization") or "").removeprefix("Bearer ").strip()
+            allowed = hmac.compare_digest(given.encode(), self._token.encode())
+        else:
+            allowed = req.remote_addr in LOOPBACK
+        if not allowed:
+            raise falcon.HTTPNotFound()
         render_response(self._metrics, resp)
 
 
