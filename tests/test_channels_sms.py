@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from xml.etree import ElementTree
 
 import pytest
 from helpers.channels_world import NUMBER, SECRET, make_world
@@ -31,9 +32,12 @@ def world(request, batch_factory, redis_client, clock):
 
 
 def reply(result) -> str:
+    """The reply's text: Twilio's default answer is TwiML, one <Message>."""
     assert result.status_code == 200, result.text
-    assert result.headers["content-type"].startswith("text/plain")
-    return result.text
+    assert result.headers["content-type"].startswith("application/xml")
+    root = ElementTree.fromstring(result.text)
+    assert root.tag == "Response" and [e.tag for e in root] == ["Message"], result.text
+    return root[0].text or ""
 
 
 def test_a_code_claims_then_repeats(world, redis_client, clock):
@@ -183,12 +187,15 @@ def test_tencent_retry_without_an_id(world, redis_client):
     assert len(FeedbackInbox(redis_client, "ACME").list()) == 2
 
 
-def test_twiml_reply_format(world):
-    world.channels.update("ACME", reply_format="twiml")
+def test_twiml_by_default_and_text_on_request(world):
     answer = world.sms("<b>&", sid="x1")
     assert answer.headers["content-type"].startswith("application/xml")
     assert re.fullmatch(r'<\?xml[^>]*\?><Response><Message>[^<>]+</Message></Response>',
                         answer.text)
+    world.channels.update("ACME", reply_format="text")
+    plain = world.sms("<b>&", sid="x1")  # the same message: the same reply, now as text
+    assert plain.headers["content-type"].startswith("text/plain")
+    assert plain.text == reply(answer)
 
 
 def test_unknown_number_and_bad_bodies(world):

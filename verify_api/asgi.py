@@ -14,11 +14,17 @@ from collections.abc import Mapping
 
 from codegen.config import Config
 from verify_api.app import VerifyApp, create_app
+from verify_api.proxies import TRUSTED_PROXIES_ENV
+from verify_api.resources.channels import GS1_TENANTS_ENV
 
 
 def app_from_env(env: Mapping[str, str] | None = None) -> VerifyApp:
     config = Config(env)
-    return create_app(config.redis, config.key_store)
+    return create_app(
+        config.redis, config.key_store,
+        trusted_proxies=config.env.get(TRUSTED_PROXIES_ENV, ""),
+        gs1_tenants=config.env.get(GS1_TENANTS_ENV, ""),
+    )
 
 
 application = app_from_env()
