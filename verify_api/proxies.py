@@ -35,7 +35,8 @@ FORWARDING_HEADERS = (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
 _PAIR = re.compile(r'\s*([A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*')
 
 
-def parse_networks(text: str | Iterable[str]) -> tuple[Network, ...]:
+def parse_networks(text: str | Iterable[str], what: str = "trusted proxy",
+                   ) -> tuple[Network, ...]:
     """``"10.0.0.0/8, 127.0.0.1"`` -> networks; a bad entry is a SettingError naming it."""
     items = text.replace(",", " ").split() if isinstance(text, str) else list(text)
     out = []
@@ -44,7 +45,7 @@ def parse_networks(text: str | Iterable[str]) -> tuple[Network, ...]:
             out.append(ipaddress.ip_network(item.strip(), strict=False))
         except ValueError:
             raise SettingError(
-                f"bad trusted proxy {item!r}: give IP addresses or CIDRs such as 10.0.0.0/8"
+                f"bad {what} {item!r}: give IP addresses or CIDRs such as 10.0.0.0/8"
             ) from None
     return tuple(out)
 

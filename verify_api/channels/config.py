@@ -208,7 +208,7 @@ class ChannelStore:
                 raise SettingError(str(exc)) from None
             fields[SECRET_FIELD] = self._seal(tenant, gateway_secret)
         if sms_allow_ips is not None:
-            networks = proxies.parse_networks(sms_allow_ips)
+            networks = proxies.parse_networks(sms_allow_ips, "allowed gateway address")
             fields[ALLOW_IPS_FIELD] = ",".join(str(n) for n in networks)
         if sms_number is not None:
             self._set_number(tenant, sms_number)

@@ -68,7 +68,7 @@ def store_status(config: Config) -> None:
         raise SystemExit(3)
 
 
-WORKER_CLASS = "uvicorn_worker.UvicornWorker"
+WORKER_CLASS = "verify_api.gunicorn_conf.ItemsealWorker"  # uvicorn's, proxy headers left to us
 
 
 @click.command()
