@@ -77,4 +77,5 @@ def text_encoding(path: Path | str, given: str | None = None) -> str:
         except UnicodeDecodeError:
             continue
         return encoding
-    raise FileError(path, "neither UTF-8 nor GBK text: give its encoding (--encoding)")
+    raise FileError(path, "neither Parquet nor UTF-8 or GBK text (CSV): name its encoding"
+                          " with --encoding")
