@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 from standardwebhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from codegen.store.keyspace import PointsKeys
+from codegen.store.keyspace import PointsKeys, TenantKeys
 from codegen.webhooks import backoff_seconds, parse_retry_after
 from points_bridge.crm import Bridge, Webhook, standard_secret, standard_signature
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.sms.senders import HttpGatewaySender, OutMessage
+from verify_api.admin.alerts import Alerts
 
 SECRET = b"crm-secret-of-acme-0001"
 
@@ -119,3 +120,29 @@ def test_the_sms_gateway_sender_does_not_follow_a_redirect():
     with serve_posts(lambda h, b: (200, b'{"id": "g-1"}'), "/send") as url:
         sent = HttpGatewaySender(url).send(OutMessage("m2", "ACME", "+8613800138000", "hi"))
     assert sent.ok and sent.gateway_id == "g-1"
+
+
+def test_an_alert_answered_with_a_redirect_is_not_sent(redis_client, points_tenant, clock,
+                                                        master_key):
+    from verify_api.check.stats import day_of
+
+    posts: list[bytes] = []
+    gets: list[str] = []
+
+    def moved(headers: dict, body: bytes):
+        posts.append(body)
+        return 301, b"", {"Location": "/alerts-moved"}
+
+    tenant = points_tenant()
+    with serve_posts(moved, "/alerts", gets=gets) as url:
+        alerts = Alerts(redis_client, tenant, master=master_key, clock=clock)
+        alerts.configure({"webhook_url": url, "counterfeit_threshold": 3, "window_minutes": 10})
+        day = TenantKeys(tenant).stats_day(day_of(clock()))
+        redis_client.hincrby(day, "cf_region:Zhejiang", 10)
+        assert alerts.run() == []  # the baseline
+        clock.advance(60)
+        redis_client.hincrby(day, "cf_region:Zhejiang", 3)
+        fired = alerts.run()
+    assert [a.kind for a in fired] == ["counterfeit_surge"] and len(posts) == 1
+    assert gets == []  # not re-sent as a GET
+    assert not redis_client.exists(TenantKeys(tenant).alert_sent(fired[0].alert_id))  # retried
