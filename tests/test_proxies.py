@@ -144,12 +144,14 @@ def test_itemseal_serve_behind_a_real_nginx(tenant, tmp_path):
             base, _):
         port = free_port()
         conf = nginx_conf(tmp_path, port, base)
-        proxy = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = tmp_path / "nginx.out"
+        with log.open("wb") as sink:
+            proxy = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)],
+                                     stdout=sink, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 20
             while True:
-                assert proxy.poll() is None, proxy.stderr.read().decode()
+                assert proxy.poll() is None, log.read_text()
                 try:
                     if request(port, "GET", "/healthz", source="127.0.0.9")[0] == 200:
                         break

@@ -128,19 +128,27 @@ _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9
 
 def apply_to_scope(scope: dict, networks: Sequence[Network]) -> dict:
     """A copy of an ASGI HTTP scope as the real client sent it (see the module's docstring)."""
+    pairs = scope.get("headers", ())
+    if not isinstance(pairs, list | tuple) or not all(isinstance(p, list | tuple) for p in pairs):
+        pairs = [tuple(pair) for pair in pairs]  # an iterable may be read once only (ASGI spec)
+        scope = {**scope, "headers": pairs}
     headers: dict[bytes, str] = {}
-    for name, value in scope.get("headers", ()):
+    for name, value in pairs:
         if name in FORWARDING_HEADERS:
             text = value.decode("latin-1")
             headers[name] = f"{headers[name]},{text}" if name in headers else text
-    peer = (scope.get("client") or (None,))[0]
+    client = scope.get("client")
+    if client is not None and not isinstance(client, list | tuple):
+        client = tuple(client)  # an iterable, like the headers
+        scope = {**scope, "client": client}
+    peer = client[0] if client else None
     if not headers:
         return scope
     view = forwarded_view(peer, scope.get("scheme", "http"), headers, networks)
-    kept = [(n, v) for n, v in scope.get("headers", ()) if n not in FORWARDING_HEADERS
+    kept = [(n, v) for n, v in pairs if n not in FORWARDING_HEADERS
             and not (view.host and n == b"host")]
     if view.host:
         kept.append((b"host", view.host.encode()))
-    port = (scope.get("client") or (None, 0))[1]
+    port = client[1] if client else 0
     return {**scope, "headers": kept, "scheme": view.scheme,
-            "client": (view.client, port) if view.client else scope.get("client")}
+            "client": (view.client, port) if view.client else client}
