@@ -43,7 +43,39 @@ def file_errors(path: Path | str, doing: str) -> Iterator[None]:
         detail = (str(exc).splitlines() or [""])[0].rpartition("': ")[2]
         raise FileError(path, f"not a Parquet file ({detail})" if detail else
                         "not a Parquet file") from None
-    except UnicodeDecodeError:
-        raise FileError(path, "neither Parquet nor UTF-8 text (CSV)") from None
+    except UnicodeDecodeError as exc:
+        raise FileError(path, f"not {exc.encoding} text (CSV): give its encoding"
+                              " (--encoding)") from None
     except csv.Error as exc:
         raise FileError(path, f"not CSV: {exc}") from None
+
+
+def text_encoding(path: Path | str, given: str | None = None) -> str:
+    """The encoding of a text (CSV) file: ``given``, else its BOM, else UTF-8, else GBK.
+
+    Excel on a Chinese Windows saves "CSV" in the ANSI code page, GBK (936),
+    with no BOM; "CSV UTF-8" starts with a BOM. A file that is valid UTF-8 is
+    read as UTF-8 (GBK text of any length is almost never valid UTF-8); else
+    as GB 18030, the superset of GBK. Anything else: name it with ``given``.
+    """
+    if given:
+        import codecs
+
+        try:
+            return codecs.lookup(given).name
+        except LookupError:
+            raise FileError(path, f"unknown encoding {given!r}") from None
+    with file_errors(path, "read"), open(path, "rb") as fh:
+        raw = fh.read()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return encoding
+    raise FileError(path, "neither Parquet nor UTF-8 or GBK text (CSV): name its encoding"
+                          " with --encoding")

@@ -4,14 +4,22 @@ The events are in the tenant's ``MEMBER_SHARDS`` shard streams
 (``PointsKeys.events``), written by the same scripts as the ledger, so none
 is ever missing. The bridge reads each stream in a consumer group (``crm``):
 
-* **Signed, keyed POSTs.** The body is compact JSON; ``X-Itemseal-Signature``
-  is the hex HMAC-SHA256 of the raw body under the tenant's secret, and
-  ``Idempotency-Key`` (``TENANT/SHARD/STREAM-ID``) is the same on every
+* **Signed, keyed POSTs.** The body is compact JSON, signed the Standard
+  Webhooks way (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``:
+  ``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body``, so a captured post
+  cannot be replayed later; the receiver's key is ``whsec_`` + base64 of the
+  secret, ``standard_secret``). ``X-Itemseal-Signature`` (hex HMAC-SHA256 of the
+  body) is sent too, for receivers written before. ``Idempotency-Key`` and
+  ``webhook-id`` (``TENANT/SHARD/STREAM-ID``) are the same on every
   redelivery, so the CRM keeps exactly one copy of each event.
-* **Retries with bounded exponential backoff** for 5xx, 408, 429 and network
-  errors; an event still failing after ``max_attempts``, or refused with any
-  other 4xx (poison: retrying cannot help), is parked in the tenant's
-  dead-letter stream with the reason, and the bridge moves on.
+* **Nothing is lost to a redirect.** Posts go through httpx with redirects
+  never followed (``codegen/webhooks.py``): a 3xx is a failure naming the new
+  location, never "delivered".
+* **Retries with jittered exponential backoff** for 5xx, 408, 425, 429 and
+  network errors, waiting what ``Retry-After`` asks when the CRM says; an event
+  still failing after ``max_attempts``, or refused with any other 4xx or a 3xx
+  (poison: retrying cannot help), is parked in the tenant's dead-letter stream with the
+  reason, and the bridge moves on.
 * **Resumes where it stopped.** An event is acknowledged only once delivered
   or parked. After a restart the bridge first re-reads its own pending events,
   then takes over those of a dead consumer idle longer than ``claim_idle``
@@ -23,13 +31,13 @@ none is pending.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import os
+import random
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -37,7 +45,7 @@ import redis
 
 from codegen.keys import MasterKey, check_secret
 from codegen.store.keyspace import MEMBER_SHARDS, PointsKeys
-from codegen.webhooks import check_public_url
+from codegen.webhooks import Delivery, backoff_seconds, check_public_url, http_client, post
 from points_bridge.exc import PointsError, UnknownDeadLetter
 
 GROUP = "crm"
@@ -51,6 +59,17 @@ NUMBERS = ("delta", "balance", "earned", "at", "serial", "created_at")
 def sign(secret: bytes, body: bytes) -> str:
     """Return the hex HMAC-SHA256 of ``body``, the value of ``X-Itemseal-Signature``."""
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def standard_signature(secret: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """``webhook-signature`` of the Standard Webhooks spec: ``v1,`` base64 HMAC-SHA256."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest()).decode()
+
+
+def standard_secret(secret: bytes) -> str:
+    """The secret as Standard Webhooks libraries take it: ``whsec_`` + base64."""
+    return "whsec_" + base64.b64encode(secret).decode()
 
 
 class CrmSecret:
@@ -93,36 +112,33 @@ class CrmSecret:
 
 
 class Webhook:
-    """POST JSON bodies to one URL; return the HTTP status (0 for a network failure)."""
+    """POST signed JSON bodies to one URL (httpx, no redirects); say what came of each."""
 
-    def __init__(self, url: str, secret: bytes, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, secret: bytes, *, timeout: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
         if not url.startswith(("http://", "https://")):
             raise PointsError(f"webhook {url!r}: give an http:// or https:// URL")
         check_public_url(url, "the CRM webhook")
         self.url = url
         self._secret = secret
-        self._timeout = timeout
+        self._clock = clock
+        self._client = http_client(timeout)
 
-    def post(self, body: bytes, idempotency_key: str) -> tuple[int, str]:
-        request = urllib.request.Request(
-            self.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(self._secret, body),
-                "Idempotency-Key": idempotency_key,
-                "User-Agent": "itemseal-bridge",
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                return response.status, ""
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            return exc.code, f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError) as exc:
-            return 0, str(getattr(exc, "reason", exc))
+    def post(self, body: bytes, idempotency_key: str) -> Delivery:
+        now = int(self._clock())
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(self._secret, body),
+            "Idempotency-Key": idempotency_key,
+            "webhook-id": idempotency_key,
+            "webhook-timestamp": str(now),
+            "webhook-signature": standard_signature(self._secret, idempotency_key, now, body),
+            "User-Agent": "itemseal-bridge",
+        }
+        return post(self._client, self.url, body, headers, now)
+
+    def close(self) -> None:
+        self._client.close()
 
 
 @dataclass
@@ -156,8 +172,10 @@ class Bridge:
         claim_idle: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._redis = client
+        self._rand = rand
         self._clock = clock
         self.tenant = tenant
         self.keys = PointsKeys(tenant)
@@ -244,17 +262,18 @@ class Bridge:
         body, key = self.payload(shard, entry_id, fields)
         reason = ""
         for attempt in range(1, self._max_attempts + 1):
-            status, error = self._webhook.post(body, key)
-            if 200 <= status < 300:
+            sent = self._webhook.post(body, key)
+            if sent.ok:
                 self._redis.xack(stream, GROUP, entry_id)
                 stats.delivered += 1
                 return
-            reason = error or f"HTTP {status}"
-            if 400 <= status < 500 and status not in RETRYABLE:
-                break  # poison: the CRM refuses this event as it is
+            reason = sent.reason or f"HTTP {sent.status}"
+            if 300 <= sent.status < 500 and sent.status not in RETRYABLE:
+                break  # poison: the CRM refuses this event as it is, or sends it elsewhere
             if attempt < self._max_attempts:
                 stats.retries += 1
-                self._sleep(min(self._backoff * 2 ** (attempt - 1), self._max_backoff))
+                self._sleep(backoff_seconds(attempt, self._backoff, self._max_backoff,
+                                            sent.retry_after, self._rand))
         else:
             reason = f"{reason}; gave up after {self._max_attempts} attempts"
         self._redis.xadd(
@@ -280,12 +299,12 @@ class Bridge:
             if wanted and entry_id not in wanted:
                 continue
             missing.discard(entry_id)
-            status, error = self._webhook.post(fields[b"body"], fields[b"idempotency_key"].decode())
-            if 200 <= status < 300:
+            sent = self._webhook.post(fields[b"body"], fields[b"idempotency_key"].decode())
+            if sent.ok:
                 self._redis.xdel(self.keys.dead_letter, entry_id)
                 stats.delivered += 1
             else:
-                reason = f"replay: {error or f'HTTP {status}'}"
+                reason = f"replay: {sent.reason or f'HTTP {sent.status}'}"
                 self._redis.xadd(self.keys.dead_letter, {**fields, b"reason": reason.encode()})
                 self._redis.xdel(self.keys.dead_letter, entry_id)
                 stats.parked += 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 import redis
 
 from codegen.amounts import MAX_ENTRY_POINTS
-from codegen.files import file_errors
+from codegen.files import file_errors, text_encoding
 from points_bridge.exc import BadInput, PointsError
 from points_bridge.ledger import BASE_FIELDS, Ledger, stored_int
 from points_bridge.members import MemberStore
@@ -93,28 +94,71 @@ def _ledger_rows(client: redis.Redis, ledger: Ledger, cards: list[str]) -> list[
     return rows
 
 
+_NUMBER_LIKE = re.compile(r"\+?[0-9]+")
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def excel_text(value: object) -> object:
+    """A digit string as Excel keeps it: ``="013800138000"``, else ``value`` unchanged.
+
+    Excel opens a CSV cell of digits as a number: 12 or more digits show in
+    scientific notation (a card 100000000001 becomes 1E+11), more than 15 lose
+    digits, leading zeros go. A cell that is the formula ``="..."`` is the
+    text itself, shown and copied as the digits; a leading tab or apostrophe
+    would stay in the cell. ``import members`` reads the form back.
+    """
+    if isinstance(value, str) and _NUMBER_LIKE.fullmatch(value):
+        return f'="{value}"'
+    return value
+
+
+def excel_unwrap(value: str) -> str:
+    """``="digits"`` (an ``--excel`` export's cell) -> the digits."""
+    if value.startswith('="') and value.endswith('"') and _NUMBER_LIKE.fullmatch(value[2:-1]):
+        return value[2:-1]
+    return value
+
+
 def export(
-    client: redis.Redis, tenant: str, what: str, fmt: str, out: Path | pa.NativeFile
+    client: redis.Redis, tenant: str, what: str, fmt: str, out: Path | pa.NativeFile,
+    *, excel: bool = False,
 ) -> int:
-    """Write the tenant's ``members`` or ``ledger`` to ``out``; return the rows written."""
+    """Write the tenant's ``members`` or ``ledger`` to ``out``; return the rows written.
+
+    ``excel`` (CSV only): a UTF-8 BOM, so Excel reads the file as UTF-8 and not
+    the ANSI code page, and digit strings (cards, phones) as ``excel_text``.
+    """
     if fmt not in FORMATS:
         raise BadInput("format", fmt, f"use one of {', '.join(FORMATS)}")
+    if excel and fmt != "csv":
+        raise BadInput("format", fmt, "--excel is for CSV files")
     members = MemberStore(client, tenant)
     members.settings()  # unknown tenant: say so before creating a file
     schema = with_metadata(SCHEMAS[what], tenant, what)
     sink = str(out) if isinstance(out, Path) else out
+    handle = None
     with file_errors(sink, "write"):
+        if excel:
+            handle = open(sink, "wb") if isinstance(sink, str) else sink  # noqa: SIM115
+            handle.write(UTF8_BOM)
+            sink = handle
         writer = (pq.ParquetWriter(sink, schema, compression="zstd") if fmt == "parquet"
                   else pacsv.CSVWriter(sink, schema))
     written = 0
     ledger = Ledger(client, tenant)
-    with writer:
-        for cards in _chunks(members.cards()):
-            rows = (_member_rows(client, members, cards) if what == "members"
-                    else _ledger_rows(client, ledger, cards))
-            if rows:
-                writer.write_batch(pa.RecordBatch.from_pylist(rows, schema=schema))
-                written += len(rows)
+    try:
+        with writer:
+            for cards in _chunks(members.cards()):
+                rows = (_member_rows(client, members, cards) if what == "members"
+                        else _ledger_rows(client, ledger, cards))
+                if excel:
+                    rows = [{k: excel_text(v) for k, v in row.items()} for row in rows]
+                if rows:
+                    writer.write_batch(pa.RecordBatch.from_pylist(rows, schema=schema))
+                    written += len(rows)
+    finally:
+        if handle is not None and isinstance(out, Path):
+            handle.close()
     return written
 
 
@@ -125,8 +169,14 @@ class ImportReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _read(path: Path) -> tuple[list[str], Iterator[tuple[str, dict[str, str]]]]:
-    """Return the column names and (where, row) pairs of a CSV or Parquet file."""
+def _read(path: Path, encoding: str | None = None,
+          ) -> tuple[list[str], Iterator[tuple[str, dict[str, str]]]]:
+    """Return the column names and (where, row) pairs of a CSV or Parquet file.
+
+    A CSV file's encoding is ``encoding`` or found (``files.text_encoding``:
+    BOM, UTF-8, else GBK as Chinese Excel saves); ``="..."`` cells of an
+    ``--excel`` export read as their digits.
+    """
     with file_errors(path, "read"), open(path, "rb") as fh:
         parquet = fh.read(4) == b"PAR1"
     if parquet:
@@ -136,23 +186,27 @@ def _read(path: Path) -> tuple[list[str], Iterator[tuple[str, dict[str, str]]]]:
                 for i, row in enumerate(table.to_pylist(), start=1))
         return table.column_names, rows
 
+    found = text_encoding(path, encoding)
+    found = "utf-8-sig" if found == "utf-8" else found
+
     def csv_rows() -> Iterator[tuple[str, dict[str, str]]]:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with open(path, newline="", encoding=found) as fh:
             reader = csv.DictReader(fh)
             for row in reader:
-                yield f"line {reader.line_num}", {k: (v or "") for k, v in row.items()}
+                yield f"line {reader.line_num}", {k: excel_unwrap(v or "") for k, v in row.items()}
 
-    with file_errors(path, "read"), open(path, newline="", encoding="utf-8-sig") as fh:
+    with file_errors(path, "read"), open(path, newline="", encoding=found) as fh:
         header = next(csv.reader(fh), [])
     return header, csv_rows()
 
 
-def import_members(client: redis.Redis, tenant: str, path: Path) -> ImportReport:
+def import_members(client: redis.Redis, tenant: str, path: Path,
+                   encoding: str | None = None) -> ImportReport:
     """Create or update members from a file; report bad rows, keep the good ones."""
     members = MemberStore(client, tenant)
     ledger = Ledger(client, tenant)
     settings = members.settings()
-    columns, rows = _read(path)
+    columns, rows = _read(path, encoding)
     with file_errors(path, "read"):
         return _import_rows(members, ledger, settings, path, columns, rows)
 

@@ -45,7 +45,7 @@ def test_ivr_prompts_speaks_and_asks_again(world, redis_client):
     assert MemberStore(redis_client, "ACME").by_phone("+8613800138000").balance == 10
     slip = code[:3] + str((int(code[3]) + 1) % 10) + code[4:]
     again = ivr(world, slip)
-    assert "<Gather" in again and templates.DEFAULTS[world.language]["mistyped"] in again
+    assert "<Gather" in again and templates.DEFAULTS[world.language]["ivr_mistyped"] in again
     repeat = ivr(world, code, caller="+8613900139000")
     assert "<Hangup/>" in repeat and "2026-01-01" in repeat
 

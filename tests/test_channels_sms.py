@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from xml.etree import ElementTree
 
 import pytest
+from falcon import testing
 from helpers.channels_world import NUMBER, SECRET, make_world
 from helpers.openapi_check import validate
 
@@ -12,6 +15,7 @@ from codegen.codes import NUMERIC_24
 from codegen.keys import KeyStore
 from codegen.tenants import TenantStore
 from points_bridge.members import MemberStore
+from verify_api.app import create_app
 from verify_api.channels import templates
 from verify_api.channels.feedback import FeedbackInbox
 
@@ -31,9 +35,12 @@ def world(request, batch_factory, redis_client, clock):
 
 
 def reply(result) -> str:
+    """The reply's text: Twilio's default answer is TwiML, one <Message>."""
     assert result.status_code == 200, result.text
-    assert result.headers["content-type"].startswith("text/plain")
-    return result.text
+    assert result.headers["content-type"].startswith("application/xml")
+    root = ElementTree.fromstring(result.text)
+    assert root.tag == "Response" and [e.tag for e in root] == ["Message"], result.text
+    return root[0].text or ""
 
 
 def test_a_code_claims_then_repeats(world, redis_client, clock):
@@ -183,12 +190,18 @@ def test_tencent_retry_without_an_id(world, redis_client):
     assert len(FeedbackInbox(redis_client, "ACME").list()) == 2
 
 
-def test_twiml_reply_format(world):
-    world.channels.update("ACME", reply_format="twiml")
+def test_twiml_by_default_and_text_on_request(world, redis_client, clock):
     answer = world.sms("<b>&", sid="x1")
     assert answer.headers["content-type"].startswith("application/xml")
     assert re.fullmatch(r'<\?xml[^>]*\?><Response><Message>[^<>]+</Message></Response>',
                         answer.text)
+    world.channels.update("ACME", reply_format="text")
+    app = create_app(redis_client, world.key_store, clock=clock, key_cache_seconds=0,
+                     catalog_seconds=0)  # a worker that reads the setting afresh
+    plain = replace(world, client=testing.TestClient(app), app=app).sms("<b>&", sid="x1")
+    assert plain.headers["content-type"].startswith("text/plain")
+    assert plain.text == reply(answer)  # the same message: the same reply, now as text
+    app.engine.link.close()
 
 
 def test_unknown_number_and_bad_bodies(world):

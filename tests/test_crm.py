@@ -56,9 +56,9 @@ def test_failures_are_retried_with_exponential_backoff(redis_client, receiver, c
     crm, url = receiver
     crm.script = [503, 503, 429]
     sleeps: list[float] = []
-    stats = bridge(redis_client, url, sleeps, backoff=0.25).drain()
+    stats = bridge(redis_client, url, sleeps, backoff=0.25, rand=lambda: 1.0).drain()
     assert (stats.delivered, stats.retries, stats.parked) == (3, 3, 0)
-    assert sleeps == [0.25, 0.5, 1.0]
+    assert sleeps == [0.25, 0.5, 1.0]  # the jitter's most: rand() of the doubling wait
     assert len(crm.delivered()) == 3 and len(crm.received) == 6
 
 

@@ -7,13 +7,15 @@ element strings (``stdnum.gs1_128``). None of them shares code with itemseal.
 
 from __future__ import annotations
 
+import re
 import string
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import biip
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from falcon import testing
 from helpers.aio import Blocking
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -24,6 +26,7 @@ from stdnum import gs1_128 as std_gs1_128
 from codegen import gs1
 from codegen.batches import BatchRegistry
 from codegen.codes import NUMERIC_20, NUMERIC_24, damm_check_digit, parse_code
+from codegen.exc import ItemsealError
 from codegen.mint import Minter
 from codegen.products import ProductStore
 from codegen.render import CODE_SLOT, TextLayout, render_run, string_array
@@ -31,6 +34,7 @@ from codegen.signing import CodeSigner
 from codegen.store.wire import link_for
 from codegen.tenants import TenantStore
 from schemas.batch import read_facts
+from verify_api.app import create_app
 from verify_api.channels.keywords import CODE, classify
 from verify_api.check import answers
 from verify_api.check.engine import CheckRequest, VerifyEngine
@@ -302,10 +306,6 @@ def test_a_case_folded_link_sent_by_sms_is_still_the_code():
     assert parse_code(intent.text).digits == code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the engine does not compare the link's GTIN with the batch product's GTIN",
-)
 def test_a_link_with_another_products_gtin_is_counterfeit(minter, engine, redis_client, tmp_path):
     result = minter.mint("ACME", "GT-1", 10, tmp_path / "gt.parquet", workers=0)
     BatchRegistry(redis_client, "ACME").transition(result.batch.batch_id, "active")
@@ -314,3 +314,64 @@ def test_a_link_with_another_products_gtin_is_counterfeit(minter, engine, redis_
     wrong = gs1.digital_link("http://acme.example", OTHER_GTIN14, code)
     answer = engine.verify("ACME", CheckRequest(wrong, None, "api", None), "203.0.113.7")
     assert answer.result == answers.COUNTERFEIT
+
+
+def _result(page) -> str | None:
+    found = re.search(r'data-result="([a-z_]+)"', page.text)
+    return found.group(1) if found else None
+
+
+def test_itemseal_serves_gs1_paths_and_checks_the_gtin(minter, redis_client, tmp_path):
+    """The printed URL's path answers with the QR page; another product's GTIN is counterfeit.
+
+    The element string a GS1 reader (``biip``) makes of a minted link verifies
+    ``genuine`` through the HTTP API too.
+    """
+    result = minter.mint("ACME", "GT-1", 10, tmp_path / "gt.parquet", workers=0)
+    BatchRegistry(redis_client, "ACME").transition(result.batch.batch_id, "active")
+    urls = pq.read_table(result.path, columns=["url"]).column("url").to_pylist()
+    app = create_app(redis_client, minter.key_store, key_cache_seconds=0, catalog_seconds=0,
+                     gs1_tenants="ACME")
+    client = testing.TestClient(app)
+    first = client.simulate_get(urlsplit(urls[0]).path)
+    assert first.status_code == 200 and _result(first) == "genuine", first.text
+    assert "Night cream" in first.text
+    assert _result(client.simulate_get(urlsplit(urls[0]).path)) == "already_verified"
+    code = gs1.parse_digital_link(urls[1]).code
+    with_lot = urlsplit(gs1.digital_link("http://acme.example", GTIN13, code, lot="L-7")).path
+    assert _result(client.simulate_get(with_lot)) == "genuine"
+    # another product's GTIN around a genuine serial: counterfeit, and nothing recorded
+    code = gs1.parse_digital_link(urls[2]).code
+    wrong = urlsplit(gs1.digital_link("http://acme.example", OTHER_GTIN14, code)).path
+    assert _result(client.simulate_get(wrong)) == "counterfeit"
+    assert _result(client.simulate_get(wrong.replace(OTHER_GTIN14, "0400638133393x"))) \
+        == "counterfeit"
+    assert _result(client.simulate_get(urlsplit(urls[2]).path)) == "genuine"
+    # a GS1 reader's element string of a minted link, posted to the API
+    message = biip.parse(urls[3]).gs1_digital_link_uri.as_gs1_message()
+    for text in (message.value, message.as_hri()):
+        answer = client.simulate_post("/v1/tenants/ACME/verify", json={"code": text})
+        assert answer.status_code == 200, answer.text
+        assert answer.json["result"] in ("genuine", "already_verified")
+    unknown_gtin = message.value.replace(GTIN14, OTHER_GTIN14)
+    answer = client.simulate_post("/v1/tenants/ACME/verify", json={"code": unknown_gtin})
+    assert answer.json["result"] == "counterfeit"
+    app.engine.link.close()
+
+
+def test_the_gs1_tenant_is_the_deployments_or_the_hosts(minter, redis_client, tmp_path):
+    result = minter.mint("ACME", "GT-1", 3, tmp_path / "gt.parquet", workers=0)
+    BatchRegistry(redis_client, "ACME").transition(result.batch.batch_id, "active")
+    path = urlsplit(pq.read_table(result.path, columns=["url"]).column("url")[0].as_py()).path
+    none = create_app(redis_client, minter.key_store)
+    assert testing.TestClient(none).simulate_get(path).status_code == 404  # not configured
+    by_host = create_app(redis_client, minter.key_store, gs1_tenants="id.beta.example=BETA,"
+                         "acme.example=ACME")
+    client = testing.TestClient(by_host)
+    assert _result(client.simulate_get(path, host="acme.example")) == "genuine"
+    assert client.simulate_get(path, host="elsewhere.example").status_code == 404
+    for bad in ("ACME,BETA", "h.example=no/slash", "bad!"):
+        with pytest.raises(ItemsealError):
+            create_app(redis_client, minter.key_store, gs1_tenants=bad)
+    for app in (none, by_host):
+        app.engine.link.close()

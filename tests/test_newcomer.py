@@ -63,7 +63,7 @@ def test_a_file_that_is_not_parquet_is_one_line(cli, tmp_path):
 def test_binary_bytes_to_import_are_one_line(cli, tmp_path):
     (tmp_path / "bin.parquet").write_bytes(bytes(range(128, 256)) * 4)
     line = assert_one_line_error(cli("import", "members", "-t", "ACME", "bin.parquet"), "")
-    assert "neither Parquet nor UTF-8 text" in line
+    assert "neither Parquet nor UTF-8 or GBK text" in line
 
 
 @pytest.mark.parametrize("url", ["bogus://x", "redis://localhost:12x/0"])

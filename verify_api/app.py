@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from importlib import resources
 
@@ -27,6 +27,7 @@ import yaml
 from codegen.exc import ItemsealError
 from codegen.keys import KeyStore
 from codegen.store.wire import Link, link_for
+from verify_api import proxies
 from verify_api.admin.auth import TokenStore
 from verify_api.check.engine import VerifyEngine
 from verify_api.metrics import Metrics, MetricsMiddleware
@@ -45,9 +46,20 @@ TENANT = "/v1/tenants/{tenant}"
 
 
 class VerifyApp(falcon.asgi.App):
-    """The falcon ASGI app, with its engine in reach of tests and the benchmark."""
+    """The falcon ASGI app, with its engine in reach of tests and the benchmark.
+
+    Each HTTP request's scope is first seen through ``proxies.apply_to_scope``:
+    behind a trusted proxy the client, scheme and host are the ones the proxy
+    saw, and forwarded headers from anyone else are dropped.
+    """
 
     engine: VerifyEngine
+    trusted_proxies: tuple = ()
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") == "http":
+            scope = proxies.apply_to_scope(scope, self.trusted_proxies)
+        await super().__call__(scope, receive, send)
 
 
 class LinkLifespan:
@@ -70,8 +82,14 @@ def create_app(
     catalog_seconds: float = 5.0,
     metrics: Metrics | None = None,
     metrics_token: str | None = None,
+    trusted_proxies: str | Iterable[str] = (),
+    gs1_tenants: str = "",
 ) -> VerifyApp:
-    """Build the ASGI app; ``link`` defaults to a pipelined asyncio link to ``client``'s server."""
+    """Build the ASGI app; ``link`` defaults to a pipelined asyncio link to ``client``'s server.
+
+    ``trusted_proxies``: CIDRs whose forwarded headers are believed (``proxies.py``);
+    ``gs1_tenants``: which tenant answers GS1 Digital Link paths (``channels.gs1_tenant_map``).
+    """
     metrics = metrics or Metrics()
     link = link or link_for(client)
     engine = VerifyEngine(
@@ -89,7 +107,8 @@ def create_app(
     app.add_route(f"{TENANT}/verify", VerifyResource(engine))
     app.add_route(f"{TENANT}/verify:batch", BatchResource(engine))
     app.add_route(f"{TENANT}/codes/{{code}}", CodeResource(engine))
-    _add_channel_routes(app, client, link, engine, key_store, clock)
+    app.trusted_proxies = proxies.parse_networks(trusted_proxies)
+    _add_channel_routes(app, client, link, engine, key_store, clock, gs1_tenants)
     app.add_route("/v1/ping", PingResource())
     app.add_route("/healthz", HealthResource(engine))
     app.add_route("/metrics", MetricsResource(metrics, metrics_token))
@@ -106,7 +125,7 @@ def create_app(
 
 def _add_channel_routes(
     app: falcon.asgi.App, client: redis.Redis, link: Link, engine: VerifyEngine,
-    key_store: KeyStore, clock,
+    key_store: KeyStore, clock, gs1_tenants: str = "",
 ) -> None:
     """SMS gateways, the keypad and the verify page (``verify_api/channels/``)."""
     from verify_api.channels import csrf
@@ -119,6 +138,10 @@ def _add_channel_routes(
     app.add_route("/v1/sms/twilio", channel_resources.TwilioSmsResource(sms))
     app.add_route("/v1/sms/aliyun", channel_resources.JsonSmsResource(sms, "aliyun"))
     app.add_route("/v1/sms/tencent", channel_resources.JsonSmsResource(sms, "tencent"))
+    app.add_route("/v1/sms/aliyun/{token}",
+                  channel_resources.GatewayCallbackResource(sms, "aliyun"))
+    app.add_route("/v1/sms/tencent/{token}",
+                  channel_resources.GatewayCallbackResource(sms, "tencent"))
     app.add_route("/v1/ivr/inbound", channel_resources.IvrResource(engine, sms))
     app.add_route(f"{TENANT}/sms/receipts",
                   Threaded(channel_resources.ReceiptResource(client, channels)))
@@ -127,6 +150,9 @@ def _add_channel_routes(
     )
     app.add_route("/t/{tenant}/v/{code}", page)
     app.add_route("/t/{tenant}/v", channel_resources.WebEntryResource())
+    gs1_links = channel_resources.Gs1LinkResource(page, gs1_tenants)
+    app.add_route("/01/{gtin}/21/{serial}", gs1_links)
+    app.add_route("/01/{gtin}/10/{lot}/21/{serial}", gs1_links, suffix="lot")
 
 
 @functools.cache

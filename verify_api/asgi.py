@@ -15,14 +15,20 @@ from collections.abc import Mapping
 
 from codegen.config import Config
 from verify_api.app import VerifyApp, create_app
+from verify_api.proxies import TRUSTED_PROXIES_ENV
+from verify_api.resources.channels import GS1_TENANTS_ENV
 
 METRICS_TOKEN_ENV = "ITEMSEAL_METRICS_TOKEN"
 
 
 def app_from_env(env: Mapping[str, str] | None = None) -> VerifyApp:
     config = Config(env)
-    return create_app(config.redis, config.key_store,
-                      metrics_token=config.env.get(METRICS_TOKEN_ENV) or None)
+    return create_app(
+        config.redis, config.key_store,
+        metrics_token=config.env.get(METRICS_TOKEN_ENV) or None,
+        trusted_proxies=config.env.get(TRUSTED_PROXIES_ENV, ""),
+        gs1_tenants=config.env.get(GS1_TENANTS_ENV, ""),
+    )
 
 
 application = app_from_env()

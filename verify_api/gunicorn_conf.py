@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from gunicorn.glogging import Logger
+from uvicorn_worker import UvicornWorker
 
 keepalive = 30  # clients (SMS gateways, load balancers) reuse connections
 graceful_timeout = 10
@@ -42,3 +43,16 @@ def _url(address: tuple[str, int] | str) -> str:
 
 
 logger_class = ServeLogger
+
+
+class ItemsealWorker(UvicornWorker):
+    """uvicorn's gunicorn worker, without uvicorn's own reading of proxy headers.
+
+    uvicorn believes X-Forwarded-For and -Proto from 127.0.0.1 by default
+    (``forwarded_allow_ips``) and knows nothing of X-Forwarded-Host or
+    ``Forwarded``. Forwarded headers are read in one place, the app
+    (``verify_api/proxies.py``), from the proxies the operator named with
+    ``--trusted-proxies`` only; so uvicorn's middleware is off.
+    """
+
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "proxy_headers": False}

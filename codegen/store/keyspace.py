@@ -18,6 +18,8 @@ TENANT_INDEX = "is:tenants"
 """Set of every tenant id (``itemseal tenant list``)."""
 CHANNEL_NUMBERS = "is:channels:numbers"
 """Hash: SMS number (or its prefix of a sub-port) -> the tenant it belongs to (global, no tag)."""
+SMS_CALLBACK_TOKENS = "is:channels:callback-tokens"
+"""Hash: SHA-256 (hex) of a tenant's SMS callback URL token -> the tenant (global, no tag)."""
 
 
 def segment_of(serial: int) -> int:

@@ -26,7 +26,7 @@ from codegen.store.keyspace import PointsKeys
 from codegen.words import plural
 from points_bridge.campaigns import CampaignStore
 from points_bridge.campaigns import to_json as campaign_json
-from points_bridge.crm import Bridge, CrmSecret, Webhook
+from points_bridge.crm import Bridge, CrmSecret, Webhook, standard_secret
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.reconcile import Reconciler
@@ -355,22 +355,29 @@ def bridge_run(config: Config, tenant: str, webhook: str, secret: str | None, on
 @click.option("--secret-env", is_flag=True,
               help=f"Set the secret held in the {CRM_SECRET_ENV} variable.")
 @click.option("--new", is_flag=True, help="Make a new random secret.")
+@click.option("--standard", is_flag=True,
+              help="Show it as Standard Webhooks libraries take it (whsec_ + base64).")
 @pass_config
 def bridge_secret(config: Config, tenant: str, value: str | None, secret_stdin: bool,
-                  secret_env: bool, new: bool) -> None:
+                  secret_env: bool, new: bool, standard: bool) -> None:
     """Show, set or renew the tenant's webhook signing secret (made on first use).
+
+    Deliveries are signed the Standard Webhooks way (webhook-id,
+    webhook-timestamp, webhook-signature) and with X-Itemseal-Signature; a
+    receiver using a Standard Webhooks library takes the --standard form.
 
     \b
     Example:
       itemseal bridge secret --tenant ACME
       itemseal bridge secret --tenant ACME --new
+      itemseal bridge secret --tenant ACME --standard
       printf '%s\\n' "$CRM_SECRET" | itemseal bridge secret --tenant ACME --secret-stdin
     """
     value = read_secret(value, stdin=secret_stdin, env=CRM_SECRET_ENV if secret_env else None)
     SettingsStore(config.redis).get(tenant)
     store = CrmSecret(config.redis, tenant, config.master_key())
     secret = store.set(value.encode() if value else None) if value or new else store.ensure()
-    click.echo(secret.decode())
+    click.echo(standard_secret(secret) if standard else secret.decode())
 
 
 @bridge.command("dead")
@@ -435,20 +442,25 @@ def export_group() -> None:
 
 def _export_command(what: str, example: str) -> click.Command:
     @tenant_option
-    @click.option("--format", "fmt", type=click.Choice(FORMATS), default="parquet",
-                  show_default=True, help="File format.")
+    @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                  help="File format [default: parquet; csv with --excel].")
     @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
                   help="File to write.")
+    @click.option("--excel", is_flag=True,
+                  help="CSV for Excel: a UTF-8 BOM, and card and phone numbers as text"
+                       ' (="..."), not 1E+11.')
     @pass_config
-    def command(config: Config, tenant: str, fmt: str, out: Path) -> None:
-        rows = export(config.redis, tenant, what, fmt, out)
+    def command(config: Config, tenant: str, fmt: str | None, out: Path, excel: bool) -> None:
+        fmt = fmt or ("csv" if excel else "parquet")
+        rows = export(config.redis, tenant, what, fmt, out, excel=excel)
         click.echo(f"{plural(rows, what.removesuffix('s') + ' row')} written to {out}")
 
     command.__doc__ = f"Export the tenant's {what} to one file.\n\n\b\nExample:\n  {example}\n"
     return export_group.command(what)(command)
 
 
-_export_command("members", "itemseal export members --tenant ACME --format csv --out m.csv")
+_export_command("members", "itemseal export members --tenant ACME --format csv --excel"
+                           " --out m.csv")
 _export_command("ledger", "itemseal export ledger --tenant ACME --out ledger.parquet")
 
 
@@ -460,19 +472,24 @@ def import_group() -> None:
 @import_group.command("members")
 @tenant_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--encoding", help="The CSV file's encoding [default: found: a BOM, else UTF-8,"
+                                 " else GBK as Chinese Excel saves it].")
 @pass_config
-def import_members_command(config: Config, tenant: str, file: Path) -> None:
+def import_members_command(config: Config, tenant: str, file: Path, encoding: str | None,
+                           ) -> None:
     """Create or update members from a file; bad rows are reported by line and skipped.
 
     Columns: phone (required), birthday, points (opening balance, once per
     member), attributes (a JSON object) and the tenant's declared attributes.
     A re-run of the same file changes nothing. Exit status 1 if a row failed.
+    CSV from Excel works as saved: "CSV UTF-8", or plain "CSV" (GBK on a
+    Chinese Windows), and the ="..." cells of `export members --excel`.
 
     \b
     Example:
       itemseal import members --tenant ACME crm-members.csv
     """
-    report = import_members(config.redis, tenant, file)
+    report = import_members(config.redis, tenant, file, encoding)
     for where, reason in report.errors:
         click.echo(f"{file}: {where}: {reason}", err=True)
     click.echo(f"created {report.created}, updated {report.updated},"

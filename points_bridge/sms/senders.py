@@ -16,12 +16,13 @@ any ``Name: value``) is sealed at rest like the gateway secret.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import httpx
+
+from codegen.webhooks import http_client, post
 from points_bridge.exc import SenderError
 
 DEFAULT_TEMPLATE = '{"to": "{phone}", "text": "{text}", "ref": "{id}"}'
@@ -102,18 +103,21 @@ class HttpGatewaySender:
             self._headers[name.strip()] = value.strip()
         self._id_field = id_field
         self._timeout = timeout
+        self._client: httpx.Client | None = None
 
     def send(self, msg: OutMessage) -> SendResult:
+        """One POST (httpx, no redirects: a 3xx is a failure naming where it pointed)."""
         body = json.dumps(render_payload(self._template, msg), ensure_ascii=False).encode()
-        request = urllib.request.Request(self.url, body, self._headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as answer:  # noqa: S310
-                raw = answer.read()
-        except urllib.error.HTTPError as exc:
-            return SendResult(False, error=f"gateway answered {exc.code}")
-        except (urllib.error.URLError, OSError) as exc:
-            return SendResult(False, error=f"gateway unreachable: {exc}")
-        return SendResult(True, gateway_id=_gateway_id(raw, self._id_field))
+        if self._client is None:
+            self._client = http_client(self._timeout)
+        sent = post(self._client, self.url, body, self._headers)
+        if sent.status == 0:
+            return SendResult(False, error=f"gateway unreachable: {sent.reason}")
+        if 300 <= sent.status < 400:
+            return SendResult(False, error=f"gateway answered {sent.reason}")
+        if not sent.ok:
+            return SendResult(False, error=f"gateway answered {sent.status}")
+        return SendResult(True, gateway_id=_gateway_id(sent.body, self._id_field))
 
 
 def _gateway_id(raw: bytes, id_field: str) -> str:

@@ -7,21 +7,35 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-Answer = Callable[[dict, bytes], tuple[int, bytes]]
+Answer = Callable[[dict, bytes], tuple]
+"""(headers, body) -> (status, body) or (status, body, extra response headers)."""
 
 
 @contextmanager
-def serve_posts(answer: Answer, path: str) -> Iterator[str]:
-    """Answer each POST with ``answer(headers, body)`` on a free port; yield ``path``'s URL."""
+def serve_posts(answer: Answer, path: str, gets: list | None = None) -> Iterator[str]:
+    """Answer each POST with ``answer(headers, body)`` on a free port; yield ``path``'s URL.
+
+    A GET is answered 200 and its path appended to ``gets``: what a client that
+    follows a redirect of a POST with a GET (urllib does) would be told.
+    """
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            status, out = answer(dict(self.headers), body)
+            status, out, *more = answer(dict(self.headers), body)
             self.send_response(status)
+            for name, value in (more[0] if more else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
             self.wfile.write(out)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if gets is not None:
+                gets.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, *args) -> None:
             pass

@@ -23,16 +23,18 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(
-    env: dict[str, str], log: Path, workers: int = 2
+    env: dict[str, str], log: Path, workers: int = 2, extra: tuple[str, ...] = ()
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run `itemseal serve` until the block ends; yield its base URL and the gunicorn master.
+
+    ``extra``: more `itemseal serve` options (``--trusted-proxies ...``).
 
     Its standard error (the app's log) goes to ``log``: a pipe nobody reads
     would fill up and stall the server once the store is down and every
     request logs a warning.
     """
     port = free_port()
-    args = [ITEMSEAL, "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    args = [ITEMSEAL, "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), *extra]
     with open(log, "ab") as sink:
         proc = subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -25,10 +25,9 @@ so quiet hours do not hold it).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ import redis
 from codegen.keys import MasterKey, check_secret
 from codegen.store.keyspace import TenantKeys
 from codegen.times import iso
-from codegen.webhooks import PrivateWebhook, check_public_url
+from codegen.webhooks import Delivery, PrivateWebhook, check_public_url, http_client, post
 from codegen.words import plural
 from points_bridge.sms.outbound import ALERT, Outbox
 from verify_api.admin.reports import Reports
@@ -52,6 +51,8 @@ from verify_api.check.risk import (
     risk_level,
 )
 from verify_api.exc import SettingError
+
+log = logging.getLogger(__name__)
 
 DEFAULTS = {"webhook_url": "", "webhook_secret": "", "sms_phones": [], "risk_high": True,
             "counterfeit_threshold": 0, "window_minutes": 60}
@@ -230,13 +231,16 @@ class Alerts:
             if config["webhook_secret"]:
                 headers["X-Itemseal-Signature"] = signatures.itemseal_signature(
                     config["webhook_secret"], body)
-            request = urllib.request.Request(config["webhook_url"], body, headers,
-                                             method="POST")
             try:
                 check_public_url(config["webhook_url"], "the alert webhook",
                                  resolve_fail_ok=False)
-                urllib.request.urlopen(request, timeout=self._timeout).close()  # noqa: S310
-            except (urllib.error.URLError, OSError, PrivateWebhook):
+                with http_client(self._timeout) as client:  # no redirects: a 3xx is a failure
+                    sent = post(client, config["webhook_url"], body, headers)
+            except PrivateWebhook as exc:
+                sent = Delivery(0, str(exc))
+            if not sent.ok:
+                log.warning("alert %s of %s not delivered: %s", alert.alert_id, self.tenant,
+                            sent.reason)
                 self._redis.delete(self._keys.alert_sent(alert.alert_id))  # next run tries again
         outbox = Outbox(self._redis, self.tenant, clock=self._clock)
         for phone in config["sms_phones"]:

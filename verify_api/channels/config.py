@@ -2,11 +2,16 @@
 
 They are fields of the tenant record (``TenantKeys.meta``), beside the
 policy settings: ``sms_number``, ``gateway_secret`` (sealed), ``language``
-(``zh``/``en``, default ``zh``), ``reply_format`` (``text``/``twiml``),
+(``zh``/``en``, default ``zh``), ``reply_format`` (``twiml``, the default, or ``text``),
 ``join_keyword``, ``balance_keyword`` and ``tpl.<name>`` template overrides.
 
 Gateways tell us only the number (or sub-port) a message was sent to, so a
-global index maps numbers to tenants (``keyspace.CHANNEL_NUMBERS``). A sub-port is the
+global index maps numbers to tenants (``keyspace.CHANNEL_NUMBERS``). Aliyun and
+Tencent send only an *extension code* (``dest_code``, ``extend``: often empty
+or ``01``) and sign nothing, so each tenant has its own callback URL instead:
+``/v1/sms/{aliyun|tencent}/{token}``, the token random, shown once, stored only
+as its SHA-256 (index ``keyspace.SMS_CALLBACK_TOKENS``), and optionally an
+allow-list of the gateway's source addresses (``sms_allow_ips``, CIDRs). A sub-port is the
 tenant's number with digits appended (``106570216001`` + ``42``): the lookup
 asks for every prefix of the destination in one HMGET and takes the longest
 registered one.
@@ -18,6 +23,8 @@ data; it is opened only to check a signature and never printed.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -29,10 +36,11 @@ import redis
 
 from codegen.exc import CodegenError, WeakSecret
 from codegen.keys import MasterKey, check_secret
-from codegen.store.keyspace import CHANNEL_NUMBERS, TenantKeys
+from codegen.store.keyspace import CHANNEL_NUMBERS, SMS_CALLBACK_TOKENS, TenantKeys
 from codegen.store.scripts import register
 from codegen.store.wire import Link, call, hash_pairs, pack
 from codegen.tenants import Tenant, TenantStore, check_tenant_id, tenant_from_record
+from verify_api import proxies
 from verify_api.channels import keywords, templates
 from verify_api.exc import NumberTaken, SettingError
 
@@ -40,6 +48,9 @@ TEXT, TWIML = "text", "twiml"
 REPLY_FORMATS = (TEXT, TWIML)
 TEMPLATE_PREFIX = "tpl."
 SECRET_FIELD = "gateway_secret"
+TOKEN_FIELD = "sms_callback_token_sha256"
+ALLOW_IPS_FIELD = "sms_allow_ips"
+TOKEN_PREFIX = "sct_"
 _NUMBER = re.compile(r"^[0-9]{3,20}$")
 MIN_PREFIX = 3
 MAX_CACHED = 10_000
@@ -71,12 +82,19 @@ class ChannelConfig:
     tenant: str
     name: str
     language: str = templates.ZH
-    reply_format: str = TEXT
+    reply_format: str = TWIML  # Twilio's webhook docs ask for TwiML; "text" on request
     sms_number: str = ""
     join_keyword: str = keywords.DEFAULT_JOIN
     balance_keyword: str = keywords.DEFAULT_BALANCE
     overrides: Mapping[str, str] = field(default_factory=dict)
     secret: str | None = None
+    allow_ips: str = ""  # CIDRs the token-authenticated gateway posts may come from ("" any)
+
+    def allows(self, address: str | None) -> bool:
+        """Is ``address`` in the tenant's gateway allow-list (or is there none)?"""
+        if not self.allow_ips:
+            return True
+        return proxies.is_trusted(address, proxies.parse_networks(self.allow_ips))
 
     def template(self, name: str) -> str:
         return self.overrides.get(name) or templates.DEFAULTS[self.language][name]
@@ -87,6 +105,11 @@ class ChannelConfig:
         values.setdefault("join_kw", self.join_keyword)
         values.setdefault("balance_kw", self.balance_keyword)
         return templates.render(self.template(name), values)
+
+
+def token_digest(token: str) -> str:
+    """What the index keeps of a callback token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class ChannelStore:
@@ -117,7 +140,7 @@ class ChannelStore:
             tenant=tenant,
             name=found.name,
             language=language,
-            reply_format=s.get("reply_format") if s.get("reply_format") in REPLY_FORMATS else TEXT,
+            reply_format=s.get("reply_format") if s.get("reply_format") in REPLY_FORMATS else TWIML,
             sms_number=s.get("sms_number", ""),
             join_keyword=s.get("join_keyword") or keywords.DEFAULT_JOIN,
             balance_keyword=s.get("balance_keyword") or keywords.DEFAULT_BALANCE,
@@ -127,6 +150,7 @@ class ChannelStore:
                 if k.startswith(TEMPLATE_PREFIX) and k[len(TEMPLATE_PREFIX) :] in templates.FIELDS
             },
             secret=self._open(tenant, sealed) if sealed else None,
+            allow_ips=s.get(ALLOW_IPS_FIELD, ""),
         )
 
     def tenant_for(self, destination: str) -> str | None:
@@ -134,11 +158,33 @@ class ChannelStore:
         prefixes = number_prefixes(destination)
         return longest_match(self._redis.hmget(CHANNEL_NUMBERS, prefixes)) if prefixes else None
 
+    def tenant_for_token(self, token: str) -> str | None:
+        """The tenant whose SMS callback URL carries ``token``."""
+        found = self._redis.hget(SMS_CALLBACK_TOKENS, token_digest(token))
+        return found.decode() if found is not None else None
+
+    def new_callback_token(self, tenant: str) -> str:
+        """Make the tenant's SMS callback token (the old one stops working); return it, once.
+
+        Only its SHA-256 is stored: the store (and its backups) cannot give
+        the URL away. Lose it and make a new one.
+        """
+        self._tenants.get(tenant)
+        token = TOKEN_PREFIX + base64.urlsafe_b64encode(self._random(24)).decode().rstrip("=")
+        digest = token_digest(token)
+        old = self._redis.hget(TenantKeys(tenant).meta, TOKEN_FIELD)
+        self._redis.hset(SMS_CALLBACK_TOKENS, digest, tenant)
+        self._redis.hset(TenantKeys(tenant).meta, TOKEN_FIELD, digest)
+        if old is not None and old.decode() != digest:
+            self._redis.hdel(SMS_CALLBACK_TOKENS, old)
+        return token
+
     def update(
         self,
         tenant: str,
         *,
         sms_number: str | None = None,
+        sms_allow_ips: str | None = None,
         gateway_secret: str | None = None,
         language: str | None = None,
         reply_format: str | None = None,
@@ -161,6 +207,9 @@ class ChannelStore:
             except WeakSecret as exc:
                 raise SettingError(str(exc)) from None
             fields[SECRET_FIELD] = self._seal(tenant, gateway_secret)
+        if sms_allow_ips is not None:
+            networks = proxies.parse_networks(sms_allow_ips, "allowed gateway address")
+            fields[ALLOW_IPS_FIELD] = ",".join(str(n) for n in networks)
         if sms_number is not None:
             self._set_number(tenant, sms_number)
         if fields:
@@ -257,6 +306,7 @@ class ChannelDirectory:
         self._monotonic = monotonic
         self._configs: dict[str, tuple[float, ChannelConfig | Exception]] = {}
         self._numbers: dict[str, tuple[float, str | None]] = {}
+        self._tokens: dict[str, tuple[float, str | None]] = {}
 
     async def get(self, tenant: str) -> ChannelConfig:
         """The tenant's settings; raise UnknownTenant or BadTenantId (cached too)."""
@@ -292,4 +342,17 @@ class ChannelDirectory:
             if len(self._numbers) >= MAX_CACHED:
                 self._numbers.clear()
             cached = self._numbers[destination] = (now, found)
+        return cached[1]
+
+    async def tenant_for_token(self, token: str) -> str | None:
+        """``ChannelStore.tenant_for_token`` over the link, cached by the token's digest."""
+        digest = token_digest(token)
+        now = self._monotonic()
+        cached = self._tokens.get(digest)
+        if cached is None or now - cached[0] > self._ttl:
+            (hit,) = await call(self._link, pack(b"HGET", SMS_CALLBACK_TOKENS.encode(),
+                                                 digest.encode()))
+            if len(self._tokens) >= MAX_CACHED:
+                self._tokens.clear()
+            cached = self._tokens[digest] = (now, hit.decode() if hit is not None else None)
         return cached[1]

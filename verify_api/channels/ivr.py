@@ -3,8 +3,10 @@
 A call comes in, we answer with ``<Gather input="dtmf" finishOnKey="#">``
 around the prompt; the caller keys the code and ``#``; the gateway posts the
 ``Digits`` back to the same route. The answer is the SMS text of the result
-(short and speakable), read in the tenant's language; after ``mistyped`` or
-``malformed`` the caller is asked again.
+(short and speakable), read in the tenant's language by a voice that speaks it;
+after ``mistyped`` or ``malformed`` the caller hears the keypad's own wording
+(``ivr_mistyped``: "key them in again", not the SMS's "send it again") and is
+asked again.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ from verify_api.channels.config import ChannelConfig
 from verify_api.channels.templates import ZH
 
 VOICE_LANGUAGE = {ZH: "zh-CN", "en": "en-US"}
+# Twilio speaks ``<Say>`` with its default voice, which has no Chinese: a ``zh-CN`` text
+# needs a voice that speaks it. Amazon Polly's Zhiyu (Mandarin) and Joanna (US English)
+# are in Twilio's list of text-to-speech voices.
+VOICE = {ZH: "Polly.Zhiyu", "en": "Polly.Joanna"}
 ACTION = "/v1/ivr/inbound"
 
 
 def say(config: ChannelConfig, text: str) -> str:
-    return f"<Say language={quoteattr(VOICE_LANGUAGE[config.language])}>{escape(text)}</Say>"
+    return (f"<Say voice={quoteattr(VOICE[config.language])}"
+            f" language={quoteattr(VOICE_LANGUAGE[config.language])}>{escape(text)}</Say>")
 
 
 def gather(config: ChannelConfig) -> str:

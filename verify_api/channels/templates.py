@@ -61,6 +61,8 @@ FIELDS: dict[str, frozenset[str]] = {
     "feedback": frozenset(),
     "stop": frozenset(),
     "ivr_prompt": frozenset(),
+    "ivr_mistyped": frozenset(),
+    "ivr_malformed": frozenset(),
     "draw_entered": frozenset(),
     "draw_closed": frozenset(),
 }
@@ -87,6 +89,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "feedback": "您的留言已收到，我们会尽快回复，谢谢！",
         "stop": "已收到您的退订请求。",
         "ivr_prompt": "请输入涂层下的防伪码，以井号键结束。",
+        "ivr_mistyped": "防伪码有误，请核对数字后重新输入。",
+        "ivr_malformed": "未识别到防伪码，请输入涂层下的数字，以井号键结束。",
         "draw_entered": "您已成功参加抽奖，开奖后将短信通知中奖者。",
         "draw_closed": "本次抽奖已结束或不存在，感谢您的参与。",
     },
@@ -116,6 +120,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "feedback": "Thank you, we received your message and will reply soon.",
         "stop": "Your opt-out request has been received.",
         "ivr_prompt": "Please key in the code under the scratch-off, then press the hash key.",
+        "ivr_mistyped": "The code looks mistyped. Please check the digits and key them in again.",
+        "ivr_malformed": "No product code found. Please key in the digits under the"
+        " scratch-off, then press the hash key.",
         "draw_entered": "You are in the draw. Winners will be told by SMS.",
         "draw_closed": "This draw is closed or does not exist. Thank you for taking part.",
     },

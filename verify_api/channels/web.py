@@ -3,13 +3,17 @@
 Pure: ``page(...)`` returns the HTML. No JavaScript, no outside assets, every
 value escaped; readable on a small phone. Loading the page is a consumer's
 check (recorded, channel ``web``): that is what makes a second visitor see
-"checked before". The form posts the phone to claim the points; the verify
+"checked before". A link preview or prefetch (``is_preview``: a chat app's
+preview bot, a browser's prefetch or prerender) records nothing: it gets a
+page with a button, and the check happens when a person presses it. The
+form posts the phone to claim the points; the verify
 script claims for the first check *with a phone*, so a claim after the
 page's own phoneless check still credits (until the tenant's check cap).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from html import escape
 
@@ -61,6 +65,8 @@ TEXT = {
         "busy": "Too many checks: please try again in a few minutes.",
         "expired": "This form has expired: please load the page again.",
         "unknown": "Unknown brand.",
+        "preview": "Press the button to check this product's code.",
+        "check": "Check this code",
     },
     ZH: {
         "lang": "zh-CN",
@@ -92,6 +98,8 @@ TEXT = {
         "busy": "查询过于频繁，请稍后再试。",
         "expired": "表单已过期，请重新打开页面。",
         "unknown": "未知品牌。",
+        "preview": "请点击按钮查询此商品的防伪码。",
+        "check": "查询此码",
     },
 }
 STYLE = (
@@ -120,6 +128,7 @@ class PageInput:
     csrf: str = ""
     claim: Answer | None = None
     error: str | None = None  # a key of TEXT: bad_phone, busy, expired, unknown
+    preview_action: str = ""  # a preview: nothing checked, a button to this URL checks
 
 
 def _date(ts: int | None) -> str:
@@ -196,8 +205,47 @@ def _form(p: PageInput, t: dict[str, str]) -> str:
     )
 
 
+def _preview(p: PageInput, t: dict[str, str]) -> str:
+    """The button a person presses; a preview bot never does (a GET it would not follow)."""
+    if not p.preview_action:
+        return ""
+    return (
+        f'<form method="get" action="{escape(p.preview_action)}" id="check-form">'
+        f'<p class="note">{escape(t["preview"])}</p>'
+        f'<button type="submit">{escape(t["check"])}</button></form>'
+    )
+
+
+_PREVIEW_AGENTS = re.compile(
+    r"facebookexternalhit|facebookcatalog|Facebot|WhatsApp|Slackbot|Slack-ImgProxy|TelegramBot"
+    r"|Twitterbot|LinkedInBot|Discordbot|SkypeUriPreview|redditbot|Pinterest|vkShare"
+    r"|Embedly|Iframely|Google-PageRenderer|bingbot|Googlebot|Applebot|Bytespider"
+    r"|YandexBot|Baiduspider|Sogou|360Spider|Mattermost|Snapchat|Viber|LINE-Parts"
+    r"|kakaotalk-scrap|Yahoo! Slurp|MicroMessenger-Preview|WeChatShareExtension",
+    re.IGNORECASE,
+)
+
+
+def is_preview(user_agent: str | None, purpose: str | None, sec_purpose: str | None,
+               moz: str | None = None) -> bool:
+    """A request no person is looking at yet: a link preview bot, a prefetch or a prerender.
+
+    ``Sec-Purpose: prefetch`` (and ``prefetch;prerender``) is what browsers
+    send now; ``Purpose: prefetch`` and ``X-Moz: prefetch`` the older forms.
+    The agents are the link-preview fetchers of chat and social apps and
+    crawlers. WeChat's in-app browser (``MicroMessenger``) is a person
+    reading the page and is *not* one of them.
+    """
+    for value in (purpose, sec_purpose, moz):
+        if value and "prefetch" in value.lower():
+            return True
+    return bool(user_agent) and _PREVIEW_AGENTS.search(user_agent) is not None
+
+
 def _reenter(p: PageInput, t: dict[str, str]) -> str:
     a = p.answer
+    if p.preview_action:
+        return ""
     if a is not None and a.result not in (answers.MISTYPED, answers.MALFORMED):
         return ""
     action = f"/t/{escape(p.tenant)}/v"
@@ -220,5 +268,5 @@ def page(p: PageInput) -> str:
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{title} · {escape(p.brand)}</title><style>{STYLE}</style></head><body><main>"
         f'<p id="brand">{escape(p.brand)}</p>{error}{_result(p, t)}{_claim(p, t)}'
-        f"{_facts(p, t)}{_form(p, t)}{_reenter(p, t)}</main></body></html>"
+        f"{_facts(p, t)}{_form(p, t)}{_reenter(p, t)}{_preview(p, t)}</main></body></html>"
     )

@@ -109,6 +109,7 @@ class Catalog:
         self._monotonic = monotonic
         self._policies: dict[str, tuple[float, TenantPolicy | Exception]] = {}
         self._products: dict[tuple[str, str], tuple[float, Product | None]] = {}
+        self._gtins: dict[str, tuple[float, dict[str, tuple[str, ...]]]] = {}
 
     async def policy(self, tenant: str) -> TenantPolicy:
         """Return the tenant's policy; raise UnknownTenant or BadTenantId (cached too)."""
@@ -147,7 +148,28 @@ class Catalog:
         return cached[1]
 
 
-def _product(raw: bytes | None) -> Product | None:
+    async def skus_of_gtin(self, tenant: str, gtin: str) -> tuple[str, ...]:
+        """The tenant's SKUs whose product has ``gtin`` (14 digits); () if none.
+
+        One read of the tenant's products per ``ttl``, not per check: only
+        checks of GS1 links ask, and a label's GTIN is one of a few.
+        """
+        now = self._monotonic()
+        cached = self._gtins.get(tenant)
+        if cached is None or now - cached[0] > self._ttl:
+            (raw,) = await call(self._link, pack(b"HGETALL", TenantKeys(tenant).products.encode()))
+            index: dict[str, list[str]] = {}
+            for _, value in hash_pairs(raw).items():
+                product = _product(value)
+                if product is not None and product.gtin:
+                    index.setdefault(product.gtin, []).append(product.sku)
+            if len(self._gtins) >= MAX_CACHED:
+                self._gtins.clear()
+            cached = self._gtins[tenant] = (now, {g: tuple(sorted(s)) for g, s in index.items()})
+        return cached[1].get(gtin, ())
+
+
+def _product(raw: bytes | str | None) -> Product | None:
     if raw is None:
         return None
     try:

@@ -42,7 +42,7 @@ from verify_api.check.answers import Answer
 from verify_api.check.batch_parse import parse_many
 from verify_api.check.catalog import Catalog, TenantPolicy
 from verify_api.check.fingerprints import Fingerprints
-from verify_api.check.inputs import extract_code
+from verify_api.check.inputs import extract_code, extract_gtin
 from verify_api.check.ratelimit import Hit, Pending, RateLimiter
 from verify_api.check.risk import (
     LOW,
@@ -116,12 +116,15 @@ class VerifyEngine:
             hits.append(Hit(f"phone/{self.fingerprints.phone_key(phone)}", policy.phone_limit))
         self.limiter.refuse_lately(tenant, hits)
         decoded = (await self._checker(tenant)).decode(extract_code(request.code))
+        skus = await self._skus_of_link(tenant, request.code) if decoded.authentic else ()
+        if skus is None:  # a GS1 link whose GTIN is none of the tenant's products
+            decoded = replace(decoded, verdict=answers.COUNTERFEIT)
         query = self._query(decoded) if decoded.authentic else None
         if query is None:  # junk checks carrying a phone cannot lock that phone out
             hits = hits[:1]
         limit = self.limiter.prepare(tenant, hits)
         now = int(self._clock())
-        context = self._context(policy, request, phone)
+        context = replace(self._context(policy, request, phone), skus=skus or ())
         # Sent along with the script: what a claim's credit reads first (the phone's card,
         # and its member when this worker has met the phone), or the count of a code
         # refused before Redis (never a round trip of its own).
@@ -181,10 +184,13 @@ class VerifyEngine:
         policy = await self.catalog.policy(tenant)
         limit = self.limiter.prepare(tenant, [Hit(f"ip/{client_ip}", policy.ip_limit)])
         decoded = (await self._checker(tenant)).decode(extract_code(code))
+        skus = await self._skus_of_link(tenant, code) if decoded.authentic else ()
+        if skus is None:
+            decoded = replace(decoded, verdict=answers.COUNTERFEIT)
         query = self._query(decoded) if decoded.authentic else None
         now = int(self._clock())
-        reply, _ = await self._round_trip(tenant, limit, [query] if query else [], LOOKUP_ONLY,
-                                          now)
+        reply, _ = await self._round_trip(tenant, limit, [query] if query else [],
+                                          replace(LOOKUP_ONLY, skus=skus or ()), now)
         if query is None:
             return self._done(Answer(decoded.verdict))
         return self._done(await self._answer(tenant, policy, reply[0], now, recorded=False))
@@ -224,6 +230,19 @@ class VerifyEngine:
         await call(self.link, pack(b"PING"))
 
     # -- internals ----------------------------------------------------------------------
+
+    async def _skus_of_link(self, tenant: str, text: str) -> tuple[str, ...] | None:
+        """The SKUs a GS1 link's GTIN allows: () for no GS1 GTIN (any SKU), None for no product.
+
+        The verify script compares the batch's SKU with these in the same
+        round trip as the check, so a genuine serial under another product's
+        GTIN answers ``counterfeit`` and records nothing; the GTIN index is the
+        catalog's, cached, so the common path takes no extra round trip.
+        """
+        gtin = extract_gtin(text)
+        if gtin is None:
+            return ()
+        return await self.catalog.skus_of_gtin(tenant, gtin) or None
 
     async def _checker(self, tenant: str) -> CodeChecker:
         """The tenant's checker, its key ring read over the link when it is due."""

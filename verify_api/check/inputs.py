@@ -48,24 +48,42 @@ def extract_code(text: str) -> str:
     Never raises: input that is none of the known forms is returned unchanged
     and the code parser calls it ``malformed``.
     """
-    if len(text) > MAX_INPUT:
-        return text
-    stripped = _SYMBOLOGY_ID.sub("", text.strip())
-    lowered = stripped[:8].lower()
-    if lowered.startswith(("http://", "https://")):
-        found = _from_url(stripped)
-    elif stripped.startswith("("):
-        found = _bracketed_ai(stripped, "21")
-    elif len(stripped) > _LONGEST_CODE and stripped.startswith("01"):
-        found = _unbracketed_ai(stripped, "21")
-    else:
-        found = None
+    found = _gs1_value(text, "21")
     if found is None:
         return text
     return decode_compact(found) or found  # a compact serial is the code's digits
 
 
-def _from_url(url: str) -> str | None:
+def extract_gtin(text: str) -> str | None:
+    """The GTIN (AI 01, as 14 digits) a GS1 link or element string carries, else None.
+
+    The engine compares it with the GTIN of the code's product: a genuine
+    serial printed under another product's GTIN is a copied label.
+    """
+    found = _gs1_value(text, "01")
+    if not found:
+        return None
+    if found.isascii() and found.isdigit() and len(found) <= 14:
+        return found.zfill(14)
+    return found  # no GTIN at all: no product has it, so the link is refused
+
+
+def _gs1_value(text: str, wanted: str) -> str | None:
+    """AI ``wanted`` of the GS1 form ``text`` is in (21 also from itemseal's QR URL)."""
+    if len(text) > MAX_INPUT:
+        return None
+    stripped = _SYMBOLOGY_ID.sub("", text.strip())
+    lowered = stripped[:8].lower()
+    if lowered.startswith(("http://", "https://")):
+        return _from_url(stripped, wanted)
+    if stripped.startswith("("):
+        return _bracketed_ai(stripped, wanted)
+    if len(stripped) > _LONGEST_CODE and stripped.startswith("01"):
+        return _unbracketed_ai(stripped, wanted)
+    return None
+
+
+def _from_url(url: str, wanted: str = "21") -> str | None:
     try:
         path = urlsplit(url).path
     except ValueError:
@@ -73,18 +91,18 @@ def _from_url(url: str) -> str | None:
     parts = [unquote(p) for p in path.split("/") if p]
     # itemseal's own QR URL: .../t/{tenant}/v/{code}
     if len(parts) >= 4 and parts[-4] == "t" and parts[-2] == "v":
-        return parts[-1]
-    return _digital_link_serial(parts)
+        return parts[-1] if wanted == "21" else None
+    return _digital_link_value(parts, wanted)
 
 
-def _digital_link_serial(parts: list[str]) -> str | None:
-    """Return AI 21 of a Digital Link path: key-qualifier pairs after the GTIN."""
+def _digital_link_value(parts: list[str], wanted: str) -> str | None:
+    """Return AI ``wanted`` of a Digital Link path: key-qualifier pairs from the GTIN on."""
     names = [_DL_SHORT_NAMES.get(p.lower(), p) for p in parts]
     for i in range(len(names) - 1):
         if names[i] == "01":
             pairs = names[i:]
             for j in range(0, len(pairs) - 1, 2):
-                if pairs[j] == "21":
+                if pairs[j] == wanted:
                     return parts[i + j + 1]
             return None
     return None

@@ -52,6 +52,7 @@ class CheckContext:
     cap: int = 5
     phone: str = ""
     channel_name: str = ""
+    skus: tuple[str, ...] = ()  # the code must be of one of these products ('' = any)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def verify_calls(
         b"%d" % context.region_bit,
         context.phone.encode(),
         context.channel_name.encode(),
+        " ".join(context.skus).encode(),
     )
     calls = []
     day = stats.day_of(now)

@@ -11,8 +11,11 @@ import click
 from gunicorn.util import parse_address
 
 from codegen.commands.options import Config, pass_config
+from codegen.exc import ItemsealError
 from codegen.store.embedded import check_url
 from verify_api.commands import backup as backup_commands
+from verify_api.proxies import TRUSTED_PROXIES_ENV, parse_networks
+from verify_api.resources.channels import GS1_TENANTS_ENV, gs1_tenant_map
 
 
 @click.group()
@@ -68,7 +71,7 @@ def store_status(config: Config) -> None:
 
 backup_commands.register(store)  # backup, restore, verify, promote, start --replica-of
 
-WORKER_CLASS = "uvicorn_worker.UvicornWorker"
+WORKER_CLASS = "verify_api.gunicorn_conf.ItemsealWorker"  # uvicorn's, proxy headers left to us
 
 
 @click.command()
@@ -101,6 +104,22 @@ WORKER_CLASS = "uvicorn_worker.UvicornWorker"
     show_default=True,
     help="Log every request to standard error.",
 )
+@click.option(
+    "--trusted-proxies",
+    metavar="CIDRS",
+    default=None,
+    help="Reverse proxies whose Forwarded / X-Forwarded-* headers are believed (client address,"
+    " scheme, host), comma-separated CIDRs such as 127.0.0.1,10.0.0.0/8 [default:"
+    " $ITEMSEAL_TRUSTED_PROXIES, else none].",
+)
+@click.option(
+    "--gs1-tenant",
+    "gs1_tenants",
+    metavar="TENANT|HOST=TENANT,...",
+    default=None,
+    help="The tenant that answers GS1 Digital Link paths (/01/{gtin}/21/{serial}): one tenant,"
+    " or HOST=TENANT pairs by the request's host [default: $ITEMSEAL_GS1_TENANTS].",
+)
 @pass_config
 def serve(
     config: Config,
@@ -108,6 +127,8 @@ def serve(
     workers: int,
     timeout: int,
     access_log: bool,
+    trusted_proxies: str | None,
+    gs1_tenants: str | None,
 ) -> None:
     """Serve the verification HTTP API: falcon's ASGI app under gunicorn, uvicorn workers.
 
@@ -121,13 +142,26 @@ def serve(
     so clients spread over the workers; a port another server already
     listens on is refused. Stop it with Ctrl-C or SIGTERM.
 
+    Behind a reverse proxy, name it with --trusted-proxies: rate limits then
+    count per real client, and the scheme and host are the proxy's.
+
     \b
     Example:
       itemseal serve --bind 0.0.0.0:8080 --workers 2
+      itemseal serve --trusted-proxies 127.0.0.1 --gs1-tenant ACME
       curl -s localhost:8080/v1/tenants/ACME/verify -d '{"code": "2649 2777 8992 6462 7763 2364"}'
     """
     for address in bind:
         _parse_bind(address)
+    proxies = trusted_proxies
+    if proxies is None:
+        proxies = config.env.get(TRUSTED_PROXIES_ENV, "")
+    try:
+        parse_networks(proxies)
+        gs1_map = config.env.get(GS1_TENANTS_ENV, "") if gs1_tenants is None else gs1_tenants
+        gs1_tenant_map(gs1_map)
+    except ItemsealError as exc:
+        raise click.BadParameter(str(exc)) from None
     if config.redis_url:
         check_url(config.redis_url)
     # A listening socket per worker, so the kernel spreads connections over the workers
@@ -146,6 +180,8 @@ def serve(
     metrics_dir.mkdir(parents=True)
     env = {**os.environ, "ITEMSEAL_REDIS_URL": url, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     env["ITEMSEAL_HOME"] = str(config.home)
+    env[TRUSTED_PROXIES_ENV] = proxies
+    env[GS1_TENANTS_ENV] = gs1_map
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:verify_api.gunicorn_conf"]
     for address in bind:
         argv += ["--bind", address]

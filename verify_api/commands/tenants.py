@@ -16,7 +16,8 @@ from verify_api.channels.config import ChannelStore
 LIMIT_SETTINGS = ("rate_ip", "rate_phone", "rate_batch", "check_cap")
 GATEWAY_SECRET_ENV = "ITEMSEAL_GATEWAY_SECRET"
 CHANNEL_SETTINGS = (
-    "sms_number", "gateway_secret", "language", "reply_format", "join_keyword", "balance_keyword",
+    "sms_number", "sms_allow_ips", "gateway_secret", "language", "reply_format", "join_keyword",
+    "balance_keyword",
 )
 
 
@@ -30,6 +31,12 @@ CHANNEL_SETTINGS = (
     help="Phone region (e.g. CN, the default) for member numbers typed without +CC.",
 )
 @click.option("--sms-number", help="The brand's SMS number or sub-port, digits (\"\" removes it).")
+@click.option("--sms-callback-token", type=click.Choice(["new"]),
+              help="Make a new secret token for the Aliyun/Tencent callback URLs (the old one"
+                   " stops working); the URLs to paste into the consoles are shown once.")
+@click.option("--sms-allow-ips", metavar="CIDRS",
+              help="Addresses the Aliyun/Tencent callbacks may come from, comma-separated CIDRs"
+                   " (\"\" allows any).")
 @click.option("--gateway-secret",
               help="Secret the SMS/IVR gateways sign with (>= 16 chars); shows in `ps`:"
                    " prefer --secret-stdin or ITEMSEAL_GATEWAY_SECRET with --secret-env.")
@@ -52,7 +59,7 @@ CHANNEL_SETTINGS = (
 @pass_config
 def tenant_set(
     config: Config, tenant_id: str, template_pairs: tuple[str, ...], secret_stdin: bool,
-    secret_env: bool, **settings: str | None
+    secret_env: bool, sms_callback_token: str | None, **settings: str | None
 ) -> None:
     """Change a tenant's settings, channel settings included.
 
@@ -66,6 +73,7 @@ def tenant_set(
       itemseal tenant set ACME --verify-url "https://acme.example/t/{tenant}/v/{code}"
       itemseal tenant set ACME --region CN
       itemseal tenant set ACME --sms-number 106570216001 --gateway-secret SECRET --language zh
+      itemseal tenant set ACME --sms-callback-token new --sms-allow-ips 203.0.113.0/24
       itemseal tenant set ACME --template "join=Welcome! Card {card}."
       itemseal tenant set ACME --rate-ip off --rate-phone 20/60 --check-cap 5
       printf '%s\n' "$SECRET" | itemseal tenant set ACME --secret-stdin
@@ -79,7 +87,7 @@ def tenant_set(
     if secret is not None:
         changes["gateway_secret"] = secret
     overrides = dict(_pair(p) for p in template_pairs)
-    if not changes and not overrides:
+    if not changes and not overrides and not sms_callback_token:
         raise click.UsageError("nothing to set: give at least one option")
     channel = {k: changes.pop(k) for k in CHANNEL_SETTINGS if k in changes}
     limits = {k: changes.pop(k) for k in LIMIT_SETTINGS if k in changes}
@@ -92,7 +100,24 @@ def tenant_set(
         done += store.update(tenant_id, templates_=overrides, **channel)
     if changes:
         config.tenants.update(tenant_id, **changes)
+    token = None
+    if sms_callback_token:
+        token = ChannelStore(config.redis, config.master_key()).new_callback_token(tenant_id)
+        done.append("sms_callback_token")
     click.echo(f"tenant {tenant_id} updated: {', '.join(sorted([*changes, *done]))}")
+    if token is not None:
+        base = _site(config.tenants.get(tenant_id).verify_url)
+        click.echo(f"SMS callback token (shown once, keep it secret): {token}")
+        click.echo(f"  Aliyun (上行短信 HTTP 批量推送):  {base}/v1/sms/aliyun/{token}")
+        click.echo(f"  Tencent Cloud (回复短信回调):     {base}/v1/sms/tencent/{token}")
+
+
+def _site(verify_url: str) -> str:
+    """The scheme and host of the tenant's verify URL: where its server answers."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(verify_url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else "https://HOST"
 
 
 def _pair(text: str) -> tuple[str, str]:

@@ -10,13 +10,20 @@
 -- ARGV[5] = region or '', ARGV[6] = phone fingerprint ('0': no phone)
 -- ARGV[7] = phone sketch bit, ARGV[8] = region sketch bit
 -- ARGV[9] = the member phone in E.164 ('' if none), ARGV[10] = channel name
--- ARGV[6+5i .. 10+5i] = code i: serial, key id, profile wire id, bucket field, '1' if its key
+-- ARGV[11] = the SKUs the code may belong to, space-separated ('' = any): a GS1 link names a
+--            GTIN, and a genuine serial under another product's GTIN is a copied label
+-- ARGV[7+5i .. 11+5i] = code i: serial, key id, profile wire id, bucket field, '1' if its key
 --                      is revoked else '0'
 -- Returns 4 values per code: status (counterfeit | not_activated | recalled | revoked |
 -- active), sku, record after this check ('' if never scanned), and 0 or, if this check
 -- claimed the code, 1 or (with a phone) the id of its claims outbox entry.
 local mode, now, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local known = {} -- batches met so far in this call: {first, last, facts}
+local allowed = nil -- set of SKUs, or nil for any
+if ARGV[11] ~= '' then
+  allowed = {}
+  for sku in string.gmatch(ARGV[11], '%S+') do allowed[sku] = true end
+end
 local out = {}
 
 local function batch_of(serial, serial_arg)
@@ -73,10 +80,11 @@ local function queue_claim(serial_arg, b)
 end
 
 for i = 1, #KEYS - 4 do
-  local at = 6 + 5 * i
+  local at = 7 + 5 * i
   local serial = tonumber(ARGV[at])
   local b = batch_of(serial, ARGV[at])
-  if not b or serial > b[2] or b[4] ~= ARGV[at + 1] or b[5] ~= ARGV[at + 2] then
+  if not b or serial > b[2] or b[4] ~= ARGV[at + 1] or b[5] ~= ARGV[at + 2]
+      or (allowed and not allowed[b[6]]) then
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = 'counterfeit', '', '', 0
     if mode == 'v' then tally('counterfeit', '-') end
   else

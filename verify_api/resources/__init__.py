@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import inspect
 
 import falcon.asgi
 
-from verify_api.exc import BodyTimeout, BodyTooLarge
+from verify_api.exc import BodyTimeout, BodyTooLarge, RequestError
 
 BODY_SECONDS = 10.0
 """How long a client may take to send its body: a slow trickle must not hold a worker."""
@@ -27,6 +28,57 @@ async def read_body(req: falcon.asgi.Request, limit: int, seconds: float = BODY_
     if len(body) > limit:
         raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
     return body
+
+
+# GB2312 and GBK are subsets of GB 18030: decoding with the superset never refuses a
+# character a gateway's GBK encoder wrote (Chinese gateways often say gb2312 and send GBK).
+_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "cp936": "gb18030", "x-gbk": "gb18030"}
+
+
+def charset_of(content_type: str | None) -> str | None:
+    """The ``charset`` parameter of a Content-Type, lower case, or None."""
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower() or None
+    return None
+
+
+def _codec(charset: str | None, body: bytes) -> str:
+    if body.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    name = _SUPERSETS.get(charset or "", charset or "utf-8")
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise RequestError(f"unknown charset {charset!r}") from None
+
+
+def body_text(content_type: str | None, body: bytes) -> str:
+    """The body as text in the charset its Content-Type names (UTF-8 if none; a BOM wins).
+
+    Gateways in China post GBK (``charset=gbk``); some Windows clients UTF-16.
+    """
+    codec = _codec(charset_of(content_type), body)
+    try:
+        return body.decode(codec)
+    except UnicodeDecodeError:
+        raise RequestError(f"the body is not valid {charset_of(content_type) or codec}") from None
+
+
+def json_body(content_type: str | None, body: bytes) -> bytes:
+    """A JSON body as UTF-8 bytes for the parser: re-encoded when its charset is another."""
+    codec = _codec(charset_of(content_type), body)
+    if codec == "utf-8":
+        return body  # the common case: nothing to do
+    return body_text(content_type, body).encode()
+
+
+def form_codec(content_type: str | None, body: bytes) -> str:
+    """The charset a form's percent-escapes are in (``application/x-www-form-urlencoded``)."""
+    return _codec(charset_of(content_type), body)
 
 
 def body_of(req: falcon.asgi.Request, limit: int) -> bytes:

@@ -7,7 +7,7 @@ from collections import Counter
 import falcon
 
 from verify_api.check.engine import VerifyEngine
-from verify_api.resources import bodies, read_body
+from verify_api.resources import bodies, json_body, read_body
 
 
 class VerifyResource:
@@ -17,7 +17,8 @@ class VerifyResource:
         self._engine = engine
 
     async def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
-        request = bodies.parse_verify(await read_body(req, bodies.MAX_VERIFY_BODY))
+        request = bodies.parse_verify(
+            json_body(req.content_type, await read_body(req, bodies.MAX_VERIFY_BODY)))
         resp.media = (await self._engine.verify(tenant, request, req.remote_addr)).to_json()
 
 
@@ -41,7 +42,8 @@ class BatchResource:
         self._max_codes = max_codes
 
     async def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
-        batch = bodies.parse_batch(await read_body(req, bodies.MAX_BATCH_BODY), self._max_codes)
+        body = json_body(req.content_type, await read_body(req, bodies.MAX_BATCH_BODY))
+        batch = bodies.parse_batch(body, self._max_codes)
         found = await self._engine.verify_batch(tenant, batch.codes, req.remote_addr)
         resp.media = {
             "results": [a.to_batch_json(c) for c, a in zip(batch.codes, found, strict=True)],
