@@ -234,7 +234,8 @@ def test_lookups_and_batches_record_nothing(world):
     assert looked.result == answers.ALREADY_VERIFIED and looked.scan_count == 1
 
 
-def test_qr_urls_and_gs1_forms_verify(world):
+def test_qr_urls_and_gs1_forms_verify(world, redis_client):
+    ProductStore(redis_client).update("ACME", "LIP-001", gtin="4006381333931")  # the links' GTIN
     code = world.code(25)
     forms = [
         f"https://acme.example/t/ACME/v/{code}",
@@ -245,6 +246,9 @@ def test_qr_urls_and_gs1_forms_verify(world):
     ]
     results = [check(world.engine, text).result for text in forms]
     assert results == [answers.GENUINE] + [answers.ALREADY_VERIFIED] * 4
+    other = f"https://id.acme.example/01/00012345600012/21/{world.code(26)}"
+    assert check(world.engine, other).result == answers.COUNTERFEIT  # not LIP-001's GTIN
+    assert check(world.engine, world.code(26)).result == answers.GENUINE  # nothing recorded
 
 
 def _calls(client) -> dict[str, int]:
