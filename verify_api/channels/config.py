@@ -3,7 +3,8 @@
 They are fields of the tenant record (``TenantKeys.meta``), beside the
 policy settings: ``sms_number``, ``gateway_secret`` (sealed), ``language``
 (``zh``/``en``, default ``zh``), ``reply_format`` (``text``/``twiml``),
-``join_keyword``, ``balance_keyword`` and ``tpl.<name>`` template overrides.
+``join_keyword``, ``balance_keyword``, ``tpl.<name>`` template overrides and
+``sms_log_days`` (how long the inbound SMS log keeps a message, default 180).
 
 Gateways tell us only the number (or sub-port) a message was sent to, so a
 global index maps numbers to tenants (``keyspace.CHANNEL_NUMBERS``). A sub-port is the
@@ -42,7 +43,16 @@ TEMPLATE_PREFIX = "tpl."
 SECRET_FIELD = "gateway_secret"
 _NUMBER = re.compile(r"^[0-9]{3,20}$")
 MIN_PREFIX = 3
+DEFAULT_SMS_LOG_DAYS = 180
+MAX_SMS_LOG_DAYS = 3650
 MAX_CACHED = 10_000
+
+
+def _log_days(raw: str | None) -> int:
+    """The inbound SMS log's retention in days (``sms_log_days``; a bad value: the default)."""
+    if raw and raw.isdigit() and 1 <= int(raw) <= MAX_SMS_LOG_DAYS:
+        return int(raw)
+    return DEFAULT_SMS_LOG_DAYS
 
 
 def number_digits(text: str) -> str:
@@ -77,6 +87,7 @@ class ChannelConfig:
     balance_keyword: str = keywords.DEFAULT_BALANCE
     overrides: Mapping[str, str] = field(default_factory=dict)
     secret: str | None = None
+    sms_log_days: int = DEFAULT_SMS_LOG_DAYS
 
     def template(self, name: str) -> str:
         return self.overrides.get(name) or templates.DEFAULTS[self.language][name]
@@ -127,6 +138,7 @@ class ChannelStore:
                 if k.startswith(TEMPLATE_PREFIX) and k[len(TEMPLATE_PREFIX) :] in templates.FIELDS
             },
             secret=self._open(tenant, sealed) if sealed else None,
+            sms_log_days=_log_days(s.get("sms_log_days")),
         )
 
     def tenant_for(self, destination: str) -> str | None:
@@ -145,6 +157,7 @@ class ChannelStore:
         join_keyword: str | None = None,
         balance_keyword: str | None = None,
         templates_: Mapping[str, str] | None = None,
+        sms_log_days: int | None = None,
     ) -> list[str]:
         """Validate and store the given settings; return the names changed.
 
@@ -161,6 +174,11 @@ class ChannelStore:
             except WeakSecret as exc:
                 raise SettingError(str(exc)) from None
             fields[SECRET_FIELD] = self._seal(tenant, gateway_secret)
+        if sms_log_days is not None:
+            if isinstance(sms_log_days, bool) or not isinstance(sms_log_days, int) \
+                    or not 1 <= sms_log_days <= MAX_SMS_LOG_DAYS:
+                raise SettingError(f"the SMS log keeps 1 to {MAX_SMS_LOG_DAYS} days")
+            fields["sms_log_days"] = str(sms_log_days)
         if sms_number is not None:
             self._set_number(tenant, sms_number)
         if fields:

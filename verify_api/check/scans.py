@@ -52,6 +52,7 @@ class CheckContext:
     cap: int = 5
     phone: str = ""
     channel_name: str = ""
+    region_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def verify_calls(
         b"%d" % context.region_bit,
         context.phone.encode(),
         context.channel_name.encode(),
+        context.region_source.encode(),
     )
     calls = []
     day = stats.day_of(now)
