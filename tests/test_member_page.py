@@ -81,6 +81,11 @@ def test_sign_in_codes_expire_are_single_use_and_limited(page_world, redis_clien
     assert ok.status_code == 303 and member_page.SESSION_COOKIE in ok.cookies
     reused = _post(client, "/m/ACME/login", jar, phone=PHONE, code=code, csrf=token)
     assert reused.status_code == 401  # single use
+    home = client.simulate_get("/m/ACME?lang=en", cookies=jar)
+    assert 'id="balance">100<' in home.text
+    refused = _post(client, "/m/ACME/redeem", jar, item="tv", key="k1", csrf=_csrf(home.text),
+                    lang="en")  # no button for it, posted anyway
+    assert refused.status_code == 409 and "900 more points needed" in refused.text
     # Expiry: a new code, the clock past its life.
     clock.advance(signin.RESEND_SECONDS + 1)
     _post(client, "/m/ACME/code", jar, phone=PHONE, csrf=token)

@@ -31,7 +31,7 @@ import redis
 
 from codegen.exc import CodegenError, ItemsealError
 from codegen.keys import KeyStore
-from points_bridge.exc import BadPhone, PointsError
+from points_bridge.exc import BadPhone, InsufficientPoints, OutOfStock, PointsError
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.rewards import RewardStore
@@ -151,7 +151,10 @@ class MemberPage:
         rows = [mp.RewardRow(r.item, r.label(language), r.points, stock,
                              mp.why_not_text(language, reason, stock, r.points - member.balance))
                 for r, stock, reason in rewards.affordable(member, settings, now)]
-        coupons = [(c.code, c.name, c.state, c.expires_at) for c in rewards.coupons(card)]
+        labels = {r.item: r.label(language) for r, _, _ in rewards.affordable(member, settings,
+                                                                               now)}
+        coupons = [(c.code, labels.get(c.item, c.name), c.state, c.expires_at)
+                   for c in rewards.coupons(card)]
         lots = [raw.decode().split() for raw in
                 self._client.lrange(members.keys.lots(card), 0, 4)]
         expiring = [(int(at), int(n)) for at, n in lots if int(at) > now and int(n) > 0]
@@ -164,8 +167,7 @@ class MemberPage:
             except PointsError:
                 found = None
             if found is not None and found.card == card:
-                names = {r.item: r.label(language) for r, _ in rewards.list()}
-                note = mp.Notice(names.get(found.item, found.name), found.points,
+                note = mp.Notice(labels.get(found.item, found.name), found.points,
                                  found.coupon).text(language)
         token = self._token(tenant, self._nonce(req, resp))
         page = mp.HomeInput(
@@ -239,7 +241,14 @@ class MemberPage:
             done = rewards.redeem(card, form.get("item", ""), key=form.get("key") or None,
                                   channel="web")
         except ItemsealError as exc:
-            reason = mp.TEXT[language]["error_redeem"].format(reason=str(exc))
+            t = mp.TEXT[language]
+            if isinstance(exc, OutOfStock):
+                why = t["why_stock"]
+            elif isinstance(exc, InsufficientPoints):
+                why = t["why_points"].format(n=exc.asked - exc.balance)
+            else:
+                why = str(exc)
+            reason = t["error_redeem"].format(reason=why)
             self._home(req, resp, config, language, card, error=reason, status=exc.status)
             return
         self._redirect(resp, tenant, language, f"&done={done.redemption_id}")
