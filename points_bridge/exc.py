@@ -221,3 +221,65 @@ class SenderError(PointsError):
 
 class Stale(Contended):
     """The member changed since the snapshot a figure was computed from (retry)."""
+
+
+class UnknownReward(NotFoundError, PointsError):
+    def __init__(self, tenant: str, item: str) -> None:
+        super().__init__(f"tenant {tenant!r} has no reward {item!r}: see `itemseal reward list`")
+        self.item = item
+
+
+class RewardExists(ConflictError, PointsError):
+    def __init__(self, tenant: str, item: str) -> None:
+        super().__init__(f"tenant {tenant!r} already has reward {item!r}: change it with "
+                         "`itemseal reward set`")
+        self.item = item
+
+
+class OutOfStock(ConflictError, PointsError):
+    """The reward's last item went to another redemption (nothing was debited)."""
+
+    code = "out_of_stock"
+
+    def __init__(self, item: str) -> None:
+        super().__init__(f"reward {item!r} is out of stock: no points were taken")
+        self.item = item
+
+
+class RewardUnavailable(ConflictError, PointsError):
+    """A reward that is paused, outside its validity window, or not for the member's tier."""
+
+    code = "reward_unavailable"
+
+    def __init__(self, item: str, reason: str) -> None:
+        super().__init__(f"reward {item!r} cannot be redeemed: {reason}")
+        self.item = item
+        self.reason = reason
+
+
+class UnknownRedemption(NotFoundError, PointsError):
+    def __init__(self, tenant: str, redemption_id: str) -> None:
+        super().__init__(f"tenant {tenant!r} has no redemption {redemption_id!r}")
+        self.redemption_id = redemption_id
+
+
+class RedemptionRefused(ConflictError, PointsError):
+    """A redemption that cannot move the way asked (refused earlier, coupon used, ...)."""
+
+    code = "redemption_refused"
+
+
+class CouponRefused(ConflictError, PointsError):
+    """A coupon that cannot be used: already used, expired or void (``code`` says which)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UnknownCoupon(NotFoundError, PointsError):
+    """A coupon code that is mistyped, forged or not this tenant's (``code`` says which)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -35,6 +35,7 @@ from datetime import date, datetime, timedelta
 
 import redis
 
+from points_bridge import regions
 from points_bridge.cards import card_number, is_valid_card, normalize_card
 from points_bridge.exc import (
     BadInput,
@@ -87,10 +88,21 @@ def new_member_fields(
     card: str, e164: str, first_tier: str, source: str, at: int,
     profile: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The record of a member made now (``member_update.lua`` ``create``)."""
+    """The record of a member made now (``member_update.lua`` ``create``).
+
+    ``join_region`` is where the member joined from, by the best source known
+    then (``regions.resolve``: the region the member chose, else the phone's
+    home region), with ``join_region_source`` saying which; segments fall back
+    on it before any credited check recorded a ``last_region``.
+    """
+    profile = dict(profile or {})
+    region, region_source = regions.resolve(None, trusted=False,
+                                            member_region=profile.get(ATTR + "region"),
+                                            phone=e164)
+    located = {"join_region": region, "join_region_source": region_source} if region else {}
     return {
         "card": card, "phone": e164, "status": ACTIVE, "balance": "0", "earned": "0",
-        "tier": first_tier, "created_at": str(at), "source": source, **(profile or {}),
+        "tier": first_tier, "created_at": str(at), "source": source, **located, **profile,
     }
 
 
@@ -308,6 +320,48 @@ class MemberStore(TenantScoped):
                 return self._finish_rebind(member, e164), False
             self._scripts.del_if(keys=[index], args=[raw])  # stale: the phone moved away
         raise PointsError(f"could not settle the member of {e164}: retry")
+
+    def ensure_with_card(
+        self,
+        e164: str,
+        card: str,
+        *,
+        settings: PointsSettings | None = None,
+        source: str = "import",
+        profile: Mapping[str, str] | None = None,
+    ) -> tuple[Member, bool]:
+        """The member of a phone made with a given card (a CRM's, on import); and whether made.
+
+        The card is kept when it is free: a well-formed card no member holds.
+        A card another member holds, or a phone that already has another card,
+        is ``BadInput`` and nothing is written. The phone index
+        is claimed first (``SET NX``), as ``ensure`` does, and given back if
+        the card turned out taken in the meantime.
+        """
+        digits = normalize_card(card)
+        if digits is None or not is_valid_card(digits):
+            raise BadInput("card", card, "not a card number (12 digits, the last a check digit)")
+        settings = settings or self.settings()
+        index = self.keys.phone(e164)
+        held, _ = parse_index(self._redis.get(index))
+        if held is not None:
+            member = self.get(held)
+            if member is not None and member.phone == e164:
+                if held != digits:
+                    raise BadInput("card", card, f"{e164} is already the member of card {held}")
+                return member, False
+        if self.get(digits) is not None:
+            raise BadInput("card", card, "already held by another member: the row is refused")
+        if not self._redis.set(index, digits, nx=True):
+            if parse_index(self._redis.get(index))[0] != digits:
+                raise BadInput("card", card, f"{e164} was given another card just now: retry")
+        fields = new_member_fields(digits, e164, settings.ladder.tiers[0].name, source,
+                                   int(self._clock()), profile)
+        reply = self._update(digits, create=True, set=fields, event="member.created")
+        if not reply["ok"]:
+            self._scripts.del_if(keys=[index], args=[digits])
+            raise BadInput("card", card, "already held by another member")
+        return Member.from_record(self.tenant, digits, reply["member"]), True
 
     def join(
         self,

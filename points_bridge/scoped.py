@@ -29,6 +29,10 @@ class PointsScripts:
         self.out_charge = register(client, "points_bridge", "out_charge")
         self.out_result = register(client, "points_bridge", "out_result")
         self.out_receipt = register(client, "points_bridge", "out_receipt")
+        self.out_requeue = register(client, "points_bridge", "out_requeue")
+        self.reward_reserve = register(client, "points_bridge", "reward_reserve")
+        self.reward_settle = register(client, "points_bridge", "reward_settle")
+        self.coupon_redeem = register(client, "points_bridge", "coupon_redeem")
 
 
 _registered: weakref.WeakKeyDictionary[redis.Redis, PointsScripts] = weakref.WeakKeyDictionary()

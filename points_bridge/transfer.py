@@ -11,6 +11,11 @@ the member with its profile (created, or updated, in one script), then the
 opening balance as an adjustment keyed ``import:opening-balance``. A re-run
 of the same file therefore changes nothing; a different opening balance for
 a member who already has one is refused for that row, before any write.
+
+A CRM's cards and tiers carry over: ``card`` is kept when it is free (a
+well-formed card no member holds; a row whose card is taken is refused),
+``tier`` becomes the member's manual floor (``MemberStore.pin_tier``), a tier
+the ladder does not know refuses the row.
 """
 
 from __future__ import annotations
@@ -38,9 +43,8 @@ from schemas.points import SCHEMAS, with_metadata
 FORMATS = ("parquet", "csv")
 CHUNK = 500
 OPENING_KEY = "import:opening-balance"
-IMPORT_COLUMNS = ("phone", "birthday", "points", "attributes")
-EXPORT_ONLY = ("card", "status", "balance", "earned", "tier", "pinned_tier", "created_at",
-               "source")
+IMPORT_COLUMNS = ("phone", "birthday", "points", "attributes", "card", "tier")
+EXPORT_ONLY = ("status", "balance", "earned", "pinned_tier", "created_at", "source")
 
 
 def _chunks(items: Iterator[str], size: int = CHUNK) -> Iterator[list[str]]:
@@ -219,7 +223,7 @@ def _import_rows(
     if "phone" not in columns or unknown:
         problem = f"unknown columns {', '.join(sorted(unknown))}" if unknown else "no phone column"
         raise BadInput("file", str(path), f"{problem}; columns are phone, birthday, points,"
-                       " attributes (JSON) and the tenant's declared attributes")
+                       " attributes (JSON), card, tier and the tenant's declared attributes")
     report = ImportReport()
     for where, row in rows:
         try:
@@ -230,6 +234,14 @@ def _import_rows(
             profile = members.profile_fields(settings, birthday, attributes)
             points = _points(row.get("points", ""))
             existing = members.by_phone(e164)
+            card = (row.get("card") or "").strip()
+            tier = (row.get("tier") or "").strip()
+            if tier:
+                settings.ladder.index(tier)  # UnknownTier: the row is refused
+            if card and existing is not None and existing.card != "".join(
+                    c for c in card if c.isdigit()):
+                raise BadInput("card", card, f"{e164} is already the member of card "
+                               f"{existing.card}")
             if existing is not None and points:
                 opened = ledger.lookup(existing.card, OPENING_KEY)
                 if opened is not None and opened.delta != points:
@@ -237,10 +249,20 @@ def _import_rows(
         except (PointsError, ValueError) as exc:
             report.errors.append((where, str(exc)))
             continue
-        member, created = members.ensure(e164, settings=settings, source="import",
-                                         profile=profile)
+        try:
+            if card:
+                member, created = members.ensure_with_card(e164, card, settings=settings,
+                                                           source="import", profile=profile)
+            else:
+                member, created = members.ensure(e164, settings=settings, source="import",
+                                                 profile=profile)
+        except PointsError as exc:  # the card is taken: refused before anything was written
+            report.errors.append((where, str(exc)))
+            continue
         if not created and profile:
             members.update_profile(member.card, birthday=birthday, attributes=attributes)
+        if tier and tier != settings.ladder.tiers[0].name and member.pinned_tier != tier:
+            member = members.pin_tier(member.card, tier, reason="import")
         if points:
             ledger.adjust(member.card, points, reason="import: opening balance", idem=OPENING_KEY,
                           expiry=(settings.expiry_months, settings.timezone))

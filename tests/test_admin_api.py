@@ -18,6 +18,7 @@ from codegen.products import ProductStore
 from codegen.store.audit import AuditLog
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
+from points_bridge.rewards import Reward, RewardStore
 from verify_api.admin import roles
 from verify_api.admin.auth import TokenStore
 from verify_api.app import create_app, openapi_spec
@@ -49,6 +50,10 @@ BODIES = {
     ("POST", "/draws/{keyword}/close"): {"seed": "s"},
     ("PUT", "/alerts"): {"counterfeit_threshold": 5},
     ("POST", "/feedback/{feedback_id}/answer"): {"text": "thanks"},
+    ("POST", "/rewards"): {"item": "cap", "name": "Cap", "points": 10, "stock": 5},
+    ("PATCH", "/rewards/{item}"): {"add_stock": 3},
+    ("POST", "/members/{card}/redemptions"): {"item": "mug", "key": "k1"},
+    ("POST", "/coupons/{code}/redeem"): {"shop": "Shop 1"},
 }
 
 
@@ -81,6 +86,7 @@ class World:
     def values(self, tenant: str) -> dict[str, str]:
         return {"tenant": tenant, "sku": "LIP-001", "card": self.cards[tenant],
                 "batch_id": self.batches[tenant], "campaign_id": "spring", "keyword": "cj",
+                "item": "mug",
                 **self.care.get(tenant, {"sms_campaign_id": "none", "feedback_id": "0-0"})}
 
     def call(self, method, suffix, tenant="ACME", role="manager", **kw):
@@ -118,7 +124,13 @@ def world(batch_factory, redis_client, clock):
         Draws(redis_client, tenant).open("cj", "blue")
         sent = SmsCampaigns(redis_client, tenant).send(Segment(), "hi", f"{tenant}-key")
         note = FeedbackInbox(redis_client, tenant).add("13812345678", "where to buy?", "sms", 1)
-        care[tenant] = {"sms_campaign_id": sent.campaign_id, "feedback_id": note}
+        rewards = RewardStore(redis_client, tenant, key_store=key_store, clock=clock)
+        rewards.add(Reward("mug", "gift", "Mug", 10), 5)
+        rewards.add(Reward("c20", "coupon", "20 off", 10), 5)
+        Ledger(redis_client, tenant).adjust(member.card, 10, reason="the coupon's price")
+        given = rewards.redeem(member.card, "c20", key="setup")  # the balance is 100 again
+        care[tenant] = {"sms_campaign_id": sent.campaign_id, "feedback_id": note,
+                        "code": given.coupon, "redemption_id": given.redemption_id}
     app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0,
                      catalog_seconds=0)
     yield World(AdminApi(app), tokens, cards, batches, care)

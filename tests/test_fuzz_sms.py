@@ -16,7 +16,8 @@ from points_bridge.outreach.draws import split_entry
 from verify_api.channels import gateways, keywords
 from verify_api.exc import RequestError
 
-KINDS = {keywords.CODE, keywords.JOIN, keywords.BALANCE, keywords.STOP, keywords.FEEDBACK}
+KINDS = {keywords.CODE, keywords.JOIN, keywords.BALANCE, keywords.STOP, keywords.FEEDBACK,
+         keywords.REDEEM}
 any_char = st.characters(codec="utf-8")
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(any_char),

@@ -19,7 +19,9 @@ from codegen.store.keyspace import TenantKeys
 from codegen.store.wire import link_for
 from points_bridge.campaigns import CampaignStore
 from points_bridge.members import MemberStore
+from points_bridge.rewards import Reward, RewardStore
 from points_bridge.rules import Campaign
+from points_bridge.scoped import points_scripts
 from points_bridge.sms.outbound import Dispatcher, Outbox
 from points_bridge.sms.outbound_config import OutboundSettings
 from points_bridge.sms.senders import FileSender
@@ -86,4 +88,12 @@ def test_every_script_is_called_with_one_hash_tag(
                       clock=clock, sleep=clock.advance).run()  # out_charge, out_result
     assert sent == {"sent": 1}
     assert box.receipt("m1", True) == "delivered"  # out_receipt
+    rewards = RewardStore(redis_client, "ACME", key_store=key_store, clock=clock)
+    rewards.add(Reward("c20", "coupon", "20 off", 1), 1)
+    done = rewards.redeem(member.card, "c20", key="k")  # reward_reserve, reward_settle
+    rewards.use_coupon(done.coupon)  # coupon_redeem
+    assert points_scripts(redis_client).out_requeue(  # out_requeue (nothing parked)
+        keys=[box.message_key("m1"), box.keys.outbound_no_credit, box.queue_key("campaign"),
+              box.keys.outbound_counters("campaign"), box.keys.outbound_counters("all")],
+        args=["m1"]) == 0
     assert set(keyguard.SEEN) == set(keyguard.script_names().values())

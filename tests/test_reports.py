@@ -94,7 +94,7 @@ def test_checks_by_product_region_channel(scenario):
     reports, _ = scenario
     assert reports.checks(D1, D2, "product").rows == [("LIP-001", 4), ("-", 2), ("EYE-2", 2)]
     assert reports.checks(D1, D2, "region").rows == [
-        ("CN-SH", 4), ("CN-GD", 2), ("-", 1), ("CN-BJ", 1)]
+        ("CN-SH", "上海", 4), ("CN-GD", "广东", 2), ("-", "-", 1), ("CN-BJ", "北京", 1)]
     assert reports.checks(D1, D2, "channel").rows == [("web", 4), ("sms", 3), ("api", 1)]
     assert reports.checks(D2, D2, "product").rows == [("EYE-2", 1), ("LIP-001", 1)]
 

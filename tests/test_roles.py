@@ -16,10 +16,12 @@ EXPECTED = {
                 "members.read", "reports.read",
                 "audit.read", "segments.read", "outbound.read", "outbound.write",
                 "care.read", "care.write", "draws.read", "draws.write", "alerts.read",
-                "alerts.write", "feedback.read"},
+                "alerts.write", "feedback.read", "rewards.read", "rewards.write",
+                "coupons.read"},
     "support": {"products.read", "points.read", "campaigns.read", "tiers.read",
                 "members.read", "members.write", "outbound.read", "feedback.read",
-                "feedback.answer"},
+                "feedback.answer", "rewards.read", "coupons.read"},
+    "cashier": {"coupons.read", "coupons.redeem"},
 }
 
 

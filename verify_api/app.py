@@ -128,13 +128,17 @@ def _add_channel_routes(
     key_store: KeyStore, clock, gs1_tenants: str = "",
 ) -> None:
     """SMS gateways, the keypad and the verify page (``verify_api/channels/``)."""
+    from points_bridge.rewards import RewardStore
     from verify_api.channels import csrf
     from verify_api.channels.config import ChannelDirectory, ChannelStore
     from verify_api.channels.sms import SmsService
     from verify_api.resources import Threaded
+    from verify_api.resources.member_page import MemberPage
 
     channels = ChannelStore(client, key_store.master)
-    sms = SmsService(link, engine, ChannelDirectory(link, channels), clock=clock)
+    sms = SmsService(link, engine, ChannelDirectory(link, channels), clock=clock,
+                     rewards=lambda tenant: RewardStore(client, tenant, key_store=key_store,
+                                                        clock=clock))
     app.add_route("/v1/sms/twilio", channel_resources.TwilioSmsResource(sms))
     app.add_route("/v1/sms/aliyun", channel_resources.JsonSmsResource(sms, "aliyun"))
     app.add_route("/v1/sms/tencent", channel_resources.JsonSmsResource(sms, "tencent"))
@@ -153,6 +157,10 @@ def _add_channel_routes(
     gs1_links = channel_resources.Gs1LinkResource(page, gs1_tenants)
     app.add_route("/01/{gtin}/21/{serial}", gs1_links)
     app.add_route("/01/{gtin}/10/{lot}/21/{serial}", gs1_links, suffix="lot")
+    member_page = Threaded(MemberPage(client, key_store, channels, clock))
+    app.add_route("/m/{tenant}", member_page)
+    for action in ("code", "login", "redeem", "logout"):
+        app.add_route(f"/m/{{tenant}}/{action}", member_page, suffix=action)
 
 
 @functools.cache

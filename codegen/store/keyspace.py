@@ -129,6 +129,12 @@ class TenantKeys:
         """String (expiring): an inbound SMS's pending marker, then its reply."""
         return f"{self._t}:sms:seen:{dedup_id}"
 
+    @property
+    def sms_inbound(self) -> str:
+        """Stream: every inbound SMS with what it asked and how it ended
+        (``verify_api/channels/sms.py``), trimmed to the tenant's retention."""
+        return f"{self._t}:sms:in"
+
     def scan_bucket(self, serial: int) -> str:
         """Hash of per-code scan state for a bucket of serials (no record before a scan)."""
         return f"{self.segment_tag(segment_of(serial))}:scan:{serial // SCAN_BUCKET_SERIALS}"
@@ -259,6 +265,11 @@ class PointsKeys:
         return self._out("q:tx" if transactional else "q:bulk")
 
     @property
+    def outbound_no_credit(self) -> str:
+        """Sorted set: ids of messages refused for lack of credit, requeued by a top-up."""
+        return self._out("no-credit")
+
+    @property
     def outbound_inflight(self) -> str:
         """List: message ids a sender took and has not finished."""
         return self._out("inflight")
@@ -289,6 +300,10 @@ class PointsKeys:
     def send_rate(self, second: int) -> str:
         """Counter (expiring) of sends in one clock second, over every runner."""
         return self._out(f"rate:{second}")
+
+    def sms_asked(self, phone: str) -> str:
+        """String (expiring): the SMS campaign last sent to a phone, so its reply is linked."""
+        return self._out(f"asked:{phone}")
 
     @property
     def care_settings(self) -> str:
@@ -370,6 +385,58 @@ class PointsKeys:
     def reconcile_checkpoint(self, segment: int) -> str:
         """String: the last claims entry id reconcile has credited."""
         return f"{self.tenant_keys.segment_tag(segment)}:claims-done"
+
+    # -- rewards, redemptions, coupons (tenant slot: one script reserves stock and records)
+    @property
+    def rewards(self) -> str:
+        """Hash: reward item id -> its JSON record (``points_bridge/rewards.py``)."""
+        return f"{self._t}:rewards"
+
+    @property
+    def reward_stock(self) -> str:
+        """Hash: reward item id -> items left (integer; the reserve script takes one)."""
+        return f"{self._t}:reward-stock"
+
+    @property
+    def redemptions(self) -> str:
+        """Hash: redemption id -> its JSON facts (card, item, points, at), written once."""
+        return f"{self._t}:redemptions"
+
+    @property
+    def redemption_states(self) -> str:
+        """Hash: redemption id -> ``<state> <ledger entry|-> <coupon|->``."""
+        return f"{self._t}:redemption-states"
+
+    def member_redemptions(self, card: str) -> str:
+        """Sorted set: a member's redemption ids by time (tenant slot, beside the facts)."""
+        return f"{self._t}:redemptions:{card}"
+
+    @property
+    def coupons(self) -> str:
+        """Hash: coupon code -> its JSON facts (card, item, redemption, expires_at)."""
+        return f"{self._t}:coupons"
+
+    @property
+    def coupon_states(self) -> str:
+        """Hash: coupon code -> ``issued <expires_at>``, ``used <at> <shop>`` or ``void <at>``."""
+        return f"{self._t}:coupon-states"
+
+    @property
+    def coupon_serial(self) -> str:
+        """String: the last coupon serial given out (``codegen/coupons.py``)."""
+        return f"{self._t}:coupon-serial"
+
+    def member_coupons(self, card: str) -> str:
+        """Sorted set: a member's coupon codes by issue time."""
+        return f"{self._t}:coupons:{card}"
+
+    def signin_code(self, e164: str) -> str:
+        """Hash (expiring): a member page sign-in code's hash and tries left, per phone."""
+        return f"{self._t}:signin:{e164}"
+
+    def signin_sends(self, subject: str) -> str:
+        """String (expiring): sign-in codes sent to a phone or an IP this hour."""
+        return f"{self._t}:signin-sent:{subject}"
 
     def credit_pin(self, serial: int) -> str:
         """Hash: ``serial % 128`` -> the card the serial's points go to (set once)."""

@@ -155,6 +155,8 @@ def sender_set(config: Config, tenant: str, kind, auth_header, secret_stdin: boo
 def sender_credit(config: Config, tenant: str, add: int) -> None:
     """Show or top up a tenant's SMS credit (units, e.g. fen).
 
+    A top-up queues again the messages refused earlier for lack of credit.
+
     \b
     Example:
       itemseal sender credit --tenant ACME --add 10000
@@ -164,6 +166,11 @@ def sender_credit(config: Config, tenant: str, add: int) -> None:
         left = settings.top_up(add)
         AuditLog(config.redis, tenant).record("cli", "sender.credit", "credit", None,
                                               {"added": add, "credit": left})
+        if add > 0:
+            requeued = Outbox(config.redis, tenant).requeue_no_credit()
+            if requeued:
+                click.echo(f"{requeued} messages refused for lack of credit queued again",
+                           err=True)
     click.echo(settings.credit())
 
 

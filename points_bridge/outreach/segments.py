@@ -10,7 +10,9 @@ Fields a segment can use and where they come from:
 * ``tiers``, ``points_min``/``points_max`` (the balance), ``birthday_month``,
   ``attributes`` (``a.<name>``), ``status`` (default: active members only);
 * ``regions``: the member's declared ``region`` attribute, else the region
-  of its last credited check (``last_region``), compared case-folded;
+  of its last credited check (``last_region``), else where it joined from
+  (``join_region``, the phone's home region: ``points_bridge/regions.py``),
+  compared case-folded;
 * ``no_check_days``: no credited check for N days (never counts as "not
   for N days" once the member is N days old); ``checked_within_days``;
 * ``skus``: checked at least one of these products (``sku:<SKU>``).
@@ -97,7 +99,8 @@ def _fold(text: str) -> str:
 
 
 def _region_ok(seg: Segment, record: Mapping[str, str]) -> bool:
-    region = record.get(ATTR + "region") or record.get("last_region") or ""
+    region = (record.get(ATTR + "region") or record.get("last_region")
+              or record.get("join_region") or "")
     return _fold(region) in {_fold(r) for r in seg.regions}
 
 

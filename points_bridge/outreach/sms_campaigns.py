@@ -27,6 +27,9 @@ from points_bridge.scoped import TenantScoped
 from points_bridge.sms.outbound import CAMPAIGN, Outbox
 
 MAX_TEXT = 500
+REPLY_DAYS = 7
+"""An SMS from a phone within this many days of a campaign to it is a reply to it
+(the inbound log links them: ``itemseal report sms --by campaign``)."""
 QUEUING, QUEUED, SENDING, DONE = "queuing", "queued", "sending", "done"
 
 
@@ -87,8 +90,12 @@ class SmsCampaigns(TenantScoped):
         targeted = 0
         for member in scan(self._redis, self.tenant, segment, int(self._clock())):
             targeted += 1
-            self._outbox.enqueue(f"{campaign_id}.{member.card}", member.phone,
-                                 personalise(text, member), CAMPAIGN, scope=f"c:{campaign_id}")
+            queued = self._outbox.enqueue(f"{campaign_id}.{member.card}", member.phone,
+                                          personalise(text, member), CAMPAIGN,
+                                          scope=f"c:{campaign_id}")
+            if queued == "queued":  # a reply within REPLY_DAYS is this campaign's
+                self._redis.set(self.keys.sms_asked(member.phone), campaign_id,
+                                ex=REPLY_DAYS * 86400)
         self._redis.hset(self.keys.sms_campaign(campaign_id),
                          mapping={"status": QUEUED, "targeted": str(targeted)})
 

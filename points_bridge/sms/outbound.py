@@ -40,8 +40,9 @@ from points_bridge.sms.senders import OutMessage, Sender
 
 REPLY, OPTOUT_ACK, ANSWER, ALERT = "reply", "optout_ack", "answer", "alert"
 CAMPAIGN, CARE, DRAW = "campaign", "care", "draw"
-TRANSACTIONAL = frozenset({REPLY, OPTOUT_ACK, ANSWER, ALERT})
-KINDS = (REPLY, OPTOUT_ACK, ANSWER, ALERT, CAMPAIGN, CARE, DRAW)
+OTP = "otp"  # a sign-in code the member asked for: sent even to an opted-out phone
+TRANSACTIONAL = frozenset({REPLY, OPTOUT_ACK, ANSWER, ALERT, OTP})
+KINDS = (REPLY, OPTOUT_ACK, ANSWER, ALERT, CAMPAIGN, CARE, DRAW, OTP)
 KEEP_SECONDS = 30 * 86400
 COUNTERS = ("queued", "sent", "delivered", "undelivered", "failed", "skipped", "spent")
 
@@ -94,7 +95,7 @@ def enqueue_call(
     dedup = keys.outbound_once(once) if once else msg
     body = {"id": message_id, "phone": phone, "text": text, "kind": kind, "scope": scope,
             "at": str(at), "ttl": KEEP_SECONDS, "dedup_ttl": once_seconds,
-            "ignore_optout": kind == OPTOUT_ACK}
+            "ignore_optout": kind in (OPTOUT_ACK, OTP)}
     order = [msg, keys.outbound_queue(kind in TRANSACTIONAL), keys.optouts,
              keys.outbound_counters(scope), keys.outbound_counters("all"), dedup]
     return order, json.dumps(body)
@@ -131,6 +132,28 @@ class Outbox(TenantScoped):
                                   scope=scope, once=once, once_seconds=once_seconds)
         return self._scripts.out_enqueue(keys=keys, args=[body]).decode()
 
+
+    def requeue_no_credit(self, limit: int = 100_000) -> int:
+        """Queue again the messages refused for lack of credit; return how many.
+
+        ``itemseal sender credit --add`` calls it after a top-up: a message
+        that failed only because the credit ran out goes out after all, in
+        the queue it was in (transactional first). Each is one script
+        (``out_requeue.lua``), so two top-ups at once requeue nothing twice.
+        """
+        ids = [i.decode() for i in self._redis.zrange(self.keys.outbound_no_credit, 0,
+                                                        limit - 1)]
+        requeued = 0
+        for message_id in ids:
+            kind, scope = self._redis.hmget(self.message_key(message_id), "kind", "scope")
+            kind_text = (kind or b"").decode()
+            scope_text = (scope or kind or b"all").decode()
+            requeued += int(self._scripts.out_requeue(
+                keys=[self.message_key(message_id), self.keys.outbound_no_credit,
+                      self.queue_key(kind_text), self.keys.outbound_counters(scope_text),
+                      self.keys.outbound_counters("all")],
+                args=[message_id]))
+        return requeued
 
     def get(self, message_id: str) -> Message | None:
         raw = self._redis.hgetall(self.message_key(message_id))
@@ -259,7 +282,8 @@ class Dispatcher:
                         self.keys.outbound_counters("all")]
             now = str(int(self._clock()))
             charged = self._scripts.out_charge(
-                keys=[msg_key, self.keys.optouts, self.keys.sms_credit, *counters],
+                keys=[msg_key, self.keys.optouts, self.keys.sms_credit, *counters,
+                      self.keys.outbound_no_credit],
                 args=[self._config.cost, now],
             ).decode()
             if charged != "ok":

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 import redis
 
 from codegen.store.keyspace import TenantKeys
+from codegen.store.wire import Link, call, pack
 from codegen.tenants import TenantStore
 from verify_api.admin.roles import check_role
 from verify_api.exc import TenantNotFound, Unauthorized, UnknownToken
@@ -131,6 +132,27 @@ class TokenStore:
         if not info.active:
             raise Unauthorized("the token was revoked")
         return info
+
+
+async def authenticate_over(link: Link, tenant: str, token: str) -> TokenInfo:
+    """``TokenStore.authenticate`` over the worker's async link (one HGET; a consumer route).
+
+    The verify route uses it when a caller declares a region: a declared
+    region counts only for a live token of the tenant (``points_bridge/regions.py``).
+    """
+    owner = tenant_of(token)
+    if owner is None:
+        raise Unauthorized("the token is malformed")
+    if owner != tenant:
+        raise TenantNotFound()
+    (raw,) = await call(link, pack(b"HGET", TenantKeys(tenant).admin_tokens.encode(),
+                                   token_hash(token).encode()))
+    if raw is None:
+        raise Unauthorized("the token is unknown")
+    info = _load(raw)
+    if not info.active:
+        raise Unauthorized("the token was revoked")
+    return info
 
 
 def _dump(info: TokenInfo) -> str:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from codegen.times import iso
 from points_bridge.ledger import stored_int
+from points_bridge.regions import region_name
 from verify_api.check.answers import RESULTS
 from verify_api.check.risk import (
     PHONE_SKETCH_BITS,
@@ -22,7 +24,7 @@ from verify_api.check.risk import (
 )
 from verify_api.check.scanrecord import ScanRecord
 
-CHECK_DIMENSIONS = {"product": "sku", "region": "region", "channel": "ch"}
+CHECK_DIMENSIONS = {"product": "sku", "region": "region", "channel": "ch", "source": "rsrc"}
 
 
 @dataclass(frozen=True)
@@ -47,13 +49,35 @@ def checks_by_day(per_day: Mapping[str, Mapping[str, Counter]]) -> Table:
 
 
 def checks_by(dimension: str, per_day: Mapping[str, Mapping[str, Counter]]) -> Table:
-    """Checks over the whole range by product, region or channel, most first."""
+    """Checks over the whole range by product, region, channel or region source, most first.
+
+    ``source`` counts where each check's region came from (declared, member,
+    phone, none: ``points_bridge/regions.py``), so a brand sees how much of
+    the region report rests on phones' home regions.
+    """
     kind = CHECK_DIMENSIONS[dimension]
     total: Counter = Counter()
     for counters in per_day.values():
         total.update(counters[kind])
     rows = sorted(total.items(), key=lambda item: (-item[1], item[0]))
+    if dimension == "region":  # the code and its name: CN-JS, 江苏
+        return Table("checks", ("region", "name", "checks"),
+                     [(region, region_name(region), n) for region, n in rows])
     return Table("checks", (dimension, "checks"), rows)
+
+
+def sms_by(dimension: str, messages: list[Mapping[str, str]]) -> Table:
+    """Inbound SMS counted by one field of the log, most first (``day``: oldest first)."""
+    if dimension == "day":
+        days = Counter(_iso_of(int(m.get("at") or 0)) for m in messages)
+        return Table("sms", ("day", "received"), sorted(days.items()))
+    found = Counter(m.get(dimension) or "-" for m in messages)
+    rows = sorted(found.items(), key=lambda item: (-item[1], item[0]))
+    return Table("sms", (dimension, "received"), rows)
+
+
+def _iso_of(at: int) -> str:
+    return datetime.fromtimestamp(at, UTC).date().isoformat()
 
 
 def counterfeits_by_region(per_day: Mapping[str, Mapping[str, Counter]]) -> Table:

@@ -39,7 +39,8 @@ from verify_api.exc import InvalidField
 DEFAULT_DAYS = 14
 MAX_DAYS = 366
 BUCKETS_PER_TRIP = 500
-BY = ("day", "product", "region", "channel")
+BY = ("day", "product", "region", "channel", "source")
+SMS_BY = ("day", "kind", "keyword", "outcome", "campaign")
 
 
 def date_range(
@@ -99,6 +100,24 @@ class Reports:
         per_day = self.per_day(first, last)
         return (report_math.checks_by_day(per_day) if by == "day"
                 else report_math.checks_by(by, per_day))
+
+    def sms(self, first: date, last: date, by: str = "kind") -> Table:
+        """Inbound SMS received from ``first`` to ``last`` (UTC days) counted by day, kind
+        (code, join, balance, redeem, draw, stop, feedback, unknown), keyword, outcome
+        (the reply sent) or campaign (replies within a campaign's reply window)."""
+        if by not in SMS_BY:
+            raise InvalidField("by", f"'by' is one of {', '.join(SMS_BY)}")
+        return report_math.sms_by(by, self.sms_log(first, last))
+
+    def sms_log(self, first: date, last: date) -> list[dict[str, str]]:
+        """The inbound log's messages of the span, oldest first (``TenantKeys.sms_inbound``)."""
+        start = int(datetime.combine(first, datetime.min.time(), UTC).timestamp()) * 1000
+        end = int(datetime.combine(last + timedelta(days=1), datetime.min.time(),
+                                   UTC).timestamp()) * 1000 - 1
+        out = []
+        for _, raw in self._redis.xrange(self._keys.sms_inbound, start, end):
+            out.append({k.decode(): v.decode() for k, v in raw.items()})
+        return out
 
     def counterfeits(self, first: date, last: date) -> Table:
         return report_math.counterfeits_by_region(self.per_day(first, last))

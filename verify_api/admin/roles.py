@@ -1,12 +1,19 @@
 """Who may do what in the admin API: the allow matrix, pure.
 
-Three roles, one job each (``itemseal token create --role``):
+Four roles, one job each (``itemseal token create --role``):
 
 * ``operator`` — the factory line: lists batches and activates them when they ship.
 * ``manager`` — the brand manager: products, points rules, campaigns, tiers, check limits,
   recalls, reports and the audit trail; also reads members.
 * ``support`` — customer service: reads and edits members (status, phone,
   adjustments, redemptions), reads and answers consumers' feedback.
+
+* ``cashier`` — a shop's till: may only record purchases, read a member's
+  balance, and redeem coupons.
+
+Rewards: the catalogue is the manager's (support reads it); redeeming and
+cancelling for a member is support's ``members.write``; using a coupon at a
+till is the cashier's.
 
 Customer care (segments, SMS campaigns, care, draws, alerts) is the manager's;
 support also reads campaign status and the SMS report.
@@ -19,11 +26,11 @@ from __future__ import annotations
 
 from verify_api.exc import UnknownAction
 
-OPERATOR, MANAGER, SUPPORT = "operator", "manager", "support"
-ROLES = (OPERATOR, MANAGER, SUPPORT)
+OPERATOR, MANAGER, SUPPORT, CASHIER = "operator", "manager", "support", "cashier"
+ROLES = (OPERATOR, MANAGER, SUPPORT, CASHIER)
 
 ACTIONS: dict[str, frozenset[str]] = {
-    "products.read": frozenset(ROLES),
+    "products.read": frozenset({OPERATOR, MANAGER, SUPPORT}),
     "products.write": frozenset({MANAGER}),
     "points.read": frozenset({MANAGER, SUPPORT}),
     "points.write": frozenset({MANAGER}),
@@ -51,6 +58,10 @@ ACTIONS: dict[str, frozenset[str]] = {
     "alerts.write": frozenset({MANAGER}),
     "feedback.read": frozenset({MANAGER, SUPPORT}),
     "feedback.answer": frozenset({SUPPORT}),
+    "rewards.read": frozenset({MANAGER, SUPPORT}),
+    "rewards.write": frozenset({MANAGER}),
+    "coupons.read": frozenset({MANAGER, SUPPORT, CASHIER}),
+    "coupons.redeem": frozenset({CASHIER}),
 }
 
 

@@ -3,7 +3,8 @@
 They are fields of the tenant record (``TenantKeys.meta``), beside the
 policy settings: ``sms_number``, ``gateway_secret`` (sealed), ``language``
 (``zh``/``en``, default ``zh``), ``reply_format`` (``twiml``, the default, or ``text``),
-``join_keyword``, ``balance_keyword`` and ``tpl.<name>`` template overrides.
+``join_keyword``, ``balance_keyword``, ``tpl.<name>`` template overrides and
+``sms_log_days`` (how long the inbound SMS log keeps a message, default 180).
 
 Gateways tell us only the number (or sub-port) a message was sent to, so a
 global index maps numbers to tenants (``keyspace.CHANNEL_NUMBERS``). Aliyun and
@@ -53,7 +54,16 @@ ALLOW_IPS_FIELD = "sms_allow_ips"
 TOKEN_PREFIX = "sct_"
 _NUMBER = re.compile(r"^[0-9]{3,20}$")
 MIN_PREFIX = 3
+DEFAULT_SMS_LOG_DAYS = 180
+MAX_SMS_LOG_DAYS = 3650
 MAX_CACHED = 10_000
+
+
+def _log_days(raw: str | None) -> int:
+    """The inbound SMS log's retention in days (``sms_log_days``; a bad value: the default)."""
+    if raw and raw.isdigit() and 1 <= int(raw) <= MAX_SMS_LOG_DAYS:
+        return int(raw)
+    return DEFAULT_SMS_LOG_DAYS
 
 
 def number_digits(text: str) -> str:
@@ -95,6 +105,7 @@ class ChannelConfig:
         if not self.allow_ips:
             return True
         return proxies.is_trusted(address, proxies.parse_networks(self.allow_ips))
+    sms_log_days: int = DEFAULT_SMS_LOG_DAYS
 
     def template(self, name: str) -> str:
         return self.overrides.get(name) or templates.DEFAULTS[self.language][name]
@@ -151,6 +162,7 @@ class ChannelStore:
             },
             secret=self._open(tenant, sealed) if sealed else None,
             allow_ips=s.get(ALLOW_IPS_FIELD, ""),
+            sms_log_days=_log_days(s.get("sms_log_days")),
         )
 
     def tenant_for(self, destination: str) -> str | None:
@@ -191,6 +203,7 @@ class ChannelStore:
         join_keyword: str | None = None,
         balance_keyword: str | None = None,
         templates_: Mapping[str, str] | None = None,
+        sms_log_days: int | None = None,
     ) -> list[str]:
         """Validate and store the given settings; return the names changed.
 
@@ -210,6 +223,11 @@ class ChannelStore:
         if sms_allow_ips is not None:
             networks = proxies.parse_networks(sms_allow_ips, "allowed gateway address")
             fields[ALLOW_IPS_FIELD] = ",".join(str(n) for n in networks)
+        if sms_log_days is not None:
+            if isinstance(sms_log_days, bool) or not isinstance(sms_log_days, int) \
+                    or not 1 <= sms_log_days <= MAX_SMS_LOG_DAYS:
+                raise SettingError(f"the SMS log keeps 1 to {MAX_SMS_LOG_DAYS} days")
+            fields["sms_log_days"] = str(sms_log_days)
         if sms_number is not None:
             self._set_number(tenant, sms_number)
         if fields:

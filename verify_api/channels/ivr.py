@@ -1,5 +1,8 @@
 """The phone keypad: TwiML that asks for the code, speaks the answer, asks again on a slip.
 
+The prompt is also a menu: ``1#`` joins as a member, ``2#`` speaks the balance
+(the SMS join and balance keywords, keyed in, do the same).
+
 A call comes in, we answer with ``<Gather input="dtmf" finishOnKey="#">``
 around the prompt; the caller keys the code and ``#``; the gateway posts the
 ``Digits`` back to the same route. The answer is the SMS text of the result
@@ -21,6 +24,8 @@ VOICE_LANGUAGE = {ZH: "zh-CN", "en": "en-US"}
 # needs a voice that speaks it. Amazon Polly's Zhiyu (Mandarin) and Joanna (US English)
 # are in Twilio's list of text-to-speech voices.
 VOICE = {ZH: "Polly.Zhiyu", "en": "Polly.Joanna"}
+# The menu beside the code: 1# joins, 2# tells the balance (the SMS keywords work too).
+JOIN_KEY, BALANCE_KEY = "1", "2"
 ACTION = "/v1/ivr/inbound"
 
 

@@ -1,4 +1,4 @@
-"""Read an SMS body: a code, the join or balance keyword, an opt-out, or feedback.
+"""Read an SMS body: a code, the join or balance keyword, a redemption, an opt-out, or feedback.
 
 Pure. Consumers type on whatever keyboard they have: full-width digits and
 letters, spaces and dashes inside a code, a trailing full stop. Everything
@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from verify_api.check.inputs import extract_code
 
 CODE, JOIN, BALANCE, STOP, FEEDBACK = "code", "join", "balance", "stop", "feedback"
+REDEEM = "redeem"
+# A redemption: "DH#mug" (兑换, duihuan) or "兑换#mug"; NFKC folds a full-width "＃".
+REDEEM_PREFIXES = ("dh#", "兑换#")
 DEFAULT_JOIN = "888"
 DEFAULT_BALANCE = "666"
 # What carriers and consumers send to opt out (gateways usually act on them too).
@@ -46,6 +49,9 @@ def classify(body: str, join: str = DEFAULT_JOIN, balance: str = DEFAULT_BALANCE
         return Intent(BALANCE, body)
     if folded in STOP_WORDS:
         return Intent(STOP, body)
+    for prefix in REDEEM_PREFIXES:
+        if folded.startswith(prefix) and folded[len(prefix):].strip():
+            return Intent(REDEEM, folded[len(prefix):].strip())
     digits = folded.replace(" ", "").replace("-", "")
     if _CODE_TEXT.match(folded) and len(digits) >= MIN_CODE_DIGITS:
         return Intent(CODE, digits)

@@ -35,6 +35,7 @@ WORST_CASE = {
     "card": "2300 7457 8089",
     "tier": "T" * MAX_TIER,
     "join_kw": "K" * MAX_KEYWORD,
+    "coupon": "1234 5678 9012 345",
     "balance_kw": "K" * MAX_KEYWORD,
 }
 CHANNEL_NAMES = {
@@ -65,6 +66,12 @@ FIELDS: dict[str, frozenset[str]] = {
     "ivr_malformed": frozenset(),
     "draw_entered": frozenset(),
     "draw_closed": frozenset(),
+    "redeemed": frozenset({"product", "points", "balance"}),
+    "redeemed_coupon": frozenset({"product", "points", "balance", "coupon"}),
+    "redeem_out": frozenset({"product"}),
+    "redeem_short": frozenset({"product", "points", "balance"}),
+    "redeem_refused": frozenset({"product"}),
+    "redeem_unknown": frozenset(),
 }
 NAMES = tuple(FIELDS)
 DEFAULTS: dict[str, dict[str, str]] = {
@@ -88,11 +95,18 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "not_member": "您还不是会员，回复{join_kw}即可注册。",
         "feedback": "您的留言已收到，我们会尽快回复，谢谢！",
         "stop": "已收到您的退订请求。",
-        "ivr_prompt": "请输入涂层下的防伪码，以井号键结束。",
+        "ivr_prompt":
+            "请输入涂层下的防伪码，以井号键结束。注册会员请按1和井号，查询积分请按2和井号。",
         "ivr_mistyped": "防伪码有误，请核对数字后重新输入。",
         "ivr_malformed": "未识别到防伪码，请输入涂层下的数字，以井号键结束。",
         "draw_entered": "您已成功参加抽奖，开奖后将短信通知中奖者。",
         "draw_closed": "本次抽奖已结束或不存在，感谢您的参与。",
+        "redeemed": "兑换成功：{product}，扣{points}积分，余{balance}。",
+        "redeemed_coupon": "兑换成功：{product}，券码{coupon}，扣{points}积分，余{balance}。",
+        "redeem_out": "{product}已兑完，积分未扣除。",
+        "redeem_short": "积分不足：{product}需{points}积分，您有{balance}。",
+        "redeem_refused": "{product}暂不可兑换，积分未扣除。",
+        "redeem_unknown": "没有这个礼品，请核对编号后重发，如DH#礼品编号。",
     },
     EN: {
         answers.GENUINE: "Genuine: {product}. First check of this code. Thank you for checking.",
@@ -119,12 +133,20 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "not_member": "You are not a member yet: text {join_kw} to join.",
         "feedback": "Thank you, we received your message and will reply soon.",
         "stop": "Your opt-out request has been received.",
-        "ivr_prompt": "Please key in the code under the scratch-off, then press the hash key.",
+        "ivr_prompt": "Please key in the code under the scratch-off, then press the hash key. To"
+        " join, press 1 and hash; for your points, press 2 and hash.",
         "ivr_mistyped": "The code looks mistyped. Please check the digits and key them in again.",
         "ivr_malformed": "No product code found. Please key in the digits under the"
         " scratch-off, then press the hash key.",
         "draw_entered": "You are in the draw. Winners will be told by SMS.",
         "draw_closed": "This draw is closed or does not exist. Thank you for taking part.",
+        "redeemed": "Redeemed: {product}, -{points} points, balance {balance}.",
+        "redeemed_coupon": "Redeemed: {product}. Coupon {coupon}, -{points} points, balance"
+        " {balance}.",
+        "redeem_out": "{product} is out of stock; no points were taken.",
+        "redeem_short": "Not enough points: {product} needs {points}, you have {balance}.",
+        "redeem_refused": "{product} cannot be redeemed now; no points were taken.",
+        "redeem_unknown": "No such reward: check its id and send e.g. DH#mug again.",
     },
 }
 

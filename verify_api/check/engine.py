@@ -35,6 +35,7 @@ from codegen.keys import KeyStore
 from codegen.store.keyspace import TenantKeys
 from codegen.store.standby import replica_ack_from_env
 from codegen.store.wire import Link, call, hash_pairs, pack
+from points_bridge import regions
 from points_bridge.credit import ClaimCrediter, Prefetch
 from points_bridge.phones import normalize_phone
 from verify_api.check import answers, stats
@@ -77,6 +78,10 @@ class CheckRequest:
     phone: str | None = None
     channel: str = "api"
     region: str | None = None
+    # The region is the caller's word to trust: the engine's own callers (the CLI, tests)
+    # are; the public route's body is not unless it came with a token (resources/verify.py).
+    region_trusted: bool = True
+    region_source: str = regions.NONE  # set by the engine: where ``region`` came from
 
 
 class VerifyEngine:
@@ -115,6 +120,7 @@ class VerifyEngine:
         if phone:
             hits.append(Hit(f"phone/{self.fingerprints.phone_key(phone)}", policy.phone_limit))
         self.limiter.refuse_lately(tenant, hits)
+        request = self.locate(request, phone)
         decoded = (await self._checker(tenant)).decode(extract_code(request.code))
         skus = await self._skus_of_link(tenant, request.code) if decoded.authentic else ()
         if skus is None:  # a GS1 link whose GTIN is none of the tenant's products
@@ -178,6 +184,17 @@ class VerifyEngine:
             return replace(answer, points_pending=True)
         return replace(answer, points_awarded=credit.points, balance=credit.balance, credit=credit,
                        points_pending=credit.pending)
+
+    @staticmethod
+    def locate(request: CheckRequest, phone: str | None) -> CheckRequest:
+        """The request with its region from the best source (``points_bridge/regions.py``).
+
+        A declared region counts only when ``region_trusted`` (an authenticated
+        caller); else the phone's home region (cached per prefix: a dict hit).
+        """
+        region, source = regions.resolve(request.region, trusted=request.region_trusted,
+                                         phone=phone)
+        return replace(request, region=region, region_source=source)
 
     async def lookup(self, tenant: str, code: str, client_ip: str) -> Answer:
         """The brand's look at a code: the same answer, nothing recorded or claimed."""
@@ -279,13 +296,15 @@ class VerifyEngine:
             cap=policy.check_cap,
             phone=phone or "",
             channel_name=request.channel,
+            region_source=request.region_source,
         )
 
     @staticmethod
     def _tally(tenant: str, result: str, request: CheckRequest, now: int) -> list[bytes]:
         """Count a check refused before any script (the script counts the others)."""
         key = TenantKeys(tenant).stats_day(stats.day_of(now))
-        commands = stats.tally_commands(key, result, request.region, request.channel)
+        commands = stats.tally_commands(key, result, request.region, request.channel,
+                                        request.region_source)
         return [pack(*command) for command in commands]
 
     async def _round_trip(

@@ -53,6 +53,7 @@ class CheckContext:
     phone: str = ""
     channel_name: str = ""
     skus: tuple[str, ...] = ()  # the code must be of one of these products ('' = any)
+    region_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def verify_calls(
         context.phone.encode(),
         context.channel_name.encode(),
         " ".join(context.skus).encode(),
+        context.region_source.encode(),
     )
     calls = []
     day = stats.day_of(now)

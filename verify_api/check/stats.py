@@ -10,6 +10,8 @@ per tenant and UTC day, fields named for what they count:
 ``region:REGION``  checks from a region (``-``: none given)
 ``ch:CHANNEL``     checks through a channel (sms, ivr, web, api)
 ``cf_region:R``    counterfeit answers from a region
+``rsrc:SOURCE``    checks whose region came from SOURCE (declared, member, phone, none;
+                   ``points_bridge/regions.py``)
 =================  ==============================================
 
 Authentic codes are counted by ``lua/verify.lua`` in the hash of the code's
@@ -30,7 +32,7 @@ from datetime import UTC, date, datetime, timedelta
 from verify_api.check.answers import COUNTERFEIT
 
 UNKNOWN = "-"
-KINDS = ("r", "sku", "region", "ch", "cf_region")
+KINDS = ("r", "sku", "region", "ch", "cf_region", "rsrc")
 
 
 def day_of(now: float) -> str:
@@ -50,22 +52,26 @@ def days_between(first: date, last: date) -> list[str]:
     return [(first + timedelta(days=i)).strftime("%Y%m%d") for i in range(max(count, 0))]
 
 
-def tally_fields(result: str, sku: str | None, region: str | None, channel: str) -> list[str]:
+def tally_fields(
+    result: str, sku: str | None, region: str | None, channel: str, source: str = ""
+) -> list[str]:
     """Return the counter fields one check bumps by one."""
     where = region or UNKNOWN
     fields = [f"r:{result}", f"sku:{sku or UNKNOWN}", f"region:{where}", f"ch:{channel}"]
+    if source:
+        fields.append(f"rsrc:{source}")
     if result == COUNTERFEIT:
         fields.append(f"cf_region:{where}")
     return fields
 
 
 def tally_commands(
-    key: str, result: str, region: str | None, channel: str
+    key: str, result: str, region: str | None, channel: str, source: str = ""
 ) -> list[tuple[bytes, ...]]:
     """The HINCRBY commands counting a check answered without the verify script."""
     return [
         (b"HINCRBY", key.encode(), field.encode(), b"1")
-        for field in tally_fields(result, None, region, channel)
+        for field in tally_fields(result, None, region, channel, source)
     ]
 
 

@@ -26,7 +26,7 @@ from codegen.times import iso
 from codegen.words import plural
 from verify_api.admin.auth import TokenStore
 from verify_api.admin.report_math import Table
-from verify_api.admin.reports import BY, Reports, date_range
+from verify_api.admin.reports import BY, SMS_BY, Reports, date_range
 from verify_api.admin.roles import ROLES, actions_of
 
 FORMATS = ("table", "csv", "parquet")
@@ -34,7 +34,7 @@ FORMATS = ("table", "csv", "parquet")
 
 @click.group()
 def token() -> None:
-    """Create, list and revoke admin API tokens (operator, manager, support)."""
+    """Create, list and revoke admin API tokens (operator, manager, support, cashier)."""
 
 
 @token.command("create")
@@ -156,11 +156,16 @@ def _reports(config: Config, tenant: str, with_codes: bool = False) -> Reports:
 @tenant_option
 @span_options
 @click.option("--by", type=click.Choice(BY), default="day", show_default=True,
-              help="One row per day, or totals per product, region or channel.")
+              help="One row per day, or totals per product, region (ISO code and name), channel, "
+                   "or region source (declared, member, phone, none).")
 @output_options
 @pass_config
 def report_checks(config: Config, tenant: str, start, end, by: str, fmt: str, out) -> None:
-    """Consumer checks per day (by result), or per product, region or channel.
+    """Consumer checks per day (by result), or per product, region, channel or region source.
+
+    A check's region comes from the best source: an authenticated caller's
+    declared region, else the member's chosen region, else the phone's home
+    province (CN-JS 江苏 for +86 139 1234 ...); --by source counts which.
 
     \b
     Example:
@@ -169,6 +174,26 @@ def report_checks(config: Config, tenant: str, start, end, by: str, fmt: str, ou
     """
     first, last = date_range(start, end, datetime.now(UTC).timestamp())
     emit(_reports(config, tenant).checks(first, last, by), fmt, out)
+
+
+@report.command("sms")
+@tenant_option
+@span_options
+@click.option("--by", type=click.Choice(SMS_BY), default="kind", show_default=True,
+              help="Count by day, kind (code, join, balance, redeem, draw, stop, feedback,"
+                   " unknown), keyword, outcome (the reply sent) or campaign (replies to it).")
+@output_options
+@pass_config
+def report_sms(config: Config, tenant: str, start, end, by: str, fmt: str, out) -> None:
+    """Inbound SMS received (the log keeps `tenant set --sms-log-days`, default 180).
+
+    \b
+    Example:
+      itemseal report sms --tenant ACME --by keyword
+      itemseal report sms --tenant ACME --by campaign --from 2026-03-01
+    """
+    first, last = date_range(start, end, datetime.now(UTC).timestamp())
+    emit(_reports(config, tenant).sms(first, last, by), fmt, out)
 
 
 @report.command("counterfeits")

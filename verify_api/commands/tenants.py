@@ -17,7 +17,7 @@ LIMIT_SETTINGS = ("rate_ip", "rate_phone", "rate_batch", "check_cap")
 GATEWAY_SECRET_ENV = "ITEMSEAL_GATEWAY_SECRET"
 CHANNEL_SETTINGS = (
     "sms_number", "sms_allow_ips", "gateway_secret", "language", "reply_format", "join_keyword",
-    "balance_keyword",
+    "balance_keyword", "sms_log_days",
 )
 
 
@@ -48,6 +48,8 @@ CHANNEL_SETTINGS = (
 @click.option("--reply-format", type=click.Choice(["text", "twiml"]), help="Twilio SMS replies.")
 @click.option("--join-keyword", help="SMS keyword to join as a member (default 888).")
 @click.option("--balance-keyword", help="SMS keyword to ask for the balance (default 666).")
+@click.option("--sms-log-days", type=click.IntRange(1, 3650),
+              help="Days the inbound SMS log keeps a message (default 180).")
 @click.option("--rate-ip", help="Checks per client IP: COUNT/SECONDS (e.g. 300/60) or off.")
 @click.option("--rate-phone", help="Checks per member phone: COUNT/SECONDS or off.")
 @click.option("--rate-batch", help="Codes per client IP on the batch route: COUNT/SECONDS or off.")

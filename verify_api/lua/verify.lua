@@ -12,7 +12,8 @@
 -- ARGV[9] = the member phone in E.164 ('' if none), ARGV[10] = channel name
 -- ARGV[11] = the SKUs the code may belong to, space-separated ('' = any): a GS1 link names a
 --            GTIN, and a genuine serial under another product's GTIN is a copied label
--- ARGV[7+5i .. 11+5i] = code i: serial, key id, profile wire id, bucket field, '1' if its key
+-- ARGV[12] = where the region came from (declared | member | phone | none; '' look-ups)
+-- ARGV[8+5i .. 12+5i] = code i: serial, key id, profile wire id, bucket field, '1' if its key
 --                      is revoked else '0'
 -- Returns 4 values per code: status (counterfeit | not_activated | recalled | revoked |
 -- active), sku, record after this check ('' if never scanned), and 0 or, if this check
@@ -48,6 +49,7 @@ local function tally(result, sku)
   redis.call('HINCRBY', KEYS[4], 'sku:' .. sku, 1)
   redis.call('HINCRBY', KEYS[4], 'region:' .. region, 1)
   redis.call('HINCRBY', KEYS[4], 'ch:' .. ARGV[10], 1)
+  if ARGV[12] ~= '' then redis.call('HINCRBY', KEYS[4], 'rsrc:' .. ARGV[12], 1) end
   if result == 'counterfeit' then redis.call('HINCRBY', KEYS[4], 'cf_region:' .. region, 1) end
 end
 
@@ -76,11 +78,11 @@ end
 -- follows may crash, the reconciler replays the outbox (points_bridge/reconcile.py).
 local function queue_claim(serial_arg, b)
   return redis.call('XADD', KEYS[3], '*', 'serial', serial_arg, 'batch', b[7], 'sku', b[6],
-    'phone', ARGV[9], 'channel', ARGV[10], 'region', ARGV[5], 'at', ARGV[2])
+    'phone', ARGV[9], 'channel', ARGV[10], 'region', ARGV[5], 'region_source', ARGV[12], 'at', ARGV[2])
 end
 
 for i = 1, #KEYS - 4 do
-  local at = 7 + 5 * i
+  local at = 8 + 5 * i
   local serial = tonumber(ARGV[at])
   local b = batch_of(serial, ARGV[at])
   if not b or serial > b[2] or b[4] ~= ARGV[at + 1] or b[5] ~= ARGV[at + 2]

@@ -15,7 +15,7 @@ def table_json(table: Table, **extra) -> dict:
 
 
 class Report(AdminResource):
-    """``GET .../reports/{checks|counterfeits|suspicious|tiers|points}``."""
+    """``GET .../reports/{checks|counterfeits|suspicious|tiers|points|sms}``."""
 
     actions = {"GET": "reports.read"}
 
@@ -26,11 +26,15 @@ class Report(AdminResource):
     def on_get(self, req, resp, tenant: str) -> None:
         reports = Reports(self.ctx.client, tenant, key_store=self.ctx.key_store,
                           clock=self.ctx.clock)
-        if self.name in ("checks", "counterfeits"):
+        if self.name in ("checks", "counterfeits", "sms"):
             first, last = date_range(req.get_param("from"), req.get_param("to"), self.ctx.clock())
             span = {"from": first.isoformat(), "to": last.isoformat()}
-            table = (reports.checks(first, last, req.get_param("by") or "day")
-                     if self.name == "checks" else reports.counterfeits(first, last))
+            if self.name == "checks":
+                table = reports.checks(first, last, req.get_param("by") or "day")
+            elif self.name == "sms":
+                table = reports.sms(first, last, req.get_param("by") or "kind")
+            else:
+                table = reports.counterfeits(first, last)
             resp.media = table_json(table, **span)
         elif self.name == "suspicious":
             table = reports.suspicious(query_int(req.params, "min_checks", 2, 1, 65535),
@@ -52,5 +56,5 @@ class Audit(AdminResource):
 
 
 def routes(ctx: AdminContext) -> list[tuple[str, AdminResource]]:
-    names = ("checks", "counterfeits", "suspicious", "tiers", "points")
+    names = ("checks", "counterfeits", "suspicious", "tiers", "points", "sms")
     return [*((f"/reports/{name}", Report(ctx, name)) for name in names), ("/audit", Audit(ctx))]

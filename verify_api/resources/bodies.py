@@ -74,7 +74,7 @@ def parse_verify(body: bytes) -> CheckRequest:
         raise InvalidField(sorted(unknown)[0], f"unknown field {sorted(unknown)[0]!r}")
     code = string_field(data, "code", required=True, limit=MAX_CODE_CHARS)
     phone = string_field(data, "phone", limit=32)
-    return CheckRequest(code, phone or None, _channel(data), _region(data))
+    return CheckRequest(code, phone or None, _channel(data), _region(data), region_trusted=False)
 
 
 @dataclass(frozen=True)

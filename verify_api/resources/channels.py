@@ -198,6 +198,14 @@ class IvrResource:
         if not digits:
             resp.text = ivr.prompt(config)
             return
+        if digits in (ivr.JOIN_KEY, config.join_keyword):
+            resp.text = ivr.answer(config, await self._service.join_reply(config, caller),
+                                   again=False)
+            return
+        if digits in (ivr.BALANCE_KEY, config.balance_keyword):
+            resp.text = ivr.answer(config, await self._service.balance_reply(config, caller),
+                                   again=False)
+            return
         result, text = await check_code(self._engine, config, caller, digits, "ivr")
         again = result in (answers.MISTYPED, answers.MALFORMED)
         if again:  # a keypad's wording: key the digits in again (the SMS says "send it")

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import falcon
 
+from verify_api.admin.auth import authenticate_over
 from verify_api.check.engine import VerifyEngine
 from verify_api.resources import bodies, json_body, read_body
+from verify_api.resources.admin import bearer
 
 
 class VerifyResource:
-    """``POST /v1/tenants/{tenant}/verify``: a consumer's check; records it."""
+    """``POST /v1/tenants/{tenant}/verify``: a consumer's check; records it.
+
+    The route is public, so a declared ``region`` counts only when the
+    request also carries a bearer token of the tenant (any role: the brand's
+    app, a shop's till); a bad token is 401, no token leaves the region to
+    the phone's home region (``points_bridge/regions.py``).
+    """
 
     def __init__(self, engine: VerifyEngine) -> None:
         self._engine = engine
@@ -19,6 +28,10 @@ class VerifyResource:
     async def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
         request = bodies.parse_verify(
             json_body(req.content_type, await read_body(req, bodies.MAX_VERIFY_BODY)))
+        token = bearer(req)
+        if request.region and token:
+            await authenticate_over(self._engine.link, tenant, token)
+            request = replace(request, region_trusted=True)
         resp.media = (await self._engine.verify(tenant, request, req.remote_addr)).to_json()
 
 
