@@ -15,7 +15,7 @@ from codegen.commands import batches, products, tenants
 from codegen.config import Config
 from codegen.exc import ItemsealError
 from points_bridge.commands import care, members, points
-from verify_api.commands import admin, alerts, check, server
+from verify_api.commands import admin, alerts, check, server, staff
 from verify_api.commands import batches as verify_batches
 from verify_api.commands import tenants as verify_tenants
 
@@ -53,7 +53,8 @@ def main(ctx: click.Context) -> None:
     ctx.obj = Config()
 
 
-for module in (tenants, check, products, batches, server, points, members, admin, care, alerts):
+for module in (tenants, check, products, batches, server, points, members, admin, care, alerts,
+               staff):
     for command in module.COMMANDS:
         main.add_command(command)
 # The batch and tenant groups are codegen's; voiding reads and writes scan state, and the

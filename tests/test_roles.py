@@ -16,7 +16,7 @@ EXPECTED = {
                 "members.read", "reports.read",
                 "audit.read", "segments.read", "outbound.read", "outbound.write",
                 "care.read", "care.write", "draws.read", "draws.write", "alerts.read",
-                "alerts.write", "feedback.read"},
+                "alerts.write", "feedback.read", "staff.read", "staff.write"},
     "support": {"products.read", "points.read", "campaigns.read", "tiers.read",
                 "members.read", "members.write", "outbound.read", "feedback.read",
                 "feedback.answer"},

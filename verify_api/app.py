@@ -30,7 +30,7 @@ from codegen.store.wire import Link, link_for
 from verify_api.admin.auth import TokenStore
 from verify_api.check.engine import VerifyEngine
 from verify_api.metrics import Metrics, MetricsMiddleware
-from verify_api.resources import admin, admin_dashboard, admin_routes
+from verify_api.resources import admin, admin_dashboard, admin_routes, office_routes
 from verify_api.resources import channels as channel_resources
 from verify_api.resources.service import (
     HealthResource,
@@ -48,6 +48,7 @@ class VerifyApp(falcon.asgi.App):
     """The falcon ASGI app, with its engine in reach of tests and the benchmark."""
 
     engine: VerifyEngine
+    office: object
 
 
 class LinkLifespan:
@@ -96,6 +97,7 @@ def create_app(
     admin_context = admin.AdminContext(client, key_store, TokenStore(client, clock=clock), clock)
     admin_routes.register(app, admin_context)
     admin_dashboard.register(app, admin_context)
+    app.office = office_routes.register(app, client, key_store, clock)
     app.add_error_handler(ItemsealError, _itemseal_error)
     app.add_error_handler(redis.RedisError, _redis_error)
     app.set_error_serializer(_serialize_http_error)

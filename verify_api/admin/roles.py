@@ -8,6 +8,8 @@ Three roles, one job each (``itemseal token create --role``):
 * ``support`` — customer service: reads and edits members (status, phone,
   adjustments, redemptions), reads and answers consumers' feedback.
 
+Office staff accounts (``staff.py``: add, disable, reset) are the manager's.
+
 Customer care (segments, SMS campaigns, care, draws, alerts) is the manager's;
 support also reads campaign status and the SMS report.
 
@@ -51,6 +53,8 @@ ACTIONS: dict[str, frozenset[str]] = {
     "alerts.write": frozenset({MANAGER}),
     "feedback.read": frozenset({MANAGER, SUPPORT}),
     "feedback.answer": frozenset({SUPPORT}),
+    "staff.read": frozenset({MANAGER}),
+    "staff.write": frozenset({MANAGER}),
 }
 
 
