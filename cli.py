@@ -16,7 +16,7 @@ from codegen.config import Config
 from codegen.exc import ItemsealError
 from points_bridge.commands import care, members, points
 from points_bridge.commands import rewards as reward_commands
-from verify_api.commands import admin, alerts, check, server
+from verify_api.commands import admin, alerts, check, server, staff
 from verify_api.commands import batches as verify_batches
 from verify_api.commands import tenants as verify_tenants
 
@@ -55,7 +55,7 @@ def main(ctx: click.Context) -> None:
 
 
 for module in (tenants, check, products, batches, server, points, members, admin, care, alerts,
-               reward_commands):
+               reward_commands, staff):
     for command in module.COMMANDS:
         main.add_command(command)
 # The batch and tenant groups are codegen's; voiding reads and writes scan state, and the

@@ -17,7 +17,7 @@ EXPECTED = {
                 "audit.read", "segments.read", "outbound.read", "outbound.write",
                 "care.read", "care.write", "draws.read", "draws.write", "alerts.read",
                 "alerts.write", "feedback.read", "rewards.read", "rewards.write",
-                "coupons.read"},
+                "coupons.read", "staff.read", "staff.write"},
     "support": {"products.read", "points.read", "campaigns.read", "tiers.read",
                 "members.read", "members.write", "outbound.read", "feedback.read",
                 "feedback.answer", "rewards.read", "coupons.read"},

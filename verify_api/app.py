@@ -31,7 +31,7 @@ from verify_api import proxies
 from verify_api.admin.auth import TokenStore
 from verify_api.check.engine import VerifyEngine
 from verify_api.metrics import Metrics, MetricsMiddleware
-from verify_api.resources import admin, admin_dashboard, admin_routes
+from verify_api.resources import admin, admin_dashboard, admin_routes, office_routes
 from verify_api.resources import channels as channel_resources
 from verify_api.resources.service import (
     HealthResource,
@@ -54,6 +54,7 @@ class VerifyApp(falcon.asgi.App):
     """
 
     engine: VerifyEngine
+    office: object
     trusted_proxies: tuple = ()
 
     async def __call__(self, scope, receive, send):
@@ -116,6 +117,7 @@ def create_app(
     admin_context = admin.AdminContext(client, key_store, TokenStore(client, clock=clock), clock)
     admin_routes.register(app, admin_context)
     admin_dashboard.register(app, admin_context)
+    app.office = office_routes.register(app, client, key_store, clock)
     app.add_error_handler(ItemsealError, _itemseal_error)
     app.add_error_handler(redis.RedisError, _redis_error)
     app.set_error_serializer(_serialize_http_error)

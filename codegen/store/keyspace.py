@@ -102,6 +102,23 @@ class TenantKeys:
         return f"{self._t}:audit"
 
     @property
+    def staff(self) -> str:
+        """Set: the usernames of the tenant's office staff (``verify_api/admin/staff.py``)."""
+        return f"{self._t}:staff"
+
+    def staff_member(self, username: str) -> str:
+        """Hash: one staff account (role, password hash, lock-out counters, sealed TOTP)."""
+        return f"{self._t}:staff:u:{username}"
+
+    def office_export(self, job_id: str) -> str:
+        """Hash (expiring): an office export's progress, then its CSV (``office_members.py``)."""
+        return f"{self._t}:office:export:{job_id}"
+
+    def office_session(self, digest: str) -> str:
+        """String (expiring): an office session by the SHA-256 of its id (``admin/sessions.py``)."""
+        return f"{self._t}:office:session:{digest}"
+
+    @property
     def alerts_config(self) -> str:
         """String: the alert settings as JSON, webhook secret sealed (``admin/alerts.py``)."""
         return f"{self._t}:alerts:config"

@@ -14,6 +14,7 @@ Four roles, one job each (``itemseal token create --role``):
 Rewards: the catalogue is the manager's (support reads it); redeeming and
 cancelling for a member is support's ``members.write``; using a coupon at a
 till is the cashier's.
+Office staff accounts (``staff.py``: add, disable, reset) are the manager's.
 
 Customer care (segments, SMS campaigns, care, draws, alerts) is the manager's;
 support also reads campaign status and the SMS report.
@@ -62,6 +63,8 @@ ACTIONS: dict[str, frozenset[str]] = {
     "rewards.write": frozenset({MANAGER}),
     "coupons.read": frozenset({MANAGER, SUPPORT, CASHIER}),
     "coupons.redeem": frozenset({CASHIER}),
+    "staff.read": frozenset({MANAGER}),
+    "staff.write": frozenset({MANAGER}),
 }
 
 

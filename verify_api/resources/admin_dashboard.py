@@ -1,7 +1,7 @@
 """``GET /admin/{tenant}``: the reports as a page, behind a token login.
 
 The token is posted once in a form (with a CSRF token) and exchanged for a
-server-side session (``verify_api/admin/sessions.py``): the HttpOnly,
+server-side session (``verify_api/admin/dashboard_sessions.py``): the HttpOnly,
 SameSite=Strict cookie scoped to the tenant's dashboard path holds a random
 session id, which expires, ends at logout (itself a CSRF-checked form) and
 ends with the token's revocation. The same checks as the admin API apply: a
@@ -17,8 +17,8 @@ import falcon
 
 from codegen.tenants import TenantStore, check_tenant_id
 from verify_api.admin import dashboard, roles
+from verify_api.admin.dashboard_sessions import SESSION_SECONDS, DashboardSessions, same
 from verify_api.admin.reports import Reports, date_range
-from verify_api.admin.sessions import SESSION_SECONDS, DashboardSessions, same
 from verify_api.exc import Forbidden, Unauthorized
 from verify_api.resources import Threaded, body_of
 from verify_api.resources.admin import AdminContext, authorize

@@ -1,0 +1,629 @@
+"""The staff back office over HTTP (falcon's TestClient) on a real redis-server.
+
+Staff accounts (``verify_api/admin/staff.py``), their CLI, sessions, CSRF,
+the role of every page, tenant isolation on every office route, the member
+journey with its audit, form errors, languages and escaping. The browser
+walk is ``test_office_browser.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pyotp
+import pytest
+from falcon import testing
+from helpers.cli_runner import run
+
+from codegen.products import ProductStore
+from codegen.store.audit import AuditLog
+from codegen.store.keyspace import TenantKeys
+from points_bridge.ledger import Ledger
+from points_bridge.members import MemberStore
+from verify_api.admin import office_text, staff
+from verify_api.admin.staff import LoginRefused, StaffStore
+from verify_api.app import create_app, openapi_spec
+from verify_api.channels.feedback import FeedbackInbox
+from verify_api.exc import InvalidField
+
+PASSWORD = "correct horse battery"
+PHONE = "13812345678"
+OFFICE_ROUTES = sorted(
+    (method.upper(), path)
+    for path, ops in openapi_spec()["paths"].items()
+    if path.startswith("/office/{tenant}")
+    for method in ops
+)
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+NONCE = re.compile(r'name="nonce" value="([^"]+)"')
+
+
+class Office:
+    """A TestClient with one staff member's cookies, as a browser keeps them."""
+
+    def __init__(self, app, tenant: str) -> None:
+        self.client = testing.TestClient(app)
+        self.tenant = tenant
+        self.cookies: dict[str, str] = {}
+        self.csrf = ""
+
+    def login(self, username: str, password: str = PASSWORD, totp: str | None = None,
+              lang: str = "en"):
+        form = self.get(f"/office/{self.tenant}/login")
+        nonce = NONCE.search(form.text).group(1)
+        fields = {"username": username, "password": password, "nonce": nonce, "lang": lang}
+        if totp is not None:
+            fields["totp"] = totp
+        done = self.post(f"/office/{self.tenant}/login", fields, csrf=False)
+        if done.status_code == 303:
+            found = CSRF.search(self.get(f"/office/{self.tenant}").text)
+            self.csrf = found.group(1) if found else ""
+        return done
+
+    def _keep(self, result):
+        for name, cookie in result.cookies.items():
+            if cookie.value:
+                self.cookies[name] = cookie.value
+            else:
+                self.cookies.pop(name, None)
+        return result
+
+    def get(self, path: str, **params):
+        return self._keep(self.client.simulate_get(path, params=params or None,
+                                                   cookies=self.cookies))
+
+    def post(self, path: str, fields: dict | None = None, *, csrf: bool = True):
+        fields = dict(fields or {})
+        if csrf:
+            fields.setdefault("csrf", self.csrf)
+        return self._keep(self.client.simulate_post(
+            path, body=urlencode(fields), cookies=self.cookies,
+            content_type="application/x-www-form-urlencoded"))
+
+
+@pytest.fixture
+def world(batch_factory, redis_client, clock):
+    """ACME and BETA, each with a batch, a product, a member, a feedback message and staff."""
+    key_store = None
+    cards = {}
+    for tenant in ("ACME", "BETA"):
+        _, key_store = batch_factory(tenant, count=50, sku="LIP-001", state="minted")
+        ProductStore(redis_client).add(tenant, "LIP-001", name=f"{tenant} lipstick", points=10)
+        member, _ = MemberStore(redis_client, tenant).join(PHONE)
+        cards[tenant] = member.card
+        Ledger(redis_client, tenant).adjust(member.card, 100, reason="opening")
+        FeedbackInbox(redis_client, tenant).add(PHONE, "where to buy?", "sms", int(clock()))
+        people = StaffStore(redis_client, tenant, master=key_store.master, clock=clock)
+        for name, role in (("mia", "manager"), ("sam", "support"), ("olga", "operator")):
+            people.add(f"{name}{tenant.lower() if tenant == 'BETA' else ''}", role, PASSWORD)
+    app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0,
+                     catalog_seconds=0)
+    yield app, cards, key_store
+    app.engine.link.close()
+
+
+def office(app, tenant="ACME", username="mia", **kw) -> Office:
+    visit = Office(app, tenant)
+    assert visit.login(username, **kw).status_code == 303
+    return visit
+
+
+# -- staff accounts ---------------------------------------------------------------------------
+def test_staff_passwords_are_argon2_hashes_and_the_rules_hold(redis_client, points_tenant, clock):
+    points_tenant("ACME")
+    people = StaffStore(redis_client, "ACME", clock=clock)
+    found = people.add("li.wei", "support", PASSWORD)
+    assert (found.role, found.disabled, found.totp) == ("support", False, False)
+    stored = redis_client.hget(TenantKeys("ACME").staff_member("li.wei"), "hash").decode()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    with pytest.raises(staff.StaffExists):
+        people.add("li.wei", "manager", PASSWORD)
+    with pytest.raises(InvalidField):
+        people.add("short", "support", "too short")
+    with pytest.raises(InvalidField):
+        people.add("bad name!", "support", PASSWORD)
+    with pytest.raises(InvalidField):
+        people.add("x", "king", PASSWORD)
+    assert people.authenticate("li.wei", PASSWORD).username == "li.wei"
+    for who, password in (("li.wei", "wrong password!"), ("nobody", PASSWORD)):
+        with pytest.raises(LoginRefused, match="wrong username or password"):
+            people.authenticate(who, password)
+    assert [s.username for s in people.list()] == ["li.wei"]
+
+
+def test_lock_out_after_repeated_failures_and_a_managers_reset(redis_client, points_tenant,
+                                                               clock):
+    points_tenant("ACME")
+    people = StaffStore(redis_client, "ACME", clock=clock)
+    people.add("sam", "support", PASSWORD)
+    for _ in range(staff.MAX_FAILURES):
+        with pytest.raises(LoginRefused):
+            people.authenticate("sam", "not the password")
+    with pytest.raises(LoginRefused, match="locked"):
+        people.authenticate("sam", PASSWORD)  # even the right password, while locked
+    clock.advance(staff.LOCK_SECONDS + 1)
+    assert people.authenticate("sam", PASSWORD).failures == 0
+    for _ in range(staff.MAX_FAILURES):
+        with pytest.raises(LoginRefused):
+            people.authenticate("sam", "not the password")
+    people.reset("sam", "a brand new password")
+    assert people.authenticate("sam", "a brand new password").must_change
+    with pytest.raises(LoginRefused):
+        people.change_password("sam", "wrong", "another new password")
+    assert not people.change_password("sam", "a brand new password",
+                                      "another new password").must_change
+    people.set_disabled("sam", True)
+    with pytest.raises(LoginRefused):
+        people.authenticate("sam", "another new password")
+    people.set_disabled("sam", False)
+    assert people.authenticate("sam", "another new password").username == "sam"
+
+
+def test_totp_second_factor_once_per_code(redis_client, key_store_factory, clock):
+    key_store = key_store_factory("ACME")
+    people = StaffStore(redis_client, "ACME", master=key_store.master, clock=clock)
+    people.add("mia", "manager", PASSWORD)
+    found, uri = people.enable_totp("mia")
+    assert found.totp and uri.startswith("otpauth://totp/")
+    secret = pyotp.parse_uri(uri).secret
+    stored = b"".join(redis_client.hvals(TenantKeys("ACME").staff_member("mia")))
+    assert secret.encode() not in stored
+    with pytest.raises(LoginRefused) as missing:
+        people.authenticate("mia", PASSWORD)
+    assert missing.value.field == "totp"
+    code = pyotp.TOTP(secret).at(clock())
+    assert people.authenticate("mia", PASSWORD, code).username == "mia"
+    with pytest.raises(LoginRefused, match="used already"):
+        people.authenticate("mia", PASSWORD, code)
+    clock.advance(30)
+    assert people.authenticate("mia", PASSWORD, pyotp.TOTP(secret).at(clock()))
+    people.disable_totp("mia")
+    assert people.authenticate("mia", PASSWORD).username == "mia"
+
+
+def test_staff_cli(itemseal_env, redis_client):
+    env = itemseal_env
+    run(env, "tenant", "create", "ACME", "--name", "Acme")
+    added = run(env, "staff", "add", "--tenant", "ACME", "liwei", "--role", "support",
+                "--password-stdin", stdin=PASSWORD + "\n")
+    assert "liwei (support) added" in added.stdout
+    again = run(env, "staff", "add", "--tenant", "ACME", "liwei", "--role", "support",
+                "--password-stdin", stdin=PASSWORD + "\n", ok=False)
+    assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
+    weak = run(env, "staff", "add", "-t", "ACME", "x", "--role", "support", "--password-stdin",
+               stdin="short\n", ok=False)
+    assert weak.returncode == 1 and "10 to 256 characters" in weak.stderr
+    run(env, "staff", "disable", "--tenant", "ACME", "liwei")
+    listed = run(env, "staff", "list", "--tenant", "ACME", "--json").stdout
+    assert '"disabled": "yes"' in listed and PASSWORD not in listed
+    run(env, "staff", "enable", "--tenant", "ACME", "liwei")
+    run(env, "staff", "reset", "--tenant", "ACME", "liwei", "--password-stdin",
+        stdin="a brand new password\n")
+    uri = run(env, "staff", "totp", "--tenant", "ACME", "liwei").stdout.strip()
+    assert uri.startswith("otpauth://totp/")
+    table = run(env, "staff", "list", "--tenant", "ACME").stdout.splitlines()
+    assert table[0].split("\t")[:5] == ["username", "role", "disabled", "locked", "totp"]
+    assert table[1].split("\t")[:5] == ["liwei", "support", "no", "no", "yes"]
+    actions = [e.action for e in AuditLog(redis_client, "ACME").entries()]
+    assert actions == ["staff.totp.on", "staff.reset", "staff.enable", "staff.disable",
+                       "staff.add"]
+    assert "--password-stdin" in run(env, "staff", "add", "--help").stdout
+
+
+# -- log-in, sessions, CSRF -------------------------------------------------------------------
+def test_login_sets_a_strict_session_and_logout_revokes_it(world):
+    app, _, _ = world
+    visit = Office(app, "ACME")
+    page = visit.get("/office/ACME/login")
+    assert page.status_code == 200 and 'name="username"' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert "script-src" not in csp and "default-src 'none'" in csp
+    bad = visit.login("mia", "wrong password!")
+    assert bad.status_code == 401 and 'id="err-password"' in bad.text
+    assert 'value="mia"' in bad.text  # what was typed is kept
+    ok = visit.login("mia")
+    assert ok.status_code == 303 and ok.headers["location"] == "/office/ACME"
+    cookie = ok.cookies["itemseal_office"]
+    assert cookie.http_only and cookie.same_site == "Strict" and cookie.path == "/office"
+    assert cookie.value.startswith("ios.ACME.")
+    home = visit.get("/office/ACME")
+    assert home.status_code == 200 and 'id="chart-checks"' in home.text  # the dashboard
+    session_id = visit.cookies["itemseal_office"]
+    assert visit.post("/office/ACME/logout").status_code == 303
+    again = visit.client.simulate_get("/office/ACME", cookies={"itemseal_office": session_id})
+    assert again.status_code == 303 and again.headers["location"].startswith(
+        "/office/ACME/login")
+
+
+def test_login_form_needs_its_nonce_and_redirects_only_inside_the_tenant(world):
+    app, _, _ = world
+    visit = Office(app, "ACME")
+    forged = visit.post("/office/ACME/login", {"username": "mia", "password": PASSWORD},
+                        csrf=False)
+    assert forged.status_code == 403 and "itemseal_office" not in visit.cookies
+    form = visit.get("/office/ACME/login")
+    nonce = NONCE.search(form.text).group(1)
+    done = visit.post("/office/ACME/login", {"username": "mia", "password": PASSWORD,
+                                             "nonce": nonce, "next": "https://evil.example/"},
+                      csrf=False)
+    assert done.headers["location"] == "/office/ACME"
+    assert Office(app, "ACME").get("/office/ACME/members").headers["location"] == (
+        "/office/ACME/login?next=%2Foffice%2FACME%2Fmembers")
+
+
+def test_every_form_needs_the_sessions_csrf_token(world, redis_client):
+    app, cards, _ = world
+    visit = office(app, username="sam")
+    card = cards["ACME"]
+    refused = visit.post(f"/office/ACME/members/{card}/adjust",
+                         {"points": "5", "reason": "x", "csrf": "forged"})
+    assert refused.status_code == 403
+    assert MemberStore(redis_client, "ACME").get(card).balance == 100
+    html = visit.get(f"/office/ACME/members/{card}").text
+    forms = html.count("<form method=\"post\"")
+    assert forms >= 5 and html.count('name="csrf"') >= forms
+
+
+def test_a_disabled_account_loses_its_session_at_once(world, redis_client, clock):
+    app, _, key_store = world
+    visit = office(app, username="sam")
+    StaffStore(redis_client, "ACME", master=key_store.master, clock=clock).set_disabled(
+        "sam", True)
+    assert visit.get("/office/ACME/members").status_code == 303
+
+
+def test_sessions_expire(world, clock):
+    app, _, _ = world
+    visit = office(app, username="sam")
+    clock.advance(11 * 3600)
+    assert visit.get("/office/ACME/members").status_code == 303
+
+
+def test_a_reset_password_must_be_changed_first(world, redis_client, clock):
+    app, _, key_store = world
+    StaffStore(redis_client, "ACME", master=key_store.master, clock=clock).reset(
+        "sam", "temporary password")
+    visit = Office(app, "ACME")
+    done = visit.login("sam", "temporary password")
+    assert done.headers["location"] == "/office/ACME/password"
+    visit.csrf = CSRF.search(visit.get("/office/ACME/password").text).group(1)
+    differ = visit.post("/office/ACME/password", {"old_password": "temporary password",
+                                                  "new_password": "my own password",
+                                                  "repeat": "my own passwort"})
+    assert differ.status_code == 422 and 'id="err-repeat"' in differ.text
+    changed = visit.post("/office/ACME/password", {"old_password": "temporary password",
+                                                   "new_password": "my own password",
+                                                   "repeat": "my own password"})
+    assert changed.status_code == 200 and 'id="note"' in changed.text
+    assert Office(app, "ACME").login("sam", "my own password").headers["location"] == (
+        "/office/ACME")
+
+
+def test_ones_own_second_factor(world):
+    app, _, _ = world
+    sam = office(app, username="sam")
+    wrong = sam.post("/office/ACME/totp", {"turn": "on", "password": "not it at all"})
+    assert wrong.status_code == 401 and 'id="err-password"' in wrong.text
+    on = sam.post("/office/ACME/totp", {"turn": "on", "password": PASSWORD})
+    uri = re.search(r"<code>([^<]+)</code>", on.text).group(1).replace("&amp;", "&")
+    secret = pyotp.parse_uri(uri).secret
+    assert Office(app, "ACME").login("sam").status_code == 401  # the code is needed now
+    code = pyotp.TOTP(secret).at(1_767_225_600.0)
+    assert Office(app, "ACME").login("sam", totp=code).status_code == 303
+
+
+# -- roles and isolation ----------------------------------------------------------------------
+@pytest.mark.parametrize("username, path, status", [
+    ("sam", "/office/ACME/rules", 403),
+    ("sam", "/office/ACME/reports", 403),
+    ("sam", "/office/ACME/audit", 403),
+    ("sam", "/office/ACME/staff", 403),
+    ("sam", "/office/ACME/members", 200),
+    ("sam", "/office/ACME/feedback", 200),
+    ("olga", "/office/ACME/members", 403),
+    ("olga", "/office/ACME/batches", 200),
+    ("mia", "/office/ACME/rules", 200),
+    ("mia", "/office/ACME/reports/tiers", 200),
+    ("mia", "/office/ACME/sms", 200),
+])
+def test_each_page_asks_for_the_admin_apis_action(world, username, path, status):
+    app, _, _ = world
+    assert office(app, username=username).get(path).status_code == status
+
+
+def test_the_manager_reads_members_but_only_support_changes_them(world, redis_client):
+    app, cards, _ = world
+    card = cards["ACME"]
+    manager = office(app)
+    assert manager.get(f"/office/ACME/members/{card}").status_code == 200
+    assert manager.post(f"/office/ACME/members/{card}/adjust",
+                        {"points": "5", "reason": "x"}).status_code == 403
+    assert manager.post("/office/ACME/feedback/1-0", {"text": "hi"}).status_code == 403
+    assert MemberStore(redis_client, "ACME").get(card).balance == 100
+
+
+def _office_path(path: str, cards: dict, tenant: str) -> str:
+    values = {"tenant": tenant, "card": cards[tenant], "change": "adjust", "name": "checks",
+              "feedback_id": "1-0", "key": "o0123456789abcdef", "username": "mia",
+              "batch_id": "B000001", "sku": "LIP-001", "campaign_id": "spring",
+              "part": "tiers", "job_id": "x0123456789abcdef"}
+    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+
+
+@pytest.mark.parametrize("method, path", OFFICE_ROUTES, ids=lambda x: x)
+def test_another_tenants_staff_gets_404_on_every_office_route(world, redis_client, method,
+                                                              path):
+    app, cards, _ = world
+    beta = office(app, "BETA", "miabeta")
+    before = redis_client.dbsize()
+    target = _office_path(path, cards, "ACME")
+    if target.endswith("/login"):
+        pytest.skip("the log-in page is public: it makes a session of its own tenant only")
+    answer = beta.get(target) if method == "GET" else beta.post(target, {"points": "5",
+                                                                          "reason": "x"})
+    assert answer.status_code == 404, (method, target, answer.status_code)
+    assert "ACME lipstick" not in answer.text and cards["ACME"] not in answer.text
+    assert redis_client.dbsize() == before
+
+
+def test_a_card_of_another_tenant_is_not_found_in_ones_own_office(world):
+    app, cards, _ = world
+    sam = office(app, username="sam")
+    assert cards["BETA"] != cards["ACME"]  # each tenant's card numbers have their own secret
+    assert sam.get(f"/office/ACME/members/{cards['BETA']}").status_code == 404
+
+
+def test_a_beta_login_cannot_be_used_for_acme(world):
+    app, _, _ = world
+    visit = Office(app, "ACME")
+    assert visit.login("miabeta").status_code == 401  # BETA's staff are not ACME's
+
+
+# -- the journeys -----------------------------------------------------------------------------
+def test_support_finds_adjusts_freezes_and_it_is_all_audited(world, redis_client):
+    app, cards, _ = world
+    card = cards["ACME"]
+    sam = office(app, username="sam")
+    found = sam.get("/office/ACME/members", q="138 1234 5678")
+    assert found.status_code == 303 and found.headers["location"] == f"/office/ACME/members/{card}"
+    missing = sam.post(f"/office/ACME/members/{card}/adjust", {"points": "25", "reason": ""})
+    assert missing.status_code == 422 and 'id="err-adjust"' in missing.text
+    assert 'value="25"' in missing.text  # kept
+    done = sam.post(f"/office/ACME/members/{card}/adjust",
+                    {"points": "25", "reason": "birthday goodwill"})
+    assert done.status_code == 200 and 'id="balance">125<' in done.text
+    assert "birthday goodwill" in done.text  # in the ledger
+    assert "where to buy?" in done.text  # the member's own feedback
+    frozen = sam.post(f"/office/ACME/members/{card}/status", {"action": "freeze",
+                                                               "reason": "lost card"})
+    assert 'id="status">frozen<' in frozen.text
+    again = sam.post(f"/office/ACME/members/{card}/status", {"action": "freeze"})
+    assert again.status_code in (409, 422) and 'id="err-status"' in again.text
+    sam.post(f"/office/ACME/members/{card}/status", {"action": "unfreeze"})
+    assert MemberStore(redis_client, "ACME").get(card).status == "active"
+    entries = AuditLog(redis_client, "ACME").entries()
+    assert [(e.actor, e.action) for e in entries[:3]] == [
+        ("staff:sam", "member.unfreeze"), ("staff:sam", "member.freeze"),
+        ("staff:sam", "member.adjust")]
+    assert entries[2].after["entry"]["delta"] == 25
+    assert AuditLog(redis_client, "BETA").entries() == []
+    audit = office(app).get("/office/ACME/audit")
+    assert "staff:sam" in audit.text and "member.adjust" in audit.text
+
+
+def test_members_list_filters_sorts_and_adds(world, redis_client):
+    app, _, _ = world
+    sam = office(app, username="sam")
+    for i in range(30):
+        MemberStore(redis_client, "ACME").join(f"139000000{i:02d}")
+    first = sam.get("/office/ACME/members", sort="phone", dir="asc")
+    assert first.status_code == 200 and "31 · Page 1 of 2" in first.text
+    assert "+8613812345678" in first.text
+    second = sam.get("/office/ACME/members", sort="phone", dir="asc", page="2")
+    assert second.text.count('<tr><td><a href="/office/ACME/members/') == 6
+    bad = sam.post("/office/ACME/members", {"phone": "12", "birthday": "1990-02-30"})
+    assert bad.status_code == 422 and 'value="12"' in bad.text
+    added = sam.post("/office/ACME/members", {"phone": "13700000001", "birthday": "05-06"})
+    assert added.status_code == 303
+    assert MemberStore(redis_client, "ACME").find(phone="13700000001").birthday == "--05-06"
+    assert AuditLog(redis_client, "ACME").entries()[0].action == "member.add"
+    frozen = sam.get("/office/ACME/members", status="frozen")
+    assert "No members match." in frozen.text
+
+
+def test_members_export_in_the_background(world, redis_client):
+    app, cards, _ = world
+    sam = office(app, username="sam")
+    started = sam.post("/office/ACME/exports")
+    assert started.status_code == 303
+    job_id = started.headers["location"].rsplit("/", 1)[1]
+    app.office.jobs[job_id].join(30)
+    page = sam.get(f"/office/ACME/exports/{job_id}")
+    assert page.status_code == 200 and 'id="download"' in page.text and "<progress" in page.text
+    got = sam.get(f"/office/ACME/exports/{job_id}", download="1")
+    assert got.headers["content-type"].startswith("text/csv")
+    lines = got.text.splitlines()
+    assert lines[0].startswith("card,phone,status") and cards["ACME"] in lines[1]
+    assert len(lines) == 2 and cards["BETA"] not in got.text
+    assert sam.get("/office/ACME/exports/x0000000000000000").status_code == 404
+    assert office(app, username="olga").post("/office/ACME/exports").status_code == 403
+
+
+def test_feedback_is_answered_and_text_is_escaped(world, redis_client, clock):
+    app, _, _ = world
+    inbox = FeedbackInbox(redis_client, "ACME")
+    evil = inbox.add(PHONE, "<script>alert(1)</script>", "sms", int(clock()))
+    sam = office(app, username="sam")
+    page = sam.get("/office/ACME/feedback")
+    assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
+    empty = sam.post(f"/office/ACME/feedback/{evil}", {"text": "  "})
+    assert empty.status_code == 422
+    done = sam.post(f"/office/ACME/feedback/{evil}", {"text": "we never run scripts"})
+    assert done.status_code == 200 and inbox.get(evil).answer == "we never run scripts"
+    assert AuditLog(redis_client, "ACME").entries()[0].actor == "staff:sam"
+
+
+def test_segment_preview_and_a_campaign_in_the_background(world, redis_client):
+    app, _, _ = world
+    mia = office(app)
+    shown = mia.get("/office/ACME/sms", preview="1", tiers="", text="hello {balance}")
+    assert 'id="preview-count">1<' in shown.text
+    wrong = mia.get("/office/ACME/sms", preview="1", points_min="lots")
+    assert wrong.status_code == 422 and 'id="err-points_min"' in wrong.text
+    sent = mia.post("/office/ACME/sms", {"text": "hello {balance}", "status": "active"})
+    assert sent.status_code == 303
+    key = sent.headers["location"].rsplit("/", 1)[1]
+    app.office.jobs[key].join(30)
+    status = mia.get(f"/office/ACME/sms/{key}")
+    assert status.status_code == 200 and 'id="targeted">1<' in status.text
+    assert AuditLog(redis_client, "ACME").entries()[0].action == "sms_campaign.send"
+
+
+def test_reports_render_and_download_as_csv(world):
+    app, _, _ = world
+    mia = office(app)
+    for name in ("checks", "regions", "counterfeits", "suspicious", "tiers", "points"):
+        page = mia.get(f"/office/ACME/reports/{name}")
+        assert page.status_code == 200 and f'id="table-{name}"' in page.text, name
+    csv_file = mia.get("/office/ACME/reports/tiers", format="csv")
+    assert csv_file.headers["content-type"].startswith("text/csv")
+    assert csv_file.text.splitlines()[0] == "tier,members,active,frozen,cancelled"
+    assert mia.get("/office/ACME/reports/nope").status_code == 404
+
+
+def test_staff_page_manages_accounts(world, redis_client):
+    app, _, _ = world
+    mia = office(app)
+    taken = mia.post("/office/ACME/staff", {"username": "sam", "role": "support",
+                                            "password": PASSWORD})
+    assert taken.status_code == 409 and 'value="sam"' in taken.text
+    added = mia.post("/office/ACME/staff", {"username": "new.one", "role": "operator",
+                                            "password": PASSWORD})
+    assert added.status_code == 200 and 'id="staff-new.one"' in added.text
+    mia.post("/office/ACME/staff/new.one/disable")
+    assert Office(app, "ACME").login("new.one").status_code == 401
+    assert mia.post("/office/ACME/staff/mia/disable").status_code == 422
+    actions = [e.action for e in AuditLog(redis_client, "ACME").entries()[:2]]
+    assert actions == ["staff.disable", "staff.add"]
+
+
+def test_rules_page_saves_and_shows_field_errors(world, redis_client):
+    app, _, _ = world
+    mia = office(app)
+    bad = mia.post("/office/ACME/rules", {"daily_cap": "lots"})
+    assert bad.status_code == 422 and 'value="lots"' in bad.text
+    done = mia.post("/office/ACME/rules", {"daily_cap": "300"})
+    assert done.status_code == 200 and 'value="300"' in done.text
+    assert AuditLog(redis_client, "ACME").entries()[0].action == "points.update"
+    wrong = mia.post("/office/ACME/rules/tiers", {"tiers": "silver:10, gold:5"})
+    assert wrong.status_code == 422 and 'value="silver:10, gold:5"' in wrong.text
+    tiers = mia.post("/office/ACME/rules/tiers", {"tiers": "silver:0, gold:500"})
+    assert tiers.status_code == 200 and "gold" in tiers.text
+    named = mia.post("/office/ACME/rules/attributes", {"attributes": "name:str, region:str"})
+    assert named.status_code == 200
+    assert 'name="a.name"' in office(app, username="sam").get("/office/ACME/members").text
+    assert [e.action for e in AuditLog(redis_client, "ACME").entries()[:2]] == [
+        "points.attributes", "tiers.update"]
+
+
+def test_batches_activate_and_recall_by_role(world):
+    app, _, _ = world
+    olga = office(app, username="olga")
+    assert olga.post("/office/ACME/batches/B000001/recall").status_code == 403
+    done = olga.post("/office/ACME/batches/B000001/activate")
+    assert done.status_code == 200 and "B000001: active" in done.text
+    assert office(app).post("/office/ACME/batches/B000001/recall").status_code == 200
+
+
+def test_products_campaigns_and_care(world, redis_client):
+    app, _, _ = world
+    mia = office(app)
+    bad = mia.post("/office/ACME/products", {"sku": "NEW-1", "name": "New", "points": "x"})
+    assert bad.status_code == 422 and 'value="NEW-1"' in bad.text
+    added = mia.post("/office/ACME/products", {"sku": "NEW-1", "name": "New", "points": "7"})
+    assert added.status_code == 200 and 'id="product-NEW-1"' in added.text
+    mia.post("/office/ACME/products/LIP-001", {"name": "Velvet", "points": "12"})
+    assert ProductStore(redis_client).get("ACME", "LIP-001").points == 12
+    assert ProductStore(redis_client).get("BETA", "LIP-001").points == 10
+    wrong = mia.post("/office/ACME/campaigns", {"campaign_id": "spring", "starts_at": "soon",
+                                                "ends_at": "2026-04-01"})
+    assert wrong.status_code == 422 and 'id="err-starts_at"' in wrong.text
+    done = mia.post("/office/ACME/campaigns", {"campaign_id": "spring",
+                                               "starts_at": "2026-03-01",
+                                               "ends_at": "2026-04-01", "multiplier": "2"})
+    assert done.status_code == 200 and "spring added" in done.text
+    assert "spring ended" in mia.post("/office/ACME/campaigns/spring/end").text
+    care = mia.get("/office/ACME/care")
+    assert care.status_code == 200 and 'name="birthday.text"' in care.text
+    saved = mia.post("/office/ACME/care", {
+        "birthday.on": "1", "birthday.text": "Happy birthday, {card}!",
+        "reminder.days": "60", "reminder.text": "Come back", "tier.text": "Up: {tier}",
+        "expiry.days": "0x", "expiry.text": "Soon"})
+    assert saved.status_code == 422 and 'value="0x"' in saved.text
+    saved = mia.post("/office/ACME/care", {
+        "birthday.on": "1", "birthday.text": "Happy birthday, {card}!",
+        "reminder.days": "60", "reminder.text": "Come back", "tier.text": "Up: {tier}",
+        "expiry.days": "30", "expiry.text": "Soon"})
+    assert saved.status_code == 200
+    actions = [e.action for e in AuditLog(redis_client, "ACME").entries()]
+    assert actions[:5] == ["care.set", "campaign.end", "campaign.add", "product.update",
+                           "product.add"]
+    assert office(app, username="sam").post("/office/ACME/products",
+                                            {"sku": "X", "name": "x",
+                                             "points": "1"}).status_code == 403
+
+
+def test_spoiled_codes_are_voided_from_an_uploaded_file(world, redis_client):
+    from codegen.batches import BatchRegistry
+
+    app, _, key_store = world
+    batch = BatchRegistry(redis_client, "ACME").get("B000001")
+    signer = key_store.signer("ACME", batch.key_id, batch.profile)
+    codes = [signer.code(batch.first_serial + i) for i in range(3)]
+    mia = office(app)
+    boundary = "itemsealboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n"
+            f"{mia.csrf}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"codes\";"
+            f" filename=\"spoiled.txt\"\r\nContent-Type: text/plain\r\n\r\n"
+            + "\n".join([*codes, "not a code"]) + f"\r\n--{boundary}--\r\n")
+    done = mia.client.simulate_post(
+        "/office/ACME/batches/B000001/void", body=body, cookies=mia.cookies,
+        content_type=f"multipart/form-data; boundary={boundary}")
+    assert done.status_code == 200 and "3 voided" in done.text and 'id="voided"' in done.text
+    entry = AuditLog(redis_client, "ACME").entries()[0]
+    assert (entry.actor, entry.action, entry.after["voided"]) == ("staff:mia", "batch.void", 3)
+    olga = office(app, username="olga")
+    assert olga.post("/office/ACME/batches/B000001/void", {"codes": codes[0]}).status_code == 403
+
+
+# -- languages --------------------------------------------------------------------------------
+def test_every_phrase_of_the_templates_has_its_chinese():
+    folder = Path(__file__).parents[1] / "verify_api" / "resources" / "office_templates"
+    used = set()
+    for template in folder.glob("*.html"):
+        used |= set(re.findall(r'\bt\("([^"]+)"\)', template.read_text(encoding="utf-8")))
+    assert used and not sorted(used - set(office_text.ZH))
+
+
+def test_a_chinese_session(world):
+    app, _, _ = world
+    sam = office(app, username="sam", lang="zh")
+    page = sam.get("/office/ACME/members")
+    assert "会员" in page.text and 'lang="zh-CN"' in page.text
+    sam.post("/office/ACME/lang", {"lang": "en"})
+    assert "No members match." in sam.get("/office/ACME/members", status="cancelled").text
+
+
+def test_entrance_goes_to_the_tenants_login(world):
+    app, _, _ = world
+    client = testing.TestClient(app)
+    assert client.simulate_get("/office").status_code == 200
+    slash = client.simulate_get("/office/")
+    assert slash.status_code == 303 and slash.headers["location"] == "/office"
+    go = client.simulate_get("/office", params={"tenant": "ACME"})
+    assert go.status_code == 303 and go.headers["location"] == "/office/ACME/login"
+    assert client.simulate_get("/office", params={"tenant": "NOPE"}).status_code == 404
+    assert client.simulate_get("/office/NOPE/login").status_code == 404
