@@ -70,7 +70,7 @@ def report_charts(name: str, table: Table) -> list[Markup]:
                 Markup(dashboard.bar_chart(results, chart_id="chart-results",
                                            title="checks by result"))]
     if name in ("regions", "tiers", "points"):
-        column = table.columns[1]
+        column = table.columns[-1]  # the count: regions carry a name column between
         return [Markup(dashboard.bar_chart([(str(r[table.columns[0]]), int(r[column] or 0))
                                             for r in rows][:30],
                                            chart_id=f"chart-{name}", title=column))]
