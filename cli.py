@@ -14,7 +14,7 @@ import redis
 from codegen.commands import batches, products, tenants
 from codegen.config import Config
 from codegen.exc import ItemsealError
-from points_bridge.commands import care, members, points
+from points_bridge.commands import care, members, points, purchases
 from verify_api.commands import admin, alerts, check, server
 from verify_api.commands import batches as verify_batches
 from verify_api.commands import tenants as verify_tenants
@@ -53,7 +53,8 @@ def main(ctx: click.Context) -> None:
     ctx.obj = Config()
 
 
-for module in (tenants, check, products, batches, server, points, members, admin, care, alerts):
+for module in (tenants, check, products, batches, server, points, members, admin, care, alerts,
+               purchases):
     for command in module.COMMANDS:
         main.add_command(command)
 # The batch and tenant groups are codegen's; voiding reads and writes scan state, and the
@@ -61,3 +62,8 @@ for module in (tenants, check, products, batches, server, points, members, admin
 batches.batch.add_command(verify_batches.void)
 batches.batch.add_command(verify_batches.batch_show)
 tenants.tenant.add_command(verify_tenants.tenant_set)
+# Purchases' commands that belong to the points, member and import groups.
+points.points.add_command(purchases.rate)
+points.import_group.add_command(purchases.import_purchases_command)
+members.member.add_command(purchases.member_topup)
+members.member.add_command(purchases.member_stored_adjust)

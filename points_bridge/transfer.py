@@ -147,6 +147,10 @@ def _read(path: Path) -> tuple[list[str], Iterator[tuple[str, dict[str, str]]]]:
     return header, csv_rows()
 
 
+read_rows = _read
+"""The column names and (where, row) pairs of a CSV or Parquet file (``purchase_import``)."""
+
+
 def import_members(client: redis.Redis, tenant: str, path: Path) -> ImportReport:
     """Create or update members from a file; report bad rows, keep the good ones."""
     members = MemberStore(client, tenant)

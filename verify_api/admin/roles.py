@@ -1,12 +1,14 @@
 """Who may do what in the admin API: the allow matrix, pure.
 
-Three roles, one job each (``itemseal token create --role``):
+Four roles, one job each (``itemseal token create --role``):
 
 * ``operator`` — the factory line: lists batches and activates them when they ship.
 * ``manager`` — the brand manager: products, points rules, campaigns, tiers, check limits,
   recalls, reports and the audit trail; also reads members.
 * ``support`` — customer service: reads and edits members (status, phone,
   adjustments, redemptions), reads and answers consumers' feedback.
+* ``cashier`` — the till (POS): records purchases and refunds them, tops up
+  stored value, and reads a member's balance; nothing else.
 
 Customer care (segments, SMS campaigns, care, draws, alerts) is the manager's;
 support also reads campaign status and the SMS report.
@@ -19,8 +21,8 @@ from __future__ import annotations
 
 from verify_api.exc import UnknownAction
 
-OPERATOR, MANAGER, SUPPORT = "operator", "manager", "support"
-ROLES = (OPERATOR, MANAGER, SUPPORT)
+OPERATOR, MANAGER, SUPPORT, CASHIER = "operator", "manager", "support", "cashier"
+ROLES = (OPERATOR, MANAGER, SUPPORT, CASHIER)
 
 ACTIONS: dict[str, frozenset[str]] = {
     "products.read": frozenset(ROLES),
@@ -51,6 +53,14 @@ ACTIONS: dict[str, frozenset[str]] = {
     "alerts.write": frozenset({MANAGER}),
     "feedback.read": frozenset({MANAGER, SUPPORT}),
     "feedback.answer": frozenset({SUPPORT}),
+    "shops.read": frozenset({MANAGER, SUPPORT}),
+    "shops.write": frozenset({MANAGER}),
+    "purchases.write": frozenset({CASHIER}),
+    "purchases.refund": frozenset({CASHIER, SUPPORT}),
+    "purchases.read": frozenset({MANAGER, SUPPORT}),
+    "members.balance": frozenset({CASHIER, SUPPORT, MANAGER}),
+    "stored.topup": frozenset({CASHIER}),
+    "stored.adjust": frozenset({SUPPORT}),
 }
 
 

@@ -19,6 +19,7 @@ from verify_api.resources import (
     admin_care,
     admin_catalog,
     admin_members,
+    admin_purchases,
     admin_reports,
 )
 from verify_api.resources.admin import ADMIN, AdminAuth, AdminContext
@@ -27,6 +28,9 @@ from verify_api.resources.admin import ADMIN, AdminAuth, AdminContext
 def register(app: falcon.asgi.App, ctx: AdminContext) -> None:
     """Add the admin routes and their middleware to ``app``."""
     app.add_middleware(AdminAuth(ctx.tokens))
-    for module in (admin_catalog, admin_batches, admin_members, admin_reports, admin_care):
+    for module in (admin_catalog, admin_batches, admin_members, admin_reports, admin_care,
+                   admin_purchases):
         for path, resource in module.routes(ctx):
             app.add_route(ADMIN + path, Threaded(resource))
+    for path, resource in admin_purchases.till_routes(ctx):  # the cashier's, for the POS
+        app.add_route(path, Threaded(resource))
