@@ -27,7 +27,8 @@
 -- (codegen/amounts.py), where doubles are exact. A number the script computes is
 -- written with '%.0f' (exact for an integral double), never tostring ('%.14g').
 -- Returns JSON {ok=true, entry, balance, earned, tier, tier_from?, expired}
---           or {ok=false, why=dup|conflict|missing|stale|inactive|insufficient|bounds|parked}
+--           or {ok=false, why=dup|conflict|missing|stale|inactive|insufficient|
+--                          insufficient_stored|bounds|parked}
 local MAX_BALANCE = 1000000000000000  -- 10^15
 local MAX_ENTRY = 1000000000          -- 10^9
 local MAX_AMOUNT = 10000000000        -- 10^10 minor units: one money movement

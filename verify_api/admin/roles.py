@@ -25,7 +25,7 @@ OPERATOR, MANAGER, SUPPORT, CASHIER = "operator", "manager", "support", "cashier
 ROLES = (OPERATOR, MANAGER, SUPPORT, CASHIER)
 
 ACTIONS: dict[str, frozenset[str]] = {
-    "products.read": frozenset(ROLES),
+    "products.read": frozenset({OPERATOR, MANAGER, SUPPORT}),
     "products.write": frozenset({MANAGER}),
     "points.read": frozenset({MANAGER, SUPPORT}),
     "points.write": frozenset({MANAGER}),
