@@ -360,3 +360,29 @@ def test_tiers_with_discounts_through_the_admin_api(till):
     bad = till.api.call("PUT", "/v1/admin/tenants/{tenant}/tiers", token, tenant="ACME", body={
         "tiers": [{"name": "silver", "threshold": 0, "discount_bp": 20_000}]})
     assert bad.status_code in (400, 422)
+
+
+def test_refund_rates_and_lists_by_the_cli(till, itemseal_env):
+    import json
+
+    cli(itemseal_env, "points", "rate", "category", "-t", "ACME", "LIP-001", "lipstick")
+    cli(itemseal_env, "points", "rate", "set", "-t", "ACME", "--category", "lipstick", "0.5")
+    rates = json.loads(cli(itemseal_env, "points", "rate", "list", "-t", "ACME",
+                           "--json").stdout)
+    assert rates["by_category"] == {"lipstick": 5_000}
+    assert rates["category_of"] == {"LIP-001": "lipstick"}
+    bought = json.loads(cli(itemseal_env, "purchase", "add", "-t", "ACME", "--member",
+                            till.card, "--shop", "JN-01", "--line", "LIP-001:1:10000",
+                            "--line", "B:1:10000", "--key", "k1", "--json").stdout)
+    assert [ln["points"] for ln in bought["lines"]] == [50, 100]
+    refunded = json.loads(cli(itemseal_env, "purchase", "refund", "-t", "ACME",
+                              bought["purchase_id"], "--line", "1", "--json").stdout)
+    assert refunded["points"] == -50 and refunded["balances"]["points"] == 100
+    listed = json.loads(cli(itemseal_env, "purchase", "list", "-t", "ACME", "--member", PHONE,
+                            "--json").stdout)
+    assert [d["kind"] for d in listed] == ["refund", "purchase"]
+    again = cli(itemseal_env, "purchase", "refund", "-t", "ACME", bought["purchase_id"],
+                "--line", "1", "--key", "other", ok=False)
+    assert again.returncode == 1 and "already refunded" in again.stderr
+    assert cli(itemseal_env, "points", "config", "-t", "ACME", "--tiers", "silver:0,gold:x",
+               ok=False).returncode == 1

@@ -459,7 +459,7 @@ _export_command("ledger", "itemseal export ledger --tenant ACME --out ledger.par
 
 @click.group("import")
 def import_group() -> None:
-    """Import members from the CRM (CSV or Parquet)."""
+    """Import members from the CRM, or a till's purchases (CSV or Parquet)."""
 
 
 @import_group.command("members")
