@@ -29,11 +29,11 @@ SKUS = ("A", "B", "C")
 
 
 def model(lines, rates, tier_bp, region, tier, birthday, earned_today, spent, campaigns,  # noqa: C901
-          policy):
+          policy, at=AT):
     """Points per line, bonus points, total and campaign charges: the rules, plainly."""
     spent = dict(spent)
     steps = []  # (line index or None, campaign id or None, points)
-    live = sorted((c for c in campaigns if c.starts_at <= AT < c.ends_at),
+    live = sorted((c for c in campaigns if c.starts_at <= at < c.ends_at),
                   key=lambda c: c.campaign_id)
 
     def fits(c, sku):

@@ -17,6 +17,8 @@ from falcon.testing import ASGIConductor
 from helpers.aio import run
 from helpers.cli_runner import run as cli
 from helpers.openapi_check import validate
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from codegen.store.keyspace import PointsKeys
 from points_bridge.campaigns import CampaignStore
@@ -386,3 +388,76 @@ def test_refund_rates_and_lists_by_the_cli(till, itemseal_env):
     assert again.returncode == 1 and "already refunded" in again.stderr
     assert cli(itemseal_env, "points", "config", "-t", "ACME", "--tiers", "silver:0,gold:x",
                ok=False).returncode == 1
+
+
+@st.composite
+def _http_case(draw):
+    lines = draw(st.lists(st.fixed_dictionaries({
+        "sku": st.sampled_from(["A", "B", "C"]), "qty": st.integers(1, 3),
+        "amount": st.integers(0, 500_000)}), min_size=1, max_size=5))
+    campaigns = []
+    for n in range(draw(st.integers(0, 3))):
+        multiplier = draw(st.sampled_from([10_000, 15_000, 20_000]))
+        bonus = draw(st.sampled_from([0, 25]))
+        campaigns.append(dict(
+            campaign_id=f"c{n}", multiplier_bp=multiplier, bonus=bonus or (
+                5 if multiplier == 10_000 else 0),
+            skus=draw(st.sampled_from([None, frozenset({"A"}), frozenset({"B", "C"})])),
+            regions=draw(st.sampled_from([None, frozenset({"Shandong"}),
+                                          frozenset({"Beijing"})])),
+            budget=draw(st.sampled_from([None, 40, 1_000]))))
+    return {
+        "lines": lines, "campaigns": campaigns,
+        "default": draw(st.sampled_from(["1", "0.5", "2"])),
+        "sku_rate": draw(st.sampled_from([None, "3"])),
+        "category_rate": draw(st.sampled_from([None, "1.5"])),
+        "birthday": draw(st.booleans()),
+        "policy": (draw(st.sampled_from(["1", "2"])), draw(st.sampled_from([0, 100])),
+                   draw(st.sampled_from(["", "300", "5000"]))),
+    }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=_http_case())
+def test_a_purchase_over_http_earns_what_the_model_says(till, redis_client, clock, case):
+    """Every rule combination through the API on the real store, against the pure model."""
+    from datetime import UTC, datetime, timedelta
+
+    from test_purchase_rules import model
+
+    keys = PointsKeys("ACME")
+    redis_client.delete(keys.campaigns, keys.campaign_spend, keys.earn_rates)
+    multiplier, bonus, cap = case["policy"]
+    SettingsStore(redis_client).update("ACME", earn_rate=case["default"],
+                                       birthday_multiplier=multiplier,
+                                       birthday_bonus=str(bonus), daily_cap=cap)
+    rates = PurchaseDesk(redis_client, "ACME").rates
+    if case["sku_rate"]:
+        rates.set_rate(sku="A", rate=case["sku_rate"])
+    if case["category_rate"]:
+        rates.set_category("B", "cat")
+        rates.set_rate(category="cat", rate=case["category_rate"])
+    now = datetime.fromtimestamp(clock(), UTC)
+    stored = []
+    for c in case["campaigns"]:
+        campaign = Campaign(starts_at=now - timedelta(days=1), ends_at=now + timedelta(days=1),
+                            **c)
+        CampaignStore(redis_client, "ACME").add(campaign)
+        stored.append(campaign)
+    phone = f"1390013{redis_client.incr('test:phones') % 10_000:04d}"
+    birthday = "01-01" if case["birthday"] else "06-15"  # the clock is 2026-01-01 08:00 local
+    MemberStore(redis_client, "ACME").join(phone, birthday=birthday)
+    answer = till.post(PURCHASES, {"member": phone, "shop": "JN-01", "lines": case["lines"],
+                                   "idempotency_key": "k"})
+    assert answer.status_code == 201, answer.text
+    settings_now = SettingsStore(redis_client).get("ACME")
+    expected_rates = rates.rates(settings_now.earn_rate_bp)
+    from points_bridge.purchase_rules import Line
+
+    lines = [Line(ln["sku"], ln["qty"], ln["amount"]) for ln in case["lines"]]
+    per_line, bonus_points, total, _ = model(
+        lines, expected_rates, 10_000, "Shandong", "silver", case["birthday"], 0, {}, stored,
+        settings_now.policy, at=now)
+    assert [ln["points"] for ln in answer.json["lines"]] == per_line
+    assert answer.json["bonus_points"] == bonus_points and answer.json["points"] == total
+    assert answer.json["balances"]["points"] == total
