@@ -14,7 +14,7 @@ import redis
 from codegen.commands import batches, products, tenants
 from codegen.config import Config
 from codegen.exc import ItemsealError
-from points_bridge.commands import care, members, points
+from points_bridge.commands import care, members, points, purchases
 from points_bridge.commands import rewards as reward_commands
 from verify_api.commands import admin, alerts, check, server, staff
 from verify_api.commands import batches as verify_batches
@@ -55,7 +55,7 @@ def main(ctx: click.Context) -> None:
 
 
 for module in (tenants, check, products, batches, server, points, members, admin, care, alerts,
-               reward_commands, staff):
+               reward_commands, staff, purchases):
     for command in module.COMMANDS:
         main.add_command(command)
 # The batch and tenant groups are codegen's; voiding reads and writes scan state, and the
@@ -63,3 +63,8 @@ for module in (tenants, check, products, batches, server, points, members, admin
 batches.batch.add_command(verify_batches.void)
 batches.batch.add_command(verify_batches.batch_show)
 tenants.tenant.add_command(verify_tenants.tenant_set)
+# Purchases' commands that belong to the points, member and import groups.
+points.points.add_command(purchases.rate)
+points.import_group.add_command(purchases.import_purchases_command)
+members.member.add_command(purchases.member_topup)
+members.member.add_command(purchases.member_stored_adjust)

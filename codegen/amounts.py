@@ -28,7 +28,16 @@ MAX_ENTRY_POINTS = 10**9
 MAX_RULE_POINTS = 10**7
 MAX_BALANCE = 10**15
 EXACT_IN_LUA = 2**53
+MAX_PURCHASE_AMOUNT = 10**10
+"""Money, in integer minor units (fen): one purchase's total, one line, one stored-value
+movement (top-up, pay, refund, adjustment). A stored-value balance and a member's lifetime
+spend are bounded by ``MAX_BALANCE`` like points."""
+MINOR_PER_UNIT = 100
+"""Minor units in one currency unit (fen per yuan); tiers by spend count whole units."""
+MAX_LINES = 200
+"""Lines of one purchase."""
 assert MAX_BALANCE + MAX_ENTRY_POINTS < EXACT_IN_LUA
+assert MAX_BALANCE + MAX_PURCHASE_AMOUNT < EXACT_IN_LUA
 
 
 def is_points(value: object, low: int, high: int) -> bool:

@@ -160,7 +160,8 @@ def plan_credit(
         note = f"member is {member.status}: no points"
     ladder = settings.ladder
     pin = member.pinned_tier if member.pinned_tier in ladder.names else None
-    status = tier_for(earned_for_tier(member, settings, at) + result.points, ladder, pin)
+    counted = 0 if ladder.basis == "spend" else result.points  # a code's points are no spend
+    status = tier_for(earned_for_tier(member, settings, at) + counted, ladder, pin)
     keep_days = max(ladder.window_days or 1, 2)
     oldest = (when.date() - timedelta(days=keep_days)).strftime("%Y%m%d")
     return Plan(

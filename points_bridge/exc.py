@@ -283,3 +283,45 @@ class UnknownCoupon(NotFoundError, PointsError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+class UnknownShop(NotFoundError, PointsError):
+    """No shop of the tenant has this id (``itemseal shop list``)."""
+
+    def __init__(self, tenant: str, shop_id: str) -> None:
+        super().__init__(f"tenant {tenant!r} has no shop {shop_id!r}: see itemseal shop list")
+        self.tenant = tenant
+        self.shop_id = shop_id
+
+
+class ShopExists(ConflictError, PointsError):
+    def __init__(self, tenant: str, shop_id: str) -> None:
+        super().__init__(f"tenant {tenant!r} already has a shop {shop_id!r}: use shop set")
+        self.shop_id = shop_id
+
+
+class UnknownPurchase(NotFoundError, PointsError):
+    def __init__(self, tenant: str, purchase_id: str) -> None:
+        super().__init__(f"tenant {tenant!r} has no purchase {purchase_id!r}")
+        self.purchase_id = purchase_id
+
+
+class AlreadyRefunded(ConflictError, PointsError):
+    """A refund of purchase lines of which some were refunded already."""
+
+    code = "already_refunded"
+
+    def __init__(self, purchase_id: str, lines: Iterable[int]) -> None:
+        shown = ", ".join(str(n) for n in sorted(lines))
+        super().__init__(f"purchase {purchase_id}: line(s) {shown} already refunded")
+        self.purchase_id = purchase_id
+
+
+class InsufficientStoredValue(ConflictError, PointsError):
+    """A payment or negative adjustment larger than the member's stored value."""
+
+    code = "insufficient_stored_value"
+
+    def __init__(self, card: str, stored: int, asked: int) -> None:
+        super().__init__(f"member {card} has {stored} fen of stored value: cannot take {asked}")
+        self.card = card
+        self.stored = stored
+        self.asked = asked

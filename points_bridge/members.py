@@ -35,6 +35,7 @@ from datetime import date, datetime, timedelta
 
 import redis
 
+from codegen.amounts import MINOR_PER_UNIT
 from points_bridge import regions
 from points_bridge.cards import card_number, is_valid_card, normalize_card
 from points_bridge.exc import (
@@ -164,6 +165,10 @@ class Member:
     days: dict[str, int] = field(default_factory=dict)
     reason: str = ""
     rebind_to: str | None = None
+    stored: int = 0
+    """Stored value (prepaid balance) in minor units (fen)."""
+    spend: int = 0
+    """Lifetime spend in minor units: purchases less refunds (tiers by spend)."""
 
     @classmethod
     def from_record(cls, tenant: str, card: str, m: Mapping[str, str]) -> Member:
@@ -184,6 +189,8 @@ class Member:
             days={k[len(DAY) :]: int(v) for k, v in m.items() if k.startswith(DAY)},
             reason=m.get("reason", ""),
             rebind_to=m.get("rebind_to") or None,
+            stored=int(m.get("stored", 0)),
+            spend=int(m.get("spend", 0)),
         )
 
     def is_birthday(self, day: date) -> bool:
@@ -546,8 +553,11 @@ class MemberStore(TenantScoped):
 
 
 def earned_for_tier(member: Member, settings: PointsSettings, now: int) -> int:
-    """Return the earned points the ladder counts: lifetime, or the trailing window's days."""
+    """Return what the ladder counts: earned points over a lifetime or the trailing window's
+    days, or (basis ``spend``) the whole currency units spent, purchases less refunds."""
     ladder = settings.ladder
+    if ladder.basis == "spend":
+        return member.spend // MINOR_PER_UNIT
     if ladder.window_days is None:
         return member.earned
     today = datetime.fromtimestamp(now, settings.timezone).date()

@@ -21,6 +21,8 @@ field                   default                       meaning
 ``points_restore``      keep                          on restore of a cancelled member: ``keep``
                                                       the balance or ``forfeit`` it
 ``points_attributes``   []                            JSON list of ``[name, type]``, at most 30
+``points_earn_rate``    10000                         purchase points per currency unit, in basis
+                                                      points (per SKU/category: ``EarnRateStore``)
 ======================  ============================  ===========================================
 
 Bounds (so every date and window stays computable and every figure exact):
@@ -79,6 +81,8 @@ class PointsSettings:
     expiry_months: int
     restore: str
     attributes: Mapping[str, str]
+    earn_rate_bp: int = ONE_X_BP
+    """Points one currency unit of a purchase earns, in basis points (tenant default)."""
 
     @classmethod
     def parse(cls, fields: Mapping[str, str], *, strict: bool = False) -> PointsSettings:
@@ -120,6 +124,7 @@ class PointsSettings:
             expiry_months=field("points_expiry_months", 0),  # type: ignore[arg-type]
             restore=field("points_restore", "keep"),  # type: ignore[arg-type]
             attributes=field("points_attributes", {}),  # type: ignore[arg-type]
+            earn_rate_bp=field("points_earn_rate", ONE_X_BP),  # type: ignore[arg-type]
         )
 
 
@@ -153,25 +158,53 @@ def parse_timezone(name: str) -> ZoneInfo:
 
 
 def parse_tiers(tiers: str) -> tuple[Tier, ...]:
-    """Read ``silver:0,gold:1000`` (thresholds up to ``MAX_BALANCE``)."""
+    """Read ``silver:0,gold:1000`` (thresholds up to ``MAX_BALANCE``), each tier optionally
+    with its discount in percent and its purchase earn multiplier:
+    ``silver:0,gold:1000:5,diamond:5000:12.5:1.5`` (diamond: 12.5% off, 1.5x points).
+    """
     try:
-        pairs = [item.split(":") for item in tiers.split(",")]
-        steps = tuple(Tier(name.strip(), _whole(points, MAX_BALANCE)) for name, points in pairs)
-    except ValueError as exc:
-        raise BadSetting("tiers", tiers, "write name:points, e.g. silver:0,gold:1000") from exc
+        steps = tuple(_tier(item) for item in tiers.split(","))
+    except (ValueError, PointsError) as exc:
+        raise BadSetting(
+            "tiers", tiers,
+            "write name:threshold[:discount%[:earn multiplier]], e.g."
+            " silver:0,gold:1000:5,diamond:5000:12:1.5",
+        ) from exc
     TierLadder(steps)  # the ladder's own checks: from 0, strictly increasing, unique
     return steps
 
 
+def _tier(item: str) -> Tier:
+    name, points, *rest = item.split(":")
+    if len(rest) > 2:
+        raise ValueError(f"{item!r} has too many parts")
+    discount = _percent_bp(rest[0]) if rest and rest[0].strip() else 0
+    earn = multiplier_bp(rest[1].strip()) if len(rest) > 1 and rest[1].strip() else ONE_X_BP
+    return Tier(name.strip(), _whole(points, MAX_BALANCE), discount, earn)
+
+
+def _percent_bp(text: str) -> int:
+    """``"12.5"`` percent as 1250 basis points, exactly (at most two decimals), 0 to 100%."""
+    match = re.fullmatch(r"(\d{1,3})(?:\.(\d{1,2}))?%?", text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a percentage such as 5 or 12.5")
+    bp = int(match[1]) * 100 + int((match[2] or "0").ljust(2, "0"))
+    if bp > 10_000:
+        raise ValueError(f"{text!r} is over 100%")
+    return bp
+
+
 def parse_basis(basis: str) -> tuple[str, int | None]:
-    """Read ``lifetime`` or ``trailing:DAYS`` (1 to ``MAX_WINDOW_DAYS``)."""
+    """Read ``lifetime``, ``trailing:DAYS`` (1 to ``MAX_WINDOW_DAYS``) or ``spend`` (tiers
+    by the whole currency units a member has spent, purchases less refunds)."""
     kind, _, days = basis.partition(":")
-    if kind == "lifetime" and not days:
-        return "lifetime", None
+    if kind in ("lifetime", "spend") and not days:
+        return kind, None
     if kind == "trailing" and days.isdigit() and 1 <= int(days) <= MAX_WINDOW_DAYS:
         return "trailing", int(days)
     raise BadSetting("tier basis", basis,
-                     f"write lifetime or trailing:DAYS with DAYS from 1 to {MAX_WINDOW_DAYS}")
+                     f"write lifetime, spend or trailing:DAYS with DAYS from 1 to"
+                     f" {MAX_WINDOW_DAYS}")
 
 
 def parse_ladder(tiers: str, basis: str = "lifetime") -> TierLadder:
@@ -195,6 +228,27 @@ def _bounded(name: str, high: int):
             raise BadSetting(name, text, f"must be a whole number from 0 to {high}") from None
 
     return parse
+
+
+MAX_EARN_RATE_BP = 100 * ONE_X_BP
+"""100 points per currency unit: a typo guard, as the 10x multiplier ceiling."""
+
+
+def earn_rate_bp(text: str) -> int:
+    """Read points per currency unit as a manager types it (``1``, ``0.5``) into basis points,
+    exactly; 0 to 100."""
+    try:
+        bp = multiplier_bp(text.strip()) if isinstance(text, str) else multiplier_bp(text)
+    except PointsError:
+        raise BadSetting("earn_rate", text, "points per currency unit, e.g. 1 or 0.5") from None
+    if not 0 <= bp <= MAX_EARN_RATE_BP:
+        raise BadSetting("earn_rate", text, "points per currency unit from 0 to 100")
+    return bp
+
+
+def parse_earn_rate_bp(text: str) -> int:
+    """The stored form: basis points, 0 to ``MAX_EARN_RATE_BP``."""
+    return _whole(text, MAX_EARN_RATE_BP)
 
 
 def parse_bp(text: str) -> int:
@@ -230,6 +284,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "points_expiry_months": _bounded("expiry_months", MAX_EXPIRY_MONTHS),
     "points_restore": parse_restore,
     "points_attributes": parse_attributes,
+    "points_earn_rate": parse_earn_rate_bp,
 }
 """The one parser of each stored field: ``check_setting`` (write) and ``parse`` (read)."""
 
@@ -242,6 +297,9 @@ def check_setting(name: str, value: str) -> tuple[str, str]:
     if name == "birthday_multiplier":
         value = str(multiplier_bp(value))
         field = "points_birthday_bp"
+    elif name == "earn_rate":
+        value = str(earn_rate_bp(value))
+        field = "points_earn_rate"
     elif name in ("timezone", "tiers", "tier_basis", "birthday_bonus", "daily_cap",
                   "expiry_months", "restore"):
         field = f"points_{name}"

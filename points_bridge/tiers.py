@@ -24,19 +24,28 @@ from typing import Literal
 from codegen.amounts import MAX_BALANCE
 from points_bridge.exc import BadInput, BadLadder, UnknownTier
 
-Basis = Literal["lifetime", "trailing"]
+Basis = Literal["lifetime", "trailing", "spend"]
 MAX_WINDOW_DAYS = 3660
 """Ten years: a trailing window any date arithmetic can compute (and members keep that
 many days of per-day earned points)."""
-BASES: tuple[Basis, ...] = ("lifetime", "trailing")
+BASES: tuple[Basis, ...] = ("lifetime", "trailing", "spend")
+ONE_X_BP = 10_000
 
 
 @dataclass(frozen=True)
 class Tier:
-    """A tier and the earned points at which it starts (inclusive)."""
+    """A tier and the earned points (or, basis ``spend``, whole currency units spent) at
+    which it starts (inclusive).
+
+    ``discount_bp`` is the discount the tier gives at the till, in basis points (500 = 5%),
+    reported by every purchase so the till can apply it; ``earn_bp`` multiplies the points
+    a purchase earns (10000 = 1x), an extra on each line's base (``purchase_rules.py``).
+    """
 
     name: str
     threshold: int
+    discount_bp: int = 0
+    earn_bp: int = ONE_X_BP
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,13 @@ class TierLadder:
             threshold = tier.threshold
             if isinstance(threshold, bool) or not isinstance(threshold, int):
                 raise BadLadder(f"threshold of {tier.name!r} must be an int, not {threshold!r}")
+            for what, value, low, high in (("discount", tier.discount_bp, 0, ONE_X_BP),
+                                           ("earn rate", tier.earn_bp, ONE_X_BP,
+                                            10 * ONE_X_BP)):
+                if isinstance(value, bool) or not isinstance(value, int) or not (
+                        low <= value <= high):
+                    raise BadLadder(f"{what} of {tier.name!r} must be {low} to {high} basis"
+                                    f" points, not {value!r}")
             if threshold > MAX_BALANCE:
                 raise BadLadder(f"threshold of {tier.name!r} is above {MAX_BALANCE} points")
             if previous is None and threshold != 0:
@@ -94,6 +110,10 @@ class TierLadder:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(tier.name for tier in self.tiers)
+
+    def tier(self, name: str) -> Tier:
+        """The tier called ``name``."""
+        return self.tiers[self.index(name)]
 
     def index(self, name: str) -> int:
         """Return the position of tier ``name`` (0 is the lowest)."""

@@ -204,6 +204,10 @@ def _read(path: Path, encoding: str | None = None,
     return header, csv_rows()
 
 
+read_rows = _read
+"""The column names and (where, row) pairs of a CSV or Parquet file (``purchase_import``)."""
+
+
 def import_members(client: redis.Redis, tenant: str, path: Path,
                    encoding: str | None = None) -> ImportReport:
     """Create or update members from a file; report bad rows, keep the good ones."""

@@ -19,6 +19,7 @@ from codegen.store.audit import AuditLog
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.rewards import Reward, RewardStore
+from points_bridge.shops import ShopStore
 from verify_api.admin import roles
 from verify_api.admin.auth import TokenStore
 from verify_api.app import create_app, openapi_spec
@@ -54,6 +55,10 @@ BODIES = {
     ("PATCH", "/rewards/{item}"): {"add_stock": 3},
     ("POST", "/members/{card}/redemptions"): {"item": "mug", "key": "k1"},
     ("POST", "/coupons/{code}/redeem"): {"shop": "Shop 1"},
+    ("POST", "/shops"): {"shop_id": "NEW-1", "name": "New shop"},
+    ("PATCH", "/shops/{shop_id}"): {"region": "Shandong"},
+    ("POST", "/members/{card}/stored-value"): {"amount": 100, "reason": "fix",
+                                                "idempotency_key": "k1"},
 }
 
 
@@ -87,6 +92,7 @@ class World:
         return {"tenant": tenant, "sku": "LIP-001", "card": self.cards[tenant],
                 "batch_id": self.batches[tenant], "campaign_id": "spring", "keyword": "cj",
                 "item": "mug",
+                "shop_id": "S1",
                 **self.care.get(tenant, {"sms_campaign_id": "none", "feedback_id": "0-0"})}
 
     def call(self, method, suffix, tenant="ACME", role="manager", **kw):
@@ -122,6 +128,7 @@ def world(batch_factory, redis_client, clock):
         for role in roles.ROLES:
             tokens[(tenant, role)], _ = store.create(tenant, role, f"{tenant} {role}")
         Draws(redis_client, tenant).open("cj", "blue")
+        ShopStore(redis_client, tenant).add("S1", name=f"{tenant} shop")
         sent = SmsCampaigns(redis_client, tenant).send(Segment(), "hi", f"{tenant}-key")
         note = FeedbackInbox(redis_client, tenant).add("13812345678", "where to buy?", "sms", 1)
         rewards = RewardStore(redis_client, tenant, key_store=key_store, clock=clock)
@@ -234,7 +241,8 @@ def test_manager_jobs_through_the_api_are_audited(world, redis_client, clock):
     tiers = world.call("PUT", "/tiers", body={"tiers": [{"name": "silver", "threshold": 0},
                                                         {"name": "gold", "threshold": 200}]},
                        **manager)
-    assert tiers.json["tiers"][1] == {"name": "gold", "threshold": 200}
+    assert tiers.json["tiers"][1] == {"name": "gold", "threshold": 200, "discount_bp": 0,
+                                      "earn_bp": 10_000}
     bad = world.call("PUT", "/tiers", body={"tiers": [{"name": "gold", "threshold": 5}]},
                      **manager)
     assert bad.status_code == 422

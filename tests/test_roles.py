@@ -13,15 +13,18 @@ EXPECTED = {
     "manager": {"products.read", "products.write", "points.read", "points.write",
                 "campaigns.read", "campaigns.write", "tiers.read", "tiers.write",
                 "limits.read", "limits.write", "batches.read", "batches.recall",
-                "members.read", "reports.read",
+                "members.read", "reports.read", "shops.read", "shops.write",
+                "purchases.read", "members.balance",
                 "audit.read", "segments.read", "outbound.read", "outbound.write",
                 "care.read", "care.write", "draws.read", "draws.write", "alerts.read",
                 "alerts.write", "feedback.read", "rewards.read", "rewards.write",
                 "coupons.read", "staff.read", "staff.write"},
     "support": {"products.read", "points.read", "campaigns.read", "tiers.read",
                 "members.read", "members.write", "outbound.read", "feedback.read",
-                "feedback.answer", "rewards.read", "coupons.read"},
-    "cashier": {"coupons.read", "coupons.redeem"},
+                "feedback.answer", "rewards.read", "coupons.read", "shops.read",
+                "purchases.refund", "purchases.read", "members.balance", "stored.adjust"},
+    "cashier": {"coupons.read", "coupons.redeem", "purchases.write", "purchases.refund",
+                "members.balance", "stored.topup"},
 }
 
 
@@ -41,6 +44,14 @@ def test_jobs_are_split_as_the_issue_says():
     assert not roles.allowed("manager", "batches.activate")
     assert not roles.allowed("support", "products.write")
     assert not roles.allowed("operator", "members.read")
+
+
+def test_the_cashier_works_the_till_only():
+    assert set(roles.actions_of("cashier")) == {
+        "purchases.write", "purchases.refund", "members.balance", "stored.topup",
+        "coupons.read", "coupons.redeem"}
+    assert not roles.allowed("cashier", "members.read")
+    assert not roles.allowed("manager", "purchases.write")
 
 
 @given(st.text(max_size=12))

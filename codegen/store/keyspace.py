@@ -230,6 +230,17 @@ class PointsKeys:
         return f"{self._t}:campaign-spend"
 
     @property
+    def shops(self) -> str:
+        """Hash: shop id -> JSON {name, region, created_at} (``points_bridge/shops.py``)."""
+        return f"{self._t}:shops"
+
+    @property
+    def earn_rates(self) -> str:
+        """Hash: ``sku:<SKU>`` / ``cat:<category>`` -> purchase earn rate (basis points);
+        ``in:<SKU>`` -> the SKU's category (``points_bridge/purchases.py``)."""
+        return f"{self._t}:earn-rates"
+
+    @property
     def card_counter(self) -> str:
         return f"{self._t}:cards"
 

@@ -13,8 +13,10 @@ from codegen.commands.options import Config, iso_time, pass_config, tenant_optio
 from codegen.exc import ItemsealError
 from codegen.store.audit import AuditLog
 from points_bridge.cards import format_card
+from points_bridge.commands.purchases import echo_purchases
 from points_bridge.ledger import Entry, Ledger
 from points_bridge.members import Member, MemberStore, earned_for_tier
+from points_bridge.purchases import PurchaseDesk
 from points_bridge.tiers import tier_for
 
 reason_option = click.option("--reason", default="", help="Why (kept in the ledger).")
@@ -56,10 +58,12 @@ def member() -> None:
 @who
 @click.option("--history", default=10, show_default=True, help="Ledger entries to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--purchases", "purchases", is_flag=True,
+              help="Also list the last 20 purchases, refunds and stored-value movements.")
 @pass_config
 def member_show(
     config: Config, tenant: str, phone: str | None, card: str | None, history: int,
-    as_json: bool,
+    as_json: bool, purchases: bool,
 ) -> None:
     """Show a member: card, phone, status, balance, tier and recent ledger entries.
 
@@ -75,18 +79,23 @@ def member_show(
     pin = m.pinned_tier if m.pinned_tier in settings.ladder.names else None
     status = tier_for(earned_for_tier(m, settings, now), settings.ladder, pin)
     entries = Ledger(config.redis, tenant).history(m.card, history)
+    bought = PurchaseDesk(config.redis, tenant).history(m.card, 20) if purchases else []
     if as_json:
         record = {k: v for k, v in asdict(m).items() if k not in ("days", "version")}
         record.update(created_at=iso_time(m.created_at), next_tier=status.next_name,
                       points_to_next=status.points_to_next,
                       history=[{**asdict(e), "at": iso_time(e.at)} for e in entries])
+        if purchases:
+            record["purchases"] = [{**d, "at": iso_time(d["at"])} for d in bought]
         click.echo(json.dumps(record, ensure_ascii=False))
         return
     to_next = "-" if status.next_name is None else f"{status.points_to_next} to {status.next_name}"
     pinned = f" (pinned floor {m.pinned_tier})" if m.pinned_tier else ""
     for name, value in [
         ("card", format_card(m.card)), ("phone", m.phone), ("status", m.status),
-        ("balance", m.balance), ("earned", m.earned), ("tier", f"{m.tier}{pinned}"),
+        ("balance", m.balance), ("earned", m.earned),
+        ("stored value", f"{m.stored // 100}.{m.stored % 100:02d}"),
+        ("tier", f"{m.tier}{pinned}"),
         ("next tier", to_next), ("birthday", m.birthday or "-"),
         ("created", iso_time(m.created_at)),
         *sorted(m.attributes.items()),
@@ -94,6 +103,9 @@ def member_show(
         click.echo(f"{name}\t{value}")
     for entry in entries:
         click.echo(_entry_line(entry))
+    if purchases:
+        click.echo("purchases")
+        echo_purchases(bought)
 
 
 def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:

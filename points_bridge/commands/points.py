@@ -147,8 +147,13 @@ def points() -> None:
 
 
 SETTING_OPTIONS = {
-    "tiers": "Tier ladder, lowest first: silver:0,gold:1000,diamond:5000.",
-    "tier_basis": "lifetime, or trailing:DAYS (points earned in the last DAYS).",
+    "tiers": "Tier ladder, lowest first: silver:0,gold:1000,diamond:5000; each tier may add"
+             " its till discount in percent and its purchase earn multiplier:"
+             " silver:0,gold:1000:5,diamond:5000:12:1.5.",
+    "tier_basis": "lifetime, trailing:DAYS (points earned in the last DAYS), or spend"
+                  " (whole currency units spent on purchases, less refunds).",
+    "earn_rate": "Purchase points per currency unit (default for every SKU), e.g. 1 or 0.5;"
+                 " per SKU or category: itemseal points rate.",
     "daily_cap": "Points a member may earn per day; empty for no cap.",
     "birthday_multiplier": "Birthday multiplier, e.g. 2.",
     "birthday_bonus": "Fixed birthday points.",
@@ -466,7 +471,7 @@ _export_command("ledger", "itemseal export ledger --tenant ACME --out ledger.par
 
 @click.group("import")
 def import_group() -> None:
-    """Import members from the CRM (CSV or Parquet)."""
+    """Import members from the CRM, or a till's purchases (CSV or Parquet)."""
 
 
 @import_group.command("members")

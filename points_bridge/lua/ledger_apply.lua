@@ -7,7 +7,14 @@
 -- KEYS[6] = pending hash   (is:{T/mK}:pending): "<card>/<serial>" -> a frozen member's claim
 -- ARGV[1] = JSON {card, at, kind, idem, sha, version?, delta, earned, day?, drop_days [],
 --                 need_active?, lot_expires ("0": none), tier?, fields {}, member_set {},
---                 park?, pending_field?}
+--                 park?, pending_field?, stored?, spend?, need_points?, undo_day?}
+--   stored: a stored-value movement (minor units, decimal string, |n| <= 10^10); the
+--   stored balance never goes below 0 (why=insufficient_stored) nor past 10^15.
+--   spend: a change of the member's lifetime spend (purchases +, refunds -).
+--   need_points: points a purchase pays with; refused (insufficient) unless the balance
+--   before the entry covers them (points earned by the same purchase do not pay for it).
+--   earned may be negative only to take back what a purchase earned (a refund): then
+--   undo_day names the day field it was counted in, decremented if still kept.
 --   member_set: fields written on the member hash with the entry (a credit records
 --   last_check_at, last_region and sku:<SKU> for the customer-care segments).
 --   kind "" only expires due lots; version (when given) must equal the record's v, so a
@@ -20,10 +27,20 @@
 -- (codegen/amounts.py), where doubles are exact. A number the script computes is
 -- written with '%.0f' (exact for an integral double), never tostring ('%.14g').
 -- Returns JSON {ok=true, entry, balance, earned, tier, tier_from?, expired}
---           or {ok=false, why=dup|conflict|missing|stale|inactive|insufficient|bounds|parked}
+--           or {ok=false, why=dup|conflict|missing|stale|inactive|insufficient|
+--                          insufficient_stored|bounds|parked}
 local MAX_BALANCE = 1000000000000000  -- 10^15
 local MAX_ENTRY = 1000000000          -- 10^9
+local MAX_AMOUNT = 10000000000        -- 10^10 minor units: one money movement
 local spec = cjson.decode(ARGV[1])
+-- A decimal integer string within [-MAX_AMOUNT, MAX_AMOUNT] as a number, else nil.
+local function amount(s)
+  if s == nil then return 0 end
+  if type(s) ~= 'string' or not string.match(s, '^%-?%d+$') or #s > 12 then return nil end
+  local n = tonumber(s)
+  if n > MAX_AMOUNT or n < -MAX_AMOUNT then return nil end
+  return n
+end
 local at = tonumber(spec.at)
 
 local function str(n) return string.format('%.0f', n) end
@@ -54,6 +71,7 @@ end
 local function append(e)
   local m = redis.call('HMGET', KEYS[1], 'balance', 'earned', 'tier')
   e.balance, e.earned, e.tier, e.at = m[1], m[2], m[3], spec.at
+  if spec.stored then e.stored = redis.call('HGET', KEYS[1], 'stored') or '0' end
   local fields = {}
   for k, v in pairs(e) do
     fields[#fields + 1] = k
@@ -92,12 +110,30 @@ end
 local delta = entry_points(spec.delta)
 local earned = entry_points(spec.earned or '0')
 local lot_expires = tonumber(spec.lot_expires or '0') or 0
-if not delta or not earned or earned < 0 then
+local stored_delta, spend_delta = amount(spec.stored), amount(spec.spend)
+local need_points = amount(spec.need_points)
+if not delta or not earned or not stored_delta or not spend_delta or not need_points
+    or (earned < 0 and not spec.undo_day) then
   return cjson.encode({ok = false, why = 'bounds', expired = str(expired)})
 end
 local balance_text = redis.call('HGET', KEYS[1], 'balance') or '0'
 local balance = tonumber(balance_text)
 local earned_before = tonumber(redis.call('HGET', KEYS[1], 'earned') or '0')
+if need_points > 0 and balance < need_points then
+  return cjson.encode({ok = false, why = 'insufficient', balance = balance_text,
+                       expired = str(expired)})
+end
+local stored_text = redis.call('HGET', KEYS[1], 'stored') or '0'
+local stored = tonumber(stored_text)
+if stored + stored_delta < 0 then
+  return cjson.encode({ok = false, why = 'insufficient_stored', stored = stored_text,
+                       expired = str(expired)})
+end
+local spend_before = tonumber(redis.call('HGET', KEYS[1], 'spend') or '0')
+if stored + stored_delta > MAX_BALANCE or spend_before + spend_delta > MAX_BALANCE
+    or spend_before + spend_delta < 0 or earned_before + earned < 0 then
+  return cjson.encode({ok = false, why = 'bounds', expired = str(expired)})
+end
 if delta < 0 and balance < -delta then
   return cjson.encode({ok = false, why = 'insufficient', balance = balance_text,
                        expired = str(expired)})
@@ -112,20 +148,33 @@ redis.call('HINCRBY', KEYS[1], 'balance', spec.delta)
 if earned > 0 then
   redis.call('HINCRBY', KEYS[1], 'earned', spec.earned)
   redis.call('HINCRBY', KEYS[1], spec.day, spec.earned)
+elseif earned < 0 then
+  redis.call('HINCRBY', KEYS[1], 'earned', spec.earned)
+  local kept = tonumber(redis.call('HGET', KEYS[1], spec.undo_day) or '0')
+  if kept > 0 then
+    redis.call('HINCRBY', KEYS[1], spec.undo_day, str(math.max(earned, -kept)))
+  end
 end
+if stored_delta ~= 0 then redis.call('HINCRBY', KEYS[1], 'stored', spec.stored) end
+if spend_delta ~= 0 then redis.call('HINCRBY', KEYS[1], 'spend', spec.spend) end
 for _, field in ipairs(spec.drop_days or {}) do redis.call('HDEL', KEYS[1], field) end
 for k, v in pairs(spec.member_set or {}) do redis.call('HSET', KEYS[1], k, v) end
 if spec.pending_field then redis.call('HDEL', KEYS[6], spec.pending_field) end
-if delta > 0 and lot_expires > 0 then
+-- A purchase paid with points takes them from the oldest lots and adds what it earned
+-- as a new lot: lots move by (add, take), not by the net delta.
+local add, take = delta + need_points, need_points
+if add < 0 then add, take = 0, take - add end
+if add > 0 and lot_expires > 0 then
   local last = redis.call('LINDEX', KEYS[4], -1)
   local expires, left = string.match(last or '', '^(%d+) (%d+)$')
   if expires and tonumber(expires) == lot_expires then
-    redis.call('LSET', KEYS[4], -1, expires .. ' ' .. str(tonumber(left) + delta))
+    redis.call('LSET', KEYS[4], -1, expires .. ' ' .. str(tonumber(left) + add))
   else
-    redis.call('RPUSH', KEYS[4], spec.lot_expires .. ' ' .. spec.delta)
+    redis.call('RPUSH', KEYS[4], spec.lot_expires .. ' ' .. str(add))
   end
-elseif delta < 0 then
-  local owed = -delta
+end
+if take > 0 then
+  local owed = take
   while owed > 0 do
     local lot = redis.call('LINDEX', KEYS[4], 0)
     if not lot then break end
@@ -149,6 +198,7 @@ if spec.tier and spec.tier ~= '' and spec.tier ~= tier then
   tier_from = tier
 end
 local e = {kind = spec.kind, delta = spec.delta, idem = spec.idem}
+if spec.stored then e.stored_delta = spec.stored end
 for k, v in pairs(spec.fields or {}) do e[k] = v end
 local id = append(e)
 redis.call('HSET', KEYS[3], spec.idem, spec.sha .. ' ' .. id)

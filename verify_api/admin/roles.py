@@ -7,9 +7,8 @@ Four roles, one job each (``itemseal token create --role``):
   recalls, reports and the audit trail; also reads members.
 * ``support`` — customer service: reads and edits members (status, phone,
   adjustments, redemptions), reads and answers consumers' feedback.
-
-* ``cashier`` — a shop's till: may only record purchases, read a member's
-  balance, and redeem coupons.
+* ``cashier`` — a shop's till (POS): records purchases and refunds them, tops up
+  stored value, reads a member's balance and redeems coupons; nothing else.
 
 Rewards: the catalogue is the manager's (support reads it); redeeming and
 cancelling for a member is support's ``members.write``; using a coupon at a
@@ -65,6 +64,14 @@ ACTIONS: dict[str, frozenset[str]] = {
     "coupons.redeem": frozenset({CASHIER}),
     "staff.read": frozenset({MANAGER}),
     "staff.write": frozenset({MANAGER}),
+    "shops.read": frozenset({MANAGER, SUPPORT}),
+    "shops.write": frozenset({MANAGER}),
+    "purchases.write": frozenset({CASHIER}),
+    "purchases.refund": frozenset({CASHIER, SUPPORT}),
+    "purchases.read": frozenset({MANAGER, SUPPORT}),
+    "members.balance": frozenset({CASHIER, SUPPORT, MANAGER}),
+    "stored.topup": frozenset({CASHIER}),
+    "stored.adjust": frozenset({SUPPORT}),
 }
 
 

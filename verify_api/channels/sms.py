@@ -301,8 +301,10 @@ class SmsService:
         pin = member.pinned_tier if member.pinned_tier in settings.ladder.names else None
         status = tier_for(earned_for_tier(member, settings, int(self._clock())), settings.ladder,
                           pin)
+        whole, cents = divmod(member.stored, 100)  # stored value in fen, shown in units
         return config.reply(
-            "balance", balance=member.balance, tier=status.name, card=format_card(member.card)
+            "balance", balance=member.balance, stored=f"{whole}.{cents:02d}", tier=status.name,
+            card=format_card(member.card),
         )
 
     async def _redeem(self, config: ChannelConfig, msg: InboundSms, item: str) -> str:

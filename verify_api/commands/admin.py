@@ -24,6 +24,8 @@ from codegen.files import file_errors
 from codegen.store.audit import AuditLog
 from codegen.times import iso
 from codegen.words import plural
+from points_bridge.purchases import SALES_COLUMNS, sales_entries, sales_rows
+from points_bridge.settings import SettingsStore
 from verify_api.admin.auth import TokenStore
 from verify_api.admin.report_math import Table
 from verify_api.admin.reports import BY, SMS_BY, Reports, date_range
@@ -98,7 +100,7 @@ def token_revoke(config: Config, tenant: str, token_id: str) -> None:
 # -- reports ---------------------------------------------------------------------------------
 @click.group()
 def report() -> None:
-    """Reports on checks, counterfeits, suspicious codes, members and points.
+    """Reports on checks, counterfeits, suspicious codes, members, points and sales.
 
     Each prints a table, CSV or (with --out) a Parquet file.
     """
@@ -265,6 +267,34 @@ def report_points(config: Config, tenant: str, ledger_file, fmt: str, out) -> No
       itemseal report points --tenant ACME --ledger ledger.parquet --format parquet --out p.parquet
     """
     emit(_reports(config, tenant).points(ledger_file), fmt, out)
+
+
+@report.command("sales")
+@tenant_option
+@span_options
+@click.option("--by", default="day", show_default=True,
+              help="Comma-separated, any of day, shop, product, tier: one row per value.")
+@output_options
+@pass_config
+def report_sales(config: Config, tenant: str, start, end, by: str, fmt: str, out) -> None:
+    """Sales and points of purchases (less refunds) by day, shop, product and tier.
+
+    Days are the tenant's (points config --timezone), like the points' "today".
+    Amounts are in fen; a purchase's bonuses show as the product (bonus).
+
+    \b
+    Example:
+      itemseal report sales --tenant ACME --from 2026-12-01 --to 2026-12-07 --by day,shop
+      itemseal report sales --tenant ACME --by product,tier --format csv
+    """
+    zone = SettingsStore(config.redis).get(tenant).timezone
+    today = datetime.now(zone).date().isoformat()
+    first, last = date_range(start, end or today, 0)
+    dims = tuple(d.strip() for d in by.split(",") if d.strip())
+    since = int(datetime.combine(first, datetime.min.time(), zone).timestamp())
+    rows = sales_rows(sales_entries(config.redis, tenant, since), dims, zone,
+                      first.strftime("%Y%m%d"), last.strftime("%Y%m%d"))
+    emit(Table("sales", (*dims, *SALES_COLUMNS), rows), fmt, out)
 
 
 COMMANDS = (token, report)

@@ -18,7 +18,7 @@ from verify_api.exc import InvalidField
 from verify_api.resources.admin import AdminContext, AdminResource, fields
 
 SETTINGS = ("daily_cap", "birthday_multiplier", "birthday_bonus", "expiry_months", "timezone",
-            "restore")
+            "restore", "earn_rate")
 
 
 def product_json(product) -> dict:
@@ -89,6 +89,7 @@ def settings_json(raw: dict[str, str]) -> dict:
         "expiry_months": settings.expiry_months,
         "timezone": settings.timezone.key if raw.get("points_timezone") else None,
         "restore": settings.restore,
+        "earn_rate": settings.earn_rate_bp / 10_000,
     }
 
 
@@ -116,7 +117,27 @@ def tiers_json(store: SettingsStore, tenant: str) -> dict:
     ladder = store.get(tenant).ladder
     basis = ladder.basis if ladder.window_days is None else f"trailing:{ladder.window_days}"
     return {"basis": basis,
-            "tiers": [{"name": t.name, "threshold": t.threshold} for t in ladder.tiers]}
+            "tiers": [{"name": t.name, "threshold": t.threshold, "discount_bp": t.discount_bp,
+                       "earn_bp": t.earn_bp} for t in ladder.tiers]}
+
+
+def _tier_step(i: int, tier: object) -> str:
+    """One tier of a PUT as the ``points_tiers`` setting spells it (``name:threshold[:%[:x]]``)."""
+    numbers = ("threshold", "discount_bp", "earn_bp")
+    if (not isinstance(tier, dict) or not {"name", "threshold"} <= set(tier) <= {"name",
+                                                                                 *numbers}
+            or not isinstance(tier["name"], str) or not tier["name"]
+            or any(c in tier["name"] for c in ",:")
+            or any(isinstance(tier.get(n, 0), bool) or not isinstance(tier.get(n, 0), int)
+                   for n in numbers)):
+        raise InvalidField("tiers", f"tiers[{i}] is {{name, threshold, discount_bp?, earn_bp?}}")
+    step = f"{tier['name']}:{tier['threshold']}"
+    discount, earn = tier.get("discount_bp", 0), tier.get("earn_bp", 10_000)
+    if discount or earn != 10_000:
+        step += f":{discount // 100}.{discount % 100:02d}"
+    if earn != 10_000:
+        step += f":{earn // 10_000}.{earn % 10_000:04d}"
+    return step
 
 
 class Tiers(AdminResource):
@@ -130,14 +151,7 @@ class Tiers(AdminResource):
         tiers = body.list("tiers", required=True)
         basis = body.str("basis", limit=32)
         body.done()
-        steps = []
-        for i, tier in enumerate(tiers):
-            if (not isinstance(tier, dict) or set(tier) != {"name", "threshold"}
-                    or not isinstance(tier["name"], str) or not isinstance(tier["threshold"], int)
-                    or isinstance(tier["threshold"], bool) or not tier["name"]
-                    or any(c in tier["name"] for c in ",:")):
-                raise InvalidField("tiers", f"tiers[{i}] is {{name, threshold}}")
-            steps.append(f"{tier['name']}:{tier['threshold']}")
+        steps = [_tier_step(i, tier) for i, tier in enumerate(tiers)]
         if not steps:
             raise InvalidField("tiers", "'tiers' is empty")
         store = SettingsStore(self.ctx.client)

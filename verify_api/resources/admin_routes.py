@@ -19,6 +19,7 @@ from verify_api.resources import (
     admin_care,
     admin_catalog,
     admin_members,
+    admin_purchases,
     admin_reports,
     admin_rewards,
 )
@@ -29,6 +30,8 @@ def register(app: falcon.asgi.App, ctx: AdminContext) -> None:
     """Add the admin routes and their middleware to ``app``."""
     app.add_middleware(AdminAuth(ctx.tokens))
     for module in (admin_catalog, admin_batches, admin_members, admin_reports, admin_care,
-                   admin_rewards):
+                   admin_rewards, admin_purchases):
         for path, resource in module.routes(ctx):
             app.add_route(ADMIN + path, Threaded(resource))
+    for path, resource in admin_purchases.till_routes(ctx):  # the cashier's, for the POS
+        app.add_route(path, Threaded(resource))
