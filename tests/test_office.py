@@ -22,6 +22,9 @@ from codegen.store.audit import AuditLog
 from codegen.store.keyspace import TenantKeys
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
+from points_bridge.purchase_rules import Line
+from points_bridge.purchases import PurchaseDesk, PurchaseRequest
+from points_bridge.shops import ShopStore
 from verify_api.admin import office_text, staff
 from verify_api.admin.staff import LoginRefused, StaffStore
 from verify_api.app import create_app, openapi_spec
@@ -485,13 +488,30 @@ def test_segment_preview_and_a_campaign_in_the_background(world, redis_client):
 def test_reports_render_and_download_as_csv(world):
     app, _, _ = world
     mia = office(app)
-    for name in ("checks", "regions", "counterfeits", "suspicious", "tiers", "points"):
+    for name in ("checks", "regions", "counterfeits", "suspicious", "tiers", "points", "sales"):
         page = mia.get(f"/office/ACME/reports/{name}")
         assert page.status_code == 200 and f'id="table-{name}"' in page.text, name
     csv_file = mia.get("/office/ACME/reports/tiers", format="csv")
     assert csv_file.headers["content-type"].startswith("text/csv")
     assert csv_file.text.splitlines()[0] == "tier,members,active,frozen,cancelled"
     assert mia.get("/office/ACME/reports/nope").status_code == 404
+
+
+def test_the_sales_report_sums_purchases_by_day(world, redis_client, clock):
+    app, _, _ = world
+    for tenant, amount in (("ACME", 12_800), ("BETA", 99_900)):
+        ShopStore(redis_client, tenant).add("JN-01", name="Jinan", region="Shandong")
+        PurchaseDesk(redis_client, tenant, clock=clock).record(PurchaseRequest(
+            PHONE, "JN-01", (Line("LIP-001", 2, amount),), idempotency_key="till-1"))
+    mia = office(app)
+    page = mia.get("/office/ACME/reports/sales")
+    assert page.status_code == 200 and 'id="table-sales"' in page.text
+    assert 'id="chart-sales"' in page.text and "12800" in page.text and "99900" not in page.text
+    csv_file = mia.get("/office/ACME/reports/sales", format="csv")
+    header, row = csv_file.text.splitlines()
+    assert header == "day,purchases,refunds,qty,amount_fen,points"
+    assert row.startswith("2026-01-01,1,0,2,12800,")
+    assert office(app, username="sam").get("/office/ACME/reports/sales").status_code == 403
 
 
 def test_staff_page_manages_accounts(world, redis_client):

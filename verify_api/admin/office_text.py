@@ -129,6 +129,7 @@ ZH: dict[str, str] = {
     "Suspicious codes": "可疑码",
     "Members by tier": "各等级会员",
     "Points by product": "各产品积分",
+    "Sales by day": "每日销售",
     "Download CSV": "下载 CSV",
     "Actor": "操作人",
     "Action": "操作",
