@@ -348,6 +348,28 @@ def test_the_manager_reads_members_but_only_support_changes_them(world, redis_cl
     assert MemberStore(redis_client, "ACME").get(card).balance == 100
 
 
+def test_the_member_page_shows_purchases_refunds_and_stored_value(world, redis_client, clock):
+    app, cards, _ = world
+    card = cards["ACME"]
+    ShopStore(redis_client, "ACME").add("JN-01", name="Jinan", region="Shandong")
+    desk = PurchaseDesk(redis_client, "ACME", clock=clock)
+    desk.topup(card, 5_000, payment_ref="WX-7", idempotency_key="top-1")
+    bought = desk.record(PurchaseRequest(card, "JN-01", (Line("LIP-001", 2, 12_800),
+                                                         Line("LIP-002", 1, 3_000)),
+                                         idempotency_key="till-1"))
+    desk.refund(bought.purchase_id, [2])
+    for who in ("mia", "sam"):
+        page = office(app, username=who).get(f"/office/ACME/members/{card}")
+        assert page.status_code == 200 and 'id="purchases"' in page.text
+        assert 'id="stored-value">50.00<' in page.text
+        refund, row = re.findall(rf"<tr><td>{bought.purchase_id}</td>.*?</tr>", page.text)
+        assert "<td>refund</td><td>JN-01</td>" in refund and ">-30.00<" in refund
+        assert "<td>purchase</td><td>JN-01</td>" in row and ">158.00<" in row
+        assert "LIP-002×1" in row and "LIP-001×" not in row
+    assert "No purchases." in office(app, "BETA", "miabeta").get(
+        f"/office/BETA/members/{cards['BETA']}").text
+
+
 def _office_path(path: str, cards: dict, tenant: str) -> str:
     values = {"tenant": tenant, "card": cards[tenant], "change": "adjust", "name": "checks",
               "feedback_id": "1-0", "key": "o0123456789abcdef", "username": "mia",
