@@ -24,6 +24,7 @@ from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.purchase_rules import Line
 from points_bridge.purchases import PurchaseDesk, PurchaseRequest
+from points_bridge.rewards import Reward, RewardStore
 from points_bridge.shops import ShopStore
 from verify_api.admin import office_text, staff
 from verify_api.admin.staff import LoginRefused, StaffStore
@@ -374,7 +375,7 @@ def _office_path(path: str, cards: dict, tenant: str) -> str:
     values = {"tenant": tenant, "card": cards[tenant], "change": "adjust", "name": "checks",
               "feedback_id": "1-0", "key": "o0123456789abcdef", "username": "mia",
               "batch_id": "B000001", "sku": "LIP-001", "campaign_id": "spring",
-              "part": "tiers", "job_id": "x0123456789abcdef"}
+              "part": "tiers", "job_id": "x0123456789abcdef", "item": "mug"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
@@ -578,6 +579,49 @@ def test_batches_activate_and_recall_by_role(world):
     done = olga.post("/office/ACME/batches/B000001/activate")
     assert done.status_code == 200 and "B000001: active" in done.text
     assert office(app).post("/office/ACME/batches/B000001/recall").status_code == 200
+
+
+def test_rewards_page_lists_adds_restocks_and_pauses(world, redis_client):
+    app, _, _ = world
+    RewardStore(redis_client, "BETA").add(Reward("vase", "gift", "BETA vase", 90), 3)
+    mia = office(app)
+    page = mia.get("/office/ACME/rewards")
+    assert page.status_code == 200 and 'href="/office/ACME/rewards"' in page.text
+    assert "Nothing yet." in page.text and "BETA vase" not in page.text
+    bad = mia.post("/office/ACME/rewards", {"item": "mug", "name": "Mug", "points": "0",
+                                            "stock": "10", "name_en": "A mug"})
+    assert bad.status_code == 422 and 'id="err-points"' in bad.text
+    assert 'value="mug"' in bad.text and 'value="A mug"' in bad.text
+    wrong = mia.post("/office/ACME/rewards", {"item": "mug", "name": "Mug", "points": "500",
+                                              "stock": "10", "ends_at": "soon"})
+    assert wrong.status_code == 422 and 'id="err-ends_at"' in wrong.text
+    added = mia.post("/office/ACME/rewards", {"item": "mug", "name": "Mug", "points": "500",
+                                              "stock": "10", "ends_at": "2026-06-01"})
+    assert added.status_code == 200 and 'id="reward-mug"' in added.text
+    assert "2026-06-01T00:00:00" in added.text
+    taken = mia.post("/office/ACME/rewards", {"item": "mug", "name": "Mug", "points": "5",
+                                              "stock": "1"})
+    assert taken.status_code == 409 and 'id="err-item"' in taken.text
+    more = mia.post("/office/ACME/rewards/mug", {"add_stock": "5"})
+    assert more.status_code == 200 and 'id="stock-mug">15<' in more.text
+    paused = mia.post("/office/ACME/rewards/mug", {"status": "paused"})
+    assert 'id="resume-mug"' in paused.text
+    store = RewardStore(redis_client, "ACME")
+    assert (store.get("mug").status, store.stock("mug")) == ("paused", 15)
+    assert mia.post("/office/ACME/rewards/mug", {"add_stock": "x"}).status_code == 422
+    entries = AuditLog(redis_client, "ACME").entries()
+    assert [(e.actor, e.action) for e in entries[:3]] == [("staff:mia", "reward.set")] * 2 + [
+        ("staff:mia", "reward.add")]
+    sam = office(app, username="sam")
+    read = sam.get("/office/ACME/rewards")
+    assert read.status_code == 200 and 'id="reward-mug"' in read.text
+    assert 'id="add-reward"' not in read.text and 'id="resume-mug"' not in read.text
+    assert sam.post("/office/ACME/rewards/mug", {"add_stock": "5"}).status_code == 403
+    assert sam.post("/office/ACME/rewards", {"item": "cup"}).status_code == 403
+    olga = office(app, username="olga")
+    assert olga.get("/office/ACME/rewards").status_code == 403
+    assert 'href="/office/ACME/rewards"' not in olga.get("/office/ACME").text
+    assert RewardStore(redis_client, "BETA").stock("vase") == 3
 
 
 def test_products_campaigns_and_care(world, redis_client):
