@@ -22,6 +22,10 @@ from codegen.store.audit import AuditLog
 from codegen.store.keyspace import TenantKeys
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
+from points_bridge.purchase_rules import Line
+from points_bridge.purchases import PurchaseDesk, PurchaseRequest
+from points_bridge.rewards import Reward, RewardStore
+from points_bridge.shops import ShopStore
 from verify_api.admin import office_text, staff
 from verify_api.admin.staff import LoginRefused, StaffStore
 from verify_api.app import create_app, openapi_spec
@@ -345,11 +349,33 @@ def test_the_manager_reads_members_but_only_support_changes_them(world, redis_cl
     assert MemberStore(redis_client, "ACME").get(card).balance == 100
 
 
+def test_the_member_page_shows_purchases_refunds_and_stored_value(world, redis_client, clock):
+    app, cards, _ = world
+    card = cards["ACME"]
+    ShopStore(redis_client, "ACME").add("JN-01", name="Jinan", region="Shandong")
+    desk = PurchaseDesk(redis_client, "ACME", clock=clock)
+    desk.topup(card, 5_000, payment_ref="WX-7", idempotency_key="top-1")
+    bought = desk.record(PurchaseRequest(card, "JN-01", (Line("LIP-001", 2, 12_800),
+                                                         Line("LIP-002", 1, 3_000)),
+                                         idempotency_key="till-1"))
+    desk.refund(bought.purchase_id, [2])
+    for who in ("mia", "sam"):
+        page = office(app, username=who).get(f"/office/ACME/members/{card}")
+        assert page.status_code == 200 and 'id="purchases"' in page.text
+        assert 'id="stored-value">50.00<' in page.text
+        refund, row = re.findall(rf"<tr><td>{bought.purchase_id}</td>.*?</tr>", page.text)
+        assert "<td>refund</td><td>JN-01</td>" in refund and ">-30.00<" in refund
+        assert "<td>purchase</td><td>JN-01</td>" in row and ">158.00<" in row
+        assert "LIP-002×1" in row and "LIP-001×" not in row
+    assert "No purchases." in office(app, "BETA", "miabeta").get(
+        f"/office/BETA/members/{cards['BETA']}").text
+
+
 def _office_path(path: str, cards: dict, tenant: str) -> str:
     values = {"tenant": tenant, "card": cards[tenant], "change": "adjust", "name": "checks",
               "feedback_id": "1-0", "key": "o0123456789abcdef", "username": "mia",
               "batch_id": "B000001", "sku": "LIP-001", "campaign_id": "spring",
-              "part": "tiers", "job_id": "x0123456789abcdef"}
+              "part": "tiers", "job_id": "x0123456789abcdef", "item": "mug"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
@@ -485,13 +511,30 @@ def test_segment_preview_and_a_campaign_in_the_background(world, redis_client):
 def test_reports_render_and_download_as_csv(world):
     app, _, _ = world
     mia = office(app)
-    for name in ("checks", "regions", "counterfeits", "suspicious", "tiers", "points"):
+    for name in ("checks", "regions", "counterfeits", "suspicious", "tiers", "points", "sales"):
         page = mia.get(f"/office/ACME/reports/{name}")
         assert page.status_code == 200 and f'id="table-{name}"' in page.text, name
     csv_file = mia.get("/office/ACME/reports/tiers", format="csv")
     assert csv_file.headers["content-type"].startswith("text/csv")
     assert csv_file.text.splitlines()[0] == "tier,members,active,frozen,cancelled"
     assert mia.get("/office/ACME/reports/nope").status_code == 404
+
+
+def test_the_sales_report_sums_purchases_by_day(world, redis_client, clock):
+    app, _, _ = world
+    for tenant, amount in (("ACME", 12_800), ("BETA", 99_900)):
+        ShopStore(redis_client, tenant).add("JN-01", name="Jinan", region="Shandong")
+        PurchaseDesk(redis_client, tenant, clock=clock).record(PurchaseRequest(
+            PHONE, "JN-01", (Line("LIP-001", 2, amount),), idempotency_key="till-1"))
+    mia = office(app)
+    page = mia.get("/office/ACME/reports/sales")
+    assert page.status_code == 200 and 'id="table-sales"' in page.text
+    assert 'id="chart-sales"' in page.text and "12800" in page.text and "99900" not in page.text
+    csv_file = mia.get("/office/ACME/reports/sales", format="csv")
+    header, row = csv_file.text.splitlines()
+    assert header == "day,purchases,refunds,qty,amount_fen,points"
+    assert row.startswith("2026-01-01,1,0,2,12800,")
+    assert office(app, username="sam").get("/office/ACME/reports/sales").status_code == 403
 
 
 def test_staff_page_manages_accounts(world, redis_client):
@@ -536,6 +579,49 @@ def test_batches_activate_and_recall_by_role(world):
     done = olga.post("/office/ACME/batches/B000001/activate")
     assert done.status_code == 200 and "B000001: active" in done.text
     assert office(app).post("/office/ACME/batches/B000001/recall").status_code == 200
+
+
+def test_rewards_page_lists_adds_restocks_and_pauses(world, redis_client):
+    app, _, _ = world
+    RewardStore(redis_client, "BETA").add(Reward("vase", "gift", "BETA vase", 90), 3)
+    mia = office(app)
+    page = mia.get("/office/ACME/rewards")
+    assert page.status_code == 200 and 'href="/office/ACME/rewards"' in page.text
+    assert "Nothing yet." in page.text and "BETA vase" not in page.text
+    bad = mia.post("/office/ACME/rewards", {"item": "mug", "name": "Mug", "points": "0",
+                                            "stock": "10", "name_en": "A mug"})
+    assert bad.status_code == 422 and 'id="err-points"' in bad.text
+    assert 'value="mug"' in bad.text and 'value="A mug"' in bad.text
+    wrong = mia.post("/office/ACME/rewards", {"item": "mug", "name": "Mug", "points": "500",
+                                              "stock": "10", "ends_at": "soon"})
+    assert wrong.status_code == 422 and 'id="err-ends_at"' in wrong.text
+    added = mia.post("/office/ACME/rewards", {"item": "mug", "name": "Mug", "points": "500",
+                                              "stock": "10", "ends_at": "2026-06-01"})
+    assert added.status_code == 200 and 'id="reward-mug"' in added.text
+    assert "2026-06-01T00:00:00" in added.text
+    taken = mia.post("/office/ACME/rewards", {"item": "mug", "name": "Mug", "points": "5",
+                                              "stock": "1"})
+    assert taken.status_code == 409 and 'id="err-item"' in taken.text
+    more = mia.post("/office/ACME/rewards/mug", {"add_stock": "5"})
+    assert more.status_code == 200 and 'id="stock-mug">15<' in more.text
+    paused = mia.post("/office/ACME/rewards/mug", {"status": "paused"})
+    assert 'id="resume-mug"' in paused.text
+    store = RewardStore(redis_client, "ACME")
+    assert (store.get("mug").status, store.stock("mug")) == ("paused", 15)
+    assert mia.post("/office/ACME/rewards/mug", {"add_stock": "x"}).status_code == 422
+    entries = AuditLog(redis_client, "ACME").entries()
+    assert [(e.actor, e.action) for e in entries[:3]] == [("staff:mia", "reward.set")] * 2 + [
+        ("staff:mia", "reward.add")]
+    sam = office(app, username="sam")
+    read = sam.get("/office/ACME/rewards")
+    assert read.status_code == 200 and 'id="reward-mug"' in read.text
+    assert 'id="add-reward"' not in read.text and 'id="resume-mug"' not in read.text
+    assert sam.post("/office/ACME/rewards/mug", {"add_stock": "5"}).status_code == 403
+    assert sam.post("/office/ACME/rewards", {"item": "cup"}).status_code == 403
+    olga = office(app, username="olga")
+    assert olga.get("/office/ACME/rewards").status_code == 403
+    assert 'href="/office/ACME/rewards"' not in olga.get("/office/ACME").text
+    assert RewardStore(redis_client, "BETA").stock("vase") == 3
 
 
 def test_products_campaigns_and_care(world, redis_client):

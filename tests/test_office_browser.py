@@ -233,7 +233,8 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
     d.get(f"{base}/office/ACME/reports")
     names = [a.get_attribute("id")[len("report-"):]
              for a in d.find_elements(By.CSS_SELECTOR, "#report-links a[id^=report-]")]
-    assert names == ["checks", "regions", "counterfeits", "suspicious", "tiers", "points"]
+    assert names == ["checks", "regions", "counterfeits", "suspicious", "tiers", "points",
+                     "sales"]
     shot(d, "07-reports")
     for name in names:
         d.get(f"{base}/office/ACME/reports/{name}")

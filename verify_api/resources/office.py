@@ -83,6 +83,7 @@ NAV = (  # (path under the tenant, label, the action that shows it)
     ("/rules", "Rules", "points.write"),
     ("/products", "Products", "products.read"),
     ("/campaigns", "Campaigns", "campaigns.read"),
+    ("/rewards", "Rewards", "rewards.read"),
     ("/care", "Care", "care.read"),
     ("/batches", "Batches", "batches.read"),
 )

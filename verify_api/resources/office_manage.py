@@ -12,6 +12,7 @@ import csv
 import io
 import json
 from collections import Counter
+from datetime import datetime
 
 from markupsafe import Markup
 
@@ -19,6 +20,7 @@ from codegen.batches import ACTIVE, RECALLED, BatchRegistry
 from codegen.exc import ItemsealError
 from codegen.store.audit import AuditLog
 from codegen.times import iso
+from points_bridge.purchases import SALES_COLUMNS, sales_entries, sales_rows
 from points_bridge.settings import SettingsStore
 from verify_api.admin import dashboard
 from verify_api.admin.report_math import Table
@@ -32,10 +34,11 @@ from verify_api.resources.admin_bodies import query_int
 from verify_api.resources.admin_catalog import SETTINGS, settings_json, tiers_json
 from verify_api.resources.office import OfficePage, Visit, page
 
-REPORTS = ("checks", "regions", "counterfeits", "suspicious", "tiers", "points")
+REPORTS = ("checks", "regions", "counterfeits", "suspicious", "tiers", "points", "sales")
 TITLES = {
     "checks": "Checks over time", "regions": "Region", "counterfeits": "Counterfeits by region",
     "suspicious": "Suspicious codes", "tiers": "Members by tier", "points": "Points by product",
+    "sales": "Sales by day",
 }
 AUDIT_PAGE = 50
 MAX_VOID = 20_000
@@ -43,6 +46,15 @@ MAX_VOID = 20_000
 
 class UnknownReport(NotFound):
     code = "unknown_report"
+
+
+def sales_table(client, tenant: str, first, last) -> Table:
+    """Sales by day, as ``itemseal report sales --by day``: days in the tenant's time zone."""
+    zone = SettingsStore(client).get(tenant).timezone
+    since = int(datetime.combine(first, datetime.min.time(), zone).timestamp())
+    rows = sales_rows(sales_entries(client, tenant, since), ("day",), zone,
+                      first.strftime("%Y%m%d"), last.strftime("%Y%m%d"))
+    return Table("sales", ("day", *SALES_COLUMNS), rows)
 
 
 def report_table(reports: Reports, name: str, first, last) -> Table:
@@ -77,6 +89,10 @@ def report_charts(name: str, table: Table) -> list[Markup]:
     if name == "counterfeits":
         return [Markup(dashboard.bar_chart([(r["region"], r["counterfeit"]) for r in rows][:30],
                                            chart_id="chart-counterfeits", title="counterfeit"))]
+    if name == "sales":
+        days = [(r["day"], int(r["amount_fen"] or 0)) for r in rows]
+        return [Markup(dashboard.column_chart(days, chart_id="chart-sales",
+                                              title="amount (fen) per day"))]
     return []
 
 
@@ -108,7 +124,8 @@ class ReportPage(OfficePage):
         first, last = date_range(req.get_param("from"), req.get_param("to"), self.ctx.clock())
         reports = Reports(self.ctx.client, visit.tenant, key_store=self.ctx.key_store,
                           clock=self.ctx.clock)
-        table = report_table(reports, name, first, last)
+        table = (sales_table(self.ctx.client, visit.tenant, first, last) if name == "sales"
+                 else report_table(reports, name, first, last))
         span = (first.isoformat(), last.isoformat())
         if req.get_param("format") == "csv":
             resp.content_type = "text/csv; charset=utf-8"

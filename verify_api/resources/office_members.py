@@ -22,6 +22,7 @@ from points_bridge.cards import format_card, is_valid_card, normalize_card
 from points_bridge.ledger import Ledger
 from points_bridge.members import TRANSITIONS, Member, MemberStore
 from points_bridge.outreach.segments import records
+from points_bridge.purchases import PurchaseDesk
 from verify_api.channels.feedback import FeedbackInbox
 from verify_api.exc import InvalidField, NotFound
 from verify_api.resources.admin_bodies import query_int
@@ -154,6 +155,30 @@ class MemberList(OfficePage):
         self.ctx.redirect(resp, f"{OFFICE}/{visit.tenant}/members/{member.card}")
 
 
+def yuan(fen: int) -> str:
+    """Minor units (fen) as yuan with two decimals: 12800 -> 128.00."""
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def purchase_rows(found: list[dict]) -> list[dict]:
+    """The history's purchases (newest first), each with the lines its refunds took back.
+
+    Refunds are newer than their purchase, so a refund shown names lines of a purchase
+    shown further down (or of one older than the page: then only the refund row shows it).
+    """
+    refunded: dict[str, list[str]] = {}
+    for document in found:
+        if document["kind"] == "refund":
+            refunded.setdefault(document["refund_of"], []).extend(
+                f"{ln['sku']}×{ln['qty']}" for ln in document["lines"])
+    return [{**d, "refunded": refunded.get(d["purchase_id"], []) if d["kind"] == "purchase"
+             else []} for d in found]
+
+
+PURCHASES_SHOWN = 50
+
+
 class MemberPage(OfficePage):
     """``GET .../members/{card}``: balances, profile, ledger, checks, and the change forms."""
 
@@ -175,6 +200,11 @@ class MemberPage(OfficePage):
                            if k.startswith("sku:")),
         }
         settings = store.settings()
+        purchases = []
+        if visit.may("purchases.read"):  # as GET .../members/{card}/purchases reads them
+            purchases = purchase_rows(PurchaseDesk(self.ctx.client, visit.tenant,
+                                                   clock=self.ctx.clock).history(
+                member.card, PURCHASES_SHOWN))
         messages = []
         if visit.may("feedback.read"):  # the member's own messages, however the gateway spelt
             tail = _digits(member.phone)[-11:]  # the sender (the inbox keeps it as received)
@@ -182,6 +212,7 @@ class MemberPage(OfficePage):
                         if _digits(f.phone)[-11:] == tail]
         self.ctx.render(
             resp, "member.html", messages=messages, visit=visit, status=status, m=member,
+            purchases=purchases, yuan=yuan,
             card_text=format_card(member.card), history=history, checks=checks,
             tiers=[t.name for t in settings.ladder.tiers], attributes=list(settings.attributes),
             transitions=[a for a, (before, _) in TRANSITIONS.items() if member.status in before],

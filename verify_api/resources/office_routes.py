@@ -20,6 +20,7 @@ from verify_api.resources import (
     office_catalog,
     office_manage,
     office_members,
+    office_rewards,
 )
 from verify_api.resources.office import OFFICE, OfficeContext
 
@@ -28,7 +29,8 @@ def register(app: falcon.asgi.App, client: redis.Redis, key_store: KeyStore,
              clock: Callable[[], float] = time.time) -> OfficeContext:
     """Add the office's routes to ``app``; return their context (tests reach its jobs)."""
     ctx = OfficeContext(client, key_store, clock)
-    for module in (office_auth, office_members, office_care, office_manage, office_catalog):
+    for module in (office_auth, office_members, office_care, office_manage, office_catalog,
+                   office_rewards):
         for path, resource in module.routes(ctx):
             app.add_route(OFFICE + path, Threaded(resource))
     return ctx
