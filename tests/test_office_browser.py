@@ -243,6 +243,8 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
             assert d.find_elements(By.CSS_SELECTOR, "svg rect, svg text")
         if name == "checks":
             shot(d, "07b-report-checks")
+        if name == "sales":
+            shot(d, "07c-report-sales")
     d.get(f"{base}/office/ACME/staff")
     assert "sam" in by_id(d, "staff").text
     shot(d, "09-staff")
@@ -256,6 +258,12 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
         d.get(f"{base}/office/ACME/{name}")
         by_id(d, "who")
         shot(d, f"{number}-{name}")
+    d.get(f"{base}/office/ACME/rewards")
+    for name, value in (("item", "mug"), ("name", "马克杯"), ("points", "50"), ("stock", "3")):
+        by_id(d, f"f-{name}").send_keys(value)
+    submit(d, by_id(d, "add"))
+    assert by_id(d, "stock-mug").text == "3"
+    shot(d, "18-rewards")
     submit(d, by_id(d, "logout"))
     by_id(d, "f-username")
 

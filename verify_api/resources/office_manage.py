@@ -133,8 +133,10 @@ class ReportPage(OfficePage):
             resp.set_header("Cache-Control", "no-store")
             resp.text = table_csv(table)
             return
+        zone = (str(SettingsStore(self.ctx.client).get(visit.tenant).timezone)
+                if name == "sales" else "UTC")  # the check reports still count UTC days
         self.ctx.render(resp, "report.html", visit=visit, name=name, title=TITLES[name],
-                        span=span, charts=report_charts(name, table),
+                        span=span, zone=zone, charts=report_charts(name, table),
                         table=Markup(dashboard.html_table(table, f"table-{name}")))
 
 
