@@ -177,16 +177,25 @@ class MemberPage:
         _html(resp, mp.home_page(page), status)
 
     # -- POST -----------------------------------------------------------------------------
-    def on_post_code(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+    def _signin_form(self, req: falcon.Request, resp: falcon.Response, tenant: str):
+        """The sign-in form's config, fields, language and phone; None once answered (an
+        unknown tenant, or a form whose CSRF token has expired)."""
         config = self._config(resp, tenant)
         if config is None:
-            return
+            return None
         form = _form(req)
         language = self._language(req, config, form)
         phone = form.get("phone", "").strip()
         if not self._csrf_ok(req, tenant, form):
             self._signin(req, resp, config, language, 403, phone=phone, error="expired")
+            return None
+        return config, form, language, phone
+
+    def on_post_code(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
+        posted = self._signin_form(req, resp, tenant)
+        if posted is None:
             return
+        config, _, language, phone = posted
         try:
             Signin(self._client, tenant, clock=self._clock).send(
                 phone, req.remote_addr or "-", language)
@@ -200,15 +209,10 @@ class MemberPage:
         self._signin(req, resp, config, language, phone=phone, sent=True)
 
     def on_post_login(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
-        config = self._config(resp, tenant)
-        if config is None:
+        posted = self._signin_form(req, resp, tenant)
+        if posted is None:
             return
-        form = _form(req)
-        language = self._language(req, config, form)
-        phone = form.get("phone", "").strip()
-        if not self._csrf_ok(req, tenant, form):
-            self._signin(req, resp, config, language, 403, phone=phone, error="expired")
-            return
+        config, form, language, phone = posted
         try:
             member = Signin(self._client, tenant, clock=self._clock).check(
                 phone, form.get("code", ""))
