@@ -10,9 +10,8 @@ import re
 
 import orjson
 import pytest
-from falcon import testing
 from helpers.aio import run
-from helpers.openapi_check import validate
+from helpers.api import AdminApi
 
 from codegen.products import ProductStore
 from codegen.store.audit import AuditLog
@@ -60,27 +59,6 @@ BODIES = {
     ("POST", "/members/{card}/stored-value"): {"amount": 100, "reason": "fix",
                                                 "idempotency_key": "k1"},
 }
-
-
-class AdminApi:
-    """A TestClient whose every JSON answer is checked against the spec."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-        self.client = testing.TestClient(app)
-
-    def call(self, method, template, token=None, *, params=None, body=None, **values):
-        path = template
-        for name, value in values.items():
-            path = path.replace("{" + name + "}", value)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        result = self.client.simulate_request(
-            method, path, headers=headers, params=params,
-            body=None if body is None else orjson.dumps(body),
-        )
-        if result.headers.get("content-type", "").startswith("application/json"):
-            validate(template, method, result.status_code, result.json)
-        return result
 
 
 class World:

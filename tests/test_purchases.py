@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from falcon import testing
 from falcon.testing import ASGIConductor
 from helpers.aio import run
+from helpers.api import AdminApi
 from helpers.cli_runner import run as cli
-from helpers.openapi_check import validate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,26 +34,6 @@ PURCHASES = "/v1/tenants/{tenant}/purchases"
 REFUND = "/v1/tenants/{tenant}/purchases/{purchase_id}/refund"
 BALANCE = "/v1/tenants/{tenant}/members/{member}/balance"
 TOPUP = "/v1/tenants/{tenant}/members/{member}/topup"
-
-
-class AdminApi:
-    """A TestClient whose every JSON answer is checked against the spec."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-        self.client = testing.TestClient(app)
-
-    def call(self, method, template, token=None, *, params=None, body=None, **values):
-        path = template
-        for name, value in values.items():
-            path = path.replace("{" + name + "}", value)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        result = self.client.simulate_request(
-            method, path, headers=headers, params=params,
-            body=None if body is None else orjson.dumps(body))
-        if result.headers.get("content-type", "").startswith("application/json"):
-            validate(template, method, result.status_code, result.json)
-        return result
 
 
 class Till:

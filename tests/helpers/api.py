@@ -36,3 +36,15 @@ class Api:
 
     def lookup(self, code, tenant="ACME", **kw):
         return self.request("GET", CODES, f"/v1/tenants/{tenant}/codes/{code}", **kw)
+
+
+class AdminApi(Api):
+    """The admin and till routes by template, with a bearer token."""
+
+    def call(self, method, template, token=None, *, params=None, body=None, **values):
+        path = template
+        for name, value in values.items():
+            path = path.replace("{" + name + "}", value)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.request(method, template, path, headers=headers, params=params,
+                            body=None if body is None else orjson.dumps(body))
