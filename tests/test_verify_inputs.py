@@ -34,6 +34,7 @@ def test_plain_digits_pass_through(code):
 
 
 @given(codes, st.sampled_from([" ", "-", "\u3000", "\uff0d"]))
+@example("010000000000021000000000", " ")  # reads as 01 GTIN 21 SERIAL without the gaps
 def test_typed_forms_are_left_to_normalize(code, sep):
     typed = sep.join(code[i : i + 4] for i in range(0, len(code), 4))
     assert normalize(extract_code(typed)) == code

@@ -36,6 +36,7 @@ _FIXED = {
 }  # fmt: skip
 _DL_SHORT_NAMES = {"gtin": "01", "ser": "21", "lot": "10", "cpv": "22"}
 _BRACKETED = re.compile(r"\((\d{2,4})\)([^()]*)")
+_TYPED_GAPS = re.compile("[\\s\\-\uff0d]")
 _SYMBOLOGY_ID = re.compile(r"^\][A-Za-z]\d")
 # Unbracketed element strings start with (01) and are longer than any code, so
 # a code whose digits happen to read as AIs (e.g. 11xxxxxx21...) stays a code.
@@ -78,7 +79,8 @@ def _gs1_value(text: str, wanted: str) -> str | None:
         return _from_url(stripped, wanted)
     if stripped.startswith("("):
         return _bracketed_ai(stripped, wanted)
-    if len(stripped) > _LONGEST_CODE and stripped.startswith("01"):
+    # a code typed in groups ("0100 0000 ...") is no element string: count it without them
+    if len(_TYPED_GAPS.sub("", stripped)) > _LONGEST_CODE and stripped.startswith("01"):
         return _unbracketed_ai(stripped, wanted)
     return None
 
