@@ -51,7 +51,7 @@ TENANT = "BENCH"
 LINES = [{"sku": f"SKU-{n}", "qty": 1 + n % 3, "amount": 1_990 + 1_000 * n} for n in range(8)]
 
 
-def seed(client, members: int) -> tuple[str, list[str]]:
+def seed(client, master: MasterKey, members: int) -> tuple[str, list[str]]:
     TenantStore(client).create(TENANT, "Bench brand")
     SettingsStore(client).update(TENANT, tiers="silver:0,gold:1000:5,diamond:5000:12:1.5",
                                  daily_cap="1000000")
@@ -60,7 +60,7 @@ def seed(client, members: int) -> tuple[str, list[str]]:
     CampaignStore(client, TENANT).add(Campaign(
         "double", now - timedelta(days=1), now + timedelta(days=1), 20_000, skus=frozenset(
             {"SKU-1", "SKU-3"})))
-    store = MemberStore(client, TENANT)
+    store = MemberStore(client, TENANT, master=master)
     phones = [f"1380013{i:04d}" for i in range(members)]
     for phone in phones:
         store.join(phone)
@@ -114,7 +114,7 @@ def main() -> None:
     server = None
     try:
         client = store.client()
-        token, phones = seed(client, opts.members)
+        token, phones = seed(client, master, opts.members)
         port = free_port()
         server = start_server(env, port)
         run = os.urandom(4).hex()

@@ -367,7 +367,7 @@ def run(args: argparse.Namespace) -> dict:
         proc = None
         client.close()
         client = store.client()
-        report = Reconciler(client, TENANT, min_age=0).run()
+        report = Reconciler(client, TENANT, min_age=0, master=master).run()
         checked = lost_claims(client, tally.claims)
         client.close()
     finally:

@@ -24,9 +24,12 @@ only the check digit and the digit normaliser are shared.
 from __future__ import annotations
 
 import hmac
+import json
 
 from codegen.codes import damm_check_digit
 from codegen.codes import normalize as normalize_digits
+from codegen.exc import MasterKeyError
+from codegen.keys import MasterKey
 from points_bridge.exc import BadSecret, CardSpaceExhausted
 
 CARD_DIGITS = 12
@@ -137,3 +140,40 @@ def card_seq(card: str, tenant_key: bytes) -> int | None:
 def format_card(card: str) -> str:
     """Group a card number by four digits for printing: ``1234 5678 9012``."""
     return " ".join(card[i : i + 4] for i in range(0, len(card), 4))
+
+
+# -- the card key at rest ------------------------------------------------------------------
+# The card key is stored sealed under the master key, like the tenant's signing
+# keys, so a copy of Redis (a backup, a replica) does not carry it. A key
+# written raw by an older version is still read, and sealed in place by the
+# first process that holds the master key: the permutation must never change,
+# or new cards could collide with old ones.
+
+CARD_KEY_BYTES = 32
+SEALED_PREFIX = b"sealed:"
+
+
+def _card_key_context(tenant: str) -> bytes:
+    return b"itemseal/card-key/" + tenant.encode()
+
+
+def seal_card_key(master: MasterKey, tenant: str, card_key: bytes, nonce: bytes) -> bytes:
+    """The stored form of a tenant's card key: sealed, bound to the tenant (AAD)."""
+    record = master.seal_record(card_key, _card_key_context(tenant), nonce)
+    return SEALED_PREFIX + json.dumps(record, sort_keys=True).encode()
+
+
+def card_master(master: MasterKey | None) -> MasterKey:
+    """The master key a card-issuing caller was given; a reader of members has none."""
+    if master is None:
+        raise MasterKeyError("issuing or listing member cards needs the master key")
+    return master
+
+
+def open_card_key(master: MasterKey, tenant: str, stored: bytes) -> tuple[bytes, bool]:
+    """The card key from its stored form, and whether it was stored raw (to be sealed)."""
+    if not stored.startswith(SEALED_PREFIX):
+        return _check_key(stored), True
+    record = json.loads(stored[len(SEALED_PREFIX):])
+    what = f"the card key of {tenant!r}"
+    return master.open_record(record, _card_key_context(tenant), what), False

@@ -45,6 +45,7 @@ from datetime import datetime, timedelta
 import redis
 
 from codegen.exc import StoreError
+from codegen.keys import MasterKey
 from codegen.products import Product
 from codegen.store.keyspace import (
     CREDIT_BUCKET_SERIALS,
@@ -56,7 +57,13 @@ from codegen.store.keyspace import (
 from codegen.store.wire import Link, ScriptSet, call, hash_pairs, is_error, link_for, pack
 from codegen.tenants import tenant_from_record
 from points_bridge.campaigns import StoredCampaign, parse_all, reserve_args, reserve_refused
-from points_bridge.cards import card_number
+from points_bridge.cards import (
+    CARD_KEY_BYTES,
+    card_master,
+    card_number,
+    open_card_key,
+    seal_card_key,
+)
 from points_bridge.exc import Contended
 from points_bridge.ledger import Entry, entry_spec, lot_expiry, refusal
 from points_bridge.members import (
@@ -223,8 +230,11 @@ class ClaimCrediter:
         monotonic: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
         card_block: int = CARD_BLOCK,
+        master: MasterKey | None = None,
     ) -> None:
+        """``master`` opens the tenant's card key, which a new member's card needs."""
         self._clock = clock
+        self._master = master
         self._card_block = card_block
         self._sleep = sleep
         self.link = link
@@ -472,12 +482,16 @@ class ClaimCrediter:
         """A card number no member has: (its sequence number, the card)."""
         keys = PointsKeys(tenant)
         secret = self._secrets.get(tenant)
-        if secret is None:  # made by whoever needs it first (SET NX), then kept
-            _, raw = await self._run(
-                pack(b"SET", keys.card_secret.encode(), self._random(32), b"NX"),
-                pack(b"GET", keys.card_secret.encode()),
-            )
-            secret = self._secrets[tenant] = raw
+        if secret is None:  # made sealed by whoever needs it first (SET NX), then kept
+            master = card_master(self._master)
+            fresh = seal_card_key(master, tenant, self._random(CARD_KEY_BYTES), self._random(12))
+            key = keys.card_secret.encode()
+            _, stored = await self._run(pack(b"SET", key, fresh, b"NX"), pack(b"GET", key))
+            secret, raw = open_card_key(master, tenant, stored)
+            if raw:  # written by an older version: seal the same key in place
+                await self._run(pack(b"SET", key, seal_card_key(master, tenant, secret,
+                                                                self._random(12)), b"XX"))
+            self._secrets[tenant] = secret
         blocks = self._block(tenant)
         while (seq := blocks.take()) is None:
             (end,) = await self._run(pack(b"INCRBY", keys.card_counter.encode(),

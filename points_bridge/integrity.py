@@ -64,7 +64,8 @@ def verify_store(
                     opened += 1
                 except (CodegenError, ValueError) as exc:
                     problems.append(f"tenant {tenant}: key {info.key_id} does not open: {exc}")
-        members = MemberStore(client, tenant)
+        members = MemberStore(client, tenant,
+                              master=None if isinstance(master, Exception) else master)
         ledger = Ledger(client, tenant)
         try:
             cards = list(members.cards())

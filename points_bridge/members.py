@@ -36,8 +36,17 @@ from datetime import date, datetime, timedelta
 import redis
 
 from codegen.amounts import MINOR_PER_UNIT
+from codegen.keys import MasterKey
 from points_bridge import regions
-from points_bridge.cards import card_number, is_valid_card, normalize_card
+from points_bridge.cards import (
+    CARD_KEY_BYTES,
+    card_master,
+    card_number,
+    is_valid_card,
+    normalize_card,
+    open_card_key,
+    seal_card_key,
+)
 from points_bridge.exc import (
     BadInput,
     MemberInactive,
@@ -233,9 +242,10 @@ class MemberStore(TenantScoped):
         *,
         clock: Callable[[], float] = time.time,
         card_block: int = 1,
+        master: MasterKey | None = None,
     ) -> None:
         """``card_block``: card numbers taken from the tenant's counter at a time."""
-        super().__init__(client, tenant, clock=clock)
+        super().__init__(client, tenant, clock=clock, master=master)
         self._secret: bytes | None = None
         self._blocks = CardBlocks(card_block)
 
@@ -395,11 +405,16 @@ class MemberStore(TenantScoped):
         return card_number(seq, secret)
 
     def _card_secret(self) -> bytes:
-        """Return the tenant's card secret, made by whoever needs it first (SET NX)."""
+        """Return the tenant's card key, made sealed by whoever needs it first (SET NX)."""
         if self._secret is None:
+            master = card_master(self._master)
             key = self.keys.card_secret
-            self._redis.set(key, os.urandom(32), nx=True)
-            self._secret = self._redis.get(key)
+            fresh = seal_card_key(master, self.tenant, os.urandom(CARD_KEY_BYTES), os.urandom(12))
+            self._redis.set(key, fresh, nx=True)
+            self._secret, raw = open_card_key(master, self.tenant, self._redis.get(key))
+            if raw:  # written by an older version: seal the same key in place
+                self._redis.set(key, seal_card_key(master, self.tenant, self._secret,
+                                                   os.urandom(12)), xx=True)
         return self._secret
 
     # -- changing ------------------------------------------------------------------------
@@ -465,7 +480,8 @@ class MemberStore(TenantScoped):
         """
         from points_bridge.credit import BlockingCrediter
 
-        return BlockingCrediter(self._redis, clock=self._clock).settle_pending(self.tenant, card)
+        return BlockingCrediter(self._redis, clock=self._clock,
+                                master=self._master).settle_pending(self.tenant, card)
 
     def pin_tier(self, card: str, tier: str | None, reason: str = "") -> Member:
         """Set (or with None, lift) the manager's tier floor; the tier is recomputed."""

@@ -50,6 +50,7 @@ from typing import Any
 import redis
 
 from codegen.amounts import MAX_PURCHASE_AMOUNT, MINOR_PER_UNIT, is_points
+from codegen.keys import MasterKey
 from points_bridge.campaigns import CampaignStore, StoredCampaign
 from points_bridge.cards import is_valid_card, normalize_card
 from points_bridge.exc import (
@@ -613,13 +614,14 @@ def sales_rows(
     return [(*key, *values) for key, values in sorted(totals.items())]
 
 
-def sales_entries(client: redis.Redis, tenant: str, since: int) -> Iterable[Entry]:
+def sales_entries(client: redis.Redis, tenant: str, since: int, *,
+                  master: MasterKey | None) -> Iterable[Entry]:
     """Every ledger entry posted since ``since`` (unix seconds), member by member.
 
     Reads each member's ledger from that moment on (ledger ids are posting times, and a
     purchase is never posted before it happened, so nothing in the span is skipped).
     """
-    members = MemberStore(client, tenant)
+    members = MemberStore(client, tenant, master=master)
     keys = members.keys
     for card in members.cards():
         for entry_id, raw in client.xrange(keys.ledger(card), f"{since * 1000}-0", "+"):

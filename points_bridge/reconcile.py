@@ -42,6 +42,7 @@ import redis
 
 from codegen.batches import BatchRegistry, segments_of
 from codegen.exc import ItemsealError
+from codegen.keys import MasterKey
 from codegen.store.keyspace import PointsKeys
 from points_bridge.credit import BlockingCrediter, CreditResult
 from points_bridge.exc import Contended, UnknownDeadLetter
@@ -109,7 +110,9 @@ class Reconciler:
         attempts: int = 5,
         backoff: float = 0.05,
         max_backoff: float = 2.0,
+        master: MasterKey | None = None,
     ) -> None:
+        """``master`` opens the card key for a claim whose phone has no member yet."""
         self._redis = client
         self.tenant = tenant
         self.keys = PointsKeys(tenant)
@@ -117,7 +120,7 @@ class Reconciler:
         self._trim = trim
         self._clock = clock
         self._sleep = sleep
-        self._crediter = crediter or BlockingCrediter(client, clock=clock)
+        self._crediter = crediter or BlockingCrediter(client, clock=clock, master=master)
         self._attempts = max(1, attempts)
         self._backoff = backoff
         self._max_backoff = max_backoff

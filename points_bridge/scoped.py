@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import redis
 
+from codegen.keys import MasterKey
 from codegen.store.keyspace import PointsKeys
 from codegen.store.scripts import register
 
@@ -50,9 +51,13 @@ class TenantScoped:
     """Base of the stores that work on one tenant's points data."""
 
     def __init__(
-        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
+        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time,
+        master: MasterKey | None = None,
     ) -> None:
+        """``master`` opens the tenant's card key: issuing a card and walking every
+        member (``MemberStore.cards``) need it; finding and changing members do not."""
         self._redis = client
+        self._master = master
         self.tenant = tenant
         self.keys = PointsKeys(tenant)
         self._clock = clock

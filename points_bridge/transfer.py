@@ -34,6 +34,7 @@ import redis
 
 from codegen.amounts import MAX_ENTRY_POINTS
 from codegen.files import file_errors, text_encoding
+from codegen.keys import MasterKey
 from points_bridge.exc import BadInput, PointsError
 from points_bridge.ledger import BASE_FIELDS, Ledger, stored_int
 from points_bridge.members import MemberStore
@@ -125,7 +126,7 @@ def excel_unwrap(value: str) -> str:
 
 def export(
     client: redis.Redis, tenant: str, what: str, fmt: str, out: Path | pa.NativeFile,
-    *, excel: bool = False,
+    *, master: MasterKey | None, excel: bool = False,
 ) -> int:
     """Write the tenant's ``members`` or ``ledger`` to ``out``; return the rows written.
 
@@ -136,7 +137,7 @@ def export(
         raise BadInput("format", fmt, f"use one of {', '.join(FORMATS)}")
     if excel and fmt != "csv":
         raise BadInput("format", fmt, "--excel is for CSV files")
-    members = MemberStore(client, tenant)
+    members = MemberStore(client, tenant, master=master)
     members.settings()  # unknown tenant: say so before creating a file
     schema = with_metadata(SCHEMAS[what], tenant, what)
     sink = str(out) if isinstance(out, Path) else out
@@ -209,9 +210,9 @@ read_rows = _read
 
 
 def import_members(client: redis.Redis, tenant: str, path: Path,
-                   encoding: str | None = None) -> ImportReport:
+                   encoding: str | None = None, *, master: MasterKey | None) -> ImportReport:
     """Create or update members from a file; report bad rows, keep the good ones."""
-    members = MemberStore(client, tenant)
+    members = MemberStore(client, tenant, master=master)
     ledger = Ledger(client, tenant)
     settings = members.settings()
     columns, rows = _read(path, encoding)

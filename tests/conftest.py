@@ -25,6 +25,7 @@ from codegen.products import ProductStore
 from codegen.store.embedded import EmbeddedRedis
 from codegen.store.keyspace import TenantKeys
 from codegen.tenants import TenantStore
+from tests.helpers.master import TEST_MASTER
 from verify_api.app import create_app
 
 if TYPE_CHECKING:
@@ -120,8 +121,8 @@ def itemseal_env(
 
 @pytest.fixture
 def master_key() -> MasterKey:
-    """Return a fresh random master key (never written to disk)."""
-    return MasterKey(os.urandom(32))
+    """Return the suite's master key (random per test process, never written to disk)."""
+    return TEST_MASTER
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.rewards import Reward, RewardStore
 from points_bridge.shops import ShopStore
+from tests.helpers.master import TEST_MASTER
 from verify_api.admin import roles
 from verify_api.admin.auth import TokenStore
 from verify_api.app import create_app, openapi_spec
@@ -98,7 +99,7 @@ def world(batch_factory, redis_client, clock):
         batch, key_store = batch_factory(tenant, count=300, sku="LIP-001", state="minted")
         batches[tenant] = batch.batch_id
         ProductStore(redis_client).add(tenant, "LIP-001", name=f"{tenant} lipstick", points=10)
-        member, _ = MemberStore(redis_client, tenant).join("13812345678")
+        member, _ = MemberStore(redis_client, tenant, master=TEST_MASTER).join("13812345678")
         cards[tenant] = member.card
         Ledger(redis_client, tenant).adjust(member.card, 100, reason="opening")
         CampaignStore(redis_client, tenant).add(Campaign(
@@ -107,7 +108,8 @@ def world(batch_factory, redis_client, clock):
             tokens[(tenant, role)], _ = store.create(tenant, role, f"{tenant} {role}")
         Draws(redis_client, tenant).open("cj", "blue")
         ShopStore(redis_client, tenant).add("S1", name=f"{tenant} shop")
-        sent = SmsCampaigns(redis_client, tenant).send(Segment(), "hi", f"{tenant}-key")
+        campaigns = SmsCampaigns(redis_client, tenant, master=TEST_MASTER)
+        sent = campaigns.send(Segment(), "hi", f"{tenant}-key")
         note = FeedbackInbox(redis_client, tenant).add("13812345678", "where to buy?", "sms", 1)
         rewards = RewardStore(redis_client, tenant, key_store=key_store, clock=clock)
         rewards.add(Reward("mug", "gift", "Mug", 10), 5)

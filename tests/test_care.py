@@ -24,6 +24,7 @@ from points_bridge.sms.optout import OptOuts
 from points_bridge.sms.outbound import Dispatcher, Outbox
 from points_bridge.sms.outbound_config import OutboundSettings
 from points_bridge.sms.senders import FileSender, HttpGatewaySender
+from tests.helpers.master import TEST_MASTER
 from verify_api.admin.alerts import Alerts, breaches, window_counts
 
 
@@ -67,7 +68,7 @@ def http_sender(url: str) -> HttpGatewaySender:
 
 def seed_members(redis_client, tenant: str, clock) -> dict[str, str]:
     """Twelve members: gold/silver, Zhejiang/Jiangsu, some inactive for 100 days."""
-    store = MemberStore(redis_client, tenant, clock=clock)
+    store = MemberStore(redis_client, tenant, clock=clock, master=TEST_MASTER)
     cards = {}
     for i in range(12):
         phone = f"+86138000{i:05d}"
@@ -90,12 +91,13 @@ def test_segment_counts_against_a_seeded_member_set(redis_client, points_tenant,
     now = int(clock())
     gold_zj_idle = Segment(tiers=("gold",), regions=("zhejiang",), no_check_days=90)
     # gold: i in 0,3,6,9; Zhejiang: even -> 0, 6; idle (i < 6) -> 0 only
-    count, sample = preview(redis_client, tenant, gold_zj_idle, now)
+    count, sample = preview(redis_client, tenant, gold_zj_idle, now, master=TEST_MASTER)
     assert count == 1 and sample[0].phone == "+8613800000000"
-    assert preview(redis_client, tenant, Segment(), now)[0] == 12
-    assert preview(redis_client, tenant, Segment(skus=("SKU-1",)), now)[0] == 6
-    assert preview(redis_client, tenant, Segment(birthday_month=3), now)[0] == 1
-    assert preview(redis_client, tenant, Segment(checked_within_days=30), now)[0] == 6
+    assert preview(redis_client, tenant, Segment(), now, master=TEST_MASTER)[0] == 12
+    assert preview(redis_client, tenant, Segment(skus=("SKU-1",)), now, master=TEST_MASTER)[0] == 6
+    assert preview(redis_client, tenant, Segment(birthday_month=3), now, master=TEST_MASTER)[0] == 1
+    seg = Segment(checked_within_days=30)
+    assert preview(redis_client, tenant, seg, now, master=TEST_MASTER)[0] == 6
 
 
 records = st.fixed_dictionaries({
@@ -137,8 +139,9 @@ def test_campaign_through_a_real_gateway_with_receipts_and_cost(
     settings.top_up(100)
     OptOuts(redis_client, tenant).opt_out("+8613800000003")
     seg = Segment(tiers=("gold",))
-    campaign = SmsCampaigns(redis_client, tenant, clock=clock).send(seg, "Hi {tier}", "k-1")
-    again = SmsCampaigns(redis_client, tenant, clock=clock).send(seg, "Hi {tier}", "k-1")
+    campaigns = SmsCampaigns(redis_client, tenant, clock=clock, master=TEST_MASTER)
+    campaign = campaigns.send(seg, "Hi {tier}", "k-1")
+    again = campaigns.send(seg, "Hi {tier}", "k-1")
     assert again.duplicate and again.campaign_id == campaign.campaign_id
     assert campaign.targeted == 4 and campaign.counters["queued"] == 3  # one opted out
     assert campaign.status == "queued"  # nothing handled yet
@@ -289,7 +292,7 @@ def test_two_care_schedulers_at_once_send_each_message_once(redis_client, points
     results = []
 
     def run() -> None:
-        results.append(Care(redis_client, tenant, clock=clock).run())
+        results.append(Care(redis_client, tenant, clock=clock, master=TEST_MASTER).run())
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for t in threads:
@@ -302,17 +305,17 @@ def test_two_care_schedulers_at_once_send_each_message_once(redis_client, points
     assert total["reminder"] == 6  # members 0-5 idle for 100 days, each once
     assert total["tier"] == 4  # gold is above the first tier (silver)
     assert total["birthday"] == 0  # nobody's birthday on 1 January
-    assert Care(redis_client, tenant, clock=clock).run() == {
+    assert Care(redis_client, tenant, clock=clock, master=TEST_MASTER).run() == {
         "birthday": 0, "reminder": 0, "tier": 0, "expiry": 0}
     assert Outbox(redis_client, tenant).pending()["bulk"] == 10
 
 
 def test_birthday_greeting_names_the_multiplier(redis_client, points_tenant, clock):
     tenant = points_tenant(points_timezone="UTC", points_birthday_bp="20000")
-    member, _ = MemberStore(redis_client, tenant, clock=clock).join("+8613800000001",
-                                                                    birthday="01-01")
+    members = MemberStore(redis_client, tenant, clock=clock, master=TEST_MASTER)
+    member, _ = members.join("+8613800000001", birthday="01-01")
     Care(redis_client, tenant).configure({"birthday": {"on": True}})
-    assert Care(redis_client, tenant, clock=clock).run()["birthday"] == 1
+    assert Care(redis_client, tenant, clock=clock, master=TEST_MASTER).run()["birthday"] == 1
     found = Outbox(redis_client, tenant).get(f"care:birthday:2026:{member.card}")
     assert "x2" in found.text
 
@@ -394,7 +397,7 @@ def test_ledger_credit_records_check_fields(redis_client, points_tenant, clock):
     assert check_fields("SKU-1", "Zhejiang", 5) == {
         "last_check_at": "5", "sku:SKU-1": "5", "last_region": "Zhejiang"}
     tenant = points_tenant()
-    member, _ = MemberStore(redis_client, tenant).join("+8613800000001")
+    member, _ = MemberStore(redis_client, tenant, master=TEST_MASTER).join("+8613800000001")
     Ledger(redis_client, tenant).adjust(member.card, 1, reason="x")
     assert redis_client.hget(MemberStore(redis_client, tenant).keys.member(member.card),
                              "last_check_at") is None  # only credits of checks record it

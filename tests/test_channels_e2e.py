@@ -20,6 +20,7 @@ from helpers.cli_runner import run
 from helpers.serving import serving
 
 from points_bridge.members import MemberStore
+from tests.helpers.master import TEST_MASTER
 from verify_api.channels.signatures import itemseal_signature, twilio_signature
 
 NUMBER = "106570216001"
@@ -53,7 +54,7 @@ def twilio_post(base: str, path: str, form: dict) -> requests.Response:
 @pytest.mark.slow
 def test_sms_keypad_and_retries_over_http(minted, redis_client, tmp_path):
     env, rows = minted
-    members = MemberStore(redis_client, "ACME")
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
     with serving(env, tmp_path / "serve.log") as (base, _):
         sms = {"From": "+8613800138000", "To": NUMBER, "Body": rows[0]["code"],
                "MessageSid": "SM-e2e-1", "AccountSid": "AC1"}

@@ -14,6 +14,7 @@ from codegen.store.keyspace import PointsKeys, segment_of
 from points_bridge.crm import Bridge, Webhook
 from points_bridge.members import MemberStore
 from points_bridge.reconcile import Reconciler
+from tests.helpers.master import TEST_MASTER
 from verify_api.app import create_app
 
 pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
@@ -82,7 +83,7 @@ def test_a_claim_whose_credit_failed_is_reconciled_once(api_world, redis_client)
     assert answer["claimed"] is True and answer["points_pending"] is True
     assert answer["points_awarded"] == 0
 
-    reconciler = Reconciler(redis_client, "ACME", min_age=0)
+    reconciler = Reconciler(redis_client, "ACME", min_age=0, master=TEST_MASTER)
     first, again = reconciler.run(), reconciler.run()
     assert (first.credited, first.points, again.credited) == (1, 10, 0)
     later = api.verify({"code": code_of(5), "phone": PHONE}).json
@@ -142,7 +143,7 @@ def test_a_claim_takes_two_round_trips_for_a_new_member_and_one_this_worker_has_
 
 def test_a_guess_the_phone_has_since_left_credits_the_phone_s_new_member(api_world, redis_client):
     api, code_of, _ = api_world
-    members = MemberStore(redis_client, "ACME")
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
     first = api.verify({"code": code_of(30), "phone": PHONE}).json["member"]["card"]
     members.rebind(first, OTHER)  # the card moves to another phone; this worker still guesses it
     again = api.verify({"code": code_of(31), "phone": PHONE}).json

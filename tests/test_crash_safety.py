@@ -29,6 +29,7 @@ from helpers.serving import serving
 from codegen.store.keyspace import PointsKeys
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
+from tests.helpers.master import TEST_MASTER
 
 
 @pytest.fixture
@@ -82,7 +83,7 @@ def test_kill_9_of_a_worker_leaves_no_half_applied_claim(world, tmp_path):
 
 
 def make_events(client, members: int, moves: int) -> None:
-    store, ledger = MemberStore(client, "ACME"), Ledger(client, "ACME")
+    store, ledger = MemberStore(client, "ACME", master=TEST_MASTER), Ledger(client, "ACME")
     for m in range(members):
         member, _ = store.ensure(f"+86138{m:08d}")
         for n in range(moves):

@@ -15,6 +15,7 @@ from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.rules import Campaign
 from points_bridge.settings import SettingsStore
+from tests.helpers.master import TEST_MASTER
 
 pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
 
@@ -31,7 +32,7 @@ def tenant(redis_client, points_tenant) -> str:
 
 @pytest.fixture
 def crediter(redis_client) -> BlockingCrediter:
-    return BlockingCrediter(redis_client)
+    return BlockingCrediter(redis_client, master=TEST_MASTER)
 
 
 def campaign(cid: str, **kw) -> Campaign:
@@ -92,7 +93,7 @@ def test_birthday_and_daily_cap(redis_client, crediter, tenant):
     SettingsStore(redis_client).update(
         tenant, birthday_multiplier="2", birthday_bonus="10", daily_cap="250"
     )
-    MemberStore(redis_client, tenant).join(PHONE, birthday="1990-06-01")
+    MemberStore(redis_client, tenant, master=TEST_MASTER).join(PHONE, birthday="1990-06-01")
     assert claim(crediter, tenant, 1).points == 210
     capped = claim(crediter, tenant, 2)
     assert capped.points == 40 and capped.applied_rules[-1]["kind"] == "daily_cap"
@@ -111,7 +112,7 @@ def test_tier_is_recomputed_on_every_credit_and_logged(redis_client, crediter, t
 
 def test_a_pinned_tier_is_a_floor(redis_client, crediter, tenant):
     card = claim(crediter, tenant, 1).member_card
-    members = MemberStore(redis_client, tenant)
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
     assert members.pin_tier(card, "gold", reason="VIP").tier == "gold"
     result = claim(crediter, tenant, 2)
     assert (result.tier, result.next_tier, result.points_to_next) == ("gold", "diamond", 4800)
@@ -123,7 +124,7 @@ def test_a_frozen_member_s_claim_waits_and_is_credited_on_unfreeze(
 ):
     """Issue 17: a code checked while the member is frozen lost its points for good."""
     card = claim(crediter, tenant, 1).member_card
-    members = MemberStore(redis_client, tenant)
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
     members.change_status(card, "freeze")
     frozen = claim(crediter, tenant, 2)
     assert frozen.points == 0 and frozen.pending and "frozen" in frozen.note
@@ -144,20 +145,20 @@ def test_a_waiting_claim_left_by_a_cut_off_unfreeze_is_credited_by_reconcile(
     from points_bridge.reconcile import Reconciler
 
     card = claim(crediter, tenant, 1).member_card
-    members = MemberStore(redis_client, tenant)
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
     members.change_status(card, "freeze")
     assert claim(crediter, tenant, 2).pending
     members._settle_pending = lambda card: (0, 0)  # the process dies right after unfreezing
     members.change_status(card, "unfreeze")
     assert members.get(card).balance == 100
-    report = Reconciler(redis_client, tenant, min_age=0).run()
+    report = Reconciler(redis_client, tenant, min_age=0, master=TEST_MASTER).run()
     assert (report.settled, report.points) == (1, 100)
     assert members.get(card).balance == 200
 
 
 def test_a_cancelled_member_s_claim_earns_nothing(redis_client, crediter, tenant):
     card = claim(crediter, tenant, 1).member_card
-    members = MemberStore(redis_client, tenant)
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
     members.change_status(card, "cancel")
     cancelled = claim(crediter, tenant, 2)
     assert cancelled.points == 0 and not cancelled.pending and "cancelled" in cancelled.note
@@ -169,7 +170,7 @@ def test_rebind_keeps_points_and_a_replay_by_the_old_phone_credits_nothing(
     redis_client, crediter, tenant
 ):
     card = claim(crediter, tenant, 1).member_card
-    members = MemberStore(redis_client, tenant)
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
     members.rebind(card, "+8613912345678")
     assert claim(crediter, tenant, 2, phone="+8613912345678").balance == 200
     replay = claim(crediter, tenant, 1)  # the outbox still says the old phone

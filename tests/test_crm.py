@@ -18,6 +18,7 @@ from points_bridge.crm import GROUP, SIGNATURE_HEADER, Bridge, CrmSecret, Webhoo
 from points_bridge.exc import UnknownDeadLetter
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
+from tests.helpers.master import TEST_MASTER
 
 pytestmark = pytest.mark.cluster  # and on a 3-master Redis Cluster (conftest.py)
 
@@ -27,7 +28,7 @@ SECRET = b"crm-secret-of-acme"
 @pytest.fixture
 def card(redis_client, points_tenant) -> str:
     tenant = points_tenant()
-    member, _ = MemberStore(redis_client, tenant).ensure("+8613812345678")
+    member, _ = MemberStore(redis_client, tenant, master=TEST_MASTER).ensure("+8613812345678")
     ledger = Ledger(redis_client, tenant)
     ledger.adjust(member.card, 100, reason="welcome")
     ledger.redeem(member.card, 30, reason="gift")

@@ -24,6 +24,7 @@ from points_bridge.crm import Bridge, Webhook, standard_secret, standard_signatu
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.sms.senders import HttpGatewaySender, OutMessage
+from tests.helpers.master import TEST_MASTER
 from verify_api.admin.alerts import Alerts
 
 SECRET = b"crm-secret-of-acme-0001"
@@ -32,7 +33,7 @@ SECRET = b"crm-secret-of-acme-0001"
 @pytest.fixture
 def events(redis_client, points_tenant) -> str:
     tenant = points_tenant()
-    member, _ = MemberStore(redis_client, tenant).ensure("+8613812345678")
+    member, _ = MemberStore(redis_client, tenant, master=TEST_MASTER).ensure("+8613812345678")
     Ledger(redis_client, tenant).adjust(member.card, 100, reason="welcome")
     return member.card
 

@@ -25,6 +25,7 @@ from points_bridge.scoped import points_scripts
 from points_bridge.sms.outbound import Dispatcher, Outbox
 from points_bridge.sms.outbound_config import OutboundSettings
 from points_bridge.sms.senders import FileSender
+from tests.helpers.master import TEST_MASTER
 from verify_api.channels.config import ChannelStore
 from verify_api.check.batch_scans import void_codes
 from verify_api.check.engine import CheckRequest, VerifyEngine
@@ -74,7 +75,7 @@ def test_every_script_is_called_with_one_hash_tag(
         redis_client.hdel(TenantKeys("ACME").meta, "verify_rate_phone")
     finally:
         pipe.close()
-    members = MemberStore(redis_client, "ACME", clock=clock)
+    members = MemberStore(redis_client, "ACME", clock=clock, master=TEST_MASTER)
     member = members.find(phone="13800138000")
     members.rebind(member.card, "13900139000")  # del_if: the old phone's index
     void_codes(redis_client, key_store, "ACME", batch.batch_id,

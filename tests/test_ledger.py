@@ -19,6 +19,7 @@ from points_bridge.exc import (
 )
 from points_bridge.ledger import Ledger, lot_expiry
 from points_bridge.members import MemberStore
+from tests.helpers.master import TEST_MASTER
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -43,7 +44,7 @@ def clock() -> Clock:
 @pytest.fixture
 def setup(redis_client, points_tenant, clock):
     tenant = points_tenant()
-    members = MemberStore(redis_client, tenant, clock=clock)
+    members = MemberStore(redis_client, tenant, clock=clock, master=TEST_MASTER)
     member, _ = members.ensure("+8613812345678")
     return Ledger(redis_client, tenant, clock=clock), members, member.card
 
@@ -169,7 +170,7 @@ def test_balance_and_lots_match_a_fifo_model(redis_client, points_tenant, ops):
     if not redis_client.exists(TenantKeys("ACME").meta):
         points_tenant()
     clock = Clock(ts(2025, 1, 15, 12))
-    members = MemberStore(redis_client, "ACME", clock=clock)
+    members = MemberStore(redis_client, "ACME", clock=clock, master=TEST_MASTER)
     card = members.ensure(f"+86138{redis_client.incr('test:phones'):08d}")[0].card
     ledger = Ledger(redis_client, "ACME", clock=clock)
     lots: list[list[int]] = []  # [expires_at, left], oldest first

@@ -20,6 +20,7 @@ from points_bridge.members import MemberStore
 from points_bridge.rewards import Reward, RewardStore
 from points_bridge.sms import signin
 from points_bridge.sms.outbound import Outbox
+from tests.helpers.master import TEST_MASTER
 from verify_api.app import create_app
 from verify_api.channels import member_page
 
@@ -30,7 +31,7 @@ SHOTS = Path("/tmp/rewards-shots")
 @pytest.fixture
 def page_world(batch_factory, redis_client, clock):
     _, key_store = batch_factory("ACME", count=10)
-    member, _ = MemberStore(redis_client, "ACME").join(PHONE)
+    member, _ = MemberStore(redis_client, "ACME", master=TEST_MASTER).join(PHONE)
     Ledger(redis_client, "ACME", clock=clock).adjust(member.card, 100, reason="welcome")
     store = RewardStore(redis_client, "ACME", key_store=key_store, clock=clock)
     store.add(Reward("c20", "coupon", "20元优惠券", 40, name_en="20 yuan off"), 5)

@@ -19,6 +19,7 @@ from points_bridge.exc import (
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.settings import SettingsStore
+from tests.helpers.master import TEST_MASTER
 
 PHONE = "+8613812345678"
 OTHER = "+8613912345678"
@@ -26,7 +27,7 @@ OTHER = "+8613912345678"
 
 @pytest.fixture
 def members(redis_client, points_tenant) -> MemberStore:
-    return MemberStore(redis_client, points_tenant())
+    return MemberStore(redis_client, points_tenant(), master=TEST_MASTER)
 
 
 def test_first_claim_creates_a_member_with_a_valid_card(members):
@@ -47,7 +48,7 @@ def test_every_way_of_typing_a_phone_finds_one_member(members):
 
 
 def test_the_tenant_region_reads_local_numbers(redis_client, points_tenant):
-    members = MemberStore(redis_client, points_tenant("USCO", region="US"))
+    members = MemberStore(redis_client, points_tenant("USCO", region="US"), master=TEST_MASTER)
     member, _ = members.join("(201) 555-0123")
     assert member.phone == "+12015550123"
 
@@ -190,15 +191,15 @@ def test_cards_enumerates_every_member(members):
 
 def test_a_store_that_takes_cards_in_blocks_issues_each_once(redis_client, points_tenant):
     tenant = points_tenant()
-    stores = [MemberStore(redis_client, tenant, card_block=4) for _ in range(3)]
+    stores = [MemberStore(redis_client, tenant, card_block=4, master=TEST_MASTER) for _ in range(3)]
     with ThreadPoolExecutor(6) as pool:
         made = list(pool.map(lambda i: stores[i % 3].ensure(f"+861381234{i:04d}")[0].card,
                              range(30)))
     assert len(set(made)) == 30, "no card handed out twice"
-    issued = set(MemberStore(redis_client, tenant).cards())
+    issued = set(MemberStore(redis_client, tenant, master=TEST_MASTER).cards())
     kept = {card_number(seq, s._card_secret()) for s in stores for seq in s._blocks}
     assert set(made) | kept == issued and not set(made) & kept, "none lost, racing blocks kept"
-    one = MemberStore(redis_client, tenant)
+    one = MemberStore(redis_client, tenant, master=TEST_MASTER)
     before = int(redis_client.get(one.keys.card_counter))
     one.ensure("+8613912340000")
     assert int(redis_client.get(one.keys.card_counter)) == before + 1, "the default: one at a time"

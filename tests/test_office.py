@@ -26,6 +26,7 @@ from points_bridge.purchase_rules import Line
 from points_bridge.purchases import PurchaseDesk, PurchaseRequest
 from points_bridge.rewards import Reward, RewardStore
 from points_bridge.shops import ShopStore
+from tests.helpers.master import TEST_MASTER
 from verify_api.admin import office_text, staff
 from verify_api.admin.staff import LoginRefused, StaffStore
 from verify_api.app import create_app, openapi_spec
@@ -95,7 +96,7 @@ def world(batch_factory, redis_client, clock):
     for tenant in ("ACME", "BETA"):
         _, key_store = batch_factory(tenant, count=50, sku="LIP-001", state="minted")
         ProductStore(redis_client).add(tenant, "LIP-001", name=f"{tenant} lipstick", points=10)
-        member, _ = MemberStore(redis_client, tenant).join(PHONE)
+        member, _ = MemberStore(redis_client, tenant, master=TEST_MASTER).join(PHONE)
         cards[tenant] = member.card
         Ledger(redis_client, tenant).adjust(member.card, 100, reason="opening")
         FeedbackInbox(redis_client, tenant).add(PHONE, "where to buy?", "sms", int(clock()))
@@ -444,7 +445,7 @@ def test_members_list_filters_sorts_and_adds(world, redis_client):
     app, _, _ = world
     sam = office(app, username="sam")
     for i in range(30):
-        MemberStore(redis_client, "ACME").join(f"139000000{i:02d}")
+        MemberStore(redis_client, "ACME", master=TEST_MASTER).join(f"139000000{i:02d}")
     first = sam.get("/office/ACME/members", sort="phone", dir="asc")
     assert first.status_code == 200 and "31 · Page 1 of 2" in first.text
     assert "+8613812345678" in first.text

@@ -21,6 +21,7 @@ from codegen.products import ProductStore
 from codegen.store.audit import AuditLog
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
+from tests.helpers.master import TEST_MASTER
 from verify_api.admin.staff import StaffStore
 from verify_api.app import create_app
 from verify_api.channels.feedback import FeedbackInbox
@@ -50,7 +51,7 @@ def served(batch_factory, redis_client, clock):
         await seeding.engine.link.aclose()
 
     asyncio.run(checks())
-    members = MemberStore(redis_client, "ACME")
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
     members.join(PHONE)
     for i in range(12):
         members.join(f"1390000{i:04d}")

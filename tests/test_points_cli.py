@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from cli import main
 from points_bridge.credit import BlockingCrediter
+from tests.helpers.master import TEST_MASTER
 
 PHONE = "13812345678"
 
@@ -68,11 +69,12 @@ def test_settings_campaigns_and_points(run, redis_client):
     run("product", "set-points", "--tenant", "ACME", "--sku", "LIP-001", "--points", "80")
     run("campaign", "add", "--tenant", "ACME", "double", "--start", "2020-01-01",
         "--end", "2100-01-01", "--multiplier", "2", "--budget", "100")
-    result = BlockingCrediter(redis_client).credit_claim("ACME", PHONE, 1, "LIP-001", "sms")
+    crediter = BlockingCrediter(redis_client, master=TEST_MASTER)
+    result = crediter.credit_claim("ACME", PHONE, 1, "LIP-001", "sms")
     assert (result.points, result.tier) == (160, "gold")
     assert "\tx2\t+0\t80/100\t" in run("campaign", "list", "--tenant", "ACME").output
     run("campaign", "end", "--tenant", "ACME", "double")
-    credit = BlockingCrediter(redis_client).credit_claim("ACME", PHONE, 2, "LIP-001", "sms")
+    credit = crediter.credit_claim("ACME", PHONE, 2, "LIP-001", "sms")
     assert credit.points == 80
     bad = run("campaign", "add", "--tenant", "ACME", "x", "--start", "2020-01-01", "--end",
               "2021-01-01", "--multiplier", "1.00001", ok=False)

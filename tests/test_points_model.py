@@ -30,6 +30,7 @@ from points_bridge.credit import BlockingCrediter, claim_idem, pending_field
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.reconcile import Reconciler
+from tests.helpers.master import TEST_MASTER
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +66,8 @@ class World:
         BatchRegistry(client, TENANT).register("B000001", sku="LIP-001", key_id=0,
                                                profile="numeric-24", first_serial=FIRST,
                                                count=1000)
-        self.crediter = BlockingCrediter(client, clock=self.clock)
-        self.members = MemberStore(client, TENANT, clock=self.clock)
+        self.crediter = BlockingCrediter(client, clock=self.clock, master=TEST_MASTER)
+        self.members = MemberStore(client, TENANT, clock=self.clock, master=TEST_MASTER)
         self.ledger = Ledger(client, TENANT, clock=self.clock)
         self.claims: dict[int, tuple[str, str]] = {}
 
@@ -106,7 +107,7 @@ class World:
                 self.credit(serials[op[1] % len(serials)])
         elif kind == "reconcile":
             report = Reconciler(self.client, TENANT, min_age=0, clock=self.clock,
-                                sleep=lambda s: None).run()
+                                sleep=lambda s: None, master=TEST_MASTER).run()
             assert report.unsettled == []
             assert self.owed() == set(), "a reconcile leaves nothing owed"
         elif (card := self.card(op[1])) is not None:
@@ -142,7 +143,7 @@ class World:
             history = self.ledger.history(card)
             assert member.balance == sum(e.delta for e in history) >= 0
             assert member.earned == sum(e.delta for e in history if e.kind == "credit")
-        dead = {d.serial for d in Reconciler(self.client, TENANT).dead()}
+        dead = {d.serial for d in Reconciler(self.client, TENANT, master=TEST_MASTER).dead()}
         owed = self.owed()
         for serial, (_, phone) in self.claims.items():
             if phone == BAD_PHONE:

@@ -25,6 +25,7 @@ from points_bridge.exc import Contended
 from points_bridge.members import MemberStore
 from points_bridge.reconcile import Reconciler
 from points_bridge.transfer import export
+from tests.helpers.master import TEST_MASTER
 from verify_api.check.catalog import TenantPolicy
 from verify_api.check.ratelimit import Limit
 
@@ -72,7 +73,7 @@ def test_an_entry_past_the_balance_bound_is_refused_by_the_script(redis_client, 
     from points_bridge.ledger import Ledger
 
     tenant = points_tenant()
-    members = MemberStore(redis_client, tenant)
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
     card = members.ensure(PHONE)[0].card
     redis_client.hset(PointsKeys(tenant).member(card), "balance", 10**15 - 1)
     ledger = Ledger(redis_client, tenant)
@@ -89,7 +90,8 @@ def test_an_entry_an_older_version_damaged_still_reads(world, redis_client, tmp_
     assert world.call("GET", "/members/{card}", role="support").status_code == 200
     assert world.call("GET", "/reports/points").status_code == 200
     # the opening adjustment, the coupon's price and its redemption (the admin world), and this
-    assert export(redis_client, "ACME", "ledger", "csv", tmp_path / "l.csv") == 4
+    out = tmp_path / "l.csv"
+    assert export(redis_client, "ACME", "ledger", "csv", out, master=TEST_MASTER) == 4
 
 
 def test_every_entrance_bounds_points(world):  # noqa: F811
@@ -189,7 +191,7 @@ class Flaky(BlockingCrediter):
     """The real crediter, failing ``fails`` times first with a passing error."""
 
     def __init__(self, client, fails: int) -> None:
-        super().__init__(client)
+        super().__init__(client, master=TEST_MASTER)
         self.fails = fails
 
     def credit_claim(self, *args, **kw):
@@ -203,7 +205,7 @@ def test_a_passing_failure_is_retried_with_backoff(redis_client, tenant):
     owe(redis_client, tenant, FIRST + 1)
     slept: list[float] = []
     report = Reconciler(redis_client, tenant, min_age=0, sleep=slept.append,
-                        crediter=Flaky(redis_client, 2)).run()
+                        crediter=Flaky(redis_client, 2), master=TEST_MASTER).run()
     assert (report.credited, report.retries, report.failed) == (1, 2, [])
     assert slept == [0.05, 0.1]
 
@@ -212,10 +214,10 @@ def test_a_persisting_failure_never_moves_the_checkpoint_past_the_claim(redis_cl
     owe(redis_client, tenant, FIRST + 1)
     owe(redis_client, tenant, FIRST + 2)
     stuck = Reconciler(redis_client, tenant, min_age=0, sleep=lambda s: None, attempts=3,
-                       crediter=Flaky(redis_client, 3)).run()
+                       crediter=Flaky(redis_client, 3), master=TEST_MASTER).run()
     assert stuck.credited == 0 and len(stuck.unsettled) == 1 and stuck.failed == []
     assert redis_client.get(PointsKeys(tenant).reconcile_checkpoint(FIRST >> 20)) is None
-    after = Reconciler(redis_client, tenant, min_age=0).run()
+    after = Reconciler(redis_client, tenant, min_age=0, master=TEST_MASTER).run()
     assert (after.credited, after.points) == (2, 200)
 
 
@@ -232,7 +234,7 @@ def test_a_claim_that_cannot_be_credited_is_parked_listed_and_replayed(
     again = run("points", "replay", "--tenant", tenant, dead_id, ok=False)
     assert again.exit_code == 1 and "still dead 1" in again.output
     assert len(run("points", "dead", "--tenant", tenant).output.splitlines()) == 1
-    fixed = Reconciler(redis_client, tenant)
+    fixed = Reconciler(redis_client, tenant, master=TEST_MASTER)
     parked = fixed.dead()[0]
     redis_client.xdel(PointsKeys(tenant).claims_dead, parked.dead_id)
     fixed.park(parked.outbox_entry, {**parked.claim, "phone": PHONE}, "fixed by hand")
@@ -248,7 +250,7 @@ def test_a_claim_under_a_stored_year_10360_expiry_is_credited(redis_client, tena
     """The issue: reconcile logged 'year 10360 is out of range' and skipped the claim."""
     redis_client.hset(TenantKeys(tenant).meta, "points_expiry_months", "100000")
     owe(redis_client, tenant, FIRST + 1)
-    report = Reconciler(redis_client, tenant, min_age=0).run()
+    report = Reconciler(redis_client, tenant, min_age=0, master=TEST_MASTER).run()
     assert (report.credited, report.failed, report.unsettled) == (1, [], [])
 
 
@@ -258,7 +260,7 @@ def test_a_frozen_member_s_claim_is_credited_on_unfreeze_through_the_cli(
     run("member", "join", "--tenant", tenant, "--phone", PHONE)
     run("member", "freeze", "--tenant", tenant, "--phone", PHONE)
     owe(redis_client, tenant, FIRST + 1)
-    report = Reconciler(redis_client, tenant, min_age=0).run()
+    report = Reconciler(redis_client, tenant, min_age=0, master=TEST_MASTER).run()
     assert report.pending == 1 and report.credited == 0
     note = run("member", "unfreeze", "--tenant", tenant, "--phone", PHONE).output
     assert "1 waiting claims credited (100 points)" in note

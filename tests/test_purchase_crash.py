@@ -19,6 +19,7 @@ from helpers.serving import serving
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.shops import ShopStore
+from tests.helpers.master import TEST_MASTER
 from verify_api.admin.auth import TokenStore
 
 MEMBERS = 20
@@ -88,7 +89,8 @@ class PurchaseStream:
 
 def posted_purchases(world) -> dict[str, tuple[str, int]]:
     """key -> (purchase id, points) over every ledger; asserts balances are ledger sums."""
-    members, ledger = MemberStore(world.client, "ACME"), Ledger(world.client, "ACME")
+    members = MemberStore(world.client, "ACME", master=TEST_MASTER)
+    ledger = Ledger(world.client, "ACME")
     found: dict[str, tuple[str, int]] = {}
     for card in members.cards():
         member = members.get(card)
@@ -109,7 +111,7 @@ def posted_purchases(world) -> dict[str, tuple[str, int]]:
 @pytest.mark.slow
 def test_kill_9_of_redis_loses_no_acknowledged_purchase(world, tmp_path):
     ShopStore(world.client, "ACME").add("S1", name="Shop one")
-    members = MemberStore(world.client, "ACME")
+    members = MemberStore(world.client, "ACME", master=TEST_MASTER)
     for i in range(MEMBERS):
         members.join(phone_of(i, MEMBERS))
     token, _ = TokenStore(world.client).create("ACME", "cashier", "till")

@@ -26,6 +26,7 @@ from points_bridge.purchases import PurchaseDesk
 from points_bridge.rules import Campaign
 from points_bridge.settings import SettingsStore
 from points_bridge.shops import ShopStore
+from tests.helpers.master import TEST_MASTER, with_test_master
 from verify_api.admin.auth import TokenStore
 from verify_api.app import create_app
 
@@ -58,7 +59,7 @@ def till(batch_factory, redis_client, clock):
     _, key_store = batch_factory("ACME", count=10, sku="LIP-001", state="minted")
     SettingsStore(redis_client).update("ACME", tiers="silver:0,gold:1000:5,diamond:5000:12:1.5")
     ShopStore(redis_client, "ACME").add("JN-01", name="Jinan", region="Shandong")
-    member, _ = MemberStore(redis_client, "ACME").join(PHONE)
+    member, _ = MemberStore(redis_client, "ACME", master=TEST_MASTER).join(PHONE)
     tokens = {role: TokenStore(redis_client, clock=clock).create("ACME", role, role)[0]
               for role in ("cashier", "manager", "support")}
     app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0,
@@ -306,6 +307,7 @@ def test_the_sms_balance_reply_shows_points_and_stored_value(batch_factory, redi
 
 
 def test_the_sales_report_by_day_shop_product_and_tier(till, redis_client, itemseal_env):
+    itemseal_env = with_test_master(itemseal_env)  # the report walks members: the card key
     first = till.buy("r1", [{"sku": "LIP-001", "qty": 2, "amount": 20_000},
                             {"sku": "CRM-002", "amount": 5_000}]).json
     till.buy("r2", [{"sku": "LIP-001", "amount": 10_000}])
@@ -424,7 +426,7 @@ def test_a_purchase_over_http_earns_what_the_model_says(till, redis_client, cloc
         stored.append(campaign)
     phone = f"1390013{redis_client.incr('test:phones') % 10_000:04d}"
     birthday = "01-01" if case["birthday"] else "06-15"  # the clock is 2026-01-01 08:00 local
-    MemberStore(redis_client, "ACME").join(phone, birthday=birthday)
+    MemberStore(redis_client, "ACME", master=TEST_MASTER).join(phone, birthday=birthday)
     answer = till.post(PURCHASES, {"member": phone, "shop": "JN-01", "lines": case["lines"],
                                    "idempotency_key": "k"})
     assert answer.status_code == 201, answer.text

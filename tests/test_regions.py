@@ -18,6 +18,7 @@ from phonenumbers import geocoder
 from points_bridge import regions
 from points_bridge.members import MemberStore
 from points_bridge.outreach.segments import Segment, matches
+from tests.helpers.master import TEST_MASTER
 from verify_api.admin.auth import TokenStore
 
 SPAN = ("--from", "2026-01-01", "--to", "2026-01-01")
@@ -85,7 +86,7 @@ def test_a_check_from_139_is_reported_under_jiangsu(api_world, itemseal_env, red
     assert sources == {"phone": "2", "declared": "1", "none": "1"}
     # The claims carried their regions to the member, which segments read: where it
     # joined (its phone's province) and its last credited check (declared by the app).
-    members = MemberStore(redis_client, "ACME")
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
     member = members.find(phone="+8613912345678")
     fields = _fields(redis_client, members, member.card)
     assert fields["join_region"] == "CN-JS" and fields["join_region_source"] == "phone"
@@ -98,7 +99,7 @@ def _fields(redis_client, members, card):
 
 
 def test_joins_and_segments_use_the_home_region(redis_client, points_tenant):
-    members = MemberStore(redis_client, points_tenant())
+    members = MemberStore(redis_client, points_tenant(), master=TEST_MASTER)
     member, _ = members.join("13912345678")
     fields = _fields(redis_client, members, member.card)
     assert fields["join_region"] == "CN-JS" and fields["join_region_source"] == "phone"

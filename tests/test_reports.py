@@ -22,6 +22,7 @@ from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.settings import SettingsStore
 from points_bridge.transfer import export
+from tests.helpers.master import TEST_MASTER
 from verify_api.admin import report_math
 from verify_api.admin.reports import Reports, date_range
 from verify_api.app import create_app
@@ -67,7 +68,7 @@ def scenario(batch_factory, redis_client, clock):
     clock.advance(86400)
     assert check(b, None, "sms", "CN-SH") == "already_verified"
     assert check(c, P1, "web", "CN-SH") == "genuine"
-    members = MemberStore(redis_client, "ACME")
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
     p1 = members.find(phone=P1)
     p4, _ = members.join(P4)
     ledger = Ledger(redis_client, "ACME", clock=clock)
@@ -130,15 +131,15 @@ def test_points_per_product_from_the_store_and_from_parquet(scenario, redis_clie
     expected = [("LIP-001", 20, 0, 0, 0), ("-", 0, 5, 30, 0)]
     assert reports.points().rows == expected
     path = Path(tmp_path) / "ledger.parquet"
-    export(redis_client, "ACME", "ledger", "parquet", path)
+    export(redis_client, "ACME", "ledger", "parquet", path, master=TEST_MASTER)
     assert reports.points(path).rows == expected
     members = Path(tmp_path) / "members.parquet"
-    export(redis_client, "ACME", "members", "parquet", members)
+    export(redis_client, "ACME", "members", "parquet", members, master=TEST_MASTER)
     assert reports.tiers(members).rows == reports.tiers().rows
 
 
 def test_other_tenant_sees_nothing_of_acme(scenario, redis_client, clock):
-    beta = Reports(redis_client, "BETA", clock=clock)
+    beta = Reports(redis_client, "BETA", clock=clock, master=TEST_MASTER)
     assert all(r["checks"] == 0 for r in beta.checks(D1, D2).records())
     assert beta.suspicious().rows == [] and beta.points().rows == []
 

@@ -26,6 +26,7 @@ from points_bridge.rewards import (
     check_reward,
     why_not,
 )
+from tests.helpers.master import TEST_MASTER
 from verify_api.admin.auth import TokenStore
 from verify_api.app import create_app
 
@@ -65,7 +66,7 @@ def test_check_reward_refuses_what_could_not_be_redeemed(kind, points, grants):
 def shop(batch_factory, redis_client, clock):
     """ACME with a member of 100 points, a manager, a support and a cashier token, the app."""
     _, key_store = batch_factory("ACME", count=10)
-    member, _ = MemberStore(redis_client, "ACME").join(PHONE)
+    member, _ = MemberStore(redis_client, "ACME", master=TEST_MASTER).join(PHONE)
     Ledger(redis_client, "ACME", clock=clock).adjust(member.card, 100, reason="welcome")
     store = RewardStore(redis_client, "ACME", key_store=key_store, clock=clock)
     tokens = {role: TokenStore(redis_client).create("ACME", role)[0]
@@ -223,7 +224,7 @@ def test_a_coupon_redeems_once_and_says_why_not(shop, clock):
 def test_sms_redemption_once_per_message(batch_factory, redis_client, clock):
     world = make_world(batch_factory, redis_client, clock)
     store = RewardStore(redis_client, "ACME", key_store=world.key_store, clock=clock)
-    member, _ = MemberStore(redis_client, "ACME").join("+8613800138000")
+    member, _ = MemberStore(redis_client, "ACME", master=TEST_MASTER).join("+8613800138000")
     Ledger(redis_client, "ACME").adjust(member.card, 100, reason="welcome")
     store.add(Reward("mug", "gift", "马克杯", 30), 5)
     store.add(Reward("tv", "gift", "电视", 1000), 5)

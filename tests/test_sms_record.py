@@ -19,6 +19,7 @@ from points_bridge.sms.outbound import Dispatcher, Outbox
 from points_bridge.sms.outbound_config import OutboundSettings
 from points_bridge.sms.senders import FileSender
 from points_bridge.transfer import import_members
+from tests.helpers.master import TEST_MASTER
 from verify_api.admin.reports import Reports
 
 DAY = date(2026, 1, 1)
@@ -53,8 +54,9 @@ def test_every_message_is_logged_with_its_outcome(batch_factory, redis_client, c
 
 def test_replies_are_linked_to_the_campaign_that_asked(batch_factory, redis_client, clock):
     world = make_world(batch_factory, redis_client, clock)
-    MemberStore(redis_client, "ACME").join(MEMBER)
-    sent = SmsCampaigns(redis_client, "ACME", clock=clock).send(Segment(), "Like it? Reply!",
+    MemberStore(redis_client, "ACME", master=TEST_MASTER).join(MEMBER)
+    campaigns = SmsCampaigns(redis_client, "ACME", clock=clock, master=TEST_MASTER)
+    sent = campaigns.send(Segment(), "Like it? Reply!",
                                                                 "k1")
     world.sms("yes, love it", sid="r1")
     world.sms("hello", sender="+8613900000009", sid="r2")  # never asked
@@ -112,21 +114,22 @@ def test_import_carries_cards_and_tiers(redis_client, points_tenant, tmp_path):
     tenant = points_tenant()
     SettingsStore(redis_client).update(tenant, tiers="silver:0,gold:1000")
     free = card_number(123456, b"k" * 32)
-    taken_by = MemberStore(redis_client, tenant).join("13800000001")[0]
+    taken_by = MemberStore(redis_client, tenant, master=TEST_MASTER).join("13800000001")[0]
     path = tmp_path / "crm.csv"
     path.write_text("phone,card,tier,points\n"
                     f"13800000002,{free},gold,10\n"
                     f"13800000003,{taken_by.card},,5\n"
                     f"13800000004,,platinum,0\n"
                     "13800000005,,,0\n")
-    report = import_members(redis_client, tenant, path)
+    report = import_members(redis_client, tenant, path, master=TEST_MASTER)
     assert [where for where, _ in report.errors] == ["line 3", "line 4"]
     assert "already held" in report.errors[0][1]
-    members = MemberStore(redis_client, tenant)
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
     kept = members.find(phone="13800000002")
     assert kept.card == free and kept.pinned_tier == "gold" and kept.tier == "gold"
     assert kept.balance == 10
     assert members.find(card=free).phone == "+8613800000002"
     assert members.by_phone("+8613800000003") is None  # the refused row wrote nothing
-    again = import_members(redis_client, tenant, path)  # a re-run changes nothing
+    again = import_members(redis_client, tenant, path,
+                           master=TEST_MASTER)  # a re-run changes nothing
     assert again.created == 0 and members.find(phone="13800000002").card == free

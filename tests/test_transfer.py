@@ -16,6 +16,7 @@ from points_bridge.members import MemberStore
 from points_bridge.settings import SettingsStore
 from points_bridge.transfer import export, import_members
 from schemas.points import LEDGER_SCHEMA, MEMBERS_SCHEMA
+from tests.helpers.master import TEST_MASTER
 
 CSV_WITH_BAD_ROWS = """phone,birthday,points,skin_type
 13812345678,1990-05-01,100,dry
@@ -36,7 +37,7 @@ def tenant(redis_client, points_tenant) -> str:
 
 @pytest.fixture
 def populated(redis_client, tenant) -> list[str]:
-    members = MemberStore(redis_client, tenant)
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
     ledger = Ledger(redis_client, tenant)
     cards = []
     for i in range(3):
@@ -49,7 +50,7 @@ def populated(redis_client, tenant) -> list[str]:
 
 def test_members_export_to_parquet_with_the_schema(redis_client, tenant, populated):
     sink = pa.BufferOutputStream()
-    assert export(redis_client, tenant, "members", "parquet", sink) == 3
+    assert export(redis_client, tenant, "members", "parquet", sink, master=TEST_MASTER) == 3
     table = pq.read_table(pa.BufferReader(sink.getvalue()))
     assert table.schema.remove_metadata() == MEMBERS_SCHEMA
     assert table.schema.metadata[b"itemseal.tenant"] == b"ACME"
@@ -61,7 +62,7 @@ def test_members_export_to_parquet_with_the_schema(redis_client, tenant, populat
 
 def test_ledger_export_to_csv(redis_client, tenant, populated, tmp_path):
     out = tmp_path / "ledger.csv"
-    assert export(redis_client, tenant, "ledger", "csv", out) == 4
+    assert export(redis_client, tenant, "ledger", "csv", out, master=TEST_MASTER) == 4
     table = pacsv.read_csv(out, convert_options=pacsv.ConvertOptions(
         column_types=LEDGER_SCHEMA))
     kinds = [(r["card"], r["kind"], r["delta"]) for r in table.to_pylist()]
@@ -71,17 +72,17 @@ def test_ledger_export_to_csv(redis_client, tenant, populated, tmp_path):
 
 def test_export_refuses_an_unknown_format(redis_client, tenant, tmp_path):
     with pytest.raises(BadInput, match="format"):
-        export(redis_client, tenant, "members", "xlsx", tmp_path / "m.xlsx")
+        export(redis_client, tenant, "members", "xlsx", tmp_path / "m.xlsx", master=TEST_MASTER)
 
 
 def test_import_reports_bad_rows_by_line_and_keeps_the_good(redis_client, tenant, tmp_path):
     path = tmp_path / "members.csv"
     path.write_text(CSV_WITH_BAD_ROWS)
-    report = import_members(redis_client, tenant, path)
+    report = import_members(redis_client, tenant, path, master=TEST_MASTER)
     assert [where for where, _ in report.errors] == ["line 3", "line 5", "line 6"]
     assert "not a phone" in report.errors[0][1] and "birthday" in report.errors[1][1]
     assert (report.created, report.updated) == (3, 0)
-    members = MemberStore(redis_client, tenant)
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
     first = members.find(phone="13812345678")
     assert (first.balance, first.birthday, first.attributes, first.source) == (
         100, "1990-05-01", {"skin_type": "dry"}, "import"
@@ -90,7 +91,8 @@ def test_import_reports_bad_rows_by_line_and_keeps_the_good(redis_client, tenant
     with pytest.raises(Exception, match="no member"):
         members.find(phone="13712345678")  # the bad row wrote nothing
 
-    again = import_members(redis_client, tenant, path)  # a re-run duplicates nothing
+    again = import_members(redis_client, tenant, path,
+                           master=TEST_MASTER)  # a re-run duplicates nothing
     assert (again.created, again.updated, len(again.errors)) == (0, 3, 3)
     assert members.find(phone="13812345678").balance == 100
 
@@ -98,9 +100,9 @@ def test_import_reports_bad_rows_by_line_and_keeps_the_good(redis_client, tenant
 def test_a_different_opening_balance_is_refused_before_any_write(redis_client, tenant, tmp_path):
     path = tmp_path / "a.csv"
     path.write_text("phone,points,skin_type\n13812345678,100,dry\n")
-    import_members(redis_client, tenant, path)
+    import_members(redis_client, tenant, path, master=TEST_MASTER)
     path.write_text("phone,points,skin_type\n13812345678,120,oily\n")
-    report = import_members(redis_client, tenant, path)
+    report = import_members(redis_client, tenant, path, master=TEST_MASTER)
     assert report.errors == [("line 2", "points=120: opening balance already 100")]
     member = MemberStore(redis_client, tenant).find(phone="13812345678")
     assert (member.balance, member.attributes) == (100, {"skin_type": "dry"})
@@ -108,13 +110,13 @@ def test_a_different_opening_balance_is_refused_before_any_write(redis_client, t
 
 def test_import_from_parquet_and_an_export_round_trip(redis_client, tenant, populated, tmp_path):
     out = tmp_path / "members.parquet"
-    export(redis_client, tenant, "members", "parquet", out)
+    export(redis_client, tenant, "members", "parquet", out, master=TEST_MASTER)
     redis_client.flushall()
     from codegen.tenants import TenantStore
 
     TenantStore(redis_client).create(tenant, "Acme")
     SettingsStore(redis_client).declare_attributes(tenant, [("skin_type", "str")])
-    report = import_members(redis_client, tenant, Path(out))
+    report = import_members(redis_client, tenant, Path(out), master=TEST_MASTER)
     assert (report.created, report.errors) == (3, [])
     member = MemberStore(redis_client, tenant).find(phone="+8613812345600")
     assert member.attributes == {"skin_type": "dry"}
@@ -124,4 +126,4 @@ def test_a_file_with_unknown_columns_is_refused_whole(redis_client, tenant, tmp_
     path = tmp_path / "x.csv"
     path.write_text("phone,shoe_size\n13812345678,42\n")
     with pytest.raises(BadInput, match="unknown columns shoe_size"):
-        import_members(redis_client, tenant, path)
+        import_members(redis_client, tenant, path, master=TEST_MASTER)

@@ -93,7 +93,8 @@ def segment_preview(config: Config, tenant: str, sample: int, as_json: bool, **k
       itemseal segment preview --tenant ACME --tier gold --region Zhejiang --no-check-days 90
     """
     seg = _segment(kw)
-    count, kept = preview(config.redis, tenant, seg, int(time.time()), sample)
+    count, kept = preview(config.redis, tenant, seg, int(time.time()), sample,
+                           master=config.master_key())
     rows = [(m.card, m.phone, m.tier, m.balance) for m in kept]
     header = ("card", "phone", "tier", "balance")
     if as_json:
@@ -188,7 +189,8 @@ def sender_campaign(config: Config, tenant: str, text: str, key, **kw) -> None:
       itemseal sender campaign --tenant ACME --tier gold --no-check-days 90 \\
         --text "We miss you: double points this week" --key spring-2026
     """
-    campaign = SmsCampaigns(config.redis, tenant).send(_segment(kw), text, key)
+    campaigns = SmsCampaigns(config.redis, tenant, master=config.master_key())
+    campaign = campaigns.send(_segment(kw), text, key)
     if not campaign.duplicate:
         AuditLog(config.redis, tenant).record("cli", "sms_campaign.send",
                                               f"sms_campaign/{campaign.campaign_id}", None,
@@ -338,7 +340,7 @@ def care_run(config: Config, tenant: str, every: float | None) -> None:
       itemseal care run --tenant ACME && itemseal sender run --tenant ACME
       itemseal care run --tenant ACME --every 3600     # as a service
     """
-    care = Care(config.redis, tenant)
+    care = Care(config.redis, tenant, master=config.master_key())
     while True:
         click.echo(json.dumps(care.run()))
         if every is None:

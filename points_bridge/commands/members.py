@@ -139,7 +139,7 @@ def member_join(
       itemseal member join --tenant ACME --phone 13812345678 --birthday 1990-05-01 \\
         --attr skin_type=dry
     """
-    store = MemberStore(config.redis, tenant)
+    store = MemberStore(config.redis, tenant, master=config.master_key())
     m, created = store.join(phone, birthday=birthday, attributes=_attributes(attrs), source="cli")
     click.echo(f"{'created' if created else 'exists'}\t{m.card}\t{m.phone}")
 

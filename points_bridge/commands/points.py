@@ -227,7 +227,8 @@ def points_reconcile(config: Config, tenant: str, min_age: float, attempts: int)
       itemseal points reconcile --tenant ACME
     """
     SettingsStore(config.redis).get(tenant)
-    report = Reconciler(config.redis, tenant, min_age=min_age, attempts=attempts).run()
+    report = Reconciler(config.redis, tenant, min_age=min_age, attempts=attempts,
+                        master=config.master_key()).run()
     click.echo(
         f"segments {report.segments}, claims {report.seen}, credited {report.credited}"
         f" ({report.points} points), already credited {report.duplicates},"
@@ -275,7 +276,7 @@ def points_replay(config: Config, tenant: str, dead_ids: tuple[str, ...]) -> Non
       itemseal points replay --tenant ACME 1700000000000-0
     """
     SettingsStore(config.redis).get(tenant)
-    report = Reconciler(config.redis, tenant).replay(dead_ids)
+    report = Reconciler(config.redis, tenant, master=config.master_key()).replay(dead_ids)
     click.echo(f"replayed {report.seen}: credited {report.credited} ({report.points} points),"
                f" already credited {report.duplicates}, waiting for unfreeze {report.pending},"
                f" still dead {len(report.failed)}")
@@ -299,7 +300,7 @@ def points_expire(config: Config, tenant: str) -> None:
     Example:
       itemseal points expire --tenant ACME
     """
-    members = MemberStore(config.redis, tenant)
+    members = MemberStore(config.redis, tenant, master=config.master_key())
     members.settings()
     ledger = Ledger(config.redis, tenant)
     total = sum(ledger.expire_due(card) for card in members.cards() if members.get(card))
@@ -457,7 +458,8 @@ def _export_command(what: str, example: str) -> click.Command:
     @pass_config
     def command(config: Config, tenant: str, fmt: str | None, out: Path, excel: bool) -> None:
         fmt = fmt or ("csv" if excel else "parquet")
-        rows = export(config.redis, tenant, what, fmt, out, excel=excel)
+        rows = export(config.redis, tenant, what, fmt, out, excel=excel,
+                      master=config.master_key())
         click.echo(f"{plural(rows, what.removesuffix('s') + ' row')} written to {out}")
 
     command.__doc__ = f"Export the tenant's {what} to one file.\n\n\b\nExample:\n  {example}\n"
@@ -494,7 +496,8 @@ def import_members_command(config: Config, tenant: str, file: Path, encoding: st
     Example:
       itemseal import members --tenant ACME crm-members.csv
     """
-    report = import_members(config.redis, tenant, file, encoding)
+    report = import_members(config.redis, tenant, file, encoding,
+                              master=config.master_key())
     for where, reason in report.errors:
         click.echo(f"{file}: {where}: {reason}", err=True)
     click.echo(f"created {report.created}, updated {report.updated},"

@@ -142,7 +142,7 @@ class Care(TenantScoped):
                         queued[d.kind] += 1
             batch.clear()
 
-        for card, record in records(self._redis, self.tenant):
+        for card, record in records(self._redis, self.tenant, master=self._master):
             batch.append((card, record))
             if len(batch) >= 500:
                 flush()

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import redis
 
+from codegen.keys import MasterKey
 from points_bridge.exc import BadInput
 from points_bridge.members import ACTIVE, ATTR, TRANSITIONS, Member, MemberStore
 
@@ -138,9 +139,13 @@ def matches(seg: Segment, record: Mapping[str, str], now: int) -> bool:
     return _checks_ok(seg, record, now)
 
 
-def records(client: redis.Redis, tenant: str) -> Iterator[tuple[str, dict[str, str]]]:
-    """Every member of the tenant as ``(card, decoded record)``, read in pipelined chunks."""
-    store = MemberStore(client, tenant)
+def records(client: redis.Redis, tenant: str, *,
+            master: MasterKey | None) -> Iterator[tuple[str, dict[str, str]]]:
+    """Every member of the tenant as ``(card, decoded record)``, read in pipelined chunks.
+
+    ``master`` opens the card key the walk needs (``MemberStore.cards``).
+    """
+    store = MemberStore(client, tenant, master=master)
     chunk: list[str] = []
 
     def flush() -> Iterator[tuple[str, dict[str, str]]]:
@@ -160,19 +165,21 @@ def records(client: redis.Redis, tenant: str) -> Iterator[tuple[str, dict[str, s
         yield from flush()
 
 
-def scan(client: redis.Redis, tenant: str, seg: Segment, now: int) -> Iterator[Member]:
+def scan(client: redis.Redis, tenant: str, seg: Segment, now: int, *,
+         master: MasterKey | None) -> Iterator[Member]:
     """The members in the segment, in card issue order."""
-    for card, record in records(client, tenant):
+    for card, record in records(client, tenant, master=master):
         if matches(seg, record, now):
             yield Member.from_record(tenant, card, record)
 
 
 def preview(
-    client: redis.Redis, tenant: str, seg: Segment, now: int, sample: int = 10
+    client: redis.Redis, tenant: str, seg: Segment, now: int, sample: int = 10, *,
+    master: MasterKey | None,
 ) -> tuple[int, list[Member]]:
     """Count the segment and keep its first ``sample`` members (nothing is sent)."""
     count, kept = 0, []
-    for member in scan(client, tenant, seg, now):
+    for member in scan(client, tenant, seg, now, master=master):
         count += 1
         if len(kept) < min(sample, MAX_SAMPLE):
             kept.append(member)

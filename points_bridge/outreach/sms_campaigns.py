@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import redis
 
+from codegen.keys import MasterKey
 from codegen.times import iso
 from points_bridge.cards import format_card
 from points_bridge.exc import BadInput, UnknownSmsCampaign
@@ -61,9 +62,10 @@ class SmsCampaigns(TenantScoped):
     """Send and follow one tenant's SMS campaigns."""
 
     def __init__(
-        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time
+        self, client: redis.Redis, tenant: str, *, clock: Callable[[], float] = time.time,
+        master: MasterKey | None = None,
     ) -> None:
-        super().__init__(client, tenant, clock=clock)
+        super().__init__(client, tenant, clock=clock, master=master)
         self._outbox = Outbox(client, tenant, clock=clock)
 
     def send(self, segment: Segment, text: str, key: str | None = None) -> SmsCampaign:
@@ -88,7 +90,8 @@ class SmsCampaigns(TenantScoped):
 
     def _queue(self, campaign_id: str, segment: Segment, text: str) -> None:
         targeted = 0
-        for member in scan(self._redis, self.tenant, segment, int(self._clock())):
+        for member in scan(self._redis, self.tenant, segment, int(self._clock()),
+                           master=self._master):
             targeted += 1
             queued = self._outbox.enqueue(f"{campaign_id}.{member.card}", member.phone,
                                           personalise(text, member), CAMPAIGN,

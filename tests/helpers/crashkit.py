@@ -36,6 +36,7 @@ from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.phones import normalize_phone
 from points_bridge.reconcile import Reconciler
+from tests.helpers.master import TEST_MASTER
 from verify_api.check.scanrecord import unpack
 
 TENANT = "ACME"
@@ -98,7 +99,7 @@ def own_world(home: Path, count: int = 2000, limits: dict[str, str] | None = Non
     """Start a redis-server in ``home`` and seed ACME with an active batch of ``count`` codes."""
     store = EmbeddedRedis(home)
     client = store.client()
-    master = MasterKey(os.urandom(32))
+    master = TEST_MASTER  # the card key the server seals, the checks here open
     limits = UNLIMITED if limits is None else limits
     key_store, first = seed_active_batch(
         client, master, TENANT, SKU, count, points=POINTS, limits=limits
@@ -208,7 +209,7 @@ def check_ledgers(world: World) -> dict[int, tuple[str, int]]:
 
     Also asserts that no serial was credited twice, whoever got it.
     """
-    members = MemberStore(world.client, TENANT)
+    members = MemberStore(world.client, TENANT, master=world.master)
     ledger = Ledger(world.client, TENANT)
     credited: dict[int, tuple[str, int]] = {}
     for card in members.cards():
@@ -230,7 +231,7 @@ def check_ledgers(world: World) -> dict[int, tuple[str, int]]:
 def check_outboxes_settled(world: World) -> None:
     """After a reconcile with no age limit, no claims outbox holds anything past its checkpoint."""
     keys = PointsKeys(TENANT)
-    for segment in Reconciler(world.client, TENANT).segments():
+    for segment in Reconciler(world.client, TENANT, master=world.master).segments():
         done = (world.client.get(keys.reconcile_checkpoint(segment)) or b"").decode()
         left = world.client.xrange(keys.claims(segment), f"({done}" if done else "-", "+")
         assert left == [], f"segment {segment}: {len(left)} claims never settled"
@@ -245,7 +246,7 @@ def check_claims(world: World, acked: dict[int, dict]) -> dict[int, tuple[str, i
         f" credited but not claimed {sorted(set(credited) - claimed)[:5]}"
     )
     pins = PointsKeys(TENANT)
-    members = MemberStore(world.client, TENANT)
+    members = MemberStore(world.client, TENANT, master=world.master)
     for i, answer in acked.items():
         serial = world.first + i
         assert answer["result"] == "genuine" and answer["claimed"], (i, answer)

@@ -26,7 +26,7 @@ import redis
 
 from codegen.batches import Batch, BatchRegistry, segments_of
 from codegen.files import file_errors
-from codegen.keys import KeyStore
+from codegen.keys import KeyStore, MasterKey
 from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys
 from codegen.tenants import TenantStore
 from points_bridge.settings import SettingsStore
@@ -71,13 +71,17 @@ class Reports:
         tenant: str,
         *,
         key_store: KeyStore | None = None,
+        master: MasterKey | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``key_store`` re-signs suspicious codes; ``master`` (or the key store's)
+        opens the card key that the member and points reports walk with."""
         TenantStore(client).get(tenant)
         self._redis = client
         self.tenant = tenant
         self._keys = TenantKeys(tenant)
         self._key_store = key_store
+        self._master = master if master is not None or key_store is None else key_store.master
         self.clock = clock
 
     # -- checks ----------------------------------------------------------------------
@@ -174,5 +178,5 @@ class Reports:
             with file_errors(path, "read"):
                 return pq.read_table(path, columns=columns)
         sink = pa.BufferOutputStream()
-        export(self._redis, self.tenant, what, "parquet", sink)
+        export(self._redis, self.tenant, what, "parquet", sink, master=self._master)
         return pq.read_table(pa.BufferReader(sink.getvalue()), columns=columns)

@@ -106,7 +106,8 @@ class VerifyEngine:
         self.catalog = Catalog(link, ttl=catalog_seconds)
         self.limiter = RateLimiter(self.scripts, clock=clock)
         self._on_result = on_result or (lambda result, count=1: None)
-        self.crediter = ClaimCrediter(link, clock=clock, view_seconds=catalog_seconds)
+        self.crediter = ClaimCrediter(link, clock=clock, view_seconds=catalog_seconds,
+                                      master=key_store.master)
         self.fingerprints = Fingerprints.from_master(key_store.master)
         self.replica_ack = replica_ack_from_env(link)  # ITEMSEAL_REPLICAS (store/standby.py)
 

@@ -150,8 +150,12 @@ def emit(table: Table, fmt: str, out: Path | None) -> None:
             out.write_text(buffer.getvalue())
 
 
-def _reports(config: Config, tenant: str, with_codes: bool = False) -> Reports:
-    return Reports(config.redis, tenant, key_store=config.key_store if with_codes else None)
+def _reports(config: Config, tenant: str, with_codes: bool = False,
+             with_members: bool = False) -> Reports:
+    """Reports that open only the keys they need: codes to re-sign, or the card key to
+    walk every member (so a check report runs without the master key)."""
+    return Reports(config.redis, tenant, key_store=config.key_store if with_codes else None,
+                   master=config.master_key() if with_members else None)
 
 
 @report.command("checks")
@@ -249,7 +253,8 @@ def report_tiers(config: Config, tenant: str, members_file, fmt: str, out) -> No
       itemseal report tiers --tenant ACME
       itemseal report tiers --tenant ACME --members members.parquet --format csv
     """
-    emit(_reports(config, tenant).tiers(members_file), fmt, out)
+    emit(_reports(config, tenant, with_members=members_file is None).tiers(members_file),
+         fmt, out)
 
 
 @report.command("points")
@@ -266,7 +271,8 @@ def report_points(config: Config, tenant: str, ledger_file, fmt: str, out) -> No
       itemseal report points --tenant ACME
       itemseal report points --tenant ACME --ledger ledger.parquet --format parquet --out p.parquet
     """
-    emit(_reports(config, tenant).points(ledger_file), fmt, out)
+    emit(_reports(config, tenant, with_members=ledger_file is None).points(ledger_file),
+         fmt, out)
 
 
 @report.command("sales")
@@ -292,7 +298,8 @@ def report_sales(config: Config, tenant: str, start, end, by: str, fmt: str, out
     first, last = date_range(start, end or today, 0)
     dims = tuple(d.strip() for d in by.split(",") if d.strip())
     since = int(datetime.combine(first, datetime.min.time(), zone).timestamp())
-    rows = sales_rows(sales_entries(config.redis, tenant, since), dims, zone,
+    entries = sales_entries(config.redis, tenant, since, master=config.master_key())
+    rows = sales_rows(entries, dims, zone,
                       first.strftime("%Y%m%d"), last.strftime("%Y%m%d"))
     emit(Table("sales", (*dims, *SALES_COLUMNS), rows), fmt, out)
 

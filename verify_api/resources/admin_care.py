@@ -46,7 +46,8 @@ class SegmentPreview(AdminResource):
         if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample <= 100:
             raise InvalidField("sample", "'sample' is a whole number 0-100")
         seg = _segment(data)
-        count, kept = preview(self.ctx.client, tenant, seg, int(self.ctx.clock()), sample)
+        count, kept = preview(self.ctx.client, tenant, seg, int(self.ctx.clock()), sample,
+                              master=self.ctx.key_store.master)
         resp.media = {"segment": seg.to_json(), "count": count, "sample": [
             {"card": m.card, "phone": m.phone, "tier": m.tier, "balance": m.balance}
             for m in kept]}
@@ -64,7 +65,8 @@ class SmsCampaignSend(AdminResource):
             raise InvalidField("text", "'text' is required")
         if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 128):
             raise InvalidField("key", "'key' is a string of 1-128 characters")
-        campaign = SmsCampaigns(self.ctx.client, tenant, clock=self.ctx.clock).send(
+        campaign = SmsCampaigns(self.ctx.client, tenant, clock=self.ctx.clock,
+                                master=self.ctx.key_store.master).send(
             _segment(data), text, key)
         if not campaign.duplicate:
             self.ctx.audit(req, tenant, "sms_campaign.send",

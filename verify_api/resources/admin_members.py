@@ -30,7 +30,8 @@ def entry_json(posted: Posted) -> dict:
 
 class _MemberBase(AdminResource):
     def store(self, tenant: str) -> MemberStore:
-        return MemberStore(self.ctx.client, tenant, clock=self.ctx.clock)
+        return MemberStore(self.ctx.client, tenant, clock=self.ctx.clock,
+                           master=self.ctx.key_store.master)
 
     def member(self, tenant: str, card: str) -> Member:
         return self.store(tenant).find(card=card)

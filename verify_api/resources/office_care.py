@@ -130,7 +130,8 @@ class SmsPage(OfficePage):
             try:
                 seg = segment_of(form)
                 count, sample = preview(self.ctx.client, visit.tenant, seg,
-                                        int(self.ctx.clock()), 10)
+                                        int(self.ctx.clock()), 10,
+                                        master=self.ctx.key_store.master)
                 result = {"count": count, "sample": sample}
             except InvalidField as exc:
                 errors[exc.field] = str(exc)
@@ -166,7 +167,8 @@ class SmsPage(OfficePage):
         self.ctx.redirect(resp, f"{OFFICE}/{visit.tenant}/sms/{key}")
 
     def _start(self, visit: Visit, seg: Segment, text: str, key: str) -> None:
-        campaigns = SmsCampaigns(self.ctx.client, visit.tenant, clock=self.ctx.clock)
+        campaigns = SmsCampaigns(self.ctx.client, visit.tenant, clock=self.ctx.clock,
+                                 master=self.ctx.key_store.master)
 
         def run() -> None:
             try:

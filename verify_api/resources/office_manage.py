@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from codegen.batches import ACTIVE, RECALLED, BatchRegistry
 from codegen.exc import ItemsealError
+from codegen.keys import MasterKey
 from codegen.store.audit import AuditLog
 from codegen.times import iso
 from points_bridge.purchases import SALES_COLUMNS, sales_entries, sales_rows
@@ -48,11 +49,11 @@ class UnknownReport(NotFound):
     code = "unknown_report"
 
 
-def sales_table(client, tenant: str, first, last) -> Table:
+def sales_table(client, tenant: str, first, last, master: MasterKey) -> Table:
     """Sales by day, as ``itemseal report sales --by day``: days in the tenant's time zone."""
     zone = SettingsStore(client).get(tenant).timezone
     since = int(datetime.combine(first, datetime.min.time(), zone).timestamp())
-    rows = sales_rows(sales_entries(client, tenant, since), ("day",), zone,
+    rows = sales_rows(sales_entries(client, tenant, since, master=master), ("day",), zone,
                       first.strftime("%Y%m%d"), last.strftime("%Y%m%d"))
     return Table("sales", ("day", *SALES_COLUMNS), rows)
 
@@ -124,7 +125,8 @@ class ReportPage(OfficePage):
         first, last = date_range(req.get_param("from"), req.get_param("to"), self.ctx.clock())
         reports = Reports(self.ctx.client, visit.tenant, key_store=self.ctx.key_store,
                           clock=self.ctx.clock)
-        table = (sales_table(self.ctx.client, visit.tenant, first, last) if name == "sales"
+        table = (sales_table(self.ctx.client, visit.tenant, first, last,
+                                 self.ctx.key_store.master) if name == "sales"
                  else report_table(reports, name, first, last))
         span = (first.isoformat(), last.isoformat())
         if req.get_param("format") == "csv":

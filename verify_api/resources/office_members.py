@@ -85,7 +85,8 @@ class MemberList(OfficePage):
     def _show(self, req, resp, visit: Visit, *, errors: dict | None = None,
               typed: dict | None = None, status: int = 200) -> None:
         q = (req.get_param("q") or "").strip()
-        store = MemberStore(self.ctx.client, visit.tenant, clock=self.ctx.clock)
+        store = MemberStore(self.ctx.client, visit.tenant, clock=self.ctx.clock,
+                            master=self.ctx.key_store.master)
         if q and errors is None:
             found = self._exact(store, q)
             if found is not None:
@@ -99,7 +100,8 @@ class MemberList(OfficePage):
         descending = req.get_param("dir", default="desc") == "desc"
         number = query_int(req.params, "page", 1, 1, 1_000_000)
         found = []
-        for card, record in records(self.ctx.client, visit.tenant):
+        master = self.ctx.key_store.master
+        for card, record in records(self.ctx.client, visit.tenant, master=master):
             if not record.get("status"):
                 continue
             member = Member.from_record(visit.tenant, card, record)
@@ -136,7 +138,8 @@ class MemberList(OfficePage):
     def on_post(self, req, resp, visit: Visit) -> None:
         """Add a member by hand (the seeds' 手工添加会员): phone, birthday, attributes."""
         form = visit.form
-        store = MemberStore(self.ctx.client, visit.tenant, clock=self.ctx.clock)
+        store = MemberStore(self.ctx.client, visit.tenant, clock=self.ctx.clock,
+                            master=self.ctx.key_store.master)
         declared = store.settings().attributes
         attributes = {name: form.get(f"a.{name}", "").strip() for name in declared}
         attributes = {k: v for k, v in attributes.items() if v}
@@ -188,7 +191,8 @@ class MemberPage(OfficePage):
 
     def show(self, resp, visit: Visit, card: str, *, errors: dict | None = None,
              typed: dict | None = None, status: int = 200, note: str = "") -> None:
-        store = MemberStore(self.ctx.client, visit.tenant, clock=self.ctx.clock)
+        store = MemberStore(self.ctx.client, visit.tenant, clock=self.ctx.clock,
+                            master=self.ctx.key_store.master)
         member = store.find(card=card)
         record = {k.decode(): v.decode()
                   for k, v in self.ctx.client.hgetall(store.keys.member(member.card)).items()}
@@ -236,7 +240,8 @@ class MemberChange(OfficePage):
     def on_post(self, req, resp, visit: Visit, card: str, change: str) -> None:
         if change not in CHANGES:
             raise InvalidField("change", f"the change is one of {', '.join(CHANGES)}")
-        store = MemberStore(self.ctx.client, visit.tenant, clock=self.ctx.clock)
+        store = MemberStore(self.ctx.client, visit.tenant, clock=self.ctx.clock,
+                            master=self.ctx.key_store.master)
         before = store.find(card=card)
         form = visit.form
         target = f"member/{before.card}"
@@ -344,7 +349,7 @@ class Exports(OfficePage):
         writer = csv.writer(out)
         writer.writerow(EXPORT_COLUMNS)
         done = 0
-        for card, record in records(self.ctx.client, tenant):
+        for card, record in records(self.ctx.client, tenant, master=self.ctx.key_store.master):
             if record.get("status"):
                 writer.writerow(_export_row(Member.from_record(tenant, card, record)))
             done += 1
