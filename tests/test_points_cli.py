@@ -76,6 +76,8 @@ def test_settings_campaigns_and_points(run, redis_client):
     run("campaign", "end", "--tenant", "ACME", "double")
     credit = crediter.credit_claim("ACME", PHONE, 2, "LIP-001", "sms")
     assert credit.points == 80
+    history = run("member", "show", "--tenant", "ACME", "--phone", PHONE).output
+    assert 'spend={"double": 80}' in history and "spend={}" not in history  # no empty fields
     bad = run("campaign", "add", "--tenant", "ACME", "x", "--start", "2020-01-01", "--end",
               "2021-01-01", "--multiplier", "1.00001", ok=False)
     assert "basis points" in bad.output

@@ -40,7 +40,8 @@ def _find(config: Config, tenant: str, phone: str | None, card: str | None) -> M
 
 
 def _entry_line(e: Entry) -> str:
-    extra = " ".join(f"{k}={v}" for k, v in sorted(e.fields.items()) if v and k != "rules")
+    extra = " ".join(f"{k}={v}" for k, v in sorted(e.fields.items())
+                     if v and v not in ("{}", "[]") and k != "rules")
     return f"{e.entry_id}\t{iso_time(e.at)}\t{e.kind}\t{e.delta:+d}\t{e.balance}\t{extra}"
 
 
