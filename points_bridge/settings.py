@@ -392,3 +392,12 @@ class SettingsStore:
 def load(fields: Mapping[str, str]) -> PointsSettings:
     """Parse settings as read: a field that no longer parses is its default (and a warning)."""
     return PointsSettings.parse(fields)
+
+
+def timezone_of(fields: Mapping[str, str]) -> ZoneInfo:
+    """The tenant's days' zone, from its record as read (the check counters' days too).
+
+    The same parse as every other reader, so a check's day, a member's "today"
+    and a report's days never disagree about the zone.
+    """
+    return load(fields).timezone
