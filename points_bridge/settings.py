@@ -9,7 +9,8 @@ applies at once (or within the API's short view cache), without a restart.
 field                   default                       meaning
 ======================  ============================  ===========================================
 ``region``              CN                            phones typed without +CC (``tenant set``)
-``points_timezone``     Asia/Shanghai (UTC off CN)    what "today" and "birthday" mean
+``points_timezone``     Asia/Shanghai (UTC off CN)    what "today", "birthday" and a report's
+                                                      days mean
 ``points_tiers``        silver:0,gold:1000,           the ladder, lowest first
                         diamond:5000
 ``points_tier_basis``   lifetime                      ``lifetime`` or ``trailing:DAYS``
