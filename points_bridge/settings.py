@@ -9,7 +9,8 @@ applies at once (or within the API's short view cache), without a restart.
 field                   default                       meaning
 ======================  ============================  ===========================================
 ``region``              CN                            phones typed without +CC (``tenant set``)
-``points_timezone``     Asia/Shanghai (UTC off CN)    what "today" and "birthday" mean
+``points_timezone``     Asia/Shanghai (UTC off CN)    what "today", "birthday" and a report's
+                                                      days mean
 ``points_tiers``        silver:0,gold:1000,           the ladder, lowest first
                         diamond:5000
 ``points_tier_basis``   lifetime                      ``lifetime`` or ``trailing:DAYS``
@@ -392,3 +393,12 @@ class SettingsStore:
 def load(fields: Mapping[str, str]) -> PointsSettings:
     """Parse settings as read: a field that no longer parses is its default (and a warning)."""
     return PointsSettings.parse(fields)
+
+
+def timezone_of(fields: Mapping[str, str]) -> ZoneInfo:
+    """The tenant's days' zone, from its record as read (the check counters' days too).
+
+    The same parse as every other reader, so a check's day, a member's "today"
+    and a report's days never disagree about the zone.
+    """
+    return load(fields).timezone

@@ -20,6 +20,7 @@ from points_bridge.outreach.care import Care
 from points_bridge.outreach.draws import Draws, entrants_digest, pick
 from points_bridge.outreach.segments import DAY, Segment, matches, preview
 from points_bridge.outreach.sms_campaigns import SmsCampaigns
+from points_bridge.settings import SettingsStore
 from points_bridge.sms.optout import OptOuts
 from points_bridge.sms.outbound import Dispatcher, Outbox
 from points_bridge.sms.outbound_config import OutboundSettings
@@ -375,7 +376,8 @@ def test_counterfeit_surge_alert_goes_to_the_webhook_once(redis_client, points_t
                       "sms_phones": ["+8613800000001"]})
     assert b"s" * 16 not in redis_client.get(f"is:{{{tenant}}}:alerts:config")  # sealed
     assert alerts.config()["webhook_secret"] == "s" * 16
-    day = TenantKeys(tenant).stats_day(day_of(clock()))
+    zone = SettingsStore(redis_client).get(tenant).timezone
+    day = TenantKeys(tenant).stats_day(day_of(clock(), zone))
     redis_client.hincrby(day, "cf_region:Zhejiang", 10)
     assert alerts.run() == []  # the first run takes the baseline
     clock.advance(60)

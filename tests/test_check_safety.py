@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from codegen.codes import damm_check_digit
 from codegen.store.keyspace import PointsKeys, TenantKeys, segment_of
+from points_bridge.settings import SettingsStore
 from verify_api.check import stats
 
 PHONE = "13800138000"
@@ -53,7 +54,8 @@ def test_counterfeits_are_counted_with_the_ip_limit_off(api_world, redis_client,
     redis_client.hset(TenantKeys("ACME").meta, "verify_rate_ip", "off")
     assert api.verify({"code": _forge(code_of(4))}).json["result"] == "counterfeit"
     assert api.verify({"code": "1234"}).json["result"] == "malformed"
-    day = TenantKeys("ACME").stats_day(stats.day_of(clock()))
+    zone = SettingsStore(redis_client).get("ACME").timezone
+    day = TenantKeys("ACME").stats_day(stats.day_of(clock(), zone))
     counted = {k.decode(): int(v) for k, v in redis_client.hgetall(day).items()}
     assert counted.get("r:counterfeit") == 1 and counted.get("r:malformed") == 1
 

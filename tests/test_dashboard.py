@@ -48,7 +48,7 @@ def site(batch_factory, redis_client, clock):
 def test_everything_from_data_is_escaped():
     evil = "<script>alert(1)</script>"
     table = Table("x", ("day", "checks", "genuine"), [("2026-01-01", 3, 3)])
-    page = dashboard.page(evil, evil, ("a", "b"), table,
+    page = dashboard.page(evil, evil, ("a", "b"), evil, table,
                           Table("r", ("region", "checks"), [(evil, 1)]),
                           Table("c", ("region", "counterfeit", "checks", "share"), []),
                           Table("s", ("code", "sku", "checks", "phones", "regions",

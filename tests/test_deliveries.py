@@ -23,6 +23,7 @@ from codegen.webhooks import backoff_seconds, parse_retry_after
 from points_bridge.crm import Bridge, Webhook, standard_secret, standard_signature
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
+from points_bridge.settings import SettingsStore
 from points_bridge.sms.senders import HttpGatewaySender, OutMessage
 from tests.helpers.master import TEST_MASTER
 from verify_api.admin.alerts import Alerts
@@ -138,7 +139,8 @@ def test_an_alert_answered_with_a_redirect_is_not_sent(redis_client, points_tena
     with serve_posts(moved, "/alerts", gets=gets) as url:
         alerts = Alerts(redis_client, tenant, master=master_key, clock=clock)
         alerts.configure({"webhook_url": url, "counterfeit_threshold": 3, "window_minutes": 10})
-        day = TenantKeys(tenant).stats_day(day_of(clock()))
+        zone = SettingsStore(redis_client).get(tenant).timezone
+        day = TenantKeys(tenant).stats_day(day_of(clock(), zone))
         redis_client.hincrby(day, "cf_region:Zhejiang", 10)
         assert alerts.run() == []  # the baseline
         clock.advance(60)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pyotp
 import pytest
 from falcon import testing
 from helpers.cli_runner import run
+from helpers.office import CSRF, NONCE, PASSWORD, Office
 
 from codegen.products import ProductStore
 from codegen.store.audit import AuditLog
@@ -33,7 +33,6 @@ from verify_api.app import create_app, openapi_spec
 from verify_api.channels.feedback import FeedbackInbox
 from verify_api.exc import InvalidField
 
-PASSWORD = "correct horse battery"
 PHONE = "13812345678"
 OFFICE_ROUTES = sorted(
     (method.upper(), path)
@@ -41,51 +40,6 @@ OFFICE_ROUTES = sorted(
     if path.startswith("/office/{tenant}")
     for method in ops
 )
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-NONCE = re.compile(r'name="nonce" value="([^"]+)"')
-
-
-class Office:
-    """A TestClient with one staff member's cookies, as a browser keeps them."""
-
-    def __init__(self, app, tenant: str) -> None:
-        self.client = testing.TestClient(app)
-        self.tenant = tenant
-        self.cookies: dict[str, str] = {}
-        self.csrf = ""
-
-    def login(self, username: str, password: str = PASSWORD, totp: str | None = None,
-              lang: str = "en"):
-        form = self.get(f"/office/{self.tenant}/login")
-        nonce = NONCE.search(form.text).group(1)
-        fields = {"username": username, "password": password, "nonce": nonce, "lang": lang}
-        if totp is not None:
-            fields["totp"] = totp
-        done = self.post(f"/office/{self.tenant}/login", fields, csrf=False)
-        if done.status_code == 303:
-            found = CSRF.search(self.get(f"/office/{self.tenant}").text)
-            self.csrf = found.group(1) if found else ""
-        return done
-
-    def _keep(self, result):
-        for name, cookie in result.cookies.items():
-            if cookie.value:
-                self.cookies[name] = cookie.value
-            else:
-                self.cookies.pop(name, None)
-        return result
-
-    def get(self, path: str, **params):
-        return self._keep(self.client.simulate_get(path, params=params or None,
-                                                   cookies=self.cookies))
-
-    def post(self, path: str, fields: dict | None = None, *, csrf: bool = True):
-        fields = dict(fields or {})
-        if csrf:
-            fields.setdefault("csrf", self.csrf)
-        return self._keep(self.client.simulate_post(
-            path, body=urlencode(fields), cookies=self.cookies,
-            content_type="application/x-www-form-urlencoded"))
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ SETTING_OPTIONS = {
     "birthday_multiplier": "Birthday multiplier, e.g. 2.",
     "birthday_bonus": "Fixed birthday points.",
     "expiry_months": "Points expire N months after the month earned; 0 = never.",
-    "timezone": "IANA time zone for days and birthdays, e.g. Asia/Shanghai.",
+    "timezone": "IANA time zone of days (points, every report) and birthdays, e.g. Asia/Shanghai.",
     "restore": "On restoring a cancelled member: keep or forfeit the balance.",
 }
 

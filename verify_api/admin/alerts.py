@@ -10,7 +10,8 @@ the next run, not with the check.
   alerted once (``SET NX`` on ``alerts:sent:risk.<serial>``).
 * **counterfeit surge**: the per-day counters already count counterfeit
   answers per region (``stats.py``, ``cf_region:R``). Each run stores a
-  snapshot of today's and yesterday's counts (a sorted set scored by time);
+  snapshot of today's and yesterday's counts (the tenant's days, in its
+  time zone, as the counters are kept) (a sorted set scored by time);
   the counts in the window are the current counts minus those of the newest
   snapshot at least ``window_minutes`` old, day by day, so a day rolling
   over subtracts nothing it should not (``window_counts``, pure). A region
@@ -31,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import redis
 
@@ -200,9 +201,9 @@ class Alerts:
         return out
 
     def _surge_alerts(self, config: dict, now: int) -> list[Alert]:
-        today = datetime.fromtimestamp(now, UTC).date()
-        per_day = Reports(self._redis, self.tenant, clock=self._clock).per_day(
-            today - timedelta(days=1), today)
+        reports = Reports(self._redis, self.tenant, clock=lambda: now)
+        today = reports.today()  # the tenant's: its counters' days are
+        per_day = reports.per_day(today - timedelta(days=1), today)
         current = {day: dict(c["cf_region"]) for day, c in per_day.items()}
         snaps = self._keys.alert_snapshots
         window = config["window_minutes"] * 60

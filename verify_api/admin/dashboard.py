@@ -97,10 +97,13 @@ def html_table(table: Table, table_id: str, columns: tuple[str, ...] | None = No
 
 
 def page(
-    tenant: str, title: str, span: tuple[str, str], by_day: Table, regions: Table,
+    tenant: str, title: str, span: tuple[str, str], zone: str, by_day: Table, regions: Table,
     counterfeits: Table, suspicious: Table, *, csrf: str = "",
 ) -> str:
-    """The dashboard: checks over time, results by kind, regions, suspicious codes."""
+    """The dashboard: checks over time, results by kind, regions, suspicious codes.
+
+    ``zone`` names the tenant's time zone, whose days the span and the charts count.
+    """
     days = [(r["day"], r["checks"]) for r in by_day.records()]
     results = [(name, sum(r[name] for r in by_day.records())) for name in by_day.columns[2:]]
     fakes = {r["region"]: r["counterfeit"] for r in counterfeits.records()}
@@ -112,7 +115,8 @@ def page(
         f'<form class="out" method="post" action="/admin/{_e(tenant)}/logout">'
         f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
         f'<button type="submit">Log out</button></form>'
-        f"<h1>{_e(title)}</h1><p>{_e(span[0])} to {_e(span[1])} (UTC days)</p>"
+        f'<h1>{_e(title)}</h1><p id="span">{_e(span[0])} to {_e(span[1])}'
+        f" (days in {_e(zone)})</p>"
         f"<h2>Checks over time</h2>"
         + column_chart(days, chart_id="chart-checks", title="checks per day")
         + "<h2>Results by kind</h2>"

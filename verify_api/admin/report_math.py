@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import tzinfo
 
 from codegen.times import iso
 from points_bridge.ledger import stored_int
 from points_bridge.regions import region_name
+from verify_api.check import stats
 from verify_api.check.answers import RESULTS
 from verify_api.check.risk import (
     PHONE_SKETCH_BITS,
@@ -66,18 +67,17 @@ def checks_by(dimension: str, per_day: Mapping[str, Mapping[str, Counter]]) -> T
     return Table("checks", (dimension, "checks"), rows)
 
 
-def sms_by(dimension: str, messages: list[Mapping[str, str]]) -> Table:
-    """Inbound SMS counted by one field of the log, most first (``day``: oldest first)."""
+def sms_by(dimension: str, messages: list[Mapping[str, str]], zone: tzinfo) -> Table:
+    """Inbound SMS counted by one field of the log, most first (``day``: oldest first).
+
+    ``day`` is the message's day in the tenant's zone ``zone``, as the checks count theirs.
+    """
     if dimension == "day":
-        days = Counter(_iso_of(int(m.get("at") or 0)) for m in messages)
+        days = Counter(_iso(stats.day_of(int(m.get("at") or 0), zone)) for m in messages)
         return Table("sms", ("day", "received"), sorted(days.items()))
     found = Counter(m.get(dimension) or "-" for m in messages)
     rows = sorted(found.items(), key=lambda item: (-item[1], item[0]))
     return Table("sms", (dimension, "received"), rows)
-
-
-def _iso_of(at: int) -> str:
-    return datetime.fromtimestamp(at, UTC).date().isoformat()
 
 
 def counterfeits_by_region(per_day: Mapping[str, Mapping[str, Counter]]) -> Table:

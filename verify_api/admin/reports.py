@@ -3,6 +3,9 @@
 * Checks and counterfeits: the per-day counter hashes (``stats.py``), the
   tenant-wide one and one per code segment of the tenant's batches, added
   up per day in one pipelined round trip.
+* Every day is the tenant's (``points_timezone``, as the checks count them
+  and as the sales report and the points' "today" read them): ``today()``,
+  the SMS log's days, the span a report defaults to.
 * Suspicious codes: the scan buckets of every batch, walked by serial range
   (no SCAN over the keyspace: a batch knows which buckets it can have),
   500 buckets per round trip.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,7 +32,7 @@ from codegen.files import file_errors
 from codegen.keys import KeyStore, MasterKey
 from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys
 from codegen.tenants import TenantStore
-from points_bridge.settings import SettingsStore
+from points_bridge.settings import SettingsStore, timezone_of
 from points_bridge.transfer import export
 from verify_api.admin import report_math
 from verify_api.admin.report_math import Suspect, Table
@@ -44,11 +47,15 @@ SMS_BY = ("day", "kind", "keyword", "outcome", "campaign")
 
 
 def date_range(
-    start: str | None, end: str | None, now: float, days: int = DEFAULT_DAYS
+    start: str | None, end: str | None, today: date, days: int = DEFAULT_DAYS
 ) -> tuple[date, date]:
-    """Read ``from``/``to`` (YYYY-MM-DD, inclusive); default: the last ``days`` days."""
+    """Read ``from``/``to`` (YYYY-MM-DD, inclusive); default: the ``days`` days to ``today``.
+
+    ``today`` is the tenant's (``Reports.today``): a report asked for at 01:00 in
+    Shanghai ends on Shanghai's date, not on the UTC one still running.
+    """
     try:
-        last = date.fromisoformat(end) if end else datetime.fromtimestamp(now, UTC).date()
+        last = date.fromisoformat(end) if end else today
     except ValueError:
         raise InvalidField("to", f"'to' is a date, YYYY-MM-DD: {end!r}") from None
     try:
@@ -76,13 +83,23 @@ class Reports:
     ) -> None:
         """``key_store`` re-signs suspicious codes; ``master`` (or the key store's)
         opens the card key that the member and points reports walk with."""
-        TenantStore(client).get(tenant)
+        record = TenantStore(client).get(tenant)
+        self.timezone = timezone_of(record.settings)
+        """The tenant's days' zone, read once per report."""
         self._redis = client
         self.tenant = tenant
         self._keys = TenantKeys(tenant)
         self._key_store = key_store
         self._master = master if master is not None or key_store is None else key_store.master
         self.clock = clock
+
+    def today(self) -> date:
+        """The tenant's date now: the last day a report shows by default."""
+        return stats.day_date(self.clock(), self.timezone)
+
+    def span(self, start: str | None, end: str | None) -> tuple[date, date]:
+        """``date_range`` ending, by default, on the tenant's today."""
+        return date_range(start, end, self.today())
 
     # -- checks ----------------------------------------------------------------------
     def per_day(self, first: date, last: date) -> dict[str, dict[str, Counter]]:
@@ -106,21 +123,29 @@ class Reports:
                 else report_math.checks_by(by, per_day))
 
     def sms(self, first: date, last: date, by: str = "kind") -> Table:
-        """Inbound SMS received from ``first`` to ``last`` (UTC days) counted by day, kind
+        """Inbound SMS received from ``first`` to ``last`` (the tenant's days) counted by day, kind
         (code, join, balance, redeem, draw, stop, feedback, unknown), keyword, outcome
         (the reply sent) or campaign (replies within a campaign's reply window)."""
         if by not in SMS_BY:
             raise InvalidField("by", f"'by' is one of {', '.join(SMS_BY)}")
-        return report_math.sms_by(by, self.sms_log(first, last))
+        return report_math.sms_by(by, self.sms_log(first, last), self.timezone)
 
     def sms_log(self, first: date, last: date) -> list[dict[str, str]]:
-        """The inbound log's messages of the span, oldest first (``TenantKeys.sms_inbound``)."""
-        start = int(datetime.combine(first, datetime.min.time(), UTC).timestamp()) * 1000
-        end = int(datetime.combine(last + timedelta(days=1), datetime.min.time(),
-                                   UTC).timestamp()) * 1000 - 1
+        """The inbound log's messages of the span, oldest first (``TenantKeys.sms_inbound``).
+
+        Reads a span wider than any offset (``stats.span_seconds``) and keeps the
+        messages whose tenant day is in the range: a day a DST change cut short or
+        long loses nothing and borrows nothing.
+        """
+        start, end = stats.span_seconds(first, last)
+        low, high = first.strftime("%Y%m%d"), last.strftime("%Y%m%d")
         out = []
-        for _, raw in self._redis.xrange(self._keys.sms_inbound, start, end):
-            out.append({k.decode(): v.decode() for k, v in raw.items()})
+        for entry_id, raw in self._redis.xrange(self._keys.sms_inbound, start * 1000,
+                                                end * 1000 + 999):
+            message = {k.decode(): v.decode() for k, v in raw.items()}
+            at = int(message.get("at") or int(entry_id.split(b"-")[0]) // 1000)
+            if low <= stats.day_of(at, self.timezone) <= high:
+                out.append(message)
         return out
 
     def counterfeits(self, first: date, last: date) -> Table:

@@ -15,7 +15,11 @@ field                         default    meaning
 ``verify_rate_phone``         20/60      checks per member phone per seconds
 ``verify_rate_batch``         20000/60   codes per client IP per seconds, batch route
 ``region``                    CN         region for phone numbers typed without +CC
+``points_timezone``           (region's) the zone of the check counters' days
 ============================  =========  ============================================
+
+The zone is read here, with the rest of the policy, so a check counts its day
+in the tenant's zone without reading the points settings on every request.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import tzinfo
 
 from codegen.exc import CodegenError
 from codegen.products import Product
@@ -31,6 +36,7 @@ from codegen.store.keyspace import TenantKeys
 from codegen.store.wire import Link, call, hash_pairs, pack
 from codegen.tenants import check_tenant_id, tenant_from_record
 from points_bridge.phones import DEFAULT_REGION
+from points_bridge.settings import timezone_of
 from verify_api.check.ratelimit import Limit
 
 DEFAULTS = {
@@ -70,6 +76,7 @@ class TenantPolicy:
     phone_limit: Limit | None
     batch_limit: Limit | None
     phone_region: str
+    timezone: tzinfo
 
     @classmethod
     def from_settings(cls, tenant: str, settings: dict[str, str]) -> TenantPolicy:
@@ -91,6 +98,7 @@ class TenantPolicy:
             phone_limit=setting("verify_rate_phone"),
             batch_limit=setting("verify_rate_batch"),
             phone_region=(settings.get("region") or DEFAULT_REGION).upper()[:2],
+            timezone=timezone_of(settings),
         )
 
 

@@ -137,7 +137,7 @@ class VerifyEngine:
         # refused before Redis (never a round trip of its own).
         prefetch = None
         if query is None:
-            extra = self._tally(tenant, decoded.verdict, request, now)
+            extra = self._tally(tenant, decoded.verdict, request, now, policy)
         elif phone:
             prefetch = await self.crediter.prefetch(tenant, phone, decoded.serial)
             extra = prefetch.commands
@@ -298,12 +298,15 @@ class VerifyEngine:
             phone=phone or "",
             channel_name=request.channel,
             region_source=request.region_source,
+            timezone=policy.timezone,
         )
 
     @staticmethod
-    def _tally(tenant: str, result: str, request: CheckRequest, now: int) -> list[bytes]:
+    def _tally(
+        tenant: str, result: str, request: CheckRequest, now: int, policy: TenantPolicy
+    ) -> list[bytes]:
         """Count a check refused before any script (the script counts the others)."""
-        key = TenantKeys(tenant).stats_day(stats.day_of(now))
+        key = TenantKeys(tenant).stats_day(stats.day_of(now, policy.timezone))
         commands = stats.tally_commands(key, result, request.region, request.channel,
                                         request.region_source)
         return [pack(*command) for command in commands]

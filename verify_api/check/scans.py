@@ -8,6 +8,7 @@ packed calls as one round trip (``codegen/store/wire.py``: reloads lost scripts)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 
 from codegen.exc import StoreError
 from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys, segment_of
@@ -54,6 +55,8 @@ class CheckContext:
     channel_name: str = ""
     skus: tuple[str, ...] = ()  # the code must be of one of these products ('' = any)
     region_source: str = ""
+    timezone: tzinfo = UTC
+    """The tenant's (``TenantPolicy.timezone``): the day the check is counted on."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def verify_calls(
         context.region_source.encode(),
     )
     calls = []
-    day = stats.day_of(now)
+    day = stats.day_of(now, context.timezone)
     for segment, indexes in by_segment.items():
         for at in range(0, len(indexes), per_call):
             chunk = indexes[at : at + per_call]
@@ -150,7 +153,7 @@ def unclaim_call(
     """Pack ``lua/unclaim.lua``: undo the claim of a check its own round trip refused (429)."""
     segment = segment_of(serial)
     names = (keys.scan_bucket(serial), keys.segment_claims(segment),
-             keys.segment_stats(segment, stats.day_of(now)))
+             keys.segment_stats(segment, stats.day_of(now, context.timezone)))
     args = (b"%d" % (serial % SCAN_BUCKET_SERIALS), scan.raw, (scan.outbox_entry or "").encode(),
             (scan.sku or "").encode(), (context.region or "-").encode(),
             context.channel_name.encode())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -25,11 +24,11 @@ from codegen.store.audit import AuditLog
 from codegen.times import iso
 from codegen.words import plural
 from points_bridge.purchases import SALES_COLUMNS, sales_entries, sales_rows
-from points_bridge.settings import SettingsStore
 from verify_api.admin.auth import TokenStore
 from verify_api.admin.report_math import Table
-from verify_api.admin.reports import BY, SMS_BY, Reports, date_range
+from verify_api.admin.reports import BY, SMS_BY, Reports
 from verify_api.admin.roles import ROLES, actions_of
+from verify_api.check import stats
 
 FORMATS = ("table", "csv", "parquet")
 
@@ -102,7 +101,9 @@ def token_revoke(config: Config, tenant: str, token_id: str) -> None:
 def report() -> None:
     """Reports on checks, counterfeits, suspicious codes, members, points and sales.
 
-    Each prints a table, CSV or (with --out) a Parquet file.
+    Each prints a table, CSV or (with --out) a Parquet file. Days are the
+    tenant's, in its time zone (points config --timezone, default Asia/Shanghai
+    for a CN tenant): a check at 23:30 UTC counts on the next day in Shanghai.
     """
 
 
@@ -114,7 +115,8 @@ def output_options(func):
 
 
 def span_options(func):
-    func = click.option("--to", "end", help="Last day, YYYY-MM-DD (default today, UTC).")(func)
+    func = click.option("--to", "end", help="Last day, YYYY-MM-DD (default today in the "
+                        "tenant's time zone, points config --timezone).")(func)
     return click.option("--from", "start", help="First day, YYYY-MM-DD (default 13 days "
                         "before --to).")(func)
 
@@ -178,8 +180,9 @@ def report_checks(config: Config, tenant: str, start, end, by: str, fmt: str, ou
       itemseal report checks --tenant ACME --from 2026-01-01 --to 2026-01-31
       itemseal report checks --tenant ACME --by region --format csv
     """
-    first, last = date_range(start, end, datetime.now(UTC).timestamp())
-    emit(_reports(config, tenant).checks(first, last, by), fmt, out)
+    reports = _reports(config, tenant)
+    first, last = reports.span(start, end)
+    emit(reports.checks(first, last, by), fmt, out)
 
 
 @report.command("sms")
@@ -198,8 +201,9 @@ def report_sms(config: Config, tenant: str, start, end, by: str, fmt: str, out) 
       itemseal report sms --tenant ACME --by keyword
       itemseal report sms --tenant ACME --by campaign --from 2026-03-01
     """
-    first, last = date_range(start, end, datetime.now(UTC).timestamp())
-    emit(_reports(config, tenant).sms(first, last, by), fmt, out)
+    reports = _reports(config, tenant)
+    first, last = reports.span(start, end)
+    emit(reports.sms(first, last, by), fmt, out)
 
 
 @report.command("counterfeits")
@@ -214,8 +218,9 @@ def report_counterfeits(config: Config, tenant: str, start, end, fmt: str, out) 
     Example:
       itemseal report counterfeits --tenant ACME --from 2026-01-01
     """
-    first, last = date_range(start, end, datetime.now(UTC).timestamp())
-    emit(_reports(config, tenant).counterfeits(first, last), fmt, out)
+    reports = _reports(config, tenant)
+    first, last = reports.span(start, end)
+    emit(reports.counterfeits(first, last), fmt, out)
 
 
 @report.command("suspicious")
@@ -285,21 +290,21 @@ def report_points(config: Config, tenant: str, ledger_file, fmt: str, out) -> No
 def report_sales(config: Config, tenant: str, start, end, by: str, fmt: str, out) -> None:
     """Sales and points of purchases (less refunds) by day, shop, product and tier.
 
-    Days are the tenant's (points config --timezone), like the points' "today".
-    Amounts are in fen; a purchase's bonuses show as the product (bonus).
+    Days are the tenant's (points config --timezone), like the points' "today"
+    and the other reports. Amounts are in fen; a purchase's bonuses show as the
+    product (bonus).
 
     \b
     Example:
       itemseal report sales --tenant ACME --from 2026-12-01 --to 2026-12-07 --by day,shop
       itemseal report sales --tenant ACME --by product,tier --format csv
     """
-    zone = SettingsStore(config.redis).get(tenant).timezone
-    today = datetime.now(zone).date().isoformat()
-    first, last = date_range(start, end or today, 0)
+    reports = _reports(config, tenant)
+    first, last = reports.span(start, end)
     dims = tuple(d.strip() for d in by.split(",") if d.strip())
-    since = int(datetime.combine(first, datetime.min.time(), zone).timestamp())
+    since, _ = stats.span_seconds(first, last)
     entries = sales_entries(config.redis, tenant, since, master=config.master_key())
-    rows = sales_rows(entries, dims, zone,
+    rows = sales_rows(entries, dims, reports.timezone,
                       first.strftime("%Y%m%d"), last.strftime("%Y%m%d"))
     emit(Table("sales", (*dims, *SALES_COLUMNS), rows), fmt, out)
 

@@ -18,7 +18,7 @@ import falcon
 from codegen.tenants import TenantStore, check_tenant_id
 from verify_api.admin import dashboard, roles
 from verify_api.admin.dashboard_sessions import SESSION_SECONDS, DashboardSessions, same
-from verify_api.admin.reports import Reports, date_range
+from verify_api.admin.reports import Reports
 from verify_api.exc import Forbidden, Unauthorized
 from verify_api.resources import Threaded, body_of
 from verify_api.resources.admin import AdminContext, authorize
@@ -72,10 +72,10 @@ class Dashboard:
             return
         reports = Reports(self.ctx.client, tenant, key_store=self.ctx.key_store,
                           clock=self.ctx.clock)
-        first, last = date_range(req.get_param("from"), req.get_param("to"), self.ctx.clock())
+        first, last = reports.span(req.get_param("from"), req.get_param("to"))
         name = TenantStore(self.ctx.client).get(tenant).name
         _html(resp, dashboard.page(
-            tenant, name, (first.isoformat(), last.isoformat()),
+            tenant, name, (first.isoformat(), last.isoformat()), reports.timezone.key,
             reports.checks(first, last, "day"), reports.checks(first, last, "region"),
             reports.counterfeits(first, last), reports.suspicious(limit=20), csrf=csrf,
         ))

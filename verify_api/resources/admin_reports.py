@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from codegen.store.audit import AuditLog
 from verify_api.admin.report_math import Table
-from verify_api.admin.reports import Reports, date_range
+from verify_api.admin.reports import Reports
 from verify_api.resources.admin import AdminContext, AdminResource
 from verify_api.resources.admin_bodies import query_int
 
@@ -27,8 +27,9 @@ class Report(AdminResource):
         reports = Reports(self.ctx.client, tenant, key_store=self.ctx.key_store,
                           clock=self.ctx.clock)
         if self.name in ("checks", "counterfeits", "sms"):
-            first, last = date_range(req.get_param("from"), req.get_param("to"), self.ctx.clock())
-            span = {"from": first.isoformat(), "to": last.isoformat()}
+            first, last = reports.span(req.get_param("from"), req.get_param("to"))
+            span = {"from": first.isoformat(), "to": last.isoformat(),
+                    "timezone": reports.timezone.key}
             if self.name == "checks":
                 table = reports.checks(first, last, req.get_param("by") or "day")
             elif self.name == "sms":

@@ -17,7 +17,7 @@ from markupsafe import Markup
 from codegen.exc import ItemsealError
 from codegen.tenants import TenantStore, check_tenant_id
 from verify_api.admin import dashboard
-from verify_api.admin.reports import Reports, date_range
+from verify_api.admin.reports import Reports
 from verify_api.admin.sessions import LANGUAGES, MAX_SECONDS
 from verify_api.admin.staff import LoginRefused
 from verify_api.channels.feedback import FeedbackInbox
@@ -216,12 +216,13 @@ class Home(OfficePage):
     def _charts(self, req, visit: Visit) -> dict:
         reports = Reports(self.ctx.client, visit.tenant, key_store=self.ctx.key_store,
                           clock=self.ctx.clock)
-        first, last = date_range(req.get_param("from"), req.get_param("to"), self.ctx.clock())
+        first, last = reports.span(req.get_param("from"), req.get_param("to"))
         by_day = reports.checks(first, last, "day")
         days = [(r["day"], r["checks"]) for r in by_day.records()]
         results = [(n, sum(r[n] for r in by_day.records())) for n in by_day.columns[2:]]
         return {
             "span": (first.isoformat(), last.isoformat()),
+            "zone": reports.timezone.key,
             "checks": Markup(dashboard.column_chart(days, chart_id="chart-checks",
                                                     title="checks per day")),
             "results": Markup(dashboard.bar_chart(results, chart_id="chart-results",

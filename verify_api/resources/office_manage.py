@@ -12,7 +12,6 @@ import csv
 import io
 import json
 from collections import Counter
-from datetime import datetime
 
 from markupsafe import Markup
 
@@ -25,9 +24,10 @@ from points_bridge.purchases import SALES_COLUMNS, sales_entries, sales_rows
 from points_bridge.settings import SettingsStore
 from verify_api.admin import dashboard
 from verify_api.admin.report_math import Table
-from verify_api.admin.reports import Reports, date_range
+from verify_api.admin.reports import Reports
 from verify_api.admin.roles import ROLES
 from verify_api.admin.staff import LoginRefused
+from verify_api.check import stats
 from verify_api.check.batch_scans import void_codes
 from verify_api.exc import InvalidField, NotFound
 from verify_api.resources.admin_batches import batch_json
@@ -52,7 +52,7 @@ class UnknownReport(NotFound):
 def sales_table(client, tenant: str, first, last, master: MasterKey) -> Table:
     """Sales by day, as ``itemseal report sales --by day``: days in the tenant's time zone."""
     zone = SettingsStore(client).get(tenant).timezone
-    since = int(datetime.combine(first, datetime.min.time(), zone).timestamp())
+    since, _ = stats.span_seconds(first, last)
     rows = sales_rows(sales_entries(client, tenant, since, master=master), ("day",), zone,
                       first.strftime("%Y%m%d"), last.strftime("%Y%m%d"))
     return Table("sales", ("day", *SALES_COLUMNS), rows)
@@ -110,7 +110,8 @@ class ReportsPage(OfficePage):
 
     @page("reports.read")
     def on_get(self, req, resp, visit: Visit) -> None:
-        first, last = date_range(req.get_param("from"), req.get_param("to"), self.ctx.clock())
+        reports = Reports(self.ctx.client, visit.tenant, clock=self.ctx.clock)
+        first, last = reports.span(req.get_param("from"), req.get_param("to"))
         self.ctx.render(resp, "reports.html", visit=visit, names=REPORTS, titles=TITLES,
                         span=(first.isoformat(), last.isoformat()))
 
@@ -122,11 +123,11 @@ class ReportPage(OfficePage):
     def on_get(self, req, resp, visit: Visit, name: str) -> None:
         if name not in REPORTS:
             raise UnknownReport(f"no report {name!r}: {', '.join(REPORTS)}")
-        first, last = date_range(req.get_param("from"), req.get_param("to"), self.ctx.clock())
         reports = Reports(self.ctx.client, visit.tenant, key_store=self.ctx.key_store,
                           clock=self.ctx.clock)
+        first, last = reports.span(req.get_param("from"), req.get_param("to"))
         table = (sales_table(self.ctx.client, visit.tenant, first, last,
-                                 self.ctx.key_store.master) if name == "sales"
+                             self.ctx.key_store.master) if name == "sales"
                  else report_table(reports, name, first, last))
         span = (first.isoformat(), last.isoformat())
         if req.get_param("format") == "csv":
@@ -135,10 +136,8 @@ class ReportPage(OfficePage):
             resp.set_header("Cache-Control", "no-store")
             resp.text = table_csv(table)
             return
-        zone = (str(SettingsStore(self.ctx.client).get(visit.tenant).timezone)
-                if name == "sales" else "UTC")  # the check reports still count UTC days
         self.ctx.render(resp, "report.html", visit=visit, name=name, title=TITLES[name],
-                        span=span, zone=zone, charts=report_charts(name, table),
+                        span=span, zone=reports.timezone.key, charts=report_charts(name, table),
                         table=Markup(dashboard.html_table(table, f"table-{name}")))
 
 
