@@ -32,7 +32,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 MODES = list(schemathesis.GenerationMode)  # valid requests, and invalid ones
-EXAMPLES = 150  # per operation: the whole run stays well under a minute
+EXAMPLES = 100  # per operation: ~10,000 requests over ~110 operations, 3-4 minutes here
 
 
 def aim(case, codes: list[str], data) -> None:
@@ -49,6 +49,7 @@ def aim(case, codes: list[str], data) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the suite's 300 s is too tight on a loaded 2-core machine
 def test_every_operation_answers_per_the_spec(tmp_path):
     world = own_world(make_short_home(), count=200)
     schema = schemathesis.openapi.from_dict(openapi_spec())
