@@ -8,9 +8,11 @@ walk is ``test_office_browser.py``.
 
 from __future__ import annotations
 
+import html
 import re
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pyotp
 import pytest
@@ -393,6 +395,9 @@ def test_another_tenants_staff_gets_404_on_every_office_route(world, redis_clien
                                                                           "reason": "x"})
     assert answer.status_code == 404, (method, target, answer.status_code)
     assert "ACME lipstick" not in answer.text and cards["ACME"] not in answer.text
+    if method == "GET":  # the lists' order and page, and a report's breakdown, change nothing
+        again = beta.get(target, sort="phone", dir="asc", page="2", by="shop")
+        assert again.status_code == 404 and cards["ACME"] not in again.text
     assert redis_client.dbsize() == before
 
 
@@ -459,6 +464,147 @@ def test_members_list_filters_sorts_and_adds(world, redis_client):
     assert AuditLog(redis_client, "ACME").entries()[0].action == "member.add"
     frozen = sam.get("/office/ACME/members", status="frozen")
     assert "No members match." in frozen.text
+
+
+def _cells(table: str, index: int):
+    """A reader of one column of the page's table ``table`` (tags stripped)."""
+    def read(text: str) -> list[str]:
+        body = re.search(rf'<table id="{table}">(.*?)</table>', text, re.S).group(1)
+        rows = re.findall(r"<tr[^>]*>(<td.*?)</tr>", body, re.S)
+        return [html.unescape(re.sub(r"<[^>]+>", "", re.findall(r"<td[^>]*>(.*?)</td>", row,
+                                                                  re.S)[index])).strip()
+                for row in rows if "colspan" not in row]
+    return read
+
+
+def _feedback_phones(text: str) -> list[str]:
+    return re.findall(r'<div class="card" id="fb-[^"]+">\s*<div><b>([^<]+)</b>', text)
+
+
+def _walk(visit: Office, path: str, read, **params) -> tuple[list[str], list[str]]:
+    """Every row of a list, page after page by its "next" links; and page 1's rows."""
+    page = visit.get(path, **params)
+    assert page.status_code == 200, page.status_code
+    first = found = read(page.text)
+    while (link := re.search(r'id="next" href="([^"]+)"', page.text)) is not None:
+        target, _, query = html.unescape(link.group(1)).partition("?")
+        kept = dict(parse_qsl(query))
+        assert {k: kept.get(k) for k in params} == params  # the order and filters go along
+        page = visit.get(target, **kept)
+        found = found + read(page.text)
+    return found, first
+
+
+def _seed_products(redis_client, world_):
+    store = ProductStore(redis_client)
+    for i in range(30):
+        store.add("ACME", f"P-{i:02d}", name=f"p{i}", points=100 + (i * 7) % 31)
+    return {p.sku: p.points for p in store.list("ACME")}
+
+
+def _seed_campaigns(redis_client, world_):
+    from points_bridge.campaigns import CampaignStore
+    from points_bridge.rules import Campaign, multiplier_bp
+
+    store = CampaignStore(redis_client, "ACME")
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+    for i in range(30):
+        store.add(Campaign(f"c{i:02d}", start, end, multiplier_bp("1"), 1 + (i * 7) % 31))
+    return {c.campaign.campaign_id: c.campaign.bonus for c in store.list().values()}
+
+
+def _seed_rewards(redis_client, world_):
+    store = RewardStore(redis_client, "ACME")
+    for i in range(30):
+        store.add(Reward(f"r{i:02d}", "gift", f"R{i}", 10 + i), (i * 7) % 31)
+    return {r.item: left for r, left in store.list()}
+
+
+def _seed_staff(redis_client, world_):
+    from argon2 import PasswordHasher
+
+    store = StaffStore(redis_client, "ACME", master=world_[2].master,
+                       hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    for i in range(30):
+        store.add(f"u{(i * 7) % 31:02d}", "support", PASSWORD)
+    return {s.username: s.username for s in store.list()}
+
+
+def _seed_batches(redis_client, world_, batch_factory):
+    for i in range(30):
+        batch_factory("ACME", count=1, sku=f"S-{29 - i:02d}", state="minted")
+    from codegen.batches import BatchRegistry
+    return {b.batch_id: b.sku for b in BatchRegistry(redis_client, "ACME").list()}
+
+
+def _seed_audit(redis_client, world_):
+    log = AuditLog(redis_client, "ACME")
+    for i in range(60):
+        log.record(f"actor{(i * 7) % 61:02d}", "test.entry", f"t/{i}")
+    return {e.actor: e.actor for e in log.entries(1000)}
+
+
+def _seed_feedback(redis_client, world_):
+    inbox = FeedbackInbox(redis_client, "ACME")
+    for i in range(30):
+        inbox.add(f"1390000{(i * 7) % 31:04d}", "hello", "sms", 1_767_225_600 + i)
+    return {f.phone: f.phone for f in inbox.list(1000)}
+
+
+SORT_CASES = {  # list: (path, reader of the row's identity, seeding, the column sorted by)
+    "products": ("products", _cells("products", 0), _seed_products, "points"),
+    "campaigns": ("campaigns", _cells("campaigns", 0), _seed_campaigns, "bonus"),
+    "rewards": ("rewards", _cells("rewards", 0), _seed_rewards, "stock"),
+    "staff": ("staff", _cells("staff", 0), _seed_staff, "username"),
+    "batches": ("batches", _cells("batches", 0), _seed_batches, "sku"),
+    "audit": ("audit", _cells("audit", 1), _seed_audit, "actor"),
+    "feedback": ("feedback", _feedback_phones, _seed_feedback, "phone"),
+}
+
+
+@pytest.mark.parametrize("name", SORT_CASES)
+def test_each_list_sorts_by_a_column_across_its_pages(world, redis_client, batch_factory,
+                                                      name):
+    app, _, _ = world
+    path, read, seed, column = SORT_CASES[name]
+    if name == "batches":
+        values = seed(redis_client, world, batch_factory)
+    else:
+        values = seed(redis_client, world)
+    mia = office(app, username="sam" if name == "feedback" else "mia")
+    url = f"/office/ACME/{path}"
+    ascending, first_asc = _walk(mia, url, read, sort=column, dir="asc")
+    descending, first_desc = _walk(mia, url, read, sort=column, dir="desc")
+    expected = sorted(values, key=lambda k: (values[k], k))
+    assert [values[k] for k in ascending] == sorted(values.values())
+    assert [values[k] for k in descending] == sorted(values.values(), reverse=True)
+    assert sorted(ascending) == sorted(expected)  # every row once, over several pages
+    assert len(first_asc) < len(ascending) and first_asc != first_desc
+    page = mia.get(url, sort=column, dir="desc")
+    marked = re.search(rf'id="sort-{column}" href="([^"]*)"[^>]*>[^<]*'
+                       r'<span class="sorted">▼</span>', page.text)
+    assert marked and "dir=asc" in marked.group(1)  # marked, and its link flips the order
+    for odd in ({"sort": "'; DROP", "dir": "sideways"}, {"sort": column, "page": "999"},
+                {"page": "-1"}, {"sort": ""}):
+        assert mia.get(url, **odd).status_code == 200, odd  # the default, not an error
+
+
+def test_members_sort_by_balance_across_pages(world, redis_client):
+    app, _, _ = world
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
+    ledger = Ledger(redis_client, "ACME")
+    for i in range(30):
+        joined, _ = members.join(f"139000000{i:02d}")
+        ledger.adjust(joined.card, 1 + (i * 7) % 31, reason="seed")
+    sam = office(app, username="sam")
+    balances, first = _walk(sam, "/office/ACME/members", _cells("members", 5), sort="balance",
+                            dir="asc", status="active")
+    assert [int(b) for b in balances] == sorted(int(b) for b in balances)
+    assert len(balances) == 31 and len(first) == 25
+    down, _ = _walk(sam, "/office/ACME/members", _cells("members", 5), sort="balance",
+                    dir="desc", status="active")
+    assert [int(b) for b in down] == sorted((int(b) for b in balances), reverse=True)
+    assert sam.get("/office/ACME/members", sort="nope", dir="x").status_code == 200
 
 
 def test_members_export_in_the_background(world, redis_client):

@@ -188,6 +188,8 @@ ZH: dict[str, str] = {
     "Saved.": "已保存。",
     "Choose the brand whose office to open.": "请选择要进入的商家后台。",
     "Nothing yet.": "暂无数据。",
+    "Sort by": "排序",
+    "Sorted among the newest entries:": "排序范围：最新条目数",
     "Products": "产品积分",
     "Campaigns": "积分活动",
     "Care": "客户关怀",

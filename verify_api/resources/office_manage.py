@@ -12,6 +12,7 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 
 from markupsafe import Markup
@@ -24,6 +25,7 @@ from codegen.times import iso
 from points_bridge.purchases import SALES_COLUMNS, sales_entries, sales_rows
 from points_bridge.settings import SettingsStore
 from verify_api.admin import dashboard
+from verify_api.admin.listing import DESC, Sorting, list_page
 from verify_api.admin.report_math import Table
 from verify_api.admin.reports import Reports, date_range
 from verify_api.admin.roles import ROLES
@@ -31,7 +33,6 @@ from verify_api.admin.staff import LoginRefused
 from verify_api.check.batch_scans import void_codes
 from verify_api.exc import InvalidField, NotFound
 from verify_api.resources.admin_batches import batch_json
-from verify_api.resources.admin_bodies import query_int
 from verify_api.resources.admin_catalog import SETTINGS, settings_json, tiers_json
 from verify_api.resources.office import OfficePage, Visit, page
 
@@ -42,7 +43,16 @@ TITLES = {
     "sales": "Sales by day",
 }
 AUDIT_PAGE = 50
+AUDIT_SCAN = 10_000
+AUDIT_SORTING = Sorting({  # the stream's id orders entries of the same second
+    "at": lambda e: tuple(int(n) for n in e.entry_id.split("-")),
+    "actor": lambda e: e.actor, "action": lambda e: e.action, "target": lambda e: e.target,
+}, default="at", default_dir=DESC)
 MAX_VOID = 20_000
+BATCH_SORTING = Sorting({
+    "batch": lambda b: b.batch_id, "sku": lambda b: b.sku, "state": lambda b: b.state,
+    "count": lambda b: b.count, "created": lambda b: b.created_at,
+}, default="batch")
 
 
 class UnknownReport(NotFound):
@@ -143,21 +153,26 @@ class ReportPage(OfficePage):
 
 
 class AuditPage(OfficePage):
-    """``GET .../audit?page=N&actor=...``: the audit trail, newest first."""
+    """``GET .../audit?actor=...&sort=...&dir=...&page=N``: the audit trail, newest first.
+
+    Sorted and paged over the newest ``AUDIT_SCAN`` entries (the stream keeps up to
+    ``codegen.store.audit.MAX_ENTRIES``): reading all of them for every page view
+    would cost more than a look at the recent trail is worth.
+    """
 
     @page("audit.read")
     def on_get(self, req, resp, visit: Visit) -> None:
-        number = query_int(req.params, "page", 1, 1, 200)
         actor = (req.get_param("actor") or "").strip()
-        entries = AuditLog(self.ctx.client, visit.tenant).entries(
-            10_000 if actor else number * AUDIT_PAGE + 1)
+        entries = AuditLog(self.ctx.client, visit.tenant).entries(AUDIT_SCAN)
         if actor:
             entries = [e for e in entries if e.actor == actor]
-        shown = entries[(number - 1) * AUDIT_PAGE: number * AUDIT_PAGE]
+        listing = list_page(entries, AUDIT_SORTING, req.params, size=AUDIT_PAGE,
+                            keep={"actor": actor})
         rows = [{**e.to_json(), "before": json.dumps(e.before, ensure_ascii=False, indent=1),
-                 "after": json.dumps(e.after, ensure_ascii=False, indent=1)} for e in shown]
-        self.ctx.render(resp, "audit.html", visit=visit, rows=rows, page_no=number,
-                        more=len(entries) > number * AUDIT_PAGE, actor=actor)
+                 "after": json.dumps(e.after, ensure_ascii=False, indent=1)}
+                for e in listing.rows]
+        self.ctx.render(resp, "audit.html", visit=visit, rows=rows, listing=listing,
+                        actor=actor, scan=AUDIT_SCAN)
 
 
 class StaffPage(OfficePage):
@@ -165,14 +180,20 @@ class StaffPage(OfficePage):
 
     @page("staff.read")
     def on_get(self, req, resp, visit: Visit) -> None:
-        self.show(resp, visit)
+        self.show(resp, visit, params=req.params)
 
     def show(self, resp, visit: Visit, *, errors: dict | None = None, typed: dict | None = None,
-             status: int = 200, note: str = "") -> None:
+             status: int = 200, note: str = "", params: Mapping | None = None) -> None:
         now = self.ctx.clock()
+        sorting = Sorting({
+            "username": lambda s: s.username, "role": lambda s: s.role,
+            "disabled": lambda s: s.disabled, "locked": lambda s: s.locked(now),
+            "totp": lambda s: s.totp, "created": lambda s: s.created_at,
+        }, default="username")
+        listing = list_page(self.ctx.staff(visit.tenant).list(), sorting, params or {})
         self.ctx.render(resp, "staff.html", visit=visit, status=status, now=now,
-                        people=self.ctx.staff(visit.tenant).list(), roles=ROLES,
-                        errors=errors or {}, typed=typed or {}, note=note, iso=iso)
+                        listing=listing, roles=ROLES, errors=errors or {}, typed=typed or {},
+                        note=note, iso=iso)
 
     @page("staff.write")
     def on_post(self, req, resp, visit: Visit) -> None:
@@ -318,12 +339,14 @@ class BatchesPage(OfficePage):
 
     @page("batches.read")
     def on_get(self, req, resp, visit: Visit) -> None:
-        self.show(resp, visit)
+        self.show(resp, visit, params=req.params)
 
     def show(self, resp, visit: Visit, *, note: str = "", error: str = "",
-             status: int = 200, voided: list | None = None) -> None:
+             status: int = 200, voided: list | None = None,
+             params: Mapping | None = None) -> None:
         found = BatchRegistry(self.ctx.client, visit.tenant, clock=self.ctx.clock).list()
-        self.ctx.render(resp, "batches.html", visit=visit, batches=found, note=note,
+        listing = list_page(found, BATCH_SORTING, params or {})
+        self.ctx.render(resp, "batches.html", visit=visit, listing=listing, note=note,
                         error=error, status=status, iso=iso, voided=voided or [])
 
 
