@@ -8,7 +8,9 @@ walk is ``test_office_browser.py``.
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,8 +29,9 @@ from points_bridge.members import MemberStore
 from points_bridge.purchase_rules import Line
 from points_bridge.purchases import PurchaseDesk, PurchaseRequest
 from points_bridge.rewards import Reward, RewardStore
+from points_bridge.settings import SettingsStore
 from points_bridge.shops import ShopStore
-from tests.helpers.master import TEST_MASTER
+from tests.helpers.master import TEST_MASTER, with_test_master
 from verify_api.admin import office_text, staff
 from verify_api.admin.staff import LoginRefused, StaffStore
 from verify_api.app import create_app, openapi_spec
@@ -682,6 +685,45 @@ def test_the_sales_report_sums_purchases_by_day(world, redis_client, clock):
     assert header == "day,purchases,refunds,qty,amount_fen,points"
     assert row.startswith("2026-01-01,1,0,2,12800,")
     assert office(app, username="sam").get("/office/ACME/reports/sales").status_code == 403
+
+
+def test_the_sales_report_breaks_down_as_the_cli_does(world, redis_client, clock,
+                                                     itemseal_env):
+    app, cards, _ = world
+    shops = ShopStore(redis_client, "ACME")
+    for shop, city in (("JN-01", "Jinan"), ("QD-02", "Qingdao")):
+        shops.add(shop, name=city, region="Shandong")
+    desk = PurchaseDesk(redis_client, "ACME", clock=clock)
+    SettingsStore(redis_client).update("ACME", tiers="silver:0,gold:1000")
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
+    other, _ = members.join("13900000077")
+    members.pin_tier(other.card, "gold", "a VIP")
+    bought = desk.record(PurchaseRequest(cards["ACME"], "JN-01", (
+        Line("LIP-001", 2, 12_800), Line("CRM-002", 1, 5_000)), idempotency_key="till-1"))
+    clock.advance(86_400)
+    desk.record(PurchaseRequest(other.card, "QD-02", (Line("LIP-001", 1, 6_400),),
+                                idempotency_key="till-2"))
+    desk.refund(bought.purchase_id, [2])
+    mia = office(app)
+    span = {"from": "2026-01-01", "to": "2026-01-03"}
+    for by in ("day", "shop", "product", "tier", "shop,product"):
+        page = mia.get("/office/ACME/reports/sales", by=by, **span)
+        assert page.status_code == 200 and 'id="chart-sales"' in page.text, by
+        assert f'<option value="{by}" selected>' in page.text
+        got = mia.get("/office/ACME/reports/sales", by=by, format="csv", **span)
+        assert f"sales-by-{by.replace(',', '-')}" in got.headers["content-disposition"]
+        printed = run(with_test_master(itemseal_env), "report", "sales", "-t", "ACME",
+                      "--from", span["from"], "--to", span["to"], "--by", by,
+                      "--format", "csv").stdout
+        office_rows = list(csv.reader(io.StringIO(got.text)))
+        assert office_rows == list(csv.reader(io.StringIO(printed))), by
+        assert office_rows[0][:len(by.split(","))] == by.split(",") and len(office_rows) > 2
+    by_shop = dict((r[0], r[4]) for r in csv.reader(io.StringIO(mia.get(
+        "/office/ACME/reports/sales", by="shop", format="csv", **span).text)))
+    assert by_shop == {"shop": "amount_fen", "JN-01": "12800", "QD-02": "6400"}
+    assert "Sales by shop" in mia.get("/office/ACME/reports/sales", by="shop", **span).text
+    assert mia.get("/office/ACME/reports/sales", by="colour").status_code == 422
+    assert mia.get("/office/ACME/reports/tiers", by="colour").status_code == 200
 
 
 def test_staff_page_manages_accounts(world, redis_client):

@@ -24,7 +24,6 @@ from codegen.files import file_errors
 from codegen.store.audit import AuditLog
 from codegen.times import iso
 from codegen.words import plural
-from points_bridge.purchases import SALES_COLUMNS, sales_entries, sales_rows
 from points_bridge.settings import SettingsStore
 from verify_api.admin.auth import TokenStore
 from verify_api.admin.report_math import Table
@@ -296,12 +295,7 @@ def report_sales(config: Config, tenant: str, start, end, by: str, fmt: str, out
     zone = SettingsStore(config.redis).get(tenant).timezone
     today = datetime.now(zone).date().isoformat()
     first, last = date_range(start, end or today, 0)
-    dims = tuple(d.strip() for d in by.split(",") if d.strip())
-    since = int(datetime.combine(first, datetime.min.time(), zone).timestamp())
-    entries = sales_entries(config.redis, tenant, since, master=config.master_key())
-    rows = sales_rows(entries, dims, zone,
-                      first.strftime("%Y%m%d"), last.strftime("%Y%m%d"))
-    emit(Table("sales", (*dims, *SALES_COLUMNS), rows), fmt, out)
+    emit(_reports(config, tenant, with_members=True).sales(first, last, by), fmt, out)
 
 
 COMMANDS = (token, report)

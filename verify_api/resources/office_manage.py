@@ -13,21 +13,19 @@ import io
 import json
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime
 
 from markupsafe import Markup
 
 from codegen.batches import ACTIVE, RECALLED, BatchRegistry
 from codegen.exc import ItemsealError
-from codegen.keys import MasterKey
 from codegen.store.audit import AuditLog
 from codegen.times import iso
-from points_bridge.purchases import SALES_COLUMNS, sales_entries, sales_rows
+from points_bridge.purchases import SALES_BY, SALES_COLUMNS
 from points_bridge.settings import SettingsStore
 from verify_api.admin import dashboard
 from verify_api.admin.listing import DESC, Sorting, list_page
 from verify_api.admin.report_math import Table
-from verify_api.admin.reports import Reports, date_range
+from verify_api.admin.reports import Reports, date_range, sales_by
 from verify_api.admin.roles import ROLES
 from verify_api.admin.staff import LoginRefused
 from verify_api.check.batch_scans import void_codes
@@ -40,8 +38,10 @@ REPORTS = ("checks", "regions", "counterfeits", "suspicious", "tiers", "points",
 TITLES = {
     "checks": "Checks over time", "regions": "Region", "counterfeits": "Counterfeits by region",
     "suspicious": "Suspicious codes", "tiers": "Members by tier", "points": "Points by product",
-    "sales": "Sales by day",
+    "sales": "Sales",
 }
+SALES_TITLES = {"day": "Sales by day", "shop": "Sales by shop", "product": "Sales by product",
+                "tier": "Sales by tier"}
 AUDIT_PAGE = 50
 AUDIT_SCAN = 10_000
 AUDIT_SORTING = Sorting({  # the stream's id orders entries of the same second
@@ -57,15 +57,6 @@ BATCH_SORTING = Sorting({
 
 class UnknownReport(NotFound):
     code = "unknown_report"
-
-
-def sales_table(client, tenant: str, first, last, master: MasterKey) -> Table:
-    """Sales by day, as ``itemseal report sales --by day``: days in the tenant's time zone."""
-    zone = SettingsStore(client).get(tenant).timezone
-    since = int(datetime.combine(first, datetime.min.time(), zone).timestamp())
-    rows = sales_rows(sales_entries(client, tenant, since, master=master), ("day",), zone,
-                      first.strftime("%Y%m%d"), last.strftime("%Y%m%d"))
-    return Table("sales", ("day", *SALES_COLUMNS), rows)
 
 
 def report_table(reports: Reports, name: str, first, last) -> Table:
@@ -101,9 +92,14 @@ def report_charts(name: str, table: Table) -> list[Markup]:
         return [Markup(dashboard.bar_chart([(r["region"], r["counterfeit"]) for r in rows][:30],
                                            chart_id="chart-counterfeits", title="counterfeit"))]
     if name == "sales":
-        days = [(r["day"], int(r["amount_fen"] or 0)) for r in rows]
-        return [Markup(dashboard.column_chart(days, chart_id="chart-sales",
-                                              title="amount (fen) per day"))]
+        dims = table.columns[:-len(SALES_COLUMNS)]
+        amounts = [(" · ".join(str(r[d]) or "-" for d in dims), int(r["amount_fen"] or 0))
+                   for r in rows]
+        if dims == ("day",):
+            return [Markup(dashboard.column_chart(amounts, chart_id="chart-sales",
+                                                  title="amount (fen) per day"))]
+        return [Markup(dashboard.bar_chart(amounts[:30], chart_id="chart-sales",
+                                           title=f"amount (fen) by {', '.join(dims)}"))]
     return []
 
 
@@ -126,7 +122,12 @@ class ReportsPage(OfficePage):
 
 
 class ReportPage(OfficePage):
-    """``GET .../reports/{name}``: its charts and table; ``?format=csv`` downloads the table."""
+    """``GET .../reports/{name}``: its charts and table; ``?format=csv`` downloads the table.
+
+    The sales report takes ``by`` (day, shop, product, tier, or several comma-separated)
+    and runs ``Reports.sales``, the code of ``itemseal report sales --by``, so the page,
+    its CSV and the CLI always agree.
+    """
 
     @page("reports.read")
     def on_get(self, req, resp, visit: Visit, name: str) -> None:
@@ -135,20 +136,23 @@ class ReportPage(OfficePage):
         first, last = date_range(req.get_param("from"), req.get_param("to"), self.ctx.clock())
         reports = Reports(self.ctx.client, visit.tenant, key_store=self.ctx.key_store,
                           clock=self.ctx.clock)
-        table = (sales_table(self.ctx.client, visit.tenant, first, last,
-                                 self.ctx.key_store.master) if name == "sales"
+        by = ",".join(sales_by(req.get_param("by") or "day")) if name == "sales" else ""
+        table = (reports.sales(first, last, by) if name == "sales"
                  else report_table(reports, name, first, last))
         span = (first.isoformat(), last.isoformat())
         if req.get_param("format") == "csv":
             resp.content_type = "text/csv; charset=utf-8"
-            resp.downloadable_as = f"{visit.tenant}-{name}-{span[0]}-{span[1]}.csv"
+            what = f"{name}-by-{by.replace(',', '-')}" if by else name
+            resp.downloadable_as = f"{visit.tenant}-{what}-{span[0]}-{span[1]}.csv"
             resp.set_header("Cache-Control", "no-store")
             resp.text = table_csv(table)
             return
         zone = (str(SettingsStore(self.ctx.client).get(visit.tenant).timezone)
                 if name == "sales" else "UTC")  # the check reports still count UTC days
-        self.ctx.render(resp, "report.html", visit=visit, name=name, title=TITLES[name],
-                        span=span, zone=zone, charts=report_charts(name, table),
+        self.ctx.render(resp, "report.html", visit=visit, name=name,
+                        title=SALES_TITLES.get(by, TITLES[name]), span=span, zone=zone,
+                        by=by, sales_by=SALES_BY, sales_titles=SALES_TITLES,
+                        charts=report_charts(name, table),
                         table=Markup(dashboard.html_table(table, f"table-{name}")))
 
 
