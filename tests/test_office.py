@@ -32,7 +32,7 @@ from points_bridge.rewards import Reward, RewardStore
 from points_bridge.settings import SettingsStore
 from points_bridge.shops import ShopStore
 from tests.helpers.master import TEST_MASTER, with_test_master
-from verify_api.admin import office_text, staff
+from verify_api.admin import login_limit, office_text, staff
 from verify_api.admin.staff import LoginRefused, StaffStore
 from verify_api.app import create_app, openapi_spec
 from verify_api.channels.feedback import FeedbackInbox
@@ -53,11 +53,13 @@ NONCE = re.compile(r'name="nonce" value="([^"]+)"')
 class Office:
     """A TestClient with one staff member's cookies, as a browser keeps them."""
 
-    def __init__(self, app, tenant: str) -> None:
+    def __init__(self, app, tenant: str, *, remote_addr: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.client = testing.TestClient(app)
         self.tenant = tenant
         self.cookies: dict[str, str] = {}
         self.csrf = ""
+        self.sent = {"remote_addr": remote_addr, "headers": headers}  # where it comes from
 
     def login(self, username: str, password: str = PASSWORD, totp: str | None = None,
               lang: str = "en"):
@@ -82,7 +84,7 @@ class Office:
 
     def get(self, path: str, **params):
         return self._keep(self.client.simulate_get(path, params=params or None,
-                                                   cookies=self.cookies))
+                                                   cookies=self.cookies, **self.sent))
 
     def post(self, path: str, fields: dict | None = None, *, csrf: bool = True):
         fields = dict(fields or {})
@@ -90,7 +92,7 @@ class Office:
             fields.setdefault("csrf", self.csrf)
         return self._keep(self.client.simulate_post(
             path, body=urlencode(fields), cookies=self.cookies,
-            content_type="application/x-www-form-urlencoded"))
+            content_type="application/x-www-form-urlencoded", **self.sent))
 
 
 @pytest.fixture
@@ -323,6 +325,58 @@ def test_ones_own_second_factor(world):
     assert Office(app, "ACME").login("sam").status_code == 401  # the code is needed now
     code = pyotp.TOTP(secret).at(1_767_225_600.0)
     assert Office(app, "ACME").login("sam", totp=code).status_code == 303
+
+
+def _fail_logins(app, count: int, **origin) -> None:
+    for i in range(count):
+        refused = Office(app, "ACME", **origin).login(f"guess{i}", "not the password")
+        assert refused.status_code == 401, (i, refused.status_code)
+
+
+def test_one_address_cannot_try_many_usernames(world, redis_client, clock):
+    app, _, _ = world
+    _fail_logins(app, login_limit.MAX_FAILURES, remote_addr="198.51.100.7")
+    for _ in range(2):  # even the right password, until the window ends
+        limited = Office(app, "ACME", remote_addr="198.51.100.7").login("mia")
+        assert limited.status_code == 429 and 'id="err-form"' in limited.text
+        assert 1 <= int(limited.headers["retry-after"]) <= login_limit.WINDOW_SECONDS
+        assert 'value="mia"' in limited.text and "itemseal_office" not in limited.cookies
+        assert "default-src 'none'" in limited.headers["content-security-policy"]
+    assert Office(app, "ACME", remote_addr="198.51.100.8").login("mia").status_code == 303
+    assert Office(app, "BETA", remote_addr="198.51.100.7").login("miabeta").status_code == 303
+    entries = [e for e in AuditLog(redis_client, "ACME").entries() if e.action ==
+               "staff.login.limited"]  # once per address and window, however many refusals
+    assert [(e.actor, e.target, e.after["username"]) for e in entries] == [
+        ("ip:198.51.100.7", "office/login", "mia")]
+    assert StaffStore(redis_client, "ACME").get("mia").failures == 0  # no account touched
+    clock.advance(login_limit.WINDOW_SECONDS)
+    assert Office(app, "ACME", remote_addr="198.51.100.7").login("mia").status_code == 303
+
+
+def test_the_forwarded_address_counts_only_from_a_trusted_proxy(world, redis_client, clock):
+    _, _, key_store = world
+    app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0,
+                     catalog_seconds=0, trusted_proxies="10.0.0.0/8")
+    try:
+        proxy = {"remote_addr": "10.0.0.5"}
+        _fail_logins(app, login_limit.MAX_FAILURES, **proxy,
+                     headers={"X-Forwarded-For": "203.0.113.7"})
+        assert Office(app, "ACME", **proxy, headers={"X-Forwarded-For": "203.0.113.7"}).login(
+            "mia").status_code == 429
+        assert Office(app, "ACME", **proxy, headers={"X-Forwarded-For": "203.0.113.8"}).login(
+            "mia").status_code == 303  # another client behind the same proxy
+        assert Office(app, "ACME", remote_addr="10.0.0.5").login("mia").status_code == 303
+        for i in range(login_limit.MAX_FAILURES):  # not a proxy: its header proves nothing
+            forged = {"X-Forwarded-For": f"192.0.2.{i}"}
+            assert Office(app, "ACME", remote_addr="198.51.100.9", headers=forged).login(
+                f"guess{i}", "not the password").status_code == 401
+        assert Office(app, "ACME", remote_addr="198.51.100.9", headers={
+            "X-Forwarded-For": "192.0.2.200"}).login("mia").status_code == 429
+        actors = {e.actor for e in AuditLog(redis_client, "ACME").entries()
+                  if e.action == "staff.login.limited"}
+        assert actors == {"ip:203.0.113.7", "ip:198.51.100.9"}
+    finally:
+        app.engine.link.close()
 
 
 # -- roles and isolation ----------------------------------------------------------------------
