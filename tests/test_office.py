@@ -8,8 +8,13 @@ walk is ``test_office_browser.py``.
 
 from __future__ import annotations
 
+import csv
+import html
+import io
 import re
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pyotp
 import pytest
@@ -25,9 +30,10 @@ from points_bridge.members import MemberStore
 from points_bridge.purchase_rules import Line
 from points_bridge.purchases import PurchaseDesk, PurchaseRequest
 from points_bridge.rewards import Reward, RewardStore
+from points_bridge.settings import SettingsStore
 from points_bridge.shops import ShopStore
-from tests.helpers.master import TEST_MASTER
-from verify_api.admin import office_text, staff
+from tests.helpers.master import TEST_MASTER, with_test_master
+from verify_api.admin import login_limit, office_text, staff
 from verify_api.admin.staff import LoginRefused, StaffStore
 from verify_api.app import create_app, openapi_spec
 from verify_api.channels.feedback import FeedbackInbox
@@ -274,6 +280,58 @@ def test_ones_own_second_factor(world):
     assert Office(app, "ACME").login("sam", totp=code).status_code == 303
 
 
+def _fail_logins(app, count: int, **origin) -> None:
+    for i in range(count):
+        refused = Office(app, "ACME", **origin).login(f"guess{i}", "not the password")
+        assert refused.status_code == 401, (i, refused.status_code)
+
+
+def test_one_address_cannot_try_many_usernames(world, redis_client, clock):
+    app, _, _ = world
+    _fail_logins(app, login_limit.MAX_FAILURES, remote_addr="198.51.100.7")
+    for _ in range(2):  # even the right password, until the window ends
+        limited = Office(app, "ACME", remote_addr="198.51.100.7").login("mia")
+        assert limited.status_code == 429 and 'id="err-form"' in limited.text
+        assert 1 <= int(limited.headers["retry-after"]) <= login_limit.WINDOW_SECONDS
+        assert 'value="mia"' in limited.text and "itemseal_office" not in limited.cookies
+        assert "default-src 'none'" in limited.headers["content-security-policy"]
+    assert Office(app, "ACME", remote_addr="198.51.100.8").login("mia").status_code == 303
+    assert Office(app, "BETA", remote_addr="198.51.100.7").login("miabeta").status_code == 303
+    entries = [e for e in AuditLog(redis_client, "ACME").entries() if e.action ==
+               "staff.login.limited"]  # once per address and window, however many refusals
+    assert [(e.actor, e.target, e.after["username"]) for e in entries] == [
+        ("ip:198.51.100.7", "office/login", "mia")]
+    assert StaffStore(redis_client, "ACME").get("mia").failures == 0  # no account touched
+    clock.advance(login_limit.WINDOW_SECONDS)
+    assert Office(app, "ACME", remote_addr="198.51.100.7").login("mia").status_code == 303
+
+
+def test_the_forwarded_address_counts_only_from_a_trusted_proxy(world, redis_client, clock):
+    _, _, key_store = world
+    app = create_app(redis_client, key_store, clock=clock, key_cache_seconds=0,
+                     catalog_seconds=0, trusted_proxies="10.0.0.0/8")
+    try:
+        proxy = {"remote_addr": "10.0.0.5"}
+        _fail_logins(app, login_limit.MAX_FAILURES, **proxy,
+                     headers={"X-Forwarded-For": "203.0.113.7"})
+        assert Office(app, "ACME", **proxy, headers={"X-Forwarded-For": "203.0.113.7"}).login(
+            "mia").status_code == 429
+        assert Office(app, "ACME", **proxy, headers={"X-Forwarded-For": "203.0.113.8"}).login(
+            "mia").status_code == 303  # another client behind the same proxy
+        assert Office(app, "ACME", remote_addr="10.0.0.5").login("mia").status_code == 303
+        for i in range(login_limit.MAX_FAILURES):  # not a proxy: its header proves nothing
+            forged = {"X-Forwarded-For": f"192.0.2.{i}"}
+            assert Office(app, "ACME", remote_addr="198.51.100.9", headers=forged).login(
+                f"guess{i}", "not the password").status_code == 401
+        assert Office(app, "ACME", remote_addr="198.51.100.9", headers={
+            "X-Forwarded-For": "192.0.2.200"}).login("mia").status_code == 429
+        actors = {e.actor for e in AuditLog(redis_client, "ACME").entries()
+                  if e.action == "staff.login.limited"}
+        assert actors == {"ip:203.0.113.7", "ip:198.51.100.9"}
+    finally:
+        app.engine.link.close()
+
+
 # -- roles and isolation ----------------------------------------------------------------------
 @pytest.mark.parametrize("username, path, status", [
     ("sam", "/office/ACME/rules", 403),
@@ -347,6 +405,9 @@ def test_another_tenants_staff_gets_404_on_every_office_route(world, redis_clien
                                                                           "reason": "x"})
     assert answer.status_code == 404, (method, target, answer.status_code)
     assert "ACME lipstick" not in answer.text and cards["ACME"] not in answer.text
+    if method == "GET":  # the lists' order and page, and a report's breakdown, change nothing
+        again = beta.get(target, sort="phone", dir="asc", page="2", by="shop")
+        assert again.status_code == 404 and cards["ACME"] not in again.text
     assert redis_client.dbsize() == before
 
 
@@ -413,6 +474,147 @@ def test_members_list_filters_sorts_and_adds(world, redis_client):
     assert AuditLog(redis_client, "ACME").entries()[0].action == "member.add"
     frozen = sam.get("/office/ACME/members", status="frozen")
     assert "No members match." in frozen.text
+
+
+def _cells(table: str, index: int):
+    """A reader of one column of the page's table ``table`` (tags stripped)."""
+    def read(text: str) -> list[str]:
+        body = re.search(rf'<table id="{table}">(.*?)</table>', text, re.S).group(1)
+        rows = re.findall(r"<tr[^>]*>(<td.*?)</tr>", body, re.S)
+        return [html.unescape(re.sub(r"<[^>]+>", "", re.findall(r"<td[^>]*>(.*?)</td>", row,
+                                                                  re.S)[index])).strip()
+                for row in rows if "colspan" not in row]
+    return read
+
+
+def _feedback_phones(text: str) -> list[str]:
+    return re.findall(r'<div class="card" id="fb-[^"]+">\s*<div><b>([^<]+)</b>', text)
+
+
+def _walk(visit: Office, path: str, read, **params) -> tuple[list[str], list[str]]:
+    """Every row of a list, page after page by its "next" links; and page 1's rows."""
+    page = visit.get(path, **params)
+    assert page.status_code == 200, page.status_code
+    first = found = read(page.text)
+    while (link := re.search(r'id="next" href="([^"]+)"', page.text)) is not None:
+        target, _, query = html.unescape(link.group(1)).partition("?")
+        kept = dict(parse_qsl(query))
+        assert {k: kept.get(k) for k in params} == params  # the order and filters go along
+        page = visit.get(target, **kept)
+        found = found + read(page.text)
+    return found, first
+
+
+def _seed_products(redis_client, world_):
+    store = ProductStore(redis_client)
+    for i in range(30):
+        store.add("ACME", f"P-{i:02d}", name=f"p{i}", points=100 + (i * 7) % 31)
+    return {p.sku: p.points for p in store.list("ACME")}
+
+
+def _seed_campaigns(redis_client, world_):
+    from points_bridge.campaigns import CampaignStore
+    from points_bridge.rules import Campaign, multiplier_bp
+
+    store = CampaignStore(redis_client, "ACME")
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+    for i in range(30):
+        store.add(Campaign(f"c{i:02d}", start, end, multiplier_bp("1"), 1 + (i * 7) % 31))
+    return {c.campaign.campaign_id: c.campaign.bonus for c in store.list().values()}
+
+
+def _seed_rewards(redis_client, world_):
+    store = RewardStore(redis_client, "ACME")
+    for i in range(30):
+        store.add(Reward(f"r{i:02d}", "gift", f"R{i}", 10 + i), (i * 7) % 31)
+    return {r.item: left for r, left in store.list()}
+
+
+def _seed_staff(redis_client, world_):
+    from argon2 import PasswordHasher
+
+    store = StaffStore(redis_client, "ACME", master=world_[2].master,
+                       hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    for i in range(30):
+        store.add(f"u{(i * 7) % 31:02d}", "support", PASSWORD)
+    return {s.username: s.username for s in store.list()}
+
+
+def _seed_batches(redis_client, world_, batch_factory):
+    for i in range(30):
+        batch_factory("ACME", count=1, sku=f"S-{29 - i:02d}", state="minted")
+    from codegen.batches import BatchRegistry
+    return {b.batch_id: b.sku for b in BatchRegistry(redis_client, "ACME").list()}
+
+
+def _seed_audit(redis_client, world_):
+    log = AuditLog(redis_client, "ACME")
+    for i in range(60):
+        log.record(f"actor{(i * 7) % 61:02d}", "test.entry", f"t/{i}")
+    return {e.actor: e.actor for e in log.entries(1000)}
+
+
+def _seed_feedback(redis_client, world_):
+    inbox = FeedbackInbox(redis_client, "ACME")
+    for i in range(30):
+        inbox.add(f"1390000{(i * 7) % 31:04d}", "hello", "sms", 1_767_225_600 + i)
+    return {f.phone: f.phone for f in inbox.list(1000)}
+
+
+SORT_CASES = {  # list: (path, reader of the row's identity, seeding, the column sorted by)
+    "products": ("products", _cells("products", 0), _seed_products, "points"),
+    "campaigns": ("campaigns", _cells("campaigns", 0), _seed_campaigns, "bonus"),
+    "rewards": ("rewards", _cells("rewards", 0), _seed_rewards, "stock"),
+    "staff": ("staff", _cells("staff", 0), _seed_staff, "username"),
+    "batches": ("batches", _cells("batches", 0), _seed_batches, "sku"),
+    "audit": ("audit", _cells("audit", 1), _seed_audit, "actor"),
+    "feedback": ("feedback", _feedback_phones, _seed_feedback, "phone"),
+}
+
+
+@pytest.mark.parametrize("name", SORT_CASES)
+def test_each_list_sorts_by_a_column_across_its_pages(world, redis_client, batch_factory,
+                                                      name):
+    app, _, _ = world
+    path, read, seed, column = SORT_CASES[name]
+    if name == "batches":
+        values = seed(redis_client, world, batch_factory)
+    else:
+        values = seed(redis_client, world)
+    mia = office(app, username="sam" if name == "feedback" else "mia")
+    url = f"/office/ACME/{path}"
+    ascending, first_asc = _walk(mia, url, read, sort=column, dir="asc")
+    descending, first_desc = _walk(mia, url, read, sort=column, dir="desc")
+    expected = sorted(values, key=lambda k: (values[k], k))
+    assert [values[k] for k in ascending] == sorted(values.values())
+    assert [values[k] for k in descending] == sorted(values.values(), reverse=True)
+    assert sorted(ascending) == sorted(expected)  # every row once, over several pages
+    assert len(first_asc) < len(ascending) and first_asc != first_desc
+    page = mia.get(url, sort=column, dir="desc")
+    marked = re.search(rf'id="sort-{column}" href="([^"]*)"[^>]*>[^<]*'
+                       r'<span class="sorted">▼</span>', page.text)
+    assert marked and "dir=asc" in marked.group(1)  # marked, and its link flips the order
+    for odd in ({"sort": "'; DROP", "dir": "sideways"}, {"sort": column, "page": "999"},
+                {"page": "-1"}, {"sort": ""}):
+        assert mia.get(url, **odd).status_code == 200, odd  # the default, not an error
+
+
+def test_members_sort_by_balance_across_pages(world, redis_client):
+    app, _, _ = world
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
+    ledger = Ledger(redis_client, "ACME")
+    for i in range(30):
+        joined, _ = members.join(f"139000000{i:02d}")
+        ledger.adjust(joined.card, 1 + (i * 7) % 31, reason="seed")
+    sam = office(app, username="sam")
+    balances, first = _walk(sam, "/office/ACME/members", _cells("members", 5), sort="balance",
+                            dir="asc", status="active")
+    assert [int(b) for b in balances] == sorted(int(b) for b in balances)
+    assert len(balances) == 31 and len(first) == 25
+    down, _ = _walk(sam, "/office/ACME/members", _cells("members", 5), sort="balance",
+                    dir="desc", status="active")
+    assert [int(b) for b in down] == sorted((int(b) for b in balances), reverse=True)
+    assert sam.get("/office/ACME/members", sort="nope", dir="x").status_code == 200
 
 
 def test_members_export_in_the_background(world, redis_client):
@@ -490,6 +692,45 @@ def test_the_sales_report_sums_purchases_by_day(world, redis_client, clock):
     assert header == "day,purchases,refunds,qty,amount_fen,points"
     assert row.startswith("2026-01-01,1,0,2,12800,")
     assert office(app, username="sam").get("/office/ACME/reports/sales").status_code == 403
+
+
+def test_the_sales_report_breaks_down_as_the_cli_does(world, redis_client, clock,
+                                                     itemseal_env):
+    app, cards, _ = world
+    shops = ShopStore(redis_client, "ACME")
+    for shop, city in (("JN-01", "Jinan"), ("QD-02", "Qingdao")):
+        shops.add(shop, name=city, region="Shandong")
+    desk = PurchaseDesk(redis_client, "ACME", clock=clock)
+    SettingsStore(redis_client).update("ACME", tiers="silver:0,gold:1000")
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
+    other, _ = members.join("13900000077")
+    members.pin_tier(other.card, "gold", "a VIP")
+    bought = desk.record(PurchaseRequest(cards["ACME"], "JN-01", (
+        Line("LIP-001", 2, 12_800), Line("CRM-002", 1, 5_000)), idempotency_key="till-1"))
+    clock.advance(86_400)
+    desk.record(PurchaseRequest(other.card, "QD-02", (Line("LIP-001", 1, 6_400),),
+                                idempotency_key="till-2"))
+    desk.refund(bought.purchase_id, [2])
+    mia = office(app)
+    span = {"from": "2026-01-01", "to": "2026-01-03"}
+    for by in ("day", "shop", "product", "tier", "shop,product"):
+        page = mia.get("/office/ACME/reports/sales", by=by, **span)
+        assert page.status_code == 200 and 'id="chart-sales"' in page.text, by
+        assert f'<option value="{by}" selected>' in page.text
+        got = mia.get("/office/ACME/reports/sales", by=by, format="csv", **span)
+        assert f"sales-by-{by.replace(',', '-')}" in got.headers["content-disposition"]
+        printed = run(with_test_master(itemseal_env), "report", "sales", "-t", "ACME",
+                      "--from", span["from"], "--to", span["to"], "--by", by,
+                      "--format", "csv").stdout
+        office_rows = list(csv.reader(io.StringIO(got.text)))
+        assert office_rows == list(csv.reader(io.StringIO(printed))), by
+        assert office_rows[0][:len(by.split(","))] == by.split(",") and len(office_rows) > 2
+    by_shop = dict((r[0], r[4]) for r in csv.reader(io.StringIO(mia.get(
+        "/office/ACME/reports/sales", by="shop", format="csv", **span).text)))
+    assert by_shop == {"shop": "amount_fen", "JN-01": "12800", "QD-02": "6400"}
+    assert "Sales by shop" in mia.get("/office/ACME/reports/sales", by="shop", **span).text
+    assert mia.get("/office/ACME/reports/sales", by="colour").status_code == 422
+    assert mia.get("/office/ACME/reports/tiers", by="colour").status_code == 200
 
 
 def test_staff_page_manages_accounts(world, redis_client):

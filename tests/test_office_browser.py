@@ -21,6 +21,9 @@ from codegen.products import ProductStore
 from codegen.store.audit import AuditLog
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
+from points_bridge.purchase_rules import Line
+from points_bridge.purchases import PurchaseDesk, PurchaseRequest
+from points_bridge.shops import ShopStore
 from tests.helpers.master import TEST_MASTER
 from verify_api.admin.staff import StaffStore
 from verify_api.app import create_app
@@ -57,6 +60,16 @@ def served(batch_factory, redis_client, clock):
         members.join(f"1390000{i:04d}")
     card = members.find(phone=PHONE).card
     Ledger(redis_client, "ACME").adjust(card, 100, reason="opening")
+    shops = ShopStore(redis_client, "ACME")
+    shops.add("JN-01", name="Jinan Quancheng", region="Shandong")
+    shops.add("QD-02", name="Qingdao Taidong", region="Shandong")
+    desk = PurchaseDesk(redis_client, "ACME", clock=clock)
+    bought = desk.record(PurchaseRequest(card, "JN-01", (Line("LIP-001", 2, 25_600),
+                                                        Line("CRM-002", 1, 9_900)),
+                                         idempotency_key="till-1"))
+    desk.refund(bought.purchase_id, [2])
+    desk.record(PurchaseRequest(members.find(phone="13900000003").card, "QD-02",
+                                (Line("LIP-001", 1, 12_800),), idempotency_key="till-2"))
     FeedbackInbox(redis_client, "ACME").add(PHONE, "Is the red one back?", "sms", int(clock()))
     for tenant, people in (("ACME", (("mia", "manager"), ("sam", "support"))),
                            ("BETA", (("ben", "manager"),))):
@@ -159,6 +172,7 @@ def log_in(driver, base: str, tenant: str, username: str, *, lang: str = "en",
 
 def test_support_and_manager_journeys(served, chromium, redis_client):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     base, card = served
     d = chromium
@@ -169,15 +183,16 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
     by_id(d, "f-q").send_keys("138 1234 5678")
     submit(d, by_id(d, "search"))
     assert by_id(d, "card").text.replace(" ", "") == card
-    assert by_id(d, "balance").text == "100"
+    start = int(by_id(d, "balance").text)  # the opening 100 and the purchase's points
+    assert start > 100
     # adjust with a reason: in the ledger at once
     by_id(d, "f-points").send_keys("30")
     by_id(d, "adjust").click()  # no reason: the browser's own check keeps the form
-    assert by_id(d, "balance").text == "100"
+    assert by_id(d, "balance").text == str(start)
     by_id(d, "f-reason").send_keys("goodwill: late parcel")
     submit(d, by_id(d, "adjust"))
     assert by_id(d, "note").text.startswith("+30")
-    assert by_id(d, "balance").text == "130"
+    assert by_id(d, "balance").text == str(start + 30)
     assert "goodwill: late parcel" in by_id(d, "ledger").text
     # freeze and unfreeze
     by_id(d, "f-status-reason").send_keys("phone lost")
@@ -185,12 +200,17 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
     assert by_id(d, "status").text == "frozen"
     submit(d, by_id(d, "do-unfreeze"))
     assert by_id(d, "status").text == "active"
+    purchases = by_id(d, "purchases").text
+    assert "JN-01" in purchases and "refund" in purchases and "CRM-002×1" in purchases
     shot(d, "03-member")
     # the members list, paged and sortable
-    d.get(f"{base}/office/ACME/members?sort=balance&dir=desc")
+    d.get(f"{base}/office/ACME/members")
+    submit(d, by_id(d, "sort-balance"))  # a header's link: ascending first
+    submit(d, by_id(d, "sort-balance"))  # a second click turns it round
     assert "13 · Page 1 of 1" in by_id(d, "total").text
+    assert "▼" in by_id(d, "sort-balance").text
     first_row = d.find_elements(By.CSS_SELECTOR, "#members tr")[1].text
-    assert "130" in first_row
+    assert str(start + 30) in first_row
     shot(d, "02-members")
     submit(d, by_id(d, "export"))  # in the background: the page refreshes until it is ready
     by_id(d, "download")  # once done, the page stops refreshing
@@ -217,10 +237,14 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
     d.get(f"{base}/office/ACME/audit")
     audit = by_id(d, "audit").text
     assert "staff:sam" in audit and "member.adjust" in audit and "feedback.answer" in audit
+    submit(d, by_id(d, "sort-action"))
+    actions = [r.find_elements(By.TAG_NAME, "td")[2].text
+               for r in d.find_elements(By.CSS_SELECTOR, "#audit tr")[1:]]
+    assert actions == sorted(actions) and "▲" in by_id(d, "sort-action").text
     shot(d, "08-audit")
     # preview a segment, send a campaign, watch it
     d.get(f"{base}/office/ACME/sms")
-    by_id(d, "f-points_min").send_keys("50")
+    by_id(d, "f-points_min").send_keys("300")  # the member of the first journey only
     submit(d, by_id(d, "preview"))
     assert by_id(d, "preview-count").text == "1"
     by_id(d, "f-text").send_keys("Your balance: {balance}")
@@ -246,8 +270,18 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
             shot(d, "07b-report-checks")
         if name == "sales":
             shot(d, "07c-report-sales")
-    d.get(f"{base}/office/ACME/staff")
+            Select(by_id(d, "f-by")).select_by_value("shop")
+            submit(d, by_id(d, "show-by"))
+            assert by_id(d, "report-title").text == "Sales by shop"
+            table = by_id(d, "table-sales").text
+            assert "JN-01" in table and "QD-02" in table and "25600" in table
+            assert d.find_elements(By.CSS_SELECTOR, "#chart-sales rect")
+            shot(d, "07d-report-sales-by-shop")
+    d.get(f"{base}/office/ACME/staff?sort=role&dir=desc")
     assert "sam" in by_id(d, "staff").text
+    roles = [r.find_elements(By.TAG_NAME, "td")[1].text
+             for r in d.find_elements(By.CSS_SELECTOR, "#staff tr")[1:]]
+    assert roles == ["support", "manager"] and "▼" in by_id(d, "sort-role").text
     shot(d, "09-staff")
     d.get(f"{base}/office/ACME/rules")
     by_id(d, "rules-form")

@@ -114,6 +114,11 @@ class TenantKeys:
         """Hash (expiring): an office export's progress, then its CSV (``office_members.py``)."""
         return f"{self._t}:office:export:{job_id}"
 
+    def office_login_failures(self, subject: str, window: int) -> str:
+        """Hash (expiring): failed office log-ins from one address in one fixed window
+        (``failures``, ``refused``; ``verify_api/admin/login_limit.py``)."""
+        return f"{self._t}:office:login-failures:{subject}:{window}"
+
     def office_session(self, digest: str) -> str:
         """String (expiring): an office session by the SHA-256 of its id (``admin/sessions.py``)."""
         return f"{self._t}:office:session:{digest}"

@@ -15,11 +15,13 @@ NONCE = re.compile(r'name="nonce" value="([^"]+)"')
 class Office:
     """A TestClient with one staff member's cookies, as a browser keeps them."""
 
-    def __init__(self, app, tenant: str) -> None:
+    def __init__(self, app, tenant: str, *, remote_addr: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.client = testing.TestClient(app)
         self.tenant = tenant
         self.cookies: dict[str, str] = {}
         self.csrf = ""
+        self.sent = {"remote_addr": remote_addr, "headers": headers}  # where it comes from
 
     def login(self, username: str, password: str = PASSWORD, totp: str | None = None,
               lang: str = "en"):
@@ -44,7 +46,7 @@ class Office:
 
     def get(self, path: str, **params):
         return self._keep(self.client.simulate_get(path, params=params or None,
-                                                   cookies=self.cookies))
+                                                   cookies=self.cookies, **self.sent))
 
     def post(self, path: str, fields: dict | None = None, *, csrf: bool = True):
         fields = dict(fields or {})
@@ -52,4 +54,4 @@ class Office:
             fields.setdefault("csrf", self.csrf)
         return self._keep(self.client.simulate_post(
             path, body=urlencode(fields), cookies=self.cookies,
-            content_type="application/x-www-form-urlencoded"))
+            content_type="application/x-www-form-urlencoded", **self.sent))

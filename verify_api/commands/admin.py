@@ -23,12 +23,10 @@ from codegen.files import file_errors
 from codegen.store.audit import AuditLog
 from codegen.times import iso
 from codegen.words import plural
-from points_bridge.purchases import SALES_COLUMNS, sales_entries, sales_rows
 from verify_api.admin.auth import TokenStore
 from verify_api.admin.report_math import Table
 from verify_api.admin.reports import BY, SMS_BY, Reports
 from verify_api.admin.roles import ROLES, actions_of
-from verify_api.check import stats
 
 FORMATS = ("table", "csv", "parquet")
 
@@ -299,14 +297,9 @@ def report_sales(config: Config, tenant: str, start, end, by: str, fmt: str, out
       itemseal report sales --tenant ACME --from 2026-12-01 --to 2026-12-07 --by day,shop
       itemseal report sales --tenant ACME --by product,tier --format csv
     """
-    reports = _reports(config, tenant)
+    reports = _reports(config, tenant, with_members=True)
     first, last = reports.span(start, end)
-    dims = tuple(d.strip() for d in by.split(",") if d.strip())
-    since, _ = stats.span_seconds(first, last)
-    entries = sales_entries(config.redis, tenant, since, master=config.master_key())
-    rows = sales_rows(entries, dims, reports.timezone,
-                      first.strftime("%Y%m%d"), last.strftime("%Y%m%d"))
-    emit(Table("sales", (*dims, *SALES_COLUMNS), rows), fmt, out)
+    emit(reports.sales(first, last, by), fmt, out)
 
 
 COMMANDS = (token, report)

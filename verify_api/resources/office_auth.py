@@ -6,6 +6,9 @@ path, so the session cookie (``ios.TENANT.SECRET``, HttpOnly,
 SameSite=Strict, Secure over https, path ``/office``) belongs to one
 tenant. The log-in form is protected from cross-site posts by a nonce in a
 short-lived cookie that the form must repeat (there is no session yet).
+Failed log-ins are counted per client address too (``admin/login_limit.py``):
+past the limit the form answers 429 with ``Retry-After`` before any password
+is checked, and the window's first refusal is written to the audit log.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import secrets
 from markupsafe import Markup
 
 from codegen.exc import ItemsealError
+from codegen.store.audit import AuditLog
 from codegen.tenants import TenantStore, check_tenant_id
 from verify_api.admin import dashboard
+from verify_api.admin.login_limit import LoginLimit, LoginsLimited, subject_of
 from verify_api.admin.reports import Reports
 from verify_api.admin.sessions import LANGUAGES, MAX_SECONDS
 from verify_api.admin.staff import LoginRefused
@@ -95,10 +100,24 @@ class Login(OfficePage):
                        errors={"form": "the form has expired: try again"},
                        next_=form.get("next", ""))
             return
+        address = req.remote_addr or "-"  # behind trusted proxies: the client they saw
+        limit = LoginLimit(self.ctx.client, tenant, clock=self.ctx.clock)
         try:
+            limit.check(address)
             staff = self.ctx.staff(tenant).authenticate(
                 username, form.get("password", ""), form.get("totp") or None)
+        except LoginsLimited as exc:
+            if exc.first:
+                AuditLog(self.ctx.client, tenant, clock=self.ctx.clock).record(
+                    f"ip:{subject_of(address)}", "staff.login.limited", "office/login", None,
+                    {"username": username[:64], "retry_after": exc.retry_after,
+                     "failures": limit.max_failures, "window": limit.window_seconds})
+            self._form(req, resp, tenant, status=429, username=username, lang=lang,
+                       errors={"form": str(exc)}, next_=form.get("next", ""))
+            resp.set_headers(exc.headers())
+            return
         except LoginRefused as exc:
+            limit.fail(address)
             self._form(req, resp, tenant, status=401, username=username, lang=lang,
                        errors={exc.field: str(exc)}, next_=form.get("next", ""))
             return

@@ -27,12 +27,16 @@ from points_bridge.outreach.segments import Segment, preview
 from points_bridge.outreach.sms_campaigns import DONE, MAX_TEXT, QUEUING, SmsCampaigns
 from points_bridge.sms.optout import phone_of
 from points_bridge.sms.outbound import ANSWER, Outbox
+from verify_api.admin.listing import DESC, Sorting, list_page
 from verify_api.channels.feedback import FeedbackInbox
 from verify_api.exc import InvalidField, NotFound
-from verify_api.resources.admin_bodies import query_int
 from verify_api.resources.office import OFFICE, OfficePage, Visit, page
 
-PAGE_SIZE = 25
+FEEDBACK_SCAN = 10_000  # sorted and paged among the newest messages, as the audit log
+FEEDBACK_SORTING = Sorting({  # the stream's id orders messages of the same second
+    "at": lambda f: tuple(int(n) for n in f.feedback_id.split("-")),
+    "phone": lambda f: f.phone, "channel": lambda f: f.channel, "status": lambda f: f.status,
+}, default="at", default_dir=DESC)
 FEEDBACK_ID = re.compile(r"\d{1,20}-\d{1,10}")
 CAMPAIGN_KEY = re.compile(r"o[0-9a-f]{16}")
 SEGMENT_FIELDS = ("tiers", "regions", "points_min", "points_max", "birthday_month",
@@ -49,7 +53,8 @@ class UnknownCampaignKey(NotFound):
 
 
 class FeedbackPage(OfficePage):
-    """``GET .../feedback?status=open|answered&page=N``; ``POST .../feedback/{id}`` answers."""
+    """``GET .../feedback?status=open|answered&sort=...&dir=...&page=N``;
+    ``POST .../feedback/{id}`` answers."""
 
     @page("feedback.read")
     def on_get(self, req, resp, visit: Visit) -> None:
@@ -60,13 +65,11 @@ class FeedbackPage(OfficePage):
         which = req.get_param("status") or ""
         if which not in ("", "open", "answered"):
             raise InvalidField("status", "'status' is open or answered")
-        number = query_int(req.params, "page", 1, 1, 400)
-        found = FeedbackInbox(self.ctx.client, visit.tenant).list(
-            number * PAGE_SIZE + 1, which or None)
-        shown = found[(number - 1) * PAGE_SIZE: number * PAGE_SIZE]
-        self.ctx.render(resp, "feedback.html", visit=visit, status=status, items=shown,
-                        which=which, page_no=number, more=len(found) > number * PAGE_SIZE,
-                        errors=errors or {}, typed=typed or {}, note=note)
+        found = FeedbackInbox(self.ctx.client, visit.tenant).list(FEEDBACK_SCAN, which or None)
+        listing = list_page(found, FEEDBACK_SORTING, req.params, keep={"status": which})
+        self.ctx.render(resp, "feedback.html", visit=visit, status=status, listing=listing,
+                        which=which, scan=FEEDBACK_SCAN, errors=errors or {},
+                        typed=typed or {}, note=note)
 
 
 class FeedbackAnswer(OfficePage):

@@ -7,6 +7,7 @@ Actions as in the admin API (``admin_catalog.py``, ``admin_care.py``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from codegen.exc import ItemsealError
@@ -15,9 +16,22 @@ from points_bridge.campaigns import CampaignStore
 from points_bridge.outreach.care import DEFAULTS, KINDS, Care
 from points_bridge.rules import Campaign, multiplier_bp
 from points_bridge.settings import SettingsStore
+from verify_api.admin.listing import DESC, Sorting, list_page
 from verify_api.exc import InvalidField
 from verify_api.resources.admin_catalog import campaign_json, product_json
 from verify_api.resources.office import OfficePage, Visit, page
+
+PRODUCT_SORTING = Sorting({
+    "sku": lambda p: p.sku, "name": lambda p: p.name.casefold(), "points": lambda p: p.points,
+    "gtin": lambda p: p.gtin or None,
+}, default="sku")
+CAMPAIGN_SORTING = Sorting({  # rows are campaign_json records, as the admin API answers
+    "campaign": lambda c: c["campaign_id"],
+    "starts": lambda c: datetime.fromisoformat(c["starts_at"]),
+    "ends": lambda c: datetime.fromisoformat(c["ends_at"]),
+    "multiplier": lambda c: c["multiplier"], "bonus": lambda c: c["bonus"],
+    "spent": lambda c: c["spent"],
+}, default="starts", default_dir=DESC)
 
 
 def _field_of(exc: ItemsealError, default: str) -> str:
@@ -29,12 +43,14 @@ class ProductsPage(OfficePage):
 
     @page("products.read")
     def on_get(self, req, resp, visit: Visit) -> None:
-        self.show(resp, visit)
+        self.show(resp, visit, params=req.params)
 
     def show(self, resp, visit: Visit, *, errors: dict | None = None,
-             typed: dict | None = None, status: int = 200, note: str = "") -> None:
+             typed: dict | None = None, status: int = 200, note: str = "",
+             params: Mapping | None = None) -> None:
         found = ProductStore(self.ctx.client, clock=self.ctx.clock).list(visit.tenant)
-        self.ctx.render(resp, "products.html", visit=visit, status=status, products=found,
+        listing = list_page(found, PRODUCT_SORTING, params or {})
+        self.ctx.render(resp, "products.html", visit=visit, status=status, listing=listing,
                         errors=errors or {}, typed=typed or {}, note=note)
 
     @page("products.write")
@@ -89,14 +105,16 @@ class CampaignsPage(OfficePage):
 
     @page("campaigns.read")
     def on_get(self, req, resp, visit: Visit) -> None:
-        self.show(resp, visit)
+        self.show(resp, visit, params=req.params)
 
     def show(self, resp, visit: Visit, *, errors: dict | None = None,
-             typed: dict | None = None, status: int = 200, note: str = "") -> None:
+             typed: dict | None = None, status: int = 200, note: str = "",
+             params: Mapping | None = None) -> None:
         SettingsStore(self.ctx.client).raw(visit.tenant)
         found = CampaignStore(self.ctx.client, visit.tenant, clock=self.ctx.clock).list()
-        self.ctx.render(resp, "campaigns.html", visit=visit, status=status,
-                        campaigns=[campaign_json(c) for c in found.values()],
+        listing = list_page([campaign_json(c) for c in found.values()], CAMPAIGN_SORTING,
+                            params or {})
+        self.ctx.render(resp, "campaigns.html", visit=visit, status=status, listing=listing,
                         errors=errors or {}, typed=typed or {}, note=note)
 
     @page("campaigns.write")

@@ -12,26 +12,25 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Mapping
 
 from markupsafe import Markup
 
 from codegen.batches import ACTIVE, RECALLED, BatchRegistry
 from codegen.exc import ItemsealError
-from codegen.keys import MasterKey
 from codegen.store.audit import AuditLog
 from codegen.times import iso
-from points_bridge.purchases import SALES_COLUMNS, sales_entries, sales_rows
+from points_bridge.purchases import SALES_BY, SALES_COLUMNS
 from points_bridge.settings import SettingsStore
 from verify_api.admin import dashboard
+from verify_api.admin.listing import DESC, Sorting, list_page
 from verify_api.admin.report_math import Table
-from verify_api.admin.reports import Reports
+from verify_api.admin.reports import Reports, sales_by
 from verify_api.admin.roles import ROLES
 from verify_api.admin.staff import LoginRefused
-from verify_api.check import stats
 from verify_api.check.batch_scans import void_codes
 from verify_api.exc import InvalidField, NotFound
 from verify_api.resources.admin_batches import batch_json
-from verify_api.resources.admin_bodies import query_int
 from verify_api.resources.admin_catalog import SETTINGS, settings_json, tiers_json
 from verify_api.resources.office import OfficePage, Visit, page
 
@@ -39,23 +38,25 @@ REPORTS = ("checks", "regions", "counterfeits", "suspicious", "tiers", "points",
 TITLES = {
     "checks": "Checks over time", "regions": "Region", "counterfeits": "Counterfeits by region",
     "suspicious": "Suspicious codes", "tiers": "Members by tier", "points": "Points by product",
-    "sales": "Sales by day",
+    "sales": "Sales",
 }
+SALES_TITLES = {"day": "Sales by day", "shop": "Sales by shop", "product": "Sales by product",
+                "tier": "Sales by tier"}
 AUDIT_PAGE = 50
+AUDIT_SCAN = 10_000
+AUDIT_SORTING = Sorting({  # the stream's id orders entries of the same second
+    "at": lambda e: tuple(int(n) for n in e.entry_id.split("-")),
+    "actor": lambda e: e.actor, "action": lambda e: e.action, "target": lambda e: e.target,
+}, default="at", default_dir=DESC)
 MAX_VOID = 20_000
+BATCH_SORTING = Sorting({
+    "batch": lambda b: b.batch_id, "sku": lambda b: b.sku, "state": lambda b: b.state,
+    "count": lambda b: b.count, "created": lambda b: b.created_at,
+}, default="batch")
 
 
 class UnknownReport(NotFound):
     code = "unknown_report"
-
-
-def sales_table(client, tenant: str, first, last, master: MasterKey) -> Table:
-    """Sales by day, as ``itemseal report sales --by day``: days in the tenant's time zone."""
-    zone = SettingsStore(client).get(tenant).timezone
-    since, _ = stats.span_seconds(first, last)
-    rows = sales_rows(sales_entries(client, tenant, since, master=master), ("day",), zone,
-                      first.strftime("%Y%m%d"), last.strftime("%Y%m%d"))
-    return Table("sales", ("day", *SALES_COLUMNS), rows)
 
 
 def report_table(reports: Reports, name: str, first, last) -> Table:
@@ -91,9 +92,14 @@ def report_charts(name: str, table: Table) -> list[Markup]:
         return [Markup(dashboard.bar_chart([(r["region"], r["counterfeit"]) for r in rows][:30],
                                            chart_id="chart-counterfeits", title="counterfeit"))]
     if name == "sales":
-        days = [(r["day"], int(r["amount_fen"] or 0)) for r in rows]
-        return [Markup(dashboard.column_chart(days, chart_id="chart-sales",
-                                              title="amount (fen) per day"))]
+        dims = table.columns[:-len(SALES_COLUMNS)]
+        amounts = [(" · ".join(str(r[d]) or "-" for d in dims), int(r["amount_fen"] or 0))
+                   for r in rows]
+        if dims == ("day",):
+            return [Markup(dashboard.column_chart(amounts, chart_id="chart-sales",
+                                                  title="amount (fen) per day"))]
+        return [Markup(dashboard.bar_chart(amounts[:30], chart_id="chart-sales",
+                                           title=f"amount (fen) by {', '.join(dims)}"))]
     return []
 
 
@@ -117,7 +123,12 @@ class ReportsPage(OfficePage):
 
 
 class ReportPage(OfficePage):
-    """``GET .../reports/{name}``: its charts and table; ``?format=csv`` downloads the table."""
+    """``GET .../reports/{name}``: its charts and table; ``?format=csv`` downloads the table.
+
+    The sales report takes ``by`` (day, shop, product, tier, or several comma-separated)
+    and runs ``Reports.sales``, the code of ``itemseal report sales --by``, so the page,
+    its CSV and the CLI always agree.
+    """
 
     @page("reports.read")
     def on_get(self, req, resp, visit: Visit, name: str) -> None:
@@ -126,37 +137,45 @@ class ReportPage(OfficePage):
         reports = Reports(self.ctx.client, visit.tenant, key_store=self.ctx.key_store,
                           clock=self.ctx.clock)
         first, last = reports.span(req.get_param("from"), req.get_param("to"))
-        table = (sales_table(self.ctx.client, visit.tenant, first, last,
-                             self.ctx.key_store.master) if name == "sales"
+        by = ",".join(sales_by(req.get_param("by") or "day")) if name == "sales" else ""
+        table = (reports.sales(first, last, by) if name == "sales"
                  else report_table(reports, name, first, last))
         span = (first.isoformat(), last.isoformat())
         if req.get_param("format") == "csv":
             resp.content_type = "text/csv; charset=utf-8"
-            resp.downloadable_as = f"{visit.tenant}-{name}-{span[0]}-{span[1]}.csv"
+            what = f"{name}-by-{by.replace(',', '-')}" if by else name
+            resp.downloadable_as = f"{visit.tenant}-{what}-{span[0]}-{span[1]}.csv"
             resp.set_header("Cache-Control", "no-store")
             resp.text = table_csv(table)
             return
-        self.ctx.render(resp, "report.html", visit=visit, name=name, title=TITLES[name],
-                        span=span, zone=reports.timezone.key, charts=report_charts(name, table),
+        self.ctx.render(resp, "report.html", visit=visit, name=name,
+                        title=SALES_TITLES.get(by, TITLES[name]), span=span,
+                        zone=reports.timezone.key, by=by, sales_by=SALES_BY,
+                        sales_titles=SALES_TITLES, charts=report_charts(name, table),
                         table=Markup(dashboard.html_table(table, f"table-{name}")))
 
 
 class AuditPage(OfficePage):
-    """``GET .../audit?page=N&actor=...``: the audit trail, newest first."""
+    """``GET .../audit?actor=...&sort=...&dir=...&page=N``: the audit trail, newest first.
+
+    Sorted and paged over the newest ``AUDIT_SCAN`` entries (the stream keeps up to
+    ``codegen.store.audit.MAX_ENTRIES``): reading all of them for every page view
+    would cost more than a look at the recent trail is worth.
+    """
 
     @page("audit.read")
     def on_get(self, req, resp, visit: Visit) -> None:
-        number = query_int(req.params, "page", 1, 1, 200)
         actor = (req.get_param("actor") or "").strip()
-        entries = AuditLog(self.ctx.client, visit.tenant).entries(
-            10_000 if actor else number * AUDIT_PAGE + 1)
+        entries = AuditLog(self.ctx.client, visit.tenant).entries(AUDIT_SCAN)
         if actor:
             entries = [e for e in entries if e.actor == actor]
-        shown = entries[(number - 1) * AUDIT_PAGE: number * AUDIT_PAGE]
+        listing = list_page(entries, AUDIT_SORTING, req.params, size=AUDIT_PAGE,
+                            keep={"actor": actor})
         rows = [{**e.to_json(), "before": json.dumps(e.before, ensure_ascii=False, indent=1),
-                 "after": json.dumps(e.after, ensure_ascii=False, indent=1)} for e in shown]
-        self.ctx.render(resp, "audit.html", visit=visit, rows=rows, page_no=number,
-                        more=len(entries) > number * AUDIT_PAGE, actor=actor)
+                 "after": json.dumps(e.after, ensure_ascii=False, indent=1)}
+                for e in listing.rows]
+        self.ctx.render(resp, "audit.html", visit=visit, rows=rows, listing=listing,
+                        actor=actor, scan=AUDIT_SCAN)
 
 
 class StaffPage(OfficePage):
@@ -164,14 +183,20 @@ class StaffPage(OfficePage):
 
     @page("staff.read")
     def on_get(self, req, resp, visit: Visit) -> None:
-        self.show(resp, visit)
+        self.show(resp, visit, params=req.params)
 
     def show(self, resp, visit: Visit, *, errors: dict | None = None, typed: dict | None = None,
-             status: int = 200, note: str = "") -> None:
+             status: int = 200, note: str = "", params: Mapping | None = None) -> None:
         now = self.ctx.clock()
+        sorting = Sorting({
+            "username": lambda s: s.username, "role": lambda s: s.role,
+            "disabled": lambda s: s.disabled, "locked": lambda s: s.locked(now),
+            "totp": lambda s: s.totp, "created": lambda s: s.created_at,
+        }, default="username")
+        listing = list_page(self.ctx.staff(visit.tenant).list(), sorting, params or {})
         self.ctx.render(resp, "staff.html", visit=visit, status=status, now=now,
-                        people=self.ctx.staff(visit.tenant).list(), roles=ROLES,
-                        errors=errors or {}, typed=typed or {}, note=note, iso=iso)
+                        listing=listing, roles=ROLES, errors=errors or {}, typed=typed or {},
+                        note=note, iso=iso)
 
     @page("staff.write")
     def on_post(self, req, resp, visit: Visit) -> None:
@@ -317,12 +342,14 @@ class BatchesPage(OfficePage):
 
     @page("batches.read")
     def on_get(self, req, resp, visit: Visit) -> None:
-        self.show(resp, visit)
+        self.show(resp, visit, params=req.params)
 
     def show(self, resp, visit: Visit, *, note: str = "", error: str = "",
-             status: int = 200, voided: list | None = None) -> None:
+             status: int = 200, voided: list | None = None,
+             params: Mapping | None = None) -> None:
         found = BatchRegistry(self.ctx.client, visit.tenant, clock=self.ctx.clock).list()
-        self.ctx.render(resp, "batches.html", visit=visit, batches=found, note=note,
+        listing = list_page(found, BATCH_SORTING, params or {})
+        self.ctx.render(resp, "batches.html", visit=visit, listing=listing, note=note,
                         error=error, status=status, iso=iso, voided=voided or [])
 
 

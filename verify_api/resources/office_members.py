@@ -23,17 +23,18 @@ from points_bridge.ledger import Ledger
 from points_bridge.members import TRANSITIONS, Member, MemberStore
 from points_bridge.outreach.segments import records
 from points_bridge.purchases import PurchaseDesk
+from verify_api.admin.listing import DESC, Sorting, list_page
 from verify_api.channels.feedback import FeedbackInbox
 from verify_api.exc import InvalidField, NotFound
-from verify_api.resources.admin_bodies import query_int
 from verify_api.resources.admin_members import entry_json, member_json
 from verify_api.resources.office import OFFICE, OfficePage, Visit, page
 
-PAGE_SIZE = 25
-SORTS = {
-    "card": lambda m: m.card, "phone": lambda m: m.phone, "tier": lambda m: m.tier,
-    "balance": lambda m: m.balance, "created": lambda m: m.created_at,
-}
+SORTING = Sorting({
+    "card": lambda m: m.card, "phone": lambda m: m.phone,
+    "name": lambda m: _fold(m.attributes["name"]) if m.attributes.get("name") else None,
+    "tier": lambda m: m.tier, "status": lambda m: m.status, "balance": lambda m: m.balance,
+    "created": lambda m: m.created_at,
+}, default="created", default_dir=DESC)
 STATUSES = ("active", "frozen", "cancelled")
 CHANGES = ("adjust", "status", "rebind", "pin", "profile")
 
@@ -94,11 +95,6 @@ class MemberList(OfficePage):
                 return
         filters = {name: (req.get_param(name) or "").strip()
                    for name in ("tier", "status", "region", "attr")}
-        sort = req.get_param("sort") or "created"
-        if sort not in SORTS:
-            raise InvalidField("sort", f"'sort' is one of {', '.join(SORTS)}")
-        descending = req.get_param("dir", default="desc") == "desc"
-        number = query_int(req.params, "page", 1, 1, 1_000_000)
         found = []
         master = self.ctx.key_store.master
         for card, record in records(self.ctx.client, visit.tenant, master=master):
@@ -107,15 +103,11 @@ class MemberList(OfficePage):
             member = Member.from_record(visit.tenant, card, record)
             if _matches(member, record, words=q, **filters):
                 found.append(member)
-        found.sort(key=SORTS[sort], reverse=descending)
-        pages = max(1, -(-len(found) // PAGE_SIZE))
-        number = min(number, pages)
-        shown = found[(number - 1) * PAGE_SIZE: number * PAGE_SIZE]
+        listing = list_page(found, SORTING, req.params, keep={"q": q, **filters})
         settings = store.settings()
         self.ctx.render(
-            resp, "members.html", visit=visit, status=status, q=q, filters=filters, sort=sort,
-            dir="desc" if descending else "asc", page_no=number, pages=pages, total=len(found),
-            members=shown, tiers=[t.name for t in settings.ladder.tiers], statuses=STATUSES,
+            resp, "members.html", visit=visit, status=status, q=q, filters=filters,
+            listing=listing, tiers=[t.name for t in settings.ladder.tiers], statuses=STATUSES,
             attributes=list(settings.attributes), errors=errors or {}, typed=typed or {},
             format_card=format_card,
         )

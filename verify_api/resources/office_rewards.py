@@ -7,17 +7,24 @@ support) and ``rewards.write`` (manager); audited with the same action names
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from codegen.exc import ItemsealError
 from codegen.times import iso
 from points_bridge.rewards import KINDS, LIVE, PAUSED, Reward, RewardStore
 from points_bridge.settings import SettingsStore
+from verify_api.admin.listing import Sorting, list_page
 from verify_api.exc import InvalidField
 from verify_api.resources.admin_rewards import reward_json
 from verify_api.resources.office import OfficePage, Visit, page
 
 FIELDS = {"starts_at": "starts_at", "ends_at": "ends_at", "add_stock": "stock"}
+REWARD_SORTING = Sorting({  # rows are reward_json records; the store lists by points, item
+    "item": lambda r: r["item"], "kind": lambda r: r["kind"],
+    "name": lambda r: r["name"].casefold(), "points": lambda r: r["points"],
+    "stock": lambda r: r["stock"], "status": lambda r: r["status"],
+}, default="points")
 
 
 def _field_of(exc: ItemsealError, default: str) -> str:
@@ -49,17 +56,19 @@ class RewardsPage(OfficePage):
 
     @page("rewards.read")
     def on_get(self, req, resp, visit: Visit) -> None:
-        self.show(resp, visit)
+        self.show(resp, visit, params=req.params)
 
     def store(self, visit: Visit) -> RewardStore:
         return RewardStore(self.ctx.client, visit.tenant, key_store=self.ctx.key_store,
                            clock=self.ctx.clock)
 
     def show(self, resp, visit: Visit, *, errors: dict | None = None,
-             typed: dict | None = None, status: int = 200, note: str = "") -> None:
+             typed: dict | None = None, status: int = 200, note: str = "",
+             params: Mapping | None = None) -> None:
         items = [reward_json(r, s) for r, s in self.store(visit).list()]
+        listing = list_page(items, REWARD_SORTING, params or {})
         tiers = [t.name for t in SettingsStore(self.ctx.client).get(visit.tenant).ladder.tiers]
-        self.ctx.render(resp, "rewards.html", visit=visit, status=status, rewards=items,
+        self.ctx.render(resp, "rewards.html", visit=visit, status=status, listing=listing,
                         kinds=KINDS, tiers=tiers, paused=PAUSED, errors=errors or {},
                         typed=typed or {}, note=note, iso=iso)
 
