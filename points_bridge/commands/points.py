@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -487,6 +488,7 @@ def import_members_command(config: Config, tenant: str, file: Path, encoding: st
     Columns: phone (required), birthday, points (opening balance, once per
     member), attributes (a JSON object) and the tenant's declared attributes.
     A re-run of the same file changes nothing. Exit status 1 if a row failed.
+    Rows go in batches of 2,000 (a progress bar shows on a terminal).
     CSV from Excel works as saved: "CSV UTF-8", or plain "CSV" (GBK on a
     Chinese Windows), and the ="..." cells of `export members --excel`.
 
@@ -494,7 +496,20 @@ def import_members_command(config: Config, tenant: str, file: Path, encoding: st
     Example:
       itemseal import members --tenant ACME crm-members.csv
     """
-    report = import_members(config.redis, tenant, file, encoding)
+    bar = None
+    if sys.stderr.isatty():
+        bar = click.progressbar(length=1, label="members", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.length = max(total, done, 1)
+            bar.update(done - bar.pos)
+
+    try:
+        report = import_members(config.redis, tenant, file, encoding, progress=progress)
+    finally:
+        if bar is not None:
+            bar.render_finish()
     for where, reason in report.errors:
         click.echo(f"{file}: {where}: {reason}", err=True)
     click.echo(f"created {report.created}, updated {report.updated},"
