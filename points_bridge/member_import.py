@@ -192,7 +192,7 @@ class MemberImporter:
         replies = []
         order: list[list[tuple[ImportRow, str]]] = []
         for shard, group in by_shard.items():
-            keys = [self.keys.events(shard)]
+            keys = [self.keys.events(shard), self.keys.counts(shard)]
             specs = []
             for row, card in group:
                 keys += self.keys.member_keys(card)[:4]

@@ -27,6 +27,7 @@ from codegen.store.keyspace import PointsKeys
 from codegen.words import plural
 from points_bridge.campaigns import CampaignStore
 from points_bridge.campaigns import to_json as campaign_json
+from points_bridge.counters import recount
 from points_bridge.crm import Bridge, CrmSecret, Webhook, standard_secret
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
@@ -305,6 +306,28 @@ def points_expire(config: Config, tenant: str) -> None:
     ledger = Ledger(config.redis, tenant)
     total = sum(ledger.expire_due(card) for card in members.cards() if members.get(card))
     click.echo(f"{plural(total, 'point')} expired")
+
+
+@points.command("recount")
+@tenant_option
+@pass_config
+def points_recount(config: Config, tenant: str) -> None:
+    """Rebuild the counters behind `report tiers` and `report points` from every member.
+
+    The scripts that change members and ledgers keep these counters, so the
+    reports add up 16 small hashes instead of reading every member. A store
+    written by a version before the counters needs one recount (until then
+    the reports read every member, as before); run it while nothing else
+    writes, e.g. right after the upgrade, before `itemseal serve`.
+
+    \b
+    Example:
+      itemseal points recount --tenant ACME
+    """
+    SettingsStore(config.redis).get(tenant)
+    counts = recount(config.redis, tenant)
+    members = sum(n for field, n in counts.items() if field.startswith("m|"))
+    click.echo(f"counted {plural(members, 'member')}")
 
 
 # -- the CRM bridge ------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 -- same record, entry, idem field, lot and CRM events, so a later post of the same key is a
 -- duplicate. A card that already has a record is left alone and answered 'exists'.
 -- KEYS[1] = events stream (is:{T/mK}:events)
--- KEYS[2 + 4(i-1) .. 5 + 4(i-1)] = row i's member hash, ledger stream, idem hash, lots list
+-- KEYS[2] = counts hash   (is:{T/mK}:counts): "m|active|<tier>" and "p|adjusted" move
+-- KEYS[3 + 4(i-1) .. 6 + 4(i-1)] = row i's member hash, ledger stream, idem hash, lots list
 --                                  (is:{T/mK}:m|ledger|idem|lots:CARD), one shard for all
 -- ARGV[1] = JSON [{card, at, fields {} (the new record: balance and earned "0", no v),
 --                  opening? {delta (decimal string, 1..10^9), idem, sha, reason,
@@ -23,7 +24,7 @@ local function flatten(t)
 end
 
 for i, row in ipairs(rows) do
-  local base = 1 + 4 * (i - 1)
+  local base = 2 + 4 * (i - 1)
   local member, ledger, idem, lots = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
   local opening = row.opening
   -- Figures stay strings: the delta is checked as text and moved with HINCRBY.
@@ -49,6 +50,7 @@ for i, row in ipairs(rows) do
     redis.call('HSET', member, unpack(fields))
     redis.call('XADD', KEYS[1], '*', 'type', 'member.created', 'card', row.card, 'data',
                cjson.encode(public))
+    redis.call('HINCRBY', KEYS[2], 'm|' .. row.fields.status .. '|' .. row.fields.tier, 1)
     if opening then
       if opening.lot_expires ~= '0' then
         redis.call('RPUSH', lots, opening.lot_expires .. ' ' .. opening.delta)
@@ -60,6 +62,7 @@ for i, row in ipairs(rows) do
       redis.call('XADD', KEYS[1], '*', 'type', 'ledger', 'card', row.card, 'entry', id,
                  'data', cjson.encode(e))
       redis.call('HSET', idem, opening.idem, opening.sha .. ' ' .. id)
+      redis.call('HINCRBY', KEYS[2], 'p|adjusted', opening.delta)
     end
     out[i] = 'created'
   end
