@@ -38,6 +38,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -223,6 +224,7 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="Parts to skip: memory,import,reports.")
     opts = parser.parse_args()
     skip = set(opts.skip.split(","))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the store on a kill too
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     home = Path(tempfile.mkdtemp(prefix="ism-", dir="/tmp"))
