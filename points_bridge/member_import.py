@@ -36,6 +36,7 @@ from points_bridge.cards import is_valid_card, normalize_card
 from points_bridge.exc import BadInput, PointsError
 from points_bridge.ledger import Ledger, body_sha, lot_expiry
 from points_bridge.members import ATTR, Member, MemberStore, new_member_fields, parse_index
+from points_bridge.scoped import points_scripts
 from points_bridge.settings import PointsSettings
 
 OPENING_KEY = "import:opening-balance"
@@ -80,6 +81,7 @@ class MemberImporter:
         self.settings = settings
         self._clock = clock
         self.keys = self.members.keys
+        self._scripts = points_scripts(client)
 
     def write(self, rows: Sequence[ImportRow], report: ImportReport) -> None:
         """Write rows whose phones are distinct; add the outcome of each to ``report``."""
@@ -188,7 +190,7 @@ class MemberImporter:
         # redis-py refuses EVALSHA in a cluster pipeline: there, one call per shard.
         pipe = (self._redis if isinstance(self._redis, RedisCluster)
                 else self._redis.pipeline(transaction=False))
-        script = self.members._scripts.import_members
+        script = self._scripts.import_members
         replies = []
         order: list[list[tuple[ImportRow, str]]] = []
         for shard, group in by_shard.items():
@@ -220,7 +222,7 @@ class MemberImporter:
             if row.tier and row.tier != self.settings.ladder.tiers[0].name:
                 self.members.pin_tier(card, row.tier, reason="import")
             return
-        self.members._scripts.del_if(keys=[self.keys.phone(row.e164)], args=[card])
+        self._scripts.del_if(keys=[self.keys.phone(row.e164)], args=[card])
         if outcome == "exists" and row.card:
             report.errors.append((row.where, str(BadInput("card", row.card, REFUSED_CARD))))
         elif outcome == "exists":  # an issued card with a record: write the one-row way
