@@ -15,6 +15,10 @@ DEFAULT_VERIFY_URL = "http://localhost:8080/t/{tenant}/v/{code}"
 SETTABLE = ("name", "verify_url", "region", "language", "reply_format")
 
 
+REPORT_COUNTERS = "report_counters"
+"""Tenant field: "1" once the report counters hold every member (``points_bridge/counters.py``)."""
+
+
 @dataclass(frozen=True)
 class Tenant:
     tenant_id: str
@@ -70,6 +74,7 @@ class TenantStore:
             "name": name,
             "created_at": repr(self._clock()),
             "verify_url": verify_url or DEFAULT_VERIFY_URL,
+            REPORT_COUNTERS: "1",  # a new tenant's report counters start complete
         }
         if not self._redis.hsetnx(keys.meta, "created_at", fields["created_at"]):
             raise TenantExists(tenant)

@@ -25,8 +25,9 @@ is ever missing. The bridge reads each stream in a consumer group (``crm``):
   then takes over those of a dead consumer idle longer than ``claim_idle``
   (XAUTOCLAIM), then reads new ones. Within a shard, events go out in order.
 
-Delivered events are trimmed from a stream once every group has read them and
-none is pending.
+Delivered events are trimmed from a stream (XTRIM MINID) after each pass up to
+the oldest event still pending in any group, so a stream holds only what the
+bridge has not sent yet.
 """
 
 from __future__ import annotations
@@ -313,15 +314,30 @@ class Bridge:
         return stats
 
     def _trim(self, stream: str) -> None:
-        """Drop events every group has read and acknowledged."""
+        """Drop the events every group has acknowledged, up to the oldest still pending.
+
+        A stream then holds only what the bridge has not sent yet (or is
+        sending): without a group nothing is dropped, as no bridge has read it.
+        """
         try:
             groups = self._redis.xinfo_groups(stream)
         except redis.ResponseError:
             return
-        if not groups or any(g["pending"] for g in groups):
+        if not groups:
             return
-        oldest = min(
-            (g["last-delivered-id"] for g in groups),
-            key=lambda i: tuple(int(p) for p in i.split(b"-")),
-        )
-        self._redis.xtrim(stream, minid=oldest.decode(), approximate=False)
+        floors = []
+        for group in groups:
+            if group["pending"]:
+                floors.append(_stream_id(
+                    self._redis.xpending(stream, group["name"])["min"]))
+            else:
+                ms, seq = _stream_id(group["last-delivered-id"])
+                floors.append((ms, seq + 1))
+        ms, seq = min(floors)
+        self._redis.xtrim(stream, minid=f"{ms}-{seq}", approximate=False)
+
+
+def _stream_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)

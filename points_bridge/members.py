@@ -404,6 +404,14 @@ class MemberStore(TenantScoped):
             self._blocks.add(self._redis.incrby(self.keys.card_counter, self._blocks.size))
         return card_number(seq, secret)
 
+    def issue_cards(self, count: int) -> list[str]:
+        """Take ``count`` card numbers from the tenant's counter in one INCRBY (an import)."""
+        if count <= 0:
+            return []
+        secret = self._card_secret()
+        end = self._redis.incrby(self.keys.card_counter, count)
+        return [card_number(seq, secret) for seq in range(end - count, end)]
+
     def _card_secret(self) -> bytes:
         """Return the tenant's card key, made sealed by whoever needs it first (SET NX)."""
         if self._secret is None:

@@ -97,13 +97,17 @@ def _national_mobile(text: str, region: str) -> str | None:
 
     Uses phonenumbers' own metadata for ``region`` and steps aside (None) for
     anything the full parser might read differently: a leading + or 00, a
-    national or carrier prefix, letters. ``normalize_phone`` then parses.
+    national or carrier prefix, letters. ``normalize_phone`` then parses. The region's
+    own E.164 form (``+86`` and a mobile number) is the same number without its code.
     """
     rules = _mobile_rules(region)
     if rules is None or not text.isascii():
         return None
     digits = text.translate(_SEPARATORS)
     mobile, general, prefix, country = rules
+    if digits.startswith(country):  # E.164 of the region itself (an export, a CRM): +86...
+        digits = digits[len(country):]
+        prefix = None  # after the country code no national prefix is stripped
     if (
         digits.isdigit()
         and mobile.fullmatch(digits)

@@ -31,8 +31,11 @@ dict hit.
 
 from __future__ import annotations
 
+import functools
+import importlib
+from types import ModuleType
+
 import phonenumbers
-from phonenumbers import geocoder
 
 DECLARED, MEMBER, PHONE, NONE = "declared", "member", "phone", "none"
 SOURCES = (DECLARED, MEMBER, PHONE, NONE)
@@ -81,7 +84,18 @@ def _lookup(e164: str) -> str | None:
     if country != "CN":
         return country if country and country != "ZZ" else None
     # A number the geocoder places only in "中国" is still Chinese: the country code.
-    return province_of(geocoder.description_for_number(number, "zh")) or "CN"
+    return province_of(geocoder().description_for_number(number, "zh")) or "CN"
+
+
+@functools.cache
+def geocoder() -> ModuleType:
+    """phonenumbers' geocoder, loaded on first use: its data takes ~1.5 s to import.
+
+    Every CLI command imports this module, and most never place a phone; the
+    API's workers load it before serving (``verify_api/asgi.py``), so no
+    request pays for it.
+    """
+    return importlib.import_module("phonenumbers.geocoder")
 
 
 _PREFIX_CACHE: dict[str, str | None] = {}

@@ -34,6 +34,7 @@ class PointsScripts:
         self.reward_reserve = register(client, "points_bridge", "reward_reserve")
         self.reward_settle = register(client, "points_bridge", "reward_settle")
         self.coupon_redeem = register(client, "points_bridge", "coupon_redeem")
+        self.import_members = register(client, "points_bridge", "import_members")
 
 
 _registered: weakref.WeakKeyDictionary[redis.Redis, PointsScripts] = weakref.WeakKeyDictionary()

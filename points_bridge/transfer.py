@@ -6,11 +6,12 @@ record batch per chunk with the schema from ``schemas/points.py``.
 
 Imports check every row before writing any of it: a bad row is reported by
 its line (CSV, counting the header as line 1) or row (Parquet) and skipped,
-the good rows are kept. A row is written by at most two idempotent scripts:
-the member with its profile (created, or updated, in one script), then the
-opening balance as an adjustment keyed ``import:opening-balance``. A re-run
-of the same file therefore changes nothing; a different opening balance for
-a member who already has one is refused for that row, before any write.
+the good rows are kept. Checked rows are written ``BATCH`` at a time by
+``member_import.py``: new members with their opening balance (an adjustment
+keyed ``import:opening-balance``) by one script per member shard, existing
+ones only where the file differs from the store. A re-run of the same file
+therefore changes nothing; a different opening balance for a member who
+already has one is refused for that row, before any write.
 
 A CRM's cards and tiers carry over: ``card`` is kept when it is free (a
 well-formed card no member holds; a row whose card is taken is refused),
@@ -23,8 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,13 +37,15 @@ from codegen.files import file_errors, text_encoding
 from codegen.keys import MasterKey
 from points_bridge.exc import BadInput, PointsError
 from points_bridge.ledger import BASE_FIELDS, Ledger, stored_int
+from points_bridge.member_import import ImportReport, ImportRow, MemberImporter
 from points_bridge.members import MemberStore
 from points_bridge.settings import PointsSettings
 from schemas.points import SCHEMAS, with_metadata
 
 FORMATS = ("parquet", "csv")
 CHUNK = 500
-OPENING_KEY = "import:opening-balance"
+BATCH = 2000
+"""Rows written per batch (``member_import.py``): a few round trips each."""
 IMPORT_COLUMNS = ("phone", "birthday", "points", "attributes", "card", "tier")
 EXPORT_ONLY = ("status", "balance", "earned", "pinned_tier", "created_at", "source")
 
@@ -167,13 +169,6 @@ def export(
     return written
 
 
-@dataclass
-class ImportReport:
-    created: int = 0
-    updated: int = 0
-    errors: list[tuple[str, str]] = field(default_factory=list)
-
-
 def _read(path: Path, encoding: str | None = None,
           ) -> tuple[list[str], Iterator[tuple[str, dict[str, str]]]]:
     """Return the column names and (where, row) pairs of a CSV or Parquet file.
@@ -210,70 +205,79 @@ read_rows = _read
 
 
 def import_members(client: redis.Redis, tenant: str, path: Path,
-                   encoding: str | None = None, *, master: MasterKey | None) -> ImportReport:
-    """Create or update members from a file; report bad rows, keep the good ones."""
-    members = MemberStore(client, tenant, master=master)
-    ledger = Ledger(client, tenant)
-    settings = members.settings()
+                   encoding: str | None = None,
+                   progress: Callable[[int, int], None] | None = None, *,
+                   master: MasterKey | None) -> ImportReport:
+    """Create or update members from a file; report bad rows, keep the good ones.
+
+    ``progress(done, total)`` is called after each batch (``total``: the file's
+    rows, counted from the Parquet footer or the CSV's lines); ``master`` opens
+    the card key new members' cards are made with.
+    """
+    settings = MemberStore(client, tenant).settings()
     columns, rows = _read(path, encoding)
+    importer = MemberImporter(client, tenant, settings, master=master)
     with file_errors(path, "read"):
-        return _import_rows(members, ledger, settings, path, columns, rows)
+        return _import_rows(importer, path, columns, rows, _row_count(path),
+                            progress or (lambda done, total: None))
+
+
+def _row_count(path: Path) -> int:
+    """The rows of a members file, for a progress bar (a CSV's quoted newlines overcount)."""
+    with open(path, "rb") as fh:
+        if fh.read(4) == b"PAR1":
+            return pq.read_metadata(path).num_rows
+        fh.seek(0)
+        return max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+                   - 1)
 
 
 def _import_rows(
-    members: MemberStore, ledger: Ledger, settings: PointsSettings, path: Path, columns: list[str],
-    rows: Iterator[tuple[str, dict[str, str]]],
+    importer: MemberImporter, path: Path, columns: list[str],
+    rows: Iterator[tuple[str, dict[str, str]]], total: int,
+    progress: Callable[[int, int], None],
 ) -> ImportReport:
+    settings = importer.settings
     unknown = set(columns) - set(IMPORT_COLUMNS) - set(EXPORT_ONLY) - set(settings.attributes)
     if "phone" not in columns or unknown:
         problem = f"unknown columns {', '.join(sorted(unknown))}" if unknown else "no phone column"
         raise BadInput("file", str(path), f"{problem}; columns are phone, birthday, points,"
                        " attributes (JSON), card, tier and the tenant's declared attributes")
     report = ImportReport()
+    batch: dict[str, ImportRow] = {}
+    done = 0
     for where, row in rows:
+        done += 1
         try:
-            e164 = members.normalize(row["phone"], settings)
-            attributes = dict(json.loads(row["attributes"])) if row.get("attributes") else {}
-            attributes.update({k: v for k, v in row.items() if k in settings.attributes and v})
-            birthday = row.get("birthday") or None
-            profile = members.profile_fields(settings, birthday, attributes)
-            points = _points(row.get("points", ""))
-            existing = members.by_phone(e164)
-            card = (row.get("card") or "").strip()
-            tier = (row.get("tier") or "").strip()
-            if tier:
-                settings.ladder.index(tier)  # UnknownTier: the row is refused
-            if card and existing is not None and existing.card != "".join(
-                    c for c in card if c.isdigit()):
-                raise BadInput("card", card, f"{e164} is already the member of card "
-                               f"{existing.card}")
-            if existing is not None and points:
-                opened = ledger.lookup(existing.card, OPENING_KEY)
-                if opened is not None and opened.delta != points:
-                    raise BadInput("points", points, f"opening balance already {opened.delta}")
+            checked = _check_row(importer.members, settings, where, row)
         except (PointsError, ValueError) as exc:
             report.errors.append((where, str(exc)))
             continue
-        try:
-            if card:
-                member, created = members.ensure_with_card(e164, card, settings=settings,
-                                                           source="import", profile=profile)
-            else:
-                member, created = members.ensure(e164, settings=settings, source="import",
-                                                 profile=profile)
-        except PointsError as exc:  # the card is taken: refused before anything was written
-            report.errors.append((where, str(exc)))
-            continue
-        if not created and profile:
-            members.update_profile(member.card, birthday=birthday, attributes=attributes)
-        if tier and tier != settings.ladder.tiers[0].name and member.pinned_tier != tier:
-            member = members.pin_tier(member.card, tier, reason="import")
-        if points:
-            ledger.adjust(member.card, points, reason="import: opening balance", idem=OPENING_KEY,
-                          expiry=(settings.expiry_months, settings.timezone))
-        report.created += created
-        report.updated += not created
+        if checked.e164 in batch or len(batch) >= BATCH:  # a phone twice: in file order
+            importer.write(list(batch.values()), report)
+            progress(done, total)
+            batch = {}
+        batch[checked.e164] = checked
+    importer.write(list(batch.values()), report)
+    progress(done, total)
+    report.errors.sort(key=lambda error: int(error[0].rsplit(" ", 1)[-1]))
     return report
+
+
+def _check_row(members: MemberStore, settings: PointsSettings, where: str,
+               row: dict[str, str]) -> ImportRow:
+    """Check one row without the store (``BadInput`` and the like)."""
+    e164 = members.normalize(row["phone"], settings)
+    attributes = dict(json.loads(row["attributes"])) if row.get("attributes") else {}
+    attributes.update({k: v for k, v in row.items() if k in settings.attributes and v})
+    birthday = row.get("birthday") or None
+    profile = members.profile_fields(settings, birthday, attributes)
+    points = _points(row.get("points", ""))
+    tier = (row.get("tier") or "").strip()
+    if tier:
+        settings.ladder.index(tier)  # UnknownTier: the row is refused
+    return ImportRow(where, e164, profile, birthday, attributes, points,
+                     (row.get("card") or "").strip(), tier)
 
 
 def _points(text: str) -> int:

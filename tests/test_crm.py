@@ -171,4 +171,19 @@ def test_delivered_events_are_trimmed(redis_client, receiver, card):
     _, url = receiver
     stream = PointsKeys("ACME").events(shard_of(card))
     bridge(redis_client, url).drain()
-    assert redis_client.xlen(stream) == 1, "only the last delivered id is kept"
+    assert redis_client.xlen(stream) == 0, "nothing delivered is kept"
+
+
+def test_a_stream_keeps_what_is_not_delivered_yet(redis_client, receiver, card):
+    crm, url = receiver
+    stream = PointsKeys("ACME").events(shard_of(card))
+    redis_client.xgroup_create(stream, GROUP, id="0")
+    (_, held), = redis_client.xreadgroup(GROUP, "dead-bridge", {stream: ">"}, count=1)
+    bridge(redis_client, url, claim_idle=3600).drain()  # the held one is not taken over yet
+    assert len(crm.delivered()) == 2
+    first = redis_client.xrange(stream, count=1)[0][0]
+    assert first == held[0][0], "the held event and what follows it stay"
+    ledger = Ledger(redis_client, "ACME")
+    ledger.adjust(card, 5, reason="later")  # delivered and, with nothing held, trimmed
+    bridge(redis_client, url, consumer="b2", claim_idle=0).drain()
+    assert len(crm.delivered()) == 4 and redis_client.xlen(stream) == 0

@@ -25,6 +25,7 @@ from points_bridge.scoped import points_scripts
 from points_bridge.sms.outbound import Dispatcher, Outbox
 from points_bridge.sms.outbound_config import OutboundSettings
 from points_bridge.sms.senders import FileSender
+from points_bridge.transfer import import_members
 from tests.helpers.master import TEST_MASTER
 from verify_api.channels.config import ChannelStore
 from verify_api.check.batch_scans import void_codes
@@ -97,4 +98,8 @@ def test_every_script_is_called_with_one_hash_tag(
         keys=[box.message_key("m1"), box.keys.outbound_no_credit, box.queue_key("campaign"),
               box.keys.outbound_counters("campaign"), box.keys.outbound_counters("all")],
         args=["m1"]) == 0
+    crm = tmp_path / "crm.csv"
+    crm.write_text("phone,points\n13700137000,10\n13600136000,20\n")
+    imported = import_members(redis_client, "ACME", crm, master=TEST_MASTER)  # import_members
+    assert imported.created == 2
     assert set(keyguard.SEEN) == set(keyguard.script_names().values())

@@ -40,6 +40,16 @@ def test_fast_path_agrees_with_the_full_parser(text, region):
     assert normalize_phone(text, region) == full(text, region) if full(text, region) else True
 
 
+@given(st.one_of(digits, cn_mobiles), st.sampled_from(["CN", "US", "GB", "HK", "DE"]),
+       st.sampled_from(["+86", "+1", "+44", "+852", "+49"]))
+@example("13800138000", "CN", "+86")
+@example("013800138000", "CN", "+86")
+def test_the_fast_path_of_an_e164_number_agrees_with_the_full_parser(text, region, code):
+    fast = _national_mobile(code + text, region)
+    if fast is not None:
+        assert fast == full(code + text, region)
+
+
 @given(cn_mobiles, st.sampled_from(["{}", "{} ", "+86 {}", "0086{}", "+86-{}"]))
 def test_every_way_of_typing_one_number_gives_one_e164(number, template):
     expected = full(number, "CN")

@@ -14,6 +14,7 @@ import gc
 from collections.abc import Mapping
 
 from codegen.config import Config
+from points_bridge import regions
 from verify_api.app import VerifyApp, create_app
 from verify_api.proxies import TRUSTED_PROXIES_ENV
 from verify_api.resources.channels import GS1_TENANTS_ENV
@@ -32,6 +33,7 @@ def app_from_env(env: Mapping[str, str] | None = None) -> VerifyApp:
 
 
 application = app_from_env()
+regions.geocoder()  # ~1.5 s of data, loaded here rather than by a first join's request
 # Everything loaded so far lives as long as the worker: take it out of the collector's
 # view. A full collection over it stops the event loop ~15 ms (63k objects at start),
 # which showed up as the open-loop p99 of benchmarks/bench_verify.py.

@@ -297,6 +297,10 @@ class EmbeddedRedis:
             f"hash-max-{packed}-entries 512",
             f"hash-max-{packed}-value 64",
             "maxmemory-policy noeviction",
+            # A new stream node's listpack is preallocated to min(this, 4096) bytes, so with
+            # the default every member's ledger stream costs 4.7 KB from its first entry;
+            # 1024 makes it 1.6 KB and a 50-entry ledger smaller too (benchmarks/bench_members).
+            "stream-node-max-bytes 1024",
         ]
         if (self.run_dir / "replica.conf").exists():  # a standby (codegen/store/standby.py)
             lines.append(f"include {quote(str(self.run_dir / 'replica.conf'))}")

@@ -387,7 +387,17 @@ class PointsKeys:
     def member_keys(self, card: str) -> list[str]:
         """KEYS of every member script, in this order."""
         return [self.member(card), self.ledger(card), self.idem(card), self.lots(card),
-                self.events(shard_of(card)), self.pending(shard_of(card))]
+                self.events(shard_of(card)), self.pending(shard_of(card)),
+                self.counts(shard_of(card))]
+
+    def counts(self, shard: int) -> str:
+        """Hash: the shard's members per status and tier, points per kind (``counters.py``).
+
+        Kept by the scripts that change members and ledgers, so the tier and
+        points reports add up ``MEMBER_SHARDS`` hashes instead of reading
+        every member.
+        """
+        return f"{self.shard_tag(shard)}:counts"
 
     def pending(self, shard: int) -> str:
         """Hash: ``<card>/<serial>`` -> JSON claim of a member frozen when it was credited.

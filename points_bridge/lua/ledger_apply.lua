@@ -5,6 +5,9 @@
 -- KEYS[4] = lots list      (is:{T/mK}:lots:CARD): "<expires_at> <points left>", oldest first
 -- KEYS[5] = events stream  (is:{T/mK}:events): the same entry, for the CRM bridge
 -- KEYS[6] = pending hash   (is:{T/mK}:pending): "<card>/<serial>" -> a frozen member's claim
+-- KEYS[7] = counts hash    (is:{T/mK}:counts): the shard's report counters (counters.py):
+--           "m|<status>|<tier>" members, "p|issued|<sku>", "p|redeemed", "p|adjusted",
+--           "p|expired" points, moved with every entry and tier change written here
 -- ARGV[1] = JSON {card, at, kind, idem, sha, version?, delta, earned, day?, drop_days [],
 --                 need_active?, lot_expires ("0": none), tier?, fields {}, member_set {},
 --                 park?, pending_field?, stored?, spend?, need_points?, undo_day?}
@@ -68,7 +71,27 @@ if spec.version and redis.call('HGET', KEYS[1], 'v') ~= spec.version then
   return cjson.encode({ok = false, why = 'stale'})
 end
 
+-- The points report's counter of an entry (points_bridge/counters.py POINTS_BY_KIND).
+local function negated(s)
+  if string.sub(s, 1, 1) == '-' then return string.sub(s, 2) end
+  return '-' .. s
+end
+local function count(e)
+  local field, by
+  if e.kind == 'credit' then
+    field, by = 'p|issued|' .. ((e.sku and e.sku ~= '') and e.sku or '-'), e.delta
+  elseif e.kind == 'redeem' then
+    field, by = 'p|redeemed', negated(e.delta)
+  elseif e.kind == 'adjust' then
+    field, by = 'p|adjusted', e.delta
+  elseif e.kind == 'expire' then
+    field, by = 'p|expired', negated(e.delta)
+  end
+  if field and by ~= '-0' then redis.call('HINCRBY', KEYS[7], field, by) end
+end
+
 local function append(e)
+  count(e)
   local m = redis.call('HMGET', KEYS[1], 'balance', 'earned', 'tier')
   e.balance, e.earned, e.tier, e.at = m[1], m[2], m[3], spec.at
   if spec.stored then e.stored = redis.call('HGET', KEYS[1], 'stored') or '0' end
@@ -195,6 +218,8 @@ local tier_from = false
 local tier = redis.call('HGET', KEYS[1], 'tier') or ''
 if spec.tier and spec.tier ~= '' and spec.tier ~= tier then
   redis.call('HSET', KEYS[1], 'tier', spec.tier)
+  redis.call('HINCRBY', KEYS[7], 'm|' .. status .. '|' .. tier, -1)
+  redis.call('HINCRBY', KEYS[7], 'm|' .. status .. '|' .. spec.tier, 1)
   tier_from = tier
 end
 local e = {kind = spec.kind, delta = spec.delta, idem = spec.idem}

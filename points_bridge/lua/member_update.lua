@@ -4,6 +4,8 @@
 -- KEYS[3] = idem hash      (is:{T/mK}:idem:CARD), unused here: same KEYS as ledger_apply
 -- KEYS[4] = lots list      (is:{T/mK}:lots:CARD)
 -- KEYS[5] = events stream  (is:{T/mK}:events)
+-- KEYS[6] = pending hash   (is:{T/mK}:pending), unused here
+-- KEYS[7] = counts hash    (is:{T/mK}:counts): members per "m|<status>|<tier>" (counters.py)
 -- ARGV[1] = JSON {card, at, create?, expect {field: [allowed values]}, set {}, del [],
 --                 forfeit? (zero the balance), entry {kind, ...}?, event?}
 -- Returns JSON {ok=true, member, entry?, forfeited} or {ok=false, why=exists|missing|state, member}
@@ -27,6 +29,12 @@ local function flatten(t)
 end
 
 local m = record()
+-- The member's place in the tier report before and after: moved in KEYS[7] if it changed.
+local function place(r)
+  if not r.status then return nil end
+  return 'm|' .. r.status .. '|' .. (r.tier or '')
+end
+local before = place(m)
 if spec.create and m.status then
   return cjson.encode({ok = false, why = 'exists', member = m})
 elseif not spec.create and not m.status then
@@ -51,6 +59,11 @@ if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
 for _, field in ipairs(spec.del or {}) do redis.call('HDEL', KEYS[1], field) end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 m = record()
+local after = place(m)
+if before ~= after then
+  if before then redis.call('HINCRBY', KEYS[7], before, -1) end
+  redis.call('HINCRBY', KEYS[7], after, 1)
+end
 
 local entry_id = false
 if spec.entry then

@@ -153,6 +153,12 @@ def members_by_tier(members: Iterable[Mapping], ladder: Iterable[str]) -> Table:
     counts: dict[str, Counter] = defaultdict(Counter)
     for m in members:
         counts[m["tier"]][m["status"]] += 1
+    return tier_table(counts, ladder)
+
+
+def tier_table(tiers: Mapping[str, Counter], ladder: Iterable[str]) -> Table:
+    """The tiers report of tier -> status -> members (from a walk or the counters)."""
+    counts: dict[str, Counter] = defaultdict(Counter, tiers)
     order = [t for t in ladder] + sorted(set(counts) - set(ladder))
     rows = [
         (tier, sum(counts[tier].values()), counts[tier]["active"], counts[tier]["frozen"],
@@ -168,7 +174,6 @@ def points_by_product(entries: Iterable[Mapping]) -> Table:
     Redemptions, adjustments and expiry belong to no product: they are the
     row ``-``.
     """
-    columns = ("issued", "redeemed", "adjusted", "expired")
     sums: dict[str, Counter] = defaultdict(Counter)
     for e in entries:
         kind, delta = e["kind"], stored_int(e["delta"])
@@ -180,6 +185,12 @@ def points_by_product(entries: Iterable[Mapping]) -> Table:
             sums["-"]["adjusted"] += delta
         elif kind == "expire":
             sums["-"]["expired"] += -delta
+    return points_table(sums)
+
+
+def points_table(sums: Mapping[str, Counter]) -> Table:
+    """The points report of sku -> column -> points (from a walk or the counters)."""
+    columns = ("issued", "redeemed", "adjusted", "expired")
     skus = sorted(k for k in sums if k != "-") + (["-"] if "-" in sums else [])
     rows = [(sku, *(sums[sku][c] for c in columns)) for sku in skus]
     return Table("points", ("sku", *columns), rows)

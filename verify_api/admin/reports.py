@@ -9,10 +9,12 @@
 * Suspicious codes: the scan buckets of every batch, walked by serial range
   (no SCAN over the keyspace: a batch knows which buckets it can have),
   500 buckets per round trip.
-* Members by tier and points per product: the Parquet exports of
-  ``itemseal export members|ledger`` (``schemas/points.py``). Given a file
-  they read it; otherwise they export the store to memory and read that,
-  so both ways run the same code.
+* Members by tier and points per product: the counters the member and
+  ledger scripts keep per shard (``points_bridge/counters.py``), 16 hashes
+  in one round trip. Given a Parquet export of ``itemseal export
+  members|ledger`` (``schemas/points.py``) they read the file instead; a
+  store from before the counters (until ``itemseal points recount``) is
+  exported to memory and read the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from codegen.files import file_errors
 from codegen.keys import KeyStore, MasterKey
 from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys
 from codegen.tenants import TenantStore
+from points_bridge import counters
 from points_bridge.purchases import SALES_BY, SALES_COLUMNS, sales_entries, sales_rows
 from points_bridge.settings import SettingsStore, timezone_of
 from points_bridge.transfer import export
@@ -102,6 +105,7 @@ class Reports:
         self._key_store = key_store
         self._master = master if master is not None or key_store is None else key_store.master
         self.clock = clock
+        self._counts = counters.Counts(client, tenant)
 
     def today(self) -> date:
         """The tenant's date now: the last day a report shows by default."""
@@ -209,11 +213,15 @@ class Reports:
 
     # -- members and points, from the Parquet exports -----------------------------------
     def tiers(self, members_file: Path | None = None) -> Table:
-        table = self._export_table("members", members_file)
         ladder = SettingsStore(self._redis).get(self.tenant).ladder.names
+        if members_file is None and self._counts.complete():
+            return report_math.tier_table(counters.by_tier(self._counts.read()), ladder)
+        table = self._export_table("members", members_file)
         return report_math.members_by_tier(table.to_pylist(), ladder)
 
     def points(self, ledger_file: Path | None = None) -> Table:
+        if ledger_file is None and self._counts.complete():
+            return report_math.points_table(counters.by_product(self._counts.read()))
         table = self._export_table("ledger", ledger_file, columns=["kind", "delta", "sku"])
         return report_math.points_by_product(table.to_pylist())
 

@@ -1,0 +1,70 @@
+-- Create the new members of one shard from an import, each with its opening balance, at once.
+-- A member is created and posted exactly as member_update.lua (create) followed by
+-- ledger_apply.lua (an adjustment keyed ARGV's idem) would for a card with no record: the
+-- same record, entry, idem field, lot and CRM events, so a later post of the same key is a
+-- duplicate. A card that already has a record is left alone and answered 'exists'.
+-- KEYS[1] = events stream (is:{T/mK}:events)
+-- KEYS[2] = counts hash   (is:{T/mK}:counts): "m|active|<tier>" and "p|adjusted" move
+-- KEYS[3 + 4(i-1) .. 6 + 4(i-1)] = row i's member hash, ledger stream, idem hash, lots list
+--                                  (is:{T/mK}:m|ledger|idem|lots:CARD), one shard for all
+-- ARGV[1] = JSON [{card, at, fields {} (the new record: balance and earned "0", no v),
+--                  opening? {delta (decimal string, 1..10^9), idem, sha, reason,
+--                            lot_expires ("0": none)}}]
+-- Returns JSON [ "created" | "exists" | "bounds", ... ] in the order of the rows.
+local rows = cjson.decode(ARGV[1])
+local out = {}
+
+local function flatten(t)
+  local flat = {}
+  for k, v in pairs(t) do
+    flat[#flat + 1] = k
+    flat[#flat + 1] = tostring(v)
+  end
+  return flat
+end
+
+for i, row in ipairs(rows) do
+  local base = 2 + 4 * (i - 1)
+  local member, ledger, idem, lots = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
+  local opening = row.opening
+  -- Figures stay strings: the delta is checked as text and moved with HINCRBY.
+  if opening and not string.match(opening.delta, '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?$')
+      and opening.delta ~= '1000000000' then
+    out[i] = 'bounds'
+  elseif redis.call('HEXISTS', member, 'status') == 1 then
+    out[i] = 'exists'
+  else
+    -- What member_update.lua's create and ledger_apply.lua's post would leave, in one HSET:
+    -- the record at v 1 (its member.created event), then the balance and v 2 of the post.
+    local public = {}
+    for k, v in pairs(row.fields) do
+      if k ~= 'v' and string.sub(k, 1, 2) ~= 'd:' then public[k] = v end
+    end
+    local fields = flatten(row.fields)
+    fields[#fields + 1] = 'v'
+    fields[#fields + 1] = opening and '2' or '1'
+    if opening then
+      fields[#fields + 1] = 'balance'
+      fields[#fields + 1] = opening.delta
+    end
+    redis.call('HSET', member, unpack(fields))
+    redis.call('XADD', KEYS[1], '*', 'type', 'member.created', 'card', row.card, 'data',
+               cjson.encode(public))
+    redis.call('HINCRBY', KEYS[2], 'm|' .. row.fields.status .. '|' .. row.fields.tier, 1)
+    if opening then
+      if opening.lot_expires ~= '0' then
+        redis.call('RPUSH', lots, opening.lot_expires .. ' ' .. opening.delta)
+      end
+      local e = {kind = 'adjust', delta = opening.delta, idem = opening.idem,
+                 reason = opening.reason, balance = opening.delta,
+                 earned = row.fields.earned, tier = row.fields.tier, at = row.at}
+      local id = redis.call('XADD', ledger, '*', unpack(flatten(e)))
+      redis.call('XADD', KEYS[1], '*', 'type', 'ledger', 'card', row.card, 'entry', id,
+                 'data', cjson.encode(e))
+      redis.call('HSET', idem, opening.idem, opening.sha .. ' ' .. id)
+      redis.call('HINCRBY', KEYS[2], 'p|adjusted', opening.delta)
+    end
+    out[i] = 'created'
+  end
+end
+return cjson.encode(out)
