@@ -25,7 +25,7 @@ The functions here are pure; ``Counts`` reads and rebuilds them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import redis
 
@@ -135,11 +135,14 @@ class Counts:
         return total
 
 
-def recount(client: redis.Redis, tenant: str, chunk: int = 500) -> Counter:
+def recount(client: redis.Redis, tenant: str, chunk: int = 500,
+            keep_crm_cards: Callable[[list[str]], int] | None = None) -> Counter:
     """Rebuild a tenant's counts from every member record and ledger entry; return them.
 
     Members are found by SCAN over each shard's record keys, so a member made
-    with a CRM's card (not from the tenant's counter) is counted too.
+    with a CRM's card (not from the tenant's counter) is counted too, and
+    handed to ``keep_crm_cards`` (``MemberStore.keep_crm_cards``) so the walks
+    over every member find it from then on.
     """
     keys = PointsKeys(tenant)
     counts = Counts(client, tenant)
@@ -149,6 +152,8 @@ def recount(client: redis.Redis, tenant: str, chunk: int = 500) -> Counter:
             prefix = f"{keys.shard_tag(shard)}:m:"
             cards = [k.decode()[len(prefix):]
                      for k in client.scan_iter(match=prefix + "*", count=1000)]
+            if keep_crm_cards is not None:
+                keep_crm_cards(cards)
             for start in range(0, len(cards), chunk):
                 yield from _tally_cards(client, keys, cards[start:start + chunk])
 

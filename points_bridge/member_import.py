@@ -171,10 +171,17 @@ class MemberImporter:
                 cards.append(digits)
         pipe = self._redis.pipeline(transaction=False)
         claimed = [(row, card) for row, card in zip(fresh, cards, strict=True) if card]
+        crm_cards: dict[int, list[str]] = defaultdict(list)
+        for row, card in claimed:
+            if row.card:
+                crm_cards[shard_of(card)].append(card)
+        for shard, kept in crm_cards.items():  # before the members: what walks read (cards())
+            pipe.sadd(self.keys.crm_cards(shard), *kept)
         for row, card in claimed:
             pipe.set(self.keys.phone(row.e164), card, nx=True)
         won: list[tuple[ImportRow, str]] = []
-        for (row, card), ok in zip(claimed, pipe.execute(), strict=True):
+        replies = pipe.execute()[len(crm_cards):]
+        for (row, card), ok in zip(claimed, replies, strict=True):
             if ok:
                 won.append((row, card))
             else:  # a first claim of this phone came in between: the one-row way

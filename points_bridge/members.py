@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -37,11 +37,13 @@ import redis
 
 from codegen.amounts import MINOR_PER_UNIT
 from codegen.keys import MasterKey
+from codegen.store.keyspace import MEMBER_SHARDS, shard_of
 from points_bridge import regions
 from points_bridge.cards import (
     CARD_KEY_BYTES,
     card_master,
     card_number,
+    card_seq,
     is_valid_card,
     normalize_card,
     open_card_key,
@@ -293,11 +295,33 @@ class MemberStore(TenantScoped):
         return None
 
     def cards(self) -> Iterator[str]:
-        """Every card ever issued, in issue order (some may have no record: lost races)."""
+        """Every card ever issued (some may have no record: lost races): the counter's in
+        issue order, then the cards kept from a CRM (``PointsKeys.crm_cards``) by shard."""
         issued = int(self._redis.get(self.keys.card_counter) or 0)
         secret = self._card_secret()
         for seq in range(issued):
             yield card_number(seq, secret)
+        for shard in range(MEMBER_SHARDS):
+            for raw in sorted(self._redis.smembers(self.keys.crm_cards(shard))):
+                card = raw.decode()
+                seq = card_seq(card, secret)
+                if seq is None or seq >= issued:  # else the counter's walk gave it already
+                    yield card
+
+    def keep_crm_cards(self, cards: Iterable[str]) -> int:
+        """Add to ``PointsKeys.crm_cards`` the cards that did not come from the counter.
+
+        For members a version before that set imported with a CRM's card, found by
+        a scan (``points recount``); returns how many were not in it yet.
+        """
+        issued = int(self._redis.get(self.keys.card_counter) or 0)
+        secret = self._card_secret()
+        pipe = self._redis.pipeline(transaction=False)
+        for card in cards:
+            seq = card_seq(card, secret)
+            if seq is None or seq >= issued:
+                pipe.sadd(self.keys.crm_cards(shard_of(card)), card)
+        return sum(pipe.execute())
 
     # -- creating ------------------------------------------------------------------------
     def ensure(
@@ -369,6 +393,7 @@ class MemberStore(TenantScoped):
                 return member, False
         if self.get(digits) is not None:
             raise BadInput("card", card, "already held by another member: the row is refused")
+        self._redis.sadd(self.keys.crm_cards(shard_of(digits)), digits)  # before the member
         if not self._redis.set(index, digits, nx=True):
             if parse_index(self._redis.get(index))[0] != digits:
                 raise BadInput("card", card, f"{e164} was given another card just now: retry")

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from click.testing import CliRunner
 
+from cli import main
+from codegen.codes import damm_check_digit
 from codegen.store.keyspace import MEMBER_SHARDS
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
+from points_bridge.outreach.segments import Segment, preview
 from points_bridge.settings import SettingsStore
-from points_bridge.transfer import import_members
-from tests.helpers.master import TEST_MASTER
+from points_bridge.transfer import export, import_members
+from tests.helpers.master import TEST_MASTER, with_test_master
 
 CLOCK = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -115,6 +119,7 @@ def test_a_card_twice_in_one_file_is_refused_on_its_second_line(redis_client, te
     members = MemberStore(redis_client, tenant, master=TEST_MASTER)
     assert members.find(phone="13812345678").card == card
     assert redis_client.get(members.keys.phone("+8613912345678")) is None
+    assert list(members.cards()).count(card) == 1, "a counter's card given as a CRM's: once"
 
 
 def test_batches_report_progress_to_the_end(redis_client, tenant, tmp_path):
@@ -124,3 +129,43 @@ def test_batches_report_progress_to_the_end(redis_client, tenant, tmp_path):
     import_members(redis_client, tenant, path, progress=lambda d, t: seen.append((d, t)),
                    master=TEST_MASTER)
     assert seen[-1] == (30, 30)
+
+
+def crm_card(i: int) -> str:
+    """A well-formed card number a CRM could have issued (not from the tenant's counter)."""
+    payload = f"555{i:08d}"
+    return payload + str(damm_check_digit(payload))
+
+
+def test_members_made_with_a_crms_cards_are_in_every_walk(redis_client, tenant, tmp_path):
+    path = tmp_path / "crm.csv"
+    path.write_text("phone,card,points\n"
+                    + "".join(f"1381234{i:04d},{crm_card(i)},10\n" for i in range(3))
+                    + "13900000001,,5\n13900000002,,5\n")
+    report = import_members(redis_client, tenant, path, master=TEST_MASTER)
+    assert (report.created, report.errors) == (5, [])
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
+    members.ensure_with_card("+8613700000009", crm_card(9))  # the one-member way
+    made = {members.find(phone=p).card for p in
+            ("13812340000", "13812340001", "13812340002", "13900000001", "13900000002",
+             "13700000009")}
+    walked = [card for card in members.cards() if members.get(card)]
+    assert sorted(walked) == sorted(made), "CRM cards are walked, each once"
+    out = tmp_path / "members.csv"
+    assert export(redis_client, tenant, "members", "csv", out, master=TEST_MASTER) == 6
+    assert preview(redis_client, tenant, Segment(), int(CLOCK), master=TEST_MASTER)[0] == 6
+
+
+def test_a_recount_finds_crm_cards_an_older_version_imported(redis_client, tenant, tmp_path,
+                                                             itemseal_env):
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
+    old, _ = members.ensure_with_card("+8613700000009", crm_card(9))
+    members.ensure("+8613700000010")
+    for shard in range(MEMBER_SHARDS):  # as a version before the set left the store
+        redis_client.delete(members.keys.crm_cards(shard))
+    assert old.card not in set(members.cards())
+    result = CliRunner().invoke(main, ["points", "recount", "--tenant", tenant],
+                                env=with_test_master(itemseal_env), catch_exceptions=False)
+    assert result.exit_code == 0 and "counted 2 members" in result.output, result.output
+    walked = list(members.cards())
+    assert walked.count(old.card) == 1 and len([c for c in walked if members.get(c)]) == 2

@@ -384,6 +384,16 @@ class PointsKeys:
         """List of ``<expires_at> <points left>``, oldest first (only with expiry on)."""
         return f"{self.shard_tag(shard_of(card))}:lots:{card}"
 
+    def crm_cards(self, shard: int) -> str:
+        """Set: cards members were made with that did not come from the tenant's counter.
+
+        A CRM's own card numbers, kept on import (``MemberStore.ensure_with_card``,
+        ``member_import.py``), so that a walk over every member (``MemberStore.cards``)
+        finds them too. Added before the member is made: a card here may have no
+        record (its creation lost a race or was cut off), as a counter's card may.
+        """
+        return f"{self.shard_tag(shard)}:crm-cards"
+
     def member_keys(self, card: str) -> list[str]:
         """KEYS of every member script, in this order."""
         return [self.member(card), self.ledger(card), self.idem(card), self.lots(card),

@@ -326,7 +326,8 @@ def points_recount(config: Config, tenant: str) -> None:
       itemseal points recount --tenant ACME
     """
     SettingsStore(config.redis).get(tenant)
-    counts = recount(config.redis, tenant)
+    store = MemberStore(config.redis, tenant, master=config.master_key())
+    counts = recount(config.redis, tenant, keep_crm_cards=store.keep_crm_cards)
     members = sum(n for field, n in counts.items() if field.startswith("m|"))
     click.echo(f"counted {plural(members, 'member')}")
 
