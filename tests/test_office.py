@@ -462,7 +462,7 @@ def test_members_list_filters_sorts_and_adds(world, redis_client):
     for i in range(30):
         MemberStore(redis_client, "ACME", master=TEST_MASTER).join(f"139000000{i:02d}")
     first = sam.get("/office/ACME/members", sort="phone", dir="asc")
-    assert first.status_code == 200 and "31 · Page 1 of 2" in first.text
+    assert first.status_code == 200 and "31 members · Page 1 of 2" in first.text
     assert "+8613812345678" in first.text
     second = sam.get("/office/ACME/members", sort="phone", dir="asc", page="2")
     assert second.text.count('<tr><td><a href="/office/ACME/members/') == 6

@@ -207,7 +207,7 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
     d.get(f"{base}/office/ACME/members")
     submit(d, by_id(d, "sort-balance"))  # a header's link: ascending first
     submit(d, by_id(d, "sort-balance"))  # a second click turns it round
-    assert "13 · Page 1 of 1" in by_id(d, "total").text
+    assert "13 members · Page 1 of 1" in by_id(d, "total").text
     assert "▼" in by_id(d, "sort-balance").text
     first_row = d.find_elements(By.CSS_SELECTOR, "#members tr")[1].text
     assert str(start + 30) in first_row

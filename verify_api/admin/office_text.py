@@ -194,6 +194,8 @@ ZH: dict[str, str] = {
     "Choose the brand whose office to open.": "请选择要进入的商家后台。",
     "Nothing yet.": "暂无数据。",
     "Sort by": "排序",
+    "members": "位会员",
+    "entries": "条",
     "Sorted among the newest entries:": "排序范围：最新条目数",
     "Products": "产品积分",
     "Campaigns": "积分活动",
