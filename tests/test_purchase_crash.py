@@ -12,11 +12,10 @@ from collections import Counter
 
 import pytest
 import requests
-from helpers.crashkit import own_world, phone_of
+from helpers.crashkit import checked_ledgers, own_world, phone_of
 from helpers.homes import make_short_home
 from helpers.serving import serving
 
-from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.shops import ShopStore
 from tests.helpers.master import TEST_MASTER
@@ -89,22 +88,12 @@ class PurchaseStream:
 
 def posted_purchases(world) -> dict[str, tuple[str, int]]:
     """key -> (purchase id, points) over every ledger; asserts balances are ledger sums."""
-    members = MemberStore(world.client, "ACME", master=TEST_MASTER)
-    ledger = Ledger(world.client, "ACME")
     found: dict[str, tuple[str, int]] = {}
-    for card in members.cards():
-        member = members.get(card)
-        if member is None:
-            continue
-        running = 0
-        for entry in ledger.history(card):
-            running += entry.delta
-            assert entry.balance == running
-            if entry.kind == "purchase":
-                key = entry.idem.removeprefix("purchase:")
-                assert key not in found, f"purchase {key} posted twice"
-                found[key] = (f"{card}-{entry.entry_id}", entry.delta)
-        assert member.balance == running
+    for card, entry in checked_ledgers(world):
+        if entry.kind == "purchase":
+            key = entry.idem.removeprefix("purchase:")
+            assert key not in found, f"purchase {key} posted twice"
+            found[key] = (f"{card}-{entry.entry_id}", entry.delta)
     return found
 
 

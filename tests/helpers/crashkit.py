@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from codegen.store.keyspace import (
     TenantKeys,
 )
 from helpers.cli_runner import ITEMSEAL
-from points_bridge.ledger import Ledger
+from points_bridge.ledger import Entry, Ledger
 from points_bridge.members import MemberStore
 from points_bridge.phones import normalize_phone
 from points_bridge.reconcile import Reconciler
@@ -204,14 +205,11 @@ def claimed_serials(world: World) -> set[int]:
     return found
 
 
-def check_ledgers(world: World) -> dict[int, tuple[str, int]]:
-    """Assert each member's balance is its ledger's sum; return serial -> (card, points).
-
-    Also asserts that no serial was credited twice, whoever got it.
-    """
+def checked_ledgers(world: World) -> Iterator[tuple[str, Entry]]:
+    """Every member's ledger entries as ``(card, entry)``, asserting on the way that each
+    entry's balance is the running sum and each member's balance its ledger's sum."""
     members = MemberStore(world.client, TENANT, master=world.master)
     ledger = Ledger(world.client, TENANT)
-    credited: dict[int, tuple[str, int]] = {}
     for card in members.cards():
         member = members.get(card)
         if member is None:
@@ -220,11 +218,21 @@ def check_ledgers(world: World) -> dict[int, tuple[str, int]]:
         for entry in ledger.history(card):
             running += entry.delta
             assert entry.balance == running, f"card {card}: entry {entry.entry_id} off"
-            if entry.idem.startswith("claim:"):
-                serial = int(entry.idem.removeprefix("claim:"))
-                assert serial not in credited, f"serial {serial} credited twice"
-                credited[serial] = (card, entry.delta)
+            yield card, entry
         assert member.balance == running, f"card {card}: balance {member.balance} != {running}"
+
+
+def check_ledgers(world: World) -> dict[int, tuple[str, int]]:
+    """Assert each member's balance is its ledger's sum; return serial -> (card, points).
+
+    Also asserts that no serial was credited twice, whoever got it.
+    """
+    credited: dict[int, tuple[str, int]] = {}
+    for card, entry in checked_ledgers(world):
+        if entry.idem.startswith("claim:"):
+            serial = int(entry.idem.removeprefix("claim:"))
+            assert serial not in credited, f"serial {serial} credited twice"
+            credited[serial] = (card, entry.delta)
     return credited
 
 
