@@ -32,6 +32,12 @@ def purchase_json(result: PurchaseResult) -> dict:
     return document
 
 
+def answer_posted(resp, result: PurchaseResult) -> None:
+    """201 with the posting; 200 with the same one when the idempotency key was seen."""
+    resp.status = 200 if result.duplicate else 201
+    resp.media = purchase_json(result)
+
+
 class _Base(AdminResource):
     def desk(self, tenant: str) -> PurchaseDesk:
         return PurchaseDesk(self.ctx.client, tenant, clock=self.ctx.clock)
@@ -110,8 +116,7 @@ class Purchases(_Base):
         )
         body.done()
         result = self.desk(tenant).record(request)
-        resp.status = 200 if result.duplicate else 201
-        resp.media = purchase_json(result)
+        answer_posted(resp, result)
 
 
 class PurchaseRefund(_Base):
@@ -128,8 +133,7 @@ class PurchaseRefund(_Base):
                 isinstance(n, int) and not isinstance(n, bool) for n in lines):
             raise InvalidField("lines", "'lines' is a list of line numbers (1 is the first)")
         result = self.desk(tenant).refund(purchase_id, lines, idempotency_key=key)
-        resp.status = 200 if result.duplicate else 201
-        resp.media = purchase_json(result)
+        answer_posted(resp, result)
 
 
 class MemberBalance(_Base):
@@ -154,8 +158,7 @@ class MemberTopup(_Base):
         body.done()
         result = self.desk(tenant).topup(member, amount, payment_ref=payment_ref,
                                          idempotency_key=key)
-        resp.status = 200 if result.duplicate else 201
-        resp.media = purchase_json(result)
+        answer_posted(resp, result)
 
 
 class MemberStoredAdjust(_Base):
