@@ -319,7 +319,9 @@ def points_recount(config: Config, tenant: str) -> None:
     reports add up 16 small hashes instead of reading every member. A store
     written by a version before the counters needs one recount (until then
     the reports read every member, as before); run it while nothing else
-    writes, e.g. right after the upgrade, before `itemseal serve`.
+    writes, e.g. right after the upgrade, before `itemseal serve`. It also
+    lists the members an older version imported with a CRM's own card, so
+    exports, segments and care runs find them.
 
     \b
     Example:
