@@ -7,7 +7,6 @@ Homes live in short dirs under /tmp because a unix socket path must fit in ~107 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +15,7 @@ import pytest
 import redis
 from helpers.api import Api
 from helpers.crm import Receiver, serve_receiver
-from helpers.homes import make_short_home
+from helpers.homes import discard_home, make_short_home
 from hypothesis import settings
 from redis.cluster import RedisCluster
 
@@ -43,7 +42,7 @@ def short_home() -> Iterator[Path]:
     """Return a fresh ITEMSEAL_HOME under /tmp; removed after the test."""
     home = make_short_home()
     yield home
-    shutil.rmtree(home, ignore_errors=True)
+    discard_home(home)
 
 
 @pytest.fixture(scope="session")
@@ -55,8 +54,7 @@ def redis_server() -> Iterator[EmbeddedRedis]:
         server.start()
         yield server
     finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
+        discard_home(home)
 
 
 @pytest.fixture(autouse=True)

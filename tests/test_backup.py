@@ -238,10 +238,7 @@ def primary_and_standby(monkeypatch) -> Iterator[tuple[World, World]]:
         yield primary, standby
     finally:
         for world in (standby, primary):
-            try:
-                world.close()
-            except Exception:  # noqa: BLE001 - the primary was killed: nothing to stop
-                shutil.rmtree(world.store.home, ignore_errors=True)
+            world.close()
 
 
 def test_kill_the_primary_promote_the_standby_every_acknowledged_claim_is_there(

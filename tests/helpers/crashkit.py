@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -33,6 +32,7 @@ from codegen.store.keyspace import (
     TenantKeys,
 )
 from helpers.cli_runner import ITEMSEAL
+from helpers.homes import discard_home
 from points_bridge.ledger import Entry, Ledger
 from points_bridge.members import MemberStore
 from points_bridge.phones import normalize_phone
@@ -89,11 +89,9 @@ class World:
         self.client = self.store.client()
 
     def close(self) -> None:
-        self.client.close()
-        try:
-            self.store.stop()
-        finally:
-            shutil.rmtree(self.store.home, ignore_errors=True)
+        if self.client is not None:
+            self.client.close()
+        discard_home(self.store.home)
 
 
 def own_world(home: Path, count: int = 2000, limits: dict[str, str] | None = None) -> World:
