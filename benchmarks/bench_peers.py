@@ -43,7 +43,7 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.fixtures import free_port, machine  # noqa: E402
+from benchmarks.fixtures import answers_200, free_port, machine  # noqa: E402
 from benchmarks.open_loop import run_open_loop  # noqa: E402
 from benchmarks.peers import codes as peer_codes  # noqa: E402
 from benchmarks.wrk_load import ensure_wrk, run_wrk  # noqa: E402
@@ -102,14 +102,8 @@ def start_peer(
          "--chdir", str(REPO), "--log-level", "warning", app],
         env=env,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.1)
+    if answers_200(proc, f"http://127.0.0.1:{port}/ping"):
+        return proc
     stop_peer(proc)
     raise RuntimeError(f"peer {kind} did not come up")
 

@@ -22,11 +22,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,7 +33,7 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.fixtures import free_port, machine  # noqa: E402
+from benchmarks.fixtures import answers_200, free_port, machine  # noqa: E402
 from benchmarks.http_load import run_load  # noqa: E402
 from codegen.keys import MasterKey  # noqa: E402
 from codegen.store.embedded import EmbeddedRedis  # noqa: E402
@@ -81,15 +79,8 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
     itemseal = str(Path(sys.executable).with_name("itemseal"))
     proc = subprocess.Popen([itemseal, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
-                if b" 200 " in s.recv(4096):
-                    return proc
-        except OSError:
-            time.sleep(0.1)
+    if answers_200(proc, f"http://127.0.0.1:{port}/healthz"):
+        return proc
     proc.kill()
     raise RuntimeError("itemseal serve did not come up")
 

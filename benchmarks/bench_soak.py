@@ -48,7 +48,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.fixtures import free_port, machine, seed_active_batch  # noqa: E402
+from benchmarks.fixtures import answers_200, free_port, machine, seed_active_batch  # noqa: E402
 from codegen.codes import NUMERIC_24  # noqa: E402
 from codegen.keys import MasterKey  # noqa: E402
 from codegen.store.embedded import EmbeddedRedis  # noqa: E402
@@ -286,14 +286,8 @@ def start_server(env: dict[str, str], log: Path, workers: int) -> tuple[subproce
     with open(log, "ab") as sink:
         proc = subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return proc, base
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
+    if answers_200(proc, f"{base}/healthz"):
+        return proc, base
     proc.kill()
     raise RuntimeError(f"itemseal serve did not come up: {log.read_text()[-2000:]}")
 

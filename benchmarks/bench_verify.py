@@ -44,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -54,7 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_peers import peer_bodies, start_peer, stop_peer  # noqa: E402
-from benchmarks.fixtures import free_port, machine, seed_active_batch  # noqa: E402
+from benchmarks.fixtures import answers_200, free_port, machine, seed_active_batch  # noqa: E402
 from benchmarks.open_loop import run_open_loop  # noqa: E402
 from benchmarks.wrk_load import ensure_wrk, run_wrk  # noqa: E402
 from codegen.codes import NUMERIC_24  # noqa: E402
@@ -127,14 +126,8 @@ def start_itemseal(env: dict[str, str], port: int) -> subprocess.Popen:
         [itemseal, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.1)
+    if answers_200(proc, f"http://127.0.0.1:{port}/healthz"):
+        return proc
     proc.kill()
     raise RuntimeError("itemseal serve did not come up")
 

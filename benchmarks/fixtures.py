@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import subprocess
+import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -52,6 +55,23 @@ def seed_active_batch(
     )  # fmt: skip
     registry.transition(batch.batch_id, "active")
     return key_store, first
+
+
+def answers_200(proc: subprocess.Popen, url: str, timeout: float = 30.0) -> bool:
+    """Wait until ``url`` answers 200 while ``proc`` (the server just started) runs.
+
+    False if the server exited or ``timeout`` passed: the caller stops it its
+    own way (a peer's gunicorn gracefully, itemseal with a kill) and says why.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
 
 
 def free_port() -> int:
