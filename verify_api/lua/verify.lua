@@ -2,7 +2,7 @@
 -- KEYS[1] = segment ranges (is:{TENANT/sN}:ranges): batch id by first serial in the segment
 -- KEYS[2] = segment batch facts (is:{TENANT/sN}:batches): id -> "state key_id wire first last sku"
 -- KEYS[3] = claims outbox (is:{TENANT/sN}:claims): a stream the points side credits from
--- KEYS[4] = the day's check counters (is:{TENANT/sN}:stats:YYYYMMDD, verify_api/check/stats.py)
+-- KEYS[4] = the day's check counters, the day in the tenant's time zone (is:{TENANT/sN}:stats:YYYYMMDD, verify_api/check/stats.py)
 -- KEYS[4+i] = scan bucket of code i (is:{TENANT/sN}:scan:B): serial % 256 -> record
 --             (layout in verify_api/check/scanrecord.py)
 -- ARGV[1] = mode: 'v' verify and record, 'l' look up only; ARGV[2] = now (unix seconds)
