@@ -617,6 +617,58 @@ def test_members_sort_by_balance_across_pages(world, redis_client):
     assert sam.get("/office/ACME/members", sort="nope", dir="x").status_code == 200
 
 
+def _seed_members(redis_client, world_):
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
+    for i in range(30):
+        members.join(f"1390000{(i * 7) % 31:04d}")
+
+
+POST_CASES = {  # list: (who, a form of the list (its action's path), what it sends, its answer)
+    "products": ("mia", r"/office/ACME/products/P-\d+", {"points": "100"}, 200),
+    "campaigns": ("mia", r"/office/ACME/campaigns/c\d+/end", {}, 200),
+    "rewards": ("mia", r"/office/ACME/rewards/r\d+", {"add_stock": "1"}, 200),
+    "staff": ("mia", r"/office/ACME/staff/u\d+/role", {"role": "operator"}, 200),
+    "batches": ("olga", r"/office/ACME/batches/B\d+/activate", {}, 200),
+    "feedback": ("sam", r"/office/ACME/feedback/[\d-]+", {"text": "Thank you!"}, 200),
+    "members": ("sam", r"/office/ACME/members", {"phone": "12"}, 422),  # refused: the list again
+}
+
+
+@pytest.mark.parametrize("name", POST_CASES)
+def test_a_form_on_a_sorted_list_answers_in_the_same_order_and_page(world, redis_client,
+                                                                   batch_factory, name):
+    app, _, _ = world
+    who, action, fields, status = POST_CASES[name]
+    if name == "members":
+        path, read, column = "members", _cells("members", 1), "phone"
+        _seed_members(redis_client, world)
+    else:
+        path, read, seed, column = SORT_CASES[name]
+        if name == "batches":
+            seed(redis_client, world, batch_factory)
+        else:
+            seed(redis_client, world)
+    visit = office(app, username=who)
+    url = f"/office/ACME/{path}"
+    page = visit.get(url, sort=column, dir="desc", page="2")
+    found = re.search(rf'action="({action}\?[^"]*)"', page.text)
+    assert found, name
+    target = html.unescape(found.group(1))
+    assert dict(parse_qsl(target.partition("?")[2])) == {"sort": column, "dir": "desc",
+                                                          "page": "2"}
+    answer = visit.post(target, fields)
+    assert answer.status_code == status, answer.text[:500]
+    shown = read(answer.text)
+    assert shown == read(visit.get(url, sort=column, dir="desc", page="2").text)
+    assert shown != read(visit.get(url, page="2").text)  # not the list's default order
+    assert re.search(rf'id="sort-{column}"[^>]*>[^<]*<span class="sorted">▼</span>',
+                     answer.text)
+    assert re.search(r'id="page-of">Page 2 of', answer.text)
+    odd = visit.get(url, sort='"><script>alert(1)</script>', dir="<b>", page="2")
+    assert "<script>" not in odd.text and "%3Cscript" not in odd.text
+    assert "%3Cb%3E" not in odd.text and "dir=%3C" not in odd.text
+
+
 def test_members_export_in_the_background(world, redis_client):
     app, cards, _ = world
     sam = office(app, username="sam")

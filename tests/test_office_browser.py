@@ -220,7 +220,9 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
     d.get(f"{base}/office/ACME/feedback?status=open")
     d.find_element(By.CSS_SELECTOR, "textarea[name=text]").send_keys("Yes, since Monday.")
     submit(d, d.find_element(By.CSS_SELECTOR, "button.send-answer"))
-    by_id(d, "note")
+    assert by_id(d, "note").text.startswith("answered ")
+    assert not d.find_elements(By.CSS_SELECTOR, ".fb-answer")  # the open list keeps its filter
+    d.get(f"{base}/office/ACME/feedback?status=answered")
     assert d.find_element(By.CSS_SELECTOR, ".fb-answer").text == "Yes, since Monday."
     shot(d, "04-feedback")
     # support may not open the rules
@@ -283,6 +285,14 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
              for r in d.find_elements(By.CSS_SELECTOR, "#staff tr")[1:]]
     assert roles == ["support", "manager"] and "▼" in by_id(d, "sort-role").text
     shot(d, "09-staff")
+    sam_row = by_id(d, "staff-sam")  # a form on the sorted list: the answer keeps the order
+    Select(sam_row.find_element(By.NAME, "role")).select_by_value("operator")
+    submit(d, sam_row.find_element(By.CSS_SELECTOR, "form[action*='/role'] button"))
+    assert by_id(d, "note").text == "sam: role"
+    roles = [r.find_elements(By.TAG_NAME, "td")[1].text
+             for r in d.find_elements(By.CSS_SELECTOR, "#staff tr")[1:]]
+    assert roles == ["operator", "manager"] and "▼" in by_id(d, "sort-role").text
+    shot(d, "09b-staff-after-a-form")
     d.get(f"{base}/office/ACME/rules")
     by_id(d, "rules-form")
     shot(d, "10-rules")
