@@ -384,6 +384,59 @@ def test_the_member_page_shows_purchases_refunds_and_stored_value(world, redis_c
         f"/office/BETA/members/{cards['BETA']}").text
 
 
+def _ledger_rows(text: str) -> dict[str, list[str]]:
+    """The member page's ledger rows by kind, each as its text (tags stripped, unescaped)."""
+    body = re.search(r'<table id="ledger">(.*?)</table>', text, re.S).group(1)
+    rows: dict[str, list[str]] = {}
+    for row in re.findall(r"<tr>(<td>.*?)</tr>", body, re.S):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        words = html.unescape(re.sub(r"<[^>]+>", " ", cells[-1]))
+        rows.setdefault(html.unescape(cells[1]), []).append(" ".join(words.split()))
+    return rows
+
+
+def test_the_ledger_details_read_as_words_not_json(world, redis_client, clock):
+    from codegen.store.keyspace import PointsKeys
+    from points_bridge.campaigns import CampaignStore
+    from points_bridge.credit import BlockingCrediter
+    from points_bridge.rules import Campaign, multiplier_bp
+
+    app, cards, _ = world
+    card = cards["ACME"]
+    now = datetime.fromtimestamp(clock(), UTC)
+    CampaignStore(redis_client, "ACME").add(Campaign("spring", now.replace(day=1),
+                                                     now.replace(month=2), multiplier_bp("2"),
+                                                     5))
+    ShopStore(redis_client, "ACME").add("JN-01", name="Jinan", region="Shandong")
+    PurchaseDesk(redis_client, "ACME", clock=clock).record(PurchaseRequest(
+        card, "JN-01", (Line("LIP-001", 2, 12_800), Line("CRM-002", 1, 3_050)),
+        idempotency_key="till-1"))
+    BlockingCrediter(redis_client, master=TEST_MASTER).credit_claim(
+        "ACME", PHONE, 7, "LIP-001", "sms", "SD", int(clock()))
+    redis_client.xadd(PointsKeys("ACME").ledger(card), {  # garbled: an old or repaired entry
+        "kind": "credit", "delta": "0", "balance": "0", "at": str(int(clock())),
+        "rules": '[{"kind": "base"', "lines": "[1, 2]", "odd": "<b>bold</b>"})
+    page = office(app, username="sam").get(f"/office/ACME/members/{card}")
+    assert page.status_code == 200
+    rows = _ledger_rows(page.text)
+    (purchase,) = rows["purchase"]
+    assert "Items: LIP-001 × 2 — 128.00, CRM-002 × 1 — 30.50" in purchase
+    assert "Rules: base LIP-001 +128, campaign multiplier spring +128, base CRM-002 +30," \
+           " campaign multiplier spring +30, campaign bonus spring +5" in purchase
+    assert "Total: 158.50" in purchase and "Shop: JN-01" in purchase
+    assert "{" not in purchase and '"' not in purchase and "card" not in purchase
+    garbled, claim = rows["credit"]  # newest first
+    assert "Rules: base +10, campaign multiplier spring +10, campaign bonus spring +5" in claim
+    assert "Serial: 7" in claim and "Product: LIP-001" in claim and "Channel: sms" in claim
+    assert "{" not in claim
+    assert 'Rules: [{"kind": "base"' in garbled and "Items: [1, 2]" in garbled
+    assert "odd: <b>bold</b>" in garbled and "<b>bold</b>" not in page.text  # escaped
+    assert "opening" in rows["adjust"][0]
+    chinese = office(app, username="sam", lang="zh").get(f"/office/ACME/members/{card}")
+    claim_zh = _ledger_rows(chinese.text)["credit"][1]
+    assert "积分规则: 基础积分 +10, 活动加倍 spring +10, 活动奖励 spring +5" in claim_zh
+
+
 def _office_path(path: str, cards: dict, tenant: str) -> str:
     values = {"tenant": tenant, "card": cards[tenant], "change": "adjust", "name": "checks",
               "feedback_id": "1-0", "key": "o0123456789abcdef", "username": "mia",
