@@ -384,6 +384,59 @@ def test_the_member_page_shows_purchases_refunds_and_stored_value(world, redis_c
         f"/office/BETA/members/{cards['BETA']}").text
 
 
+def _ledger_rows(text: str) -> dict[str, list[str]]:
+    """The member page's ledger rows by kind, each as its text (tags stripped, unescaped)."""
+    body = re.search(r'<table id="ledger">(.*?)</table>', text, re.S).group(1)
+    rows: dict[str, list[str]] = {}
+    for row in re.findall(r"<tr>(<td>.*?)</tr>", body, re.S):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        words = html.unescape(re.sub(r"<[^>]+>", " ", cells[-1]))
+        rows.setdefault(html.unescape(cells[1]), []).append(" ".join(words.split()))
+    return rows
+
+
+def test_the_ledger_details_read_as_words_not_json(world, redis_client, clock):
+    from codegen.store.keyspace import PointsKeys
+    from points_bridge.campaigns import CampaignStore
+    from points_bridge.credit import BlockingCrediter
+    from points_bridge.rules import Campaign, multiplier_bp
+
+    app, cards, _ = world
+    card = cards["ACME"]
+    now = datetime.fromtimestamp(clock(), UTC)
+    CampaignStore(redis_client, "ACME").add(Campaign("spring", now.replace(day=1),
+                                                     now.replace(month=2), multiplier_bp("2"),
+                                                     5))
+    ShopStore(redis_client, "ACME").add("JN-01", name="Jinan", region="Shandong")
+    PurchaseDesk(redis_client, "ACME", clock=clock).record(PurchaseRequest(
+        card, "JN-01", (Line("LIP-001", 2, 12_800), Line("CRM-002", 1, 3_050)),
+        idempotency_key="till-1"))
+    BlockingCrediter(redis_client, master=TEST_MASTER).credit_claim(
+        "ACME", PHONE, 7, "LIP-001", "sms", "SD", int(clock()))
+    redis_client.xadd(PointsKeys("ACME").ledger(card), {  # garbled: an old or repaired entry
+        "kind": "credit", "delta": "0", "balance": "0", "at": str(int(clock())),
+        "rules": '[{"kind": "base"', "lines": "[1, 2]", "odd": "<b>bold</b>"})
+    page = office(app, username="sam").get(f"/office/ACME/members/{card}")
+    assert page.status_code == 200
+    rows = _ledger_rows(page.text)
+    (purchase,) = rows["purchase"]
+    assert "Items: LIP-001 × 2 — 128.00, CRM-002 × 1 — 30.50" in purchase
+    assert "Rules: base LIP-001 +128, campaign multiplier spring +128, base CRM-002 +30," \
+           " campaign multiplier spring +30, campaign bonus spring +5" in purchase
+    assert "Total: 158.50" in purchase and "Shop: JN-01" in purchase
+    assert "{" not in purchase and '"' not in purchase and "card" not in purchase
+    garbled, claim = rows["credit"]  # newest first
+    assert "Rules: base +10, campaign multiplier spring +10, campaign bonus spring +5" in claim
+    assert "Serial: 7" in claim and "Product: LIP-001" in claim and "Channel: sms" in claim
+    assert "{" not in claim
+    assert 'Rules: [{"kind": "base"' in garbled and "Items: [1, 2]" in garbled
+    assert "odd: <b>bold</b>" in garbled and "<b>bold</b>" not in page.text  # escaped
+    assert "opening" in rows["adjust"][0]
+    chinese = office(app, username="sam", lang="zh").get(f"/office/ACME/members/{card}")
+    claim_zh = _ledger_rows(chinese.text)["credit"][1]
+    assert "积分规则: 基础积分 +10, 活动加倍 spring +10, 活动奖励 spring +5" in claim_zh
+
+
 def _office_path(path: str, cards: dict, tenant: str) -> str:
     values = {"tenant": tenant, "card": cards[tenant], "change": "adjust", "name": "checks",
               "feedback_id": "1-0", "key": "o0123456789abcdef", "username": "mia",
@@ -615,6 +668,58 @@ def test_members_sort_by_balance_across_pages(world, redis_client):
                     dir="desc", status="active")
     assert [int(b) for b in down] == sorted((int(b) for b in balances), reverse=True)
     assert sam.get("/office/ACME/members", sort="nope", dir="x").status_code == 200
+
+
+def _seed_members(redis_client, world_):
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
+    for i in range(30):
+        members.join(f"1390000{(i * 7) % 31:04d}")
+
+
+POST_CASES = {  # list: (who, a form of the list (its action's path), what it sends, its answer)
+    "products": ("mia", r"/office/ACME/products/P-\d+", {"points": "100"}, 200),
+    "campaigns": ("mia", r"/office/ACME/campaigns/c\d+/end", {}, 200),
+    "rewards": ("mia", r"/office/ACME/rewards/r\d+", {"add_stock": "1"}, 200),
+    "staff": ("mia", r"/office/ACME/staff/u\d+/role", {"role": "operator"}, 200),
+    "batches": ("olga", r"/office/ACME/batches/B\d+/activate", {}, 200),
+    "feedback": ("sam", r"/office/ACME/feedback/[\d-]+", {"text": "Thank you!"}, 200),
+    "members": ("sam", r"/office/ACME/members", {"phone": "12"}, 422),  # refused: the list again
+}
+
+
+@pytest.mark.parametrize("name", POST_CASES)
+def test_a_form_on_a_sorted_list_answers_in_the_same_order_and_page(world, redis_client,
+                                                                   batch_factory, name):
+    app, _, _ = world
+    who, action, fields, status = POST_CASES[name]
+    if name == "members":
+        path, read, column = "members", _cells("members", 1), "phone"
+        _seed_members(redis_client, world)
+    else:
+        path, read, seed, column = SORT_CASES[name]
+        if name == "batches":
+            seed(redis_client, world, batch_factory)
+        else:
+            seed(redis_client, world)
+    visit = office(app, username=who)
+    url = f"/office/ACME/{path}"
+    page = visit.get(url, sort=column, dir="desc", page="2")
+    found = re.search(rf'action="({action}\?[^"]*)"', page.text)
+    assert found, name
+    target = html.unescape(found.group(1))
+    assert dict(parse_qsl(target.partition("?")[2])) == {"sort": column, "dir": "desc",
+                                                          "page": "2"}
+    answer = visit.post(target, fields)
+    assert answer.status_code == status, answer.text[:500]
+    shown = read(answer.text)
+    assert shown == read(visit.get(url, sort=column, dir="desc", page="2").text)
+    assert shown != read(visit.get(url, page="2").text)  # not the list's default order
+    assert re.search(rf'id="sort-{column}"[^>]*>[^<]*<span class="sorted">▼</span>',
+                     answer.text)
+    assert re.search(r'id="page-of">Page 2 of', answer.text)
+    odd = visit.get(url, sort='"><script>alert(1)</script>', dir="<b>", page="2")
+    assert "<script>" not in odd.text and "%3Cscript" not in odd.text
+    assert "%3Cb%3E" not in odd.text and "dir=%3C" not in odd.text
 
 
 def test_members_export_in_the_background(world, redis_client):

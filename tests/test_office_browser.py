@@ -19,6 +19,7 @@ from helpers.asgi_server import serving_app
 
 from codegen.products import ProductStore
 from codegen.store.audit import AuditLog
+from points_bridge.credit import BlockingCrediter
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.purchase_rules import Line
@@ -70,6 +71,8 @@ def served(batch_factory, redis_client, clock):
     desk.refund(bought.purchase_id, [2])
     desk.record(PurchaseRequest(members.find(phone="13900000003").card, "QD-02",
                                 (Line("LIP-001", 1, 12_800),), idempotency_key="till-2"))
+    BlockingCrediter(redis_client, master=TEST_MASTER).credit_claim(
+        "ACME", PHONE, batch.first_serial + 50, "LIP-001", "web", "Shandong", int(clock()))
     FeedbackInbox(redis_client, "ACME").add(PHONE, "Is the red one back?", "sms", int(clock()))
     for tenant, people in (("ACME", (("mia", "manager"), ("sam", "support"))),
                            ("BETA", (("ben", "manager"),))):
@@ -202,6 +205,9 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
     assert by_id(d, "status").text == "active"
     purchases = by_id(d, "purchases").text
     assert "JN-01" in purchases and "refund" in purchases and "CRM-002×1" in purchases
+    ledger = by_id(d, "ledger").text  # its details read as words, not the entries' JSON
+    assert "Items: LIP-001 × 2 — 256.00, CRM-002 × 1 — 99.00" in ledger
+    assert "Rules: base +5" in ledger and "Product: LIP-001" in ledger and "{" not in ledger
     shot(d, "03-member")
     # the members list, paged and sortable
     d.get(f"{base}/office/ACME/members")
@@ -220,7 +226,9 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
     d.get(f"{base}/office/ACME/feedback?status=open")
     d.find_element(By.CSS_SELECTOR, "textarea[name=text]").send_keys("Yes, since Monday.")
     submit(d, d.find_element(By.CSS_SELECTOR, "button.send-answer"))
-    by_id(d, "note")
+    assert by_id(d, "note").text.startswith("answered ")
+    assert not d.find_elements(By.CSS_SELECTOR, ".fb-answer")  # the open list keeps its filter
+    d.get(f"{base}/office/ACME/feedback?status=answered")
     assert d.find_element(By.CSS_SELECTOR, ".fb-answer").text == "Yes, since Monday."
     shot(d, "04-feedback")
     # support may not open the rules
@@ -283,6 +291,14 @@ def test_support_and_manager_journeys(served, chromium, redis_client):
              for r in d.find_elements(By.CSS_SELECTOR, "#staff tr")[1:]]
     assert roles == ["support", "manager"] and "▼" in by_id(d, "sort-role").text
     shot(d, "09-staff")
+    sam_row = by_id(d, "staff-sam")  # a form on the sorted list: the answer keeps the order
+    Select(sam_row.find_element(By.NAME, "role")).select_by_value("operator")
+    submit(d, sam_row.find_element(By.CSS_SELECTOR, "form[action*='/role'] button"))
+    assert by_id(d, "note").text == "sam: role"
+    roles = [r.find_elements(By.TAG_NAME, "td")[1].text
+             for r in d.find_elements(By.CSS_SELECTOR, "#staff tr")[1:]]
+    assert roles == ["operator", "manager"] and "▼" in by_id(d, "sort-role").text
+    shot(d, "09b-staff-after-a-form")
     d.get(f"{base}/office/ACME/rules")
     by_id(d, "rules-form")
     shot(d, "10-rules")

@@ -7,7 +7,10 @@ and cut into pages after, so page 2 continues page 1 whatever the column;
 an unknown column or direction is the list's default, not an error (an old
 bookmark or a hand-edited link must still open the page); a page past the
 end is the last page. ``ListPage`` also writes the header and pager links,
-each keeping the list's filters, so no page builds its own query strings.
+each keeping the list's filters, so no page builds its own query strings;
+the forms of a list post to their action with ``query()`` too, because the
+answer to a post is the list again and must come back in the order and on
+the page the staff member was looking at.
 """
 
 from __future__ import annotations
@@ -69,7 +72,11 @@ class ListPage(Generic[T]):
         return self.page_no < self.pages
 
     def query(self, **changes: object) -> str:
-        """This page's query string with ``changes``; empty values are left out."""
+        """This page's query string with ``changes``; empty values are left out.
+
+        Built from the column and direction ``Sorting.choose`` accepted, never from the
+        raw request, so a form's action cannot carry what the list does not know.
+        """
         values: dict[str, object] = {**self.keep, "sort": self.sort, "dir": self.dir,
                                      "page": self.page_no, **changes}
         return urlencode({k: v for k, v in values.items() if v not in (None, "")})

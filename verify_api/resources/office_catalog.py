@@ -65,10 +65,10 @@ class ProductsPage(OfficePage):
                 visit.tenant, sku, name=form.get("name", "").strip(), points=int(points))
         except ItemsealError as exc:
             self.show(resp, visit, errors={_field_of(exc, "sku"): str(exc)}, typed=form,
-                      status=exc.status if exc.status < 500 else 422)
+                      status=exc.status if exc.status < 500 else 422, params=req.params)
             return
         self.ctx.audit(visit, "product.add", f"product/{sku}", None, product_json(product))
-        self.show(resp, visit, note=f"{sku}: {product.points}")
+        self.show(resp, visit, note=f"{sku}: {product.points}", params=req.params)
 
 
 class ProductChange(OfficePage):
@@ -94,10 +94,11 @@ class ProductChange(OfficePage):
             after = product_json(store.update(visit.tenant, sku, **changes))
         except ItemsealError as exc:
             self.products.show(resp, visit, errors={sku: str(exc)},
-                               status=exc.status if exc.status < 500 else 422)
+                               status=exc.status if exc.status < 500 else 422,
+                               params=req.params)
             return
         self.ctx.audit(visit, "product.update", f"product/{sku}", before, after)
-        self.products.show(resp, visit, note=f"{sku}: {after['points']}")
+        self.products.show(resp, visit, note=f"{sku}: {after['points']}", params=req.params)
 
 
 class CampaignsPage(OfficePage):
@@ -140,11 +141,12 @@ class CampaignsPage(OfficePage):
                          multiplier_bp(form.get("multiplier", "").strip() or "1"), int(bonus)))
         except ItemsealError as exc:
             self.show(resp, visit, errors={_field_of(exc, "campaign_id"): str(exc)},
-                      typed=form, status=exc.status if exc.status < 500 else 422)
+                      typed=form, status=exc.status if exc.status < 500 else 422,
+                      params=req.params)
             return
         after = campaign_json(added)
         self.ctx.audit(visit, "campaign.add", f"campaign/{campaign_id}", None, after)
-        self.show(resp, visit, note=f"{campaign_id} added")
+        self.show(resp, visit, note=f"{campaign_id} added", params=req.params)
 
 
 class CampaignEnd(OfficePage):
@@ -158,7 +160,7 @@ class CampaignEnd(OfficePage):
         before = campaign_json(store.get(campaign_id))
         after = campaign_json(store.end(campaign_id))
         self.ctx.audit(visit, "campaign.end", f"campaign/{campaign_id}", before, after)
-        self.campaigns.show(resp, visit, note=f"{campaign_id} ended")
+        self.campaigns.show(resp, visit, note=f"{campaign_id} ended", params=req.params)
 
 
 class CarePage(OfficePage):

@@ -209,10 +209,10 @@ class StaffPage(OfficePage):
             field = getattr(exc, "field", None) or "username"
             self.show(resp, visit, errors={field: str(exc)},
                       typed={"username": username, "role": form.get("role", "")},
-                      status=exc.status if exc.status < 500 else 422)
+                      status=exc.status if exc.status < 500 else 422, params=req.params)
             return
         self.ctx.audit(visit, "staff.add", f"staff/{username}", None, {"role": found.role})
-        self.show(resp, visit, note=f"added {username}")
+        self.show(resp, visit, note=f"added {username}", params=req.params)
 
 
 class StaffChange(OfficePage):
@@ -241,12 +241,13 @@ class StaffChange(OfficePage):
             else:
                 after = store.set_role(username, visit.form.get("role", ""))
         except (InvalidField, LoginRefused) as exc:
-            self.people.show(resp, visit, errors={username: str(exc)}, status=422)
+            self.people.show(resp, visit, errors={username: str(exc)}, status=422,
+                             params=req.params)
             return
         now = self.ctx.clock()
         self.ctx.audit(visit, f"staff.{change}", f"staff/{username}", before.to_json(now),
                        after.to_json(now))
-        self.people.show(resp, visit, note=f"{username}: {change}")
+        self.people.show(resp, visit, note=f"{username}: {change}", params=req.params)
 
 
 class RulesPage(OfficePage):
@@ -372,26 +373,27 @@ class BatchChange(OfficePage):
         registry = BatchRegistry(self.ctx.client, visit.tenant, clock=self.ctx.clock)
         before = batch_json(registry.get(batch_id))
         if change == "void":
-            self._void(resp, visit, batch_id)
+            self._void(req, resp, visit, batch_id)
             return
         try:
             _, batch = registry.transition(batch_id, self.TARGETS[change][0])
         except ItemsealError as exc:
-            self.batches.show(resp, visit, error=str(exc), status=exc.status)
+            self.batches.show(resp, visit, error=str(exc), status=exc.status,
+                              params=req.params)
             return
         self.ctx.audit(visit, f"batch.{change}", f"batch/{batch_id}", before, batch_json(batch))
-        self.batches.show(resp, visit, note=f"{batch_id}: {batch.state}")
+        self.batches.show(resp, visit, note=f"{batch_id}: {batch.state}", params=req.params)
 
 
-    def _void(self, resp, visit: Visit, batch_id: str) -> None:
+    def _void(self, req, resp, visit: Visit, batch_id: str) -> None:
         texts = [line.strip() for line in visit.form.get("codes", "").splitlines()
                  if line.strip()]
         if not texts:
             self.batches.show(resp, visit, error="give the spoiled codes, one a line",
-                              status=422)
+                              status=422, params=req.params)
             return
         if len(texts) > MAX_VOID:
-            self.batches.show(resp, visit, status=422,
+            self.batches.show(resp, visit, status=422, params=req.params,
                               error=f"at most {MAX_VOID} codes at a time; split the file")
             return
         outcomes = void_codes(self.ctx.client, self.ctx.key_store, visit.tenant, batch_id,
@@ -399,7 +401,8 @@ class BatchChange(OfficePage):
         tally = Counter(o.outcome for o in outcomes)
         self.ctx.audit(visit, "batch.void", f"batch/{batch_id}", None, dict(tally))
         summary = ", ".join(f"{n} {k}" for k, n in sorted(tally.items()))
-        self.batches.show(resp, visit, note=f"{batch_id}: {summary}", voided=outcomes)
+        self.batches.show(resp, visit, note=f"{batch_id}: {summary}", voided=outcomes,
+                          params=req.params)
 
 
 def routes(ctx) -> list[tuple[str, object]]:

@@ -23,6 +23,7 @@ from points_bridge.ledger import Ledger
 from points_bridge.members import TRANSITIONS, Member, MemberStore
 from points_bridge.outreach.segments import records
 from points_bridge.purchases import PurchaseDesk
+from verify_api.admin.ledger_details import entry_details, yuan
 from verify_api.admin.listing import DESC, Sorting, list_page
 from verify_api.channels.feedback import FeedbackInbox
 from verify_api.exc import InvalidField, NotFound
@@ -150,12 +151,6 @@ class MemberList(OfficePage):
         self.ctx.redirect(resp, f"{OFFICE}/{visit.tenant}/members/{member.card}")
 
 
-def yuan(fen: int) -> str:
-    """Minor units (fen) as yuan with two decimals: 12800 -> 128.00."""
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
-
-
 def purchase_rows(found: list[dict]) -> list[dict]:
     """The history's purchases (newest first), each with the lines its refunds took back.
 
@@ -208,7 +203,7 @@ class MemberPage(OfficePage):
                         if _digits(f.phone)[-11:] == tail]
         self.ctx.render(
             resp, "member.html", messages=messages, visit=visit, status=status, m=member,
-            purchases=purchases, yuan=yuan,
+            purchases=purchases, yuan=yuan, entry_details=entry_details,
             card_text=format_card(member.card), history=history, checks=checks,
             tiers=[t.name for t in settings.ladder.tiers], attributes=list(settings.attributes),
             transitions=[a for a, (before, _) in TRANSITIONS.items() if member.status in before],

@@ -93,11 +93,11 @@ class RewardsPage(OfficePage):
             added, left = self.store(visit).add(reward, stock)
         except ItemsealError as exc:
             self.show(resp, visit, errors={_field_of(exc, "item"): str(exc)}, typed=form,
-                      status=exc.status if exc.status < 500 else 422)
+                      status=exc.status if exc.status < 500 else 422, params=req.params)
             return
         after = reward_json(added, left)
         self.ctx.audit(visit, "reward.add", f"reward/{added.item}", None, after)
-        self.show(resp, visit, note=f"{added.item} added")
+        self.show(resp, visit, note=f"{added.item} added", params=req.params)
 
 
 class RewardChange(OfficePage):
@@ -121,12 +121,14 @@ class RewardChange(OfficePage):
             after, left = store.set(before.item, add_stock=add_stock or None, status=status)
         except ItemsealError as exc:
             self.rewards.show(resp, visit, errors={before.item: str(exc)},
-                              status=exc.status if exc.status < 500 else 422)
+                              status=exc.status if exc.status < 500 else 422,
+                              params=req.params)
             return
         after_json = reward_json(after, left)
         if after_json != before_json:
             self.ctx.audit(visit, "reward.set", f"reward/{after.item}", before_json, after_json)
-        self.rewards.show(resp, visit, note=f"{after.item}: {left} · {after.status}")
+        self.rewards.show(resp, visit, note=f"{after.item}: {left} · {after.status}",
+                          params=req.params)
 
 
 def routes(ctx) -> list[tuple[str, object]]:
