@@ -216,8 +216,8 @@ def import_members(client: redis.Redis, tenant: str, path: Path,
     """
     settings = MemberStore(client, tenant).settings()
     columns, rows = _read(path, encoding)
-    importer = MemberImporter(client, tenant, settings, master=master)
-    with file_errors(path, "read"):
+    with MemberImporter(client, tenant, settings, master=master) as importer, \
+            file_errors(path, "read"):
         return _import_rows(importer, path, columns, rows, _row_count(path),
                             progress or (lambda done, total: None))
 
@@ -259,6 +259,7 @@ def _import_rows(
             batch = {}
         batch[checked.e164] = checked
     importer.write(list(batch.values()), report)
+    importer.finish(report)
     progress(done, total)
     report.errors.sort(key=lambda error: int(error[0].rsplit(" ", 1)[-1]))
     return report
