@@ -335,8 +335,8 @@ class MemberImporter:
         now = int(self._clock())
         expires = (lot_expiry(now, self.settings.expiry_months, self.settings.timezone)
                    if self.settings.expiry_months else 0)
-        first_tier, at = self._first_tier, str(now)
-        opening = {"idem": OPENING_KEY, "reason": OPENING_REASON, "lot_expires": str(expires)}
+        first_tier = self._first_tier
+        head = [str(now), OPENING_KEY, OPENING_REASON, str(expires)]  # ARGV 2..5 of each call
         by_shard: dict[int, list[tuple[ImportRow, str]]] = defaultdict(list)
         for row, card in won:
             by_shard[shard_of(card)].append((row, card))
@@ -348,14 +348,14 @@ class MemberImporter:
             for row, card in group:
                 keys += record_keys(card)
                 spec: dict[str, object] = {
-                    "card": card, "at": at,
+                    "card": card,
                     "fields": new_member_fields(card, row.e164, first_tier, "import", now,
                                                 row.profile)}
                 if row.points:
-                    spec["opening"] = {"delta": str(row.points), "sha": _opening_sha(row.points),
-                                       **opening}
+                    spec["delta"] = str(row.points)
+                    spec["sha"] = _opening_sha(row.points)
                 specs.append(spec)
-            calls.append((keys, [json.dumps(specs)], group))
+            calls.append((keys, [json.dumps(specs), *head], group))
         return _Creates(frozenset(row.e164 for row, _ in won), calls)
 
     def _run_creates(self, job: _Creates) -> None:
@@ -367,9 +367,10 @@ class MemberImporter:
         replies = [script(keys=keys, args=args, client=pipe) for keys, args, _ in job.calls]
         if pipe is not self._redis:
             replies = pipe.execute()
-        for (_, _, group), raw in zip(job.calls, replies, strict=True):
-            for (row, card), outcome in zip(group, json.loads(raw), strict=True):
-                self._created(row, card, outcome, self._written)
+        for (_, _, group), outcomes in zip(job.calls, replies, strict=True):
+            for (row, card), outcome in zip(group, outcomes, strict=True):
+                self._created(row, card, outcome if isinstance(outcome, str)
+                              else outcome.decode(), self._written)
 
     def _created(self, row: ImportRow, card: str, outcome: str, report: ImportReport) -> None:
         if outcome == "created":

@@ -7,12 +7,16 @@
 -- KEYS[2] = counts hash   (is:{T/mK}:counts): "m|active|<tier>" and "p|adjusted" move
 -- KEYS[3 + 4(i-1) .. 6 + 4(i-1)] = row i's member hash, ledger stream, idem hash, lots list
 --                                  (is:{T/mK}:m|ledger|idem|lots:CARD), one shard for all
--- ARGV[1] = JSON [{card, at, fields {} (the new record: balance and earned "0", no v),
---                  opening? {delta (decimal string, 1..10^9), idem, sha, reason,
---                            lot_expires ("0": none)}}]
--- Returns JSON [ "created" | "exists" | "bounds", ... ] in the order of the rows.
+-- ARGV[1] = JSON [{card, fields {} (the new record: balance and earned "0", no v),
+--                  delta? (the opening balance: a decimal string, 1..10^9), sha? (its body
+--                  hash)}]
+-- ARGV[2] = at, ARGV[3] = the opening balance's idem key, ARGV[4] = its reason,
+-- ARGV[5] = its lot's expiry ("0": none): the same for every row, sent once
+-- Returns [ "created" | "exists" | "bounds", ... ] in the order of the rows.
 local rows = cjson.decode(ARGV[1])
+local at, idem_key, reason, lot_expires = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local out = {}
+local joined = {}  -- "m|<status>|<tier>" -> members created: one HINCRBY each at the end
 
 local function flatten(t)
   local flat = {}
@@ -26,10 +30,10 @@ end
 for i, row in ipairs(rows) do
   local base = 2 + 4 * (i - 1)
   local member, ledger, idem, lots = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
-  local opening = row.opening
+  local delta = row.delta
   -- Figures stay strings: the delta is checked as text and moved with HINCRBY.
-  if opening and not string.match(opening.delta, '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?$')
-      and opening.delta ~= '1000000000' then
+  if delta and not string.match(delta, '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?$')
+      and delta ~= '1000000000' then
     out[i] = 'bounds'
   elseif redis.call('HEXISTS', member, 'status') == 1 then
     out[i] = 'exists'
@@ -42,29 +46,32 @@ for i, row in ipairs(rows) do
     end
     local fields = flatten(row.fields)
     fields[#fields + 1] = 'v'
-    fields[#fields + 1] = opening and '2' or '1'
-    if opening then
+    fields[#fields + 1] = delta and '2' or '1'
+    if delta then
       fields[#fields + 1] = 'balance'
-      fields[#fields + 1] = opening.delta
+      fields[#fields + 1] = delta
     end
     redis.call('HSET', member, unpack(fields))
     redis.call('XADD', KEYS[1], '*', 'type', 'member.created', 'card', row.card, 'data',
                cjson.encode(public))
-    redis.call('HINCRBY', KEYS[2], 'm|' .. row.fields.status .. '|' .. row.fields.tier, 1)
-    if opening then
-      if opening.lot_expires ~= '0' then
-        redis.call('RPUSH', lots, opening.lot_expires .. ' ' .. opening.delta)
+    local counted = 'm|' .. row.fields.status .. '|' .. row.fields.tier
+    joined[counted] = (joined[counted] or 0) + 1
+    if delta then
+      if lot_expires ~= '0' then
+        redis.call('RPUSH', lots, lot_expires .. ' ' .. delta)
       end
-      local e = {kind = 'adjust', delta = opening.delta, idem = opening.idem,
-                 reason = opening.reason, balance = opening.delta,
-                 earned = row.fields.earned, tier = row.fields.tier, at = row.at}
+      local e = {kind = 'adjust', delta = delta, idem = idem_key, reason = reason,
+                 balance = delta, earned = row.fields.earned, tier = row.fields.tier, at = at}
       local id = redis.call('XADD', ledger, '*', unpack(flatten(e)))
       redis.call('XADD', KEYS[1], '*', 'type', 'ledger', 'card', row.card, 'entry', id,
                  'data', cjson.encode(e))
-      redis.call('HSET', idem, opening.idem, opening.sha .. ' ' .. id)
-      redis.call('HINCRBY', KEYS[2], 'p|adjusted', opening.delta)
+      redis.call('HSET', idem, idem_key, row.sha .. ' ' .. id)
+      redis.call('HINCRBY', KEYS[2], 'p|adjusted', delta)
     end
     out[i] = 'created'
   end
 end
-return cjson.encode(out)
+for field, count in pairs(joined) do  -- counts of rows: small whole numbers, not points
+  redis.call('HINCRBY', KEYS[2], field, count)
+end
+return out
