@@ -2,7 +2,7 @@
 
 A batch of rows with distinct phones goes in four pipelined steps:
 
-1. ``GET`` every phone's index. A phone with a member is an update: its
+1. ``MGET`` of every phone's index. A phone with a member is an update: its
    record and opening-balance idem field are read in one more round trip,
    and only what differs is written (a re-run of the same file writes
    nothing).
@@ -28,6 +28,11 @@ thread, a batch holding a phone of a batch not yet written waits for it, and
 so does every one-row write of the caller (a lost race could otherwise take a
 CRM card before the line above it). A process that dies mid-import leaves
 phones indexed without records, which a re-run completes, as before.
+
+Measured (``benchmarks/bench_members.py``) rather than guessed: claiming the
+phones on the writer thread too, or on a third thread, was slower (the
+writer, which paces the import, waited for them); batches of 4,000 were no
+faster than 2,000 and hold redis-server twice as long per script call.
 """
 
 from __future__ import annotations
@@ -335,8 +340,9 @@ class MemberImporter:
         now = int(self._clock())
         expires = (lot_expiry(now, self.settings.expiry_months, self.settings.timezone)
                    if self.settings.expiry_months else 0)
-        first_tier = self._first_tier
-        head = [str(now), OPENING_KEY, OPENING_REASON, str(expires)]  # ARGV 2..5 of each call
+        first_tier, at = self._first_tier, str(now)
+        head = [at, OPENING_KEY, OPENING_REASON, str(expires)]  # ARGV 2..5 of each call
+        entries: dict[int, str] = {}  # points -> the opening entry's CRM event data
         by_shard: dict[int, list[tuple[ImportRow, str]]] = defaultdict(list)
         for row, card in won:
             by_shard[shard_of(card)].append((row, card))
@@ -345,17 +351,30 @@ class MemberImporter:
         for shard, group in by_shard.items():
             keys = [self.keys.events(shard), self.keys.counts(shard)]
             specs = []
+            events = []  # ARGV 6..: per row its member.created and ledger event data
             for row, card in group:
                 keys += record_keys(card)
-                spec: dict[str, object] = {
-                    "card": card,
-                    "fields": new_member_fields(card, row.e164, first_tier, "import", now,
-                                                row.profile)}
+                fields = new_member_fields(card, row.e164, first_tier, "import", now,
+                                           row.profile)
+                # The events' JSON is made here, not by cjson in the script: Python has
+                # time to spare while the server runs the scripts (bench_members.py).
+                events.append(json.dumps(fields, ensure_ascii=False))
+                spec = {"card": card}
                 if row.points:
-                    spec["delta"] = str(row.points)
+                    delta = spec["delta"] = str(row.points)
                     spec["sha"] = _opening_sha(row.points)
+                    entry = entries.get(row.points)
+                    if entry is None:
+                        entry = entries[row.points] = json.dumps(
+                            {"kind": "adjust", "delta": delta, "idem": OPENING_KEY,
+                             "reason": OPENING_REASON, "balance": delta,
+                             "earned": fields["earned"], "tier": first_tier, "at": at},
+                            ensure_ascii=False)
+                    events.append(entry)
+                else:
+                    events.append("")
                 specs.append(spec)
-            calls.append((keys, [json.dumps(specs), *head], group))
+            calls.append((keys, [json.dumps(specs), *head, *events], group))
         return _Creates(frozenset(row.e164 for row, _ in won), calls)
 
     def _run_creates(self, job: _Creates) -> None:
