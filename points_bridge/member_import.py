@@ -223,6 +223,8 @@ class MemberImporter:
         New members are written by the writer thread: their outcomes are added
         at ``finish``. A row whose phone is still being written waits for it.
         """
+        if not rows:
+            return
         phones = {row.e164 for row in rows}
         if any(not job.phones.isdisjoint(phones) for job in self._writer.pending()):
             self._writer.drain()

@@ -280,3 +280,12 @@ def test_the_writer_runs_jobs_in_order_and_hands_its_error_over():
     assert raised.value.args == (3,)
     writer.close()
     assert done == [0, 1, 2] and not _writer_threads()
+
+
+def test_a_file_of_bad_rows_only_writes_nothing(redis_client, tenant, tmp_path):
+    path = tmp_path / "crm.csv"
+    path.write_text("phone,points\nnot-a-phone,1\n13812345678,-1\n")
+    report = import_members(redis_client, tenant, path, master=TEST_MASTER)
+    assert (report.created, report.updated, [w for w, _ in report.errors]) == (
+        0, 0, ["line 2", "line 3"])
+    assert _events(redis_client, tenant) == [] and not _writer_threads()
