@@ -2,7 +2,7 @@
 
 A batch of rows with distinct phones goes in four pipelined steps:
 
-1. ``GET`` every phone's index. A phone with a member is an update: its
+1. ``MGET`` of every phone's index. A phone with a member is an update: its
    record and opening-balance idem field are read in one more round trip,
    and only what differs is written (a re-run of the same file writes
    nothing).
@@ -18,15 +18,33 @@ A batch of rows with distinct phones goes in four pipelined steps:
 What is rare (a half-done create or rebind found in the index, a lost race,
 a tier to pin, an existing member's new profile) goes through the same
 ``MemberStore`` and ``Ledger`` calls as before, one row at a time.
+
+Step 4 runs on a writer thread (``BatchWriter``) while the caller checks and
+prepares the next batch: redis-server spends about as long on a batch's
+scripts as Python spends on preparing it, and one after the other they held
+an import to ~10,000 members/s (``benchmarks/bench_members.py``). What the
+file says still happens in file order: scripts run in batch order on the one
+thread, a batch holding a phone of a batch not yet written waits for it, and
+so does every one-row write of the caller (a lost race could otherwise take a
+CRM card before the line above it). A process that dies mid-import leaves
+phones indexed without records, which a re-run completes, as before.
+
+Measured (``benchmarks/bench_members.py``) rather than guessed: claiming the
+phones on the writer thread too, or on a third thread, was slower (the
+writer, which paces the import, waited for them); batches of 4,000 were no
+faster than 2,000 and hold redis-server twice as long per script call.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
@@ -66,33 +84,156 @@ class ImportReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=4096)
 def _opening_sha(points: int) -> str:
-    """The body hash ``Ledger.adjust`` keys an opening balance of ``points`` with."""
+    """The body hash ``Ledger.adjust`` keys an opening balance of ``points`` with
+    (cached: a CRM file repeats its balances, and each hash is a JSON dump and a SHA)."""
     return body_sha({"delta": points, "reason": OPENING_REASON})
 
 
+Job = TypeVar("Job")
+
+
+class BatchWriter(Generic[Job]):
+    """One thread that runs ``work`` on jobs in the order they were submitted.
+
+    At most ``depth`` jobs are held (the one running included), so memory stays
+    flat however long the file; ``submit`` waits for room. The first exception
+    of ``work`` stops the thread, drops what was queued behind it, and is
+    raised again, the same exception, by the caller's next ``submit`` or
+    ``drain``. redis-py releases the GIL while it waits on its socket, so the
+    caller's Python work overlaps the server's.
+    """
+
+    def __init__(self, work: Callable[[Job], None], depth: int = 2) -> None:
+        self._work = work
+        self._depth = max(1, depth)
+        self._jobs: deque[Job] = deque()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="member-import-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._error is not None
+                                or len(self._jobs) < self._depth)
+            self._raise()
+            self._jobs.append(job)
+            self._cond.notify_all()
+
+    def pending(self) -> list[Job]:
+        """The jobs submitted and not finished (the running one first)."""
+        with self._cond:
+            return list(self._jobs)
+
+    def drain(self) -> None:
+        """Wait until every job submitted is done; raise the writer's error if it failed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._error is not None or not self._jobs)
+            self._raise()
+
+    def close(self) -> None:
+        """Finish the jobs held (none after an error) and end the thread; raise nothing."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._jobs or self._closed)
+                if not self._jobs:
+                    return
+                job = self._jobs[0]
+            try:
+                self._work(job)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                with self._cond:
+                    self._error = exc
+                    self._jobs.clear()
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._jobs.popleft()
+                self._cond.notify_all()
+
+
+@dataclass
+class _Creates:
+    """One batch's create scripts for the writer: (KEYS, ARGV, rows) per member shard."""
+
+    phones: frozenset[str]
+    calls: list[tuple[list[str], list[str], list[tuple[ImportRow, str]]]]
+
+
 class MemberImporter:
-    """Write batches of ``ImportRow`` for one tenant (see the module docstring)."""
+    """Write batches of ``ImportRow`` for one tenant (see the module docstring).
+
+    Use it as a context manager, or call ``finish`` then ``close``: the
+    outcomes of new members reach the report at ``finish``.
+    """
 
     def __init__(self, client: redis.Redis, tenant: str, settings: PointsSettings, *,
-                 clock: Callable[[], float] = time.time, master: MasterKey | None = None) -> None:
-        """``master`` opens the tenant's card key: new members' cards are made with it."""
+                 clock: Callable[[], float] = time.time, master: MasterKey | None = None,
+                 depth: int = 2) -> None:
+        """``master`` opens the tenant's card key: new members' cards are made with it;
+        ``depth``: batches of create scripts held for the writer thread (the running one
+        included)."""
         self._redis = client
+        self._cluster = isinstance(client, RedisCluster)
         self.members = MemberStore(client, tenant, clock=clock, master=master)
         self.ledger = Ledger(client, tenant, clock=clock)
         self.settings = settings
         self._clock = clock
         self.keys = self.members.keys
         self._scripts = points_scripts(client)
+        self._first_tier = settings.ladder.tiers[0].name
+        self._written = ImportReport()  # the writer thread's outcomes, until finish()
+        self._writer: BatchWriter[_Creates] = BatchWriter(self._run_creates, depth)
+
+    def __enter__(self) -> MemberImporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def finish(self, report: ImportReport) -> None:
+        """Wait for the writer; add the outcomes it holds to ``report`` (raise its error)."""
+        self._writer.drain()
+        report.created += self._written.created
+        report.updated += self._written.updated
+        report.errors += self._written.errors
+        self._written = ImportReport()
+
+    def close(self) -> None:
+        """End the writer thread once what it holds is written (nothing after an error)."""
+        self._writer.close()
 
     def write(self, rows: Sequence[ImportRow], report: ImportReport) -> None:
-        """Write rows whose phones are distinct; add the outcome of each to ``report``."""
-        pipe = self._redis.pipeline(transaction=False)
-        for row in rows:
-            pipe.get(self.keys.phone(row.e164))
+        """Write rows whose phones are distinct; add the outcome of each to ``report``.
+
+        New members are written by the writer thread: their outcomes are added
+        at ``finish``. A row whose phone is still being written waits for it.
+        """
+        if not rows:
+            return
+        phones = {row.e164 for row in rows}
+        if any(not job.phones.isdisjoint(phones) for job in self._writer.pending()):
+            self._writer.drain()
+        keys = [self.keys.phone(row.e164) for row in rows]
+        # MGET where the phones may share a server; a cluster reads them per slot.
+        raws = self._redis.mget_nonatomic(keys) if self._cluster else self._redis.mget(keys)
         known: list[tuple[ImportRow, str]] = []
         fresh: list[ImportRow] = []
-        for row, raw in zip(rows, pipe.execute(), strict=True):
+        for row, raw in zip(rows, raws, strict=True):
             card, _ = parse_index(raw)
             if card is None:
                 fresh.append(row)
@@ -111,6 +252,7 @@ class MemberImporter:
         for i, (row, card) in enumerate(known):
             member = self.members.get_from(card, replies[2 * i])
             if member is None or member.phone != row.e164:  # half-done create, rebind, stale
+                self._writer.drain()
                 self._one_row(row, report)
                 continue
             opened = replies[2 * i + 1]
@@ -177,58 +319,84 @@ class MemberImporter:
                 crm_cards[shard_of(card)].append(card)
         for shard, kept in crm_cards.items():  # before the members: what walks read (cards())
             pipe.sadd(self.keys.crm_cards(shard), *kept)
+        phone_key = self.keys.phone
         for row, card in claimed:
-            pipe.set(self.keys.phone(row.e164), card, nx=True)
+            pipe.execute_command("SET", phone_key(row.e164), card, "NX")
         won: list[tuple[ImportRow, str]] = []
+        lost: list[ImportRow] = []
         replies = pipe.execute()[len(crm_cards):]
         for (row, card), ok in zip(claimed, replies, strict=True):
             if ok:
                 won.append((row, card))
             else:  # a first claim of this phone came in between: the one-row way
+                lost.append(row)
+        if lost:
+            self._writer.drain()
+            for row in lost:
                 self._one_row(row, report)
-        self._create_records(won, report)
+        if won:
+            self._writer.submit(self._creates(won))
 
-    def _create_records(self, won: list[tuple[ImportRow, str]], report: ImportReport) -> None:
+    def _creates(self, won: list[tuple[ImportRow, str]]) -> _Creates:
+        """The import_members.lua calls of a batch's new members, one per member shard."""
         now = int(self._clock())
         expires = (lot_expiry(now, self.settings.expiry_months, self.settings.timezone)
                    if self.settings.expiry_months else 0)
-        first_tier = self.settings.ladder.tiers[0].name
+        first_tier, at = self._first_tier, str(now)
+        head = [at, OPENING_KEY, OPENING_REASON, str(expires)]  # ARGV 2..5 of each call
+        entries: dict[int, str] = {}  # points -> the opening entry's CRM event data
         by_shard: dict[int, list[tuple[ImportRow, str]]] = defaultdict(list)
         for row, card in won:
             by_shard[shard_of(card)].append((row, card))
-        # redis-py refuses EVALSHA in a cluster pipeline: there, one call per shard.
-        pipe = (self._redis if isinstance(self._redis, RedisCluster)
-                else self._redis.pipeline(transaction=False))
-        script = self._scripts.import_members
-        replies = []
-        order: list[list[tuple[ImportRow, str]]] = []
+        record_keys = self.keys.record_keys
+        calls = []
         for shard, group in by_shard.items():
             keys = [self.keys.events(shard), self.keys.counts(shard)]
             specs = []
+            events = []  # ARGV 6..: per row its member.created and ledger event data
             for row, card in group:
-                keys += self.keys.member_keys(card)[:4]
-                spec: dict[str, object] = {
-                    "card": card, "at": str(now),
-                    "fields": new_member_fields(card, row.e164, first_tier, "import", now,
-                                                row.profile)}
+                keys += record_keys(card)
+                fields = new_member_fields(card, row.e164, first_tier, "import", now,
+                                           row.profile)
+                # The events' JSON is made here, not by cjson in the script: Python has
+                # time to spare while the server runs the scripts (bench_members.py).
+                events.append(json.dumps(fields, ensure_ascii=False))
+                spec = {"card": card}
                 if row.points:
-                    spec["opening"] = {
-                        "delta": str(row.points), "idem": OPENING_KEY,
-                        "sha": _opening_sha(row.points),
-                        "reason": OPENING_REASON, "lot_expires": str(expires)}
+                    delta = spec["delta"] = str(row.points)
+                    spec["sha"] = _opening_sha(row.points)
+                    entry = entries.get(row.points)
+                    if entry is None:
+                        entry = entries[row.points] = json.dumps(
+                            {"kind": "adjust", "delta": delta, "idem": OPENING_KEY,
+                             "reason": OPENING_REASON, "balance": delta,
+                             "earned": fields["earned"], "tier": first_tier, "at": at},
+                            ensure_ascii=False)
+                    events.append(entry)
+                else:
+                    events.append("")
                 specs.append(spec)
-            replies.append(script(keys=keys, args=[json.dumps(specs)], client=pipe))
-            order.append(group)
+            calls.append((keys, [json.dumps(specs), *head, *events], group))
+        return _Creates(frozenset(row.e164 for row, _ in won), calls)
+
+    def _run_creates(self, job: _Creates) -> None:
+        """On the writer thread: the batch's script calls in one round trip (redis-server
+        serves the caller's reads between them); a cluster takes one call per shard."""
+        script = self._scripts.import_members
+        # redis-py refuses EVALSHA in a cluster pipeline: there, one call per shard.
+        pipe = self._redis if self._cluster else self._redis.pipeline(transaction=False)
+        replies = [script(keys=keys, args=args, client=pipe) for keys, args, _ in job.calls]
         if pipe is not self._redis:
             replies = pipe.execute()
-        for group, raw in zip(order, replies, strict=True):
-            for (row, card), outcome in zip(group, json.loads(raw), strict=True):
-                self._created(row, card, outcome, report)
+        for (_, _, group), outcomes in zip(job.calls, replies, strict=True):
+            for (row, card), outcome in zip(group, outcomes, strict=True):
+                self._created(row, card, outcome if isinstance(outcome, str)
+                              else outcome.decode(), self._written)
 
     def _created(self, row: ImportRow, card: str, outcome: str, report: ImportReport) -> None:
         if outcome == "created":
             report.created += 1
-            if row.tier and row.tier != self.settings.ladder.tiers[0].name:
+            if row.tier and row.tier != self._first_tier:
                 self.members.pin_tier(card, row.tier, reason="import")
             return
         self._scripts.del_if(keys=[self.keys.phone(row.e164)], args=[card])

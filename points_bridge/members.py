@@ -43,6 +43,7 @@ from points_bridge.cards import (
     CARD_KEY_BYTES,
     card_master,
     card_number,
+    card_numbers,
     card_seq,
     is_valid_card,
     normalize_card,
@@ -435,7 +436,7 @@ class MemberStore(TenantScoped):
             return []
         secret = self._card_secret()
         end = self._redis.incrby(self.keys.card_counter, count)
-        return [card_number(seq, secret) for seq in range(end - count, end)]
+        return card_numbers(end - count, count, secret)
 
     def _card_secret(self) -> bytes:
         """Return the tenant's card key, made sealed by whoever needs it first (SET NX)."""

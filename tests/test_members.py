@@ -7,11 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from codegen.store.keyspace import PointsKeys
-from points_bridge.cards import card_number, is_valid_card
+from points_bridge.cards import CARD_SPACE, card_number, card_numbers, is_valid_card
 from points_bridge.exc import (
     BadAttribute,
     BadInput,
     BadPhone,
+    CardSpaceExhausted,
     MemberInactive,
     PhoneTaken,
     UnknownMember,
@@ -203,3 +204,14 @@ def test_a_store_that_takes_cards_in_blocks_issues_each_once(redis_client, point
     before = int(redis_client.get(one.keys.card_counter))
     one.ensure("+8613912340000")
     assert int(redis_client.get(one.keys.card_counter)) == before + 1, "the default: one at a time"
+
+
+@pytest.mark.parametrize("key_bytes", [16, 32, 100])
+def test_cards_made_a_block_at_a_time_are_the_cards_made_one_at_a_time(key_bytes):
+    key = bytes(range(key_bytes % 256))[:key_bytes].ljust(key_bytes, b"k")
+    assert card_numbers(0, 500, key) == [card_number(seq, key) for seq in range(500)]
+    last = CARD_SPACE - 3
+    assert card_numbers(last, 3, key) == [card_number(seq, key) for seq in range(last, CARD_SPACE)]
+    assert card_numbers(7, 0, key) == []
+    with pytest.raises(CardSpaceExhausted):
+        card_numbers(last, 4, key)

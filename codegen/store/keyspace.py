@@ -394,6 +394,13 @@ class PointsKeys:
         """
         return f"{self.shard_tag(shard)}:crm-cards"
 
+    def record_keys(self, card: str) -> list[str]:
+        """The first four of ``member_keys`` (the member's own keys), the shard tag made once:
+        an import builds them for every new member (``member_import.py``)."""
+        tag = self.shard_tag(shard_of(card))
+        return [f"{tag}:m:{card}", f"{tag}:ledger:{card}", f"{tag}:idem:{card}",
+                f"{tag}:lots:{card}"]
+
     def member_keys(self, card: str) -> list[str]:
         """KEYS of every member script, in this order."""
         return [self.member(card), self.ledger(card), self.idem(card), self.lots(card),

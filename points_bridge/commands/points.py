@@ -36,6 +36,9 @@ from points_bridge.rules import Campaign, multiplier_bp
 from points_bridge.settings import SettingsStore
 from points_bridge.transfer import FORMATS, export, import_members
 
+IMPORT_SWITCH_INTERVAL = 0.0005
+"""Seconds a thread holds the GIL while another waits, during ``import members``."""
+
 
 # -- campaigns ---------------------------------------------------------------------------
 @click.group()
@@ -533,10 +536,17 @@ def import_members_command(config: Config, tenant: str, file: Path, encoding: st
             bar.length = max(total, done, 1)
             bar.update(done - bar.pos)
 
+    # The import's writer thread (member_import.BatchWriter) waits on redis-server while
+    # this thread checks rows; at the default 5 ms switch interval it waited that long for
+    # the GIL after each reply, and the server idled: ~15% of the rate
+    # (benchmarks/bench_members.py). Restored for a caller in the same process (tests).
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(IMPORT_SWITCH_INTERVAL)
     try:
         report = import_members(config.redis, tenant, file, encoding, progress=progress,
                                 master=config.master_key())
     finally:
+        sys.setswitchinterval(interval)
         if bar is not None:
             bar.render_finish()
     for where, reason in report.errors:

@@ -7,12 +7,20 @@
 -- KEYS[2] = counts hash   (is:{T/mK}:counts): "m|active|<tier>" and "p|adjusted" move
 -- KEYS[3 + 4(i-1) .. 6 + 4(i-1)] = row i's member hash, ledger stream, idem hash, lots list
 --                                  (is:{T/mK}:m|ledger|idem|lots:CARD), one shard for all
--- ARGV[1] = JSON [{card, at, fields {} (the new record: balance and earned "0", no v),
---                  opening? {delta (decimal string, 1..10^9), idem, sha, reason,
---                            lot_expires ("0": none)}}]
--- Returns JSON [ "created" | "exists" | "bounds", ... ] in the order of the rows.
+-- ARGV[1] = JSON [{card, delta? (the opening balance: a decimal string, 1..10^9),
+--                  sha? (its body hash)}]
+-- ARGV[2] = at, ARGV[3] = the opening balance's idem key, ARGV[4] = its reason,
+-- ARGV[5] = its lot's expiry ("0": none): the same for every row, sent once
+-- ARGV[6 + 2(i-1)] = row i's new record as a JSON object (balance and earned "0", no v),
+--                    also the data of its member.created event
+-- ARGV[7 + 2(i-1)] = the data of its opening entry's ledger event (the entry as JSON; "")
+-- The events' JSON comes made: encoding it here was a tenth of the script's time
+-- (benchmarks/bench_members.py).
+-- Returns [ "created" | "exists" | "bounds", ... ] in the order of the rows.
 local rows = cjson.decode(ARGV[1])
+local at, idem_key, reason, lot_expires = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local out = {}
+local joined = {}  -- "m|<status>|<tier>" -> members created: one HINCRBY each at the end
 
 local function flatten(t)
   local flat = {}
@@ -26,45 +34,46 @@ end
 for i, row in ipairs(rows) do
   local base = 2 + 4 * (i - 1)
   local member, ledger, idem, lots = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
-  local opening = row.opening
+  local delta = row.delta
+  local created, entry = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
   -- Figures stay strings: the delta is checked as text and moved with HINCRBY.
-  if opening and not string.match(opening.delta, '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?$')
-      and opening.delta ~= '1000000000' then
+  if delta and not string.match(delta, '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?$')
+      and delta ~= '1000000000' then
     out[i] = 'bounds'
   elseif redis.call('HEXISTS', member, 'status') == 1 then
     out[i] = 'exists'
   else
     -- What member_update.lua's create and ledger_apply.lua's post would leave, in one HSET:
     -- the record at v 1 (its member.created event), then the balance and v 2 of the post.
-    local public = {}
-    for k, v in pairs(row.fields) do
-      if k ~= 'v' and string.sub(k, 1, 2) ~= 'd:' then public[k] = v end
-    end
-    local fields = flatten(row.fields)
+    local record = cjson.decode(created)
+    local fields = flatten(record)
     fields[#fields + 1] = 'v'
-    fields[#fields + 1] = opening and '2' or '1'
-    if opening then
+    fields[#fields + 1] = delta and '2' or '1'
+    if delta then
       fields[#fields + 1] = 'balance'
-      fields[#fields + 1] = opening.delta
+      fields[#fields + 1] = delta
     end
     redis.call('HSET', member, unpack(fields))
     redis.call('XADD', KEYS[1], '*', 'type', 'member.created', 'card', row.card, 'data',
-               cjson.encode(public))
-    redis.call('HINCRBY', KEYS[2], 'm|' .. row.fields.status .. '|' .. row.fields.tier, 1)
-    if opening then
-      if opening.lot_expires ~= '0' then
-        redis.call('RPUSH', lots, opening.lot_expires .. ' ' .. opening.delta)
+               created)
+    local counted = 'm|' .. record.status .. '|' .. record.tier
+    joined[counted] = (joined[counted] or 0) + 1
+    if delta then
+      if lot_expires ~= '0' then
+        redis.call('RPUSH', lots, lot_expires .. ' ' .. delta)
       end
-      local e = {kind = 'adjust', delta = opening.delta, idem = opening.idem,
-                 reason = opening.reason, balance = opening.delta,
-                 earned = row.fields.earned, tier = row.fields.tier, at = row.at}
-      local id = redis.call('XADD', ledger, '*', unpack(flatten(e)))
+      local id = redis.call('XADD', ledger, '*', 'kind', 'adjust', 'delta', delta,
+                            'idem', idem_key, 'reason', reason, 'balance', delta,
+                            'earned', record.earned, 'tier', record.tier, 'at', at)
       redis.call('XADD', KEYS[1], '*', 'type', 'ledger', 'card', row.card, 'entry', id,
-                 'data', cjson.encode(e))
-      redis.call('HSET', idem, opening.idem, opening.sha .. ' ' .. id)
-      redis.call('HINCRBY', KEYS[2], 'p|adjusted', opening.delta)
+                 'data', entry)
+      redis.call('HSET', idem, idem_key, row.sha .. ' ' .. id)
+      redis.call('HINCRBY', KEYS[2], 'p|adjusted', delta)
     end
     out[i] = 'created'
   end
 end
-return cjson.encode(out)
+for field, count in pairs(joined) do  -- counts of rows: small whole numbers, not points
+  redis.call('HINCRBY', KEYS[2], field, count)
+end
+return out
