@@ -46,6 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import orjson
 import redis
 from redis.cluster import RedisCluster
 
@@ -344,7 +345,7 @@ class MemberImporter:
                    if self.settings.expiry_months else 0)
         first_tier, at = self._first_tier, str(now)
         head = [at, OPENING_KEY, OPENING_REASON, str(expires)]  # ARGV 2..5 of each call
-        entries: dict[int, str] = {}  # points -> the opening entry's CRM event data
+        entries: dict[int, bytes] = {}  # points -> the opening entry's CRM event data
         by_shard: dict[int, list[tuple[ImportRow, str]]] = defaultdict(list)
         for row, card in won:
             by_shard[shard_of(card)].append((row, card))
@@ -360,21 +361,21 @@ class MemberImporter:
                                            row.profile)
                 # The events' JSON is made here, not by cjson in the script: Python has
                 # time to spare while the server runs the scripts (bench_members.py).
-                events.append(json.dumps(fields, ensure_ascii=False))
+                # Compact like cjson's, so an imported member's events are no larger.
+                events.append(orjson.dumps(fields))
                 spec = {"card": card}
                 if row.points:
                     delta = spec["delta"] = str(row.points)
                     spec["sha"] = _opening_sha(row.points)
                     entry = entries.get(row.points)
                     if entry is None:
-                        entry = entries[row.points] = json.dumps(
+                        entry = entries[row.points] = orjson.dumps(
                             {"kind": "adjust", "delta": delta, "idem": OPENING_KEY,
                              "reason": OPENING_REASON, "balance": delta,
-                             "earned": fields["earned"], "tier": first_tier, "at": at},
-                            ensure_ascii=False)
+                             "earned": fields["earned"], "tier": first_tier, "at": at})
                     events.append(entry)
                 else:
-                    events.append("")
+                    events.append(b"")
                 specs.append(spec)
             calls.append((keys, [json.dumps(specs), *head, *events], group))
         return _Creates(frozenset(row.e164 for row, _ in won), calls)
