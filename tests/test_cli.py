@@ -6,8 +6,11 @@ help of the installed script is run as a real process, a smoke test of the entry
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from helpers.cli_runner import run, run_process
@@ -107,3 +110,25 @@ def _key_store(env: dict[str, str]) -> KeyStore:
 
     home = Path(env["ITEMSEAL_HOME"])
     return KeyStore(connect(home, env["ITEMSEAL_REDIS_URL"]), load_master_key(home, {}))
+
+
+def test_every_top_level_command_is_loaded_from_the_module_that_defines_it():
+    import cli
+
+    named: dict[str, set[str]] = {}
+    for name, module in cli.LAZY_COMMANDS.items():
+        named.setdefault(module, set()).add(name)
+    for module, names in named.items():
+        assert {c.name for c in importlib.import_module(module).COMMANDS} == names, module
+
+
+def test_a_command_imports_only_its_own_module():
+    """The start-up win of loading commands when used: ``import cli`` loads none of them."""
+    probe = ("import sys, cli; from click.testing import CliRunner; "
+             "CliRunner().invoke(cli.main, ['tenant', '--help']); "
+             "print(sorted(m for m in sys.modules if '.commands.' in m))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, cwd=Path(__file__).resolve().parent.parent).stdout
+    assert "codegen.commands.tenants" in loaded and "verify_api.commands.tenants" in loaded
+    assert "points_bridge.commands.care" not in loaded
+    assert "verify_api.commands.server" not in loaded

@@ -33,7 +33,9 @@ def commands(group: click.Group = main, path: tuple[str, ...] = ()) -> Iterator[
     tuple[tuple[str, ...], click.Command]
 ]:
     """Every leaf command under ``group`` with the words that name it."""
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)  # get_command: the root loads its commands when asked
+    for name in sorted(group.list_commands(ctx)):
+        command = group.get_command(ctx, name)
         if isinstance(command, click.Group):
             yield from commands(command, (*path, name))
         else:

@@ -22,7 +22,9 @@ README = (ROOT / "README.md").read_text()
 
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()):
-    for name, command in group.commands.items():
+    ctx = click.Context(group)  # get_command: the root loads its commands when asked
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
         yield (*prefix, name), command
         if isinstance(command, click.Group):
             yield from _all_commands(command, (*prefix, name))
@@ -89,8 +91,10 @@ def test_readme_examples_parse(line):
     words = [w for w in words if not w.startswith(("<", ">", "&", "|"))]
     command: click.Command = main
     args = words[1:]
-    while isinstance(command, click.Group) and args and args[0] in command.commands:
-        command, args = command.commands[args[0]], args[1:]
+    while isinstance(command, click.Group) and args and (
+        sub := command.get_command(click.Context(command), args[0])
+    ):
+        command, args = sub, args[1:]
     assert not isinstance(command, click.Group) or not args, f"no command {args[0]!r}"
     known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
     for word in args:
