@@ -57,7 +57,12 @@ def hand_started_redis(sock: Path, data_dir: Path) -> Iterator[subprocess.Popen]
     )
     try:
         deadline = time.monotonic() + 10
-        while not sock.exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # the file exists before listen(): wait for a PONG
+            with contextlib.suppress(redis.ConnectionError), redis.Redis(
+                unix_socket_path=str(sock), socket_timeout=1
+            ) as client:
+                if client.ping():
+                    break
             time.sleep(0.02)
         yield proc
     finally:
