@@ -36,6 +36,13 @@ MINOR_PER_UNIT = 100
 """Minor units in one currency unit (fen per yuan); tiers by spend count whole units."""
 MAX_LINES = 200
 """Lines of one purchase."""
+
+
+def yuan(fen: int) -> str:
+    """Minor units (fen) as whole units with two decimals, as every screen shows money:
+    12800 -> "128.00", -3050 -> "-30.50"."""
+    whole, cents = divmod(abs(fen), MINOR_PER_UNIT)
+    return f"{'-' if fen < 0 else ''}{whole}.{cents:02d}"
 assert MAX_BALANCE + MAX_ENTRY_POINTS < EXACT_IN_LUA
 assert MAX_BALANCE + MAX_PURCHASE_AMOUNT < EXACT_IN_LUA
 

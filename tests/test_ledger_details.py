@@ -8,8 +8,9 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from codegen.amounts import yuan
 from verify_api.admin import office_text
-from verify_api.admin.ledger_details import PHRASES, entry_details, lines_text, rules_text, yuan
+from verify_api.admin.ledger_details import PHRASES, entry_details, lines_text, rules_text
 
 EN = office_text.translator("en")
 ZH = office_text.translator("zh")

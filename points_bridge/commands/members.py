@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import click
 
+from codegen.amounts import yuan
 from codegen.commands.options import Config, iso_time, pass_config, tenant_option
 from codegen.exc import ItemsealError
 from codegen.store.audit import AuditLog
@@ -95,7 +96,7 @@ def member_show(
     for name, value in [
         ("card", format_card(m.card)), ("phone", m.phone), ("status", m.status),
         ("balance", m.balance), ("earned", m.earned),
-        ("stored value", f"{m.stored // 100}.{m.stored % 100:02d}"),
+        ("stored value", yuan(m.stored)),
         ("tier", f"{m.tier}{pinned}"),
         ("next tier", to_next), ("birthday", m.birthday or "-"),
         ("created", iso_time(m.created_at)),

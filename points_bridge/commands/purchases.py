@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from codegen.amounts import yuan
 from codegen.commands.options import (
     Config,
     echo_json,
@@ -33,12 +34,6 @@ key_option = click.option(
     "--key", required=True,
     help="Idempotency key (e.g. the till's receipt number): the same key again does nothing"
          " more and prints the first result.")
-
-
-def _money(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole}.{cents:02d}"
 
 
 # -- shops ----------------------------------------------------------------------------------
@@ -128,19 +123,19 @@ def _print_result(document: dict, as_json: bool) -> None:
     click.echo(f"{what} {document['purchase_id']}{again}")
     for line in document.get("lines", []):
         click.echo(f"  line {line['line']}\t{line['sku']}\tx{line['qty']}"
-                   f"\t{_money(line['amount'])}\t{line['points']:+d} points")
+                   f"\t{yuan(line['amount'])}\t{line['points']:+d} points")
     if document.get("bonus_points"):
         click.echo(f"  bonuses\t{document['bonus_points']:+d} points")
     click.echo(f"points {document['points']:+d}, paid with points"
                f" {document['paid_with_points']}, paid with stored value"
-               f" {_money(document['paid_with_stored_value'])}")
+               f" {yuan(document['paid_with_stored_value'])}")
     discount = document.get("discount")
     if discount and discount["rate_bp"]:
         click.echo(f"tier {discount['tier']} discount {discount['rate_bp'] / 100:g}%:"
-                   f" {_money(discount['amount'])}")
+                   f" {yuan(discount['amount'])}")
     balances = document["balances"]
     click.echo(f"balance {balances['points']} points, stored value"
-               f" {_money(balances['stored_value'])}, tier {document['tier']}")
+               f" {yuan(balances['stored_value'])}, tier {document['tier']}")
 
 
 @click.group()
@@ -225,8 +220,8 @@ def purchase_list(config: Config, tenant: str, member: str, count: int, as_json:
 def echo_purchases(found: list[dict]) -> None:
     echo_rows(("at", "kind", "purchase", "shop", "amount", "points", "stored value after"),
               [(iso_time(d["at"]), d["kind"], d["purchase_id"], d["shop"],
-                _money(d["amount"]), f"{d['points']:+d}",
-                _money(d["balances"]["stored_value"])) for d in found])
+                yuan(d["amount"]), f"{d['points']:+d}",
+                yuan(d["balances"]["stored_value"])) for d in found])
 
 
 # -- earn rates -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 
+from codegen.amounts import yuan
 from points_bridge.purchase_rules import TIER_MULTIPLIER
 from points_bridge.rules import (
     BASE,
@@ -53,12 +54,6 @@ RULE_NAMES = {
 LIMITED = "limited by its budget"
 PHRASES = frozenset({*LABELS.values(), *RULE_NAMES.values(), LIMITED})
 """Every word this module shows; ``office_text.ZH`` has each in Chinese (a test says so)."""
-
-
-def yuan(fen: int) -> str:
-    """Minor units (fen) as yuan with two decimals: 12800 -> 128.00."""
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 def _whole(value: object) -> int | None:

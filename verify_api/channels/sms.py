@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from codegen.amounts import yuan
 from codegen.coupons import printed
 from codegen.exc import StoreError
 from codegen.store.keyspace import PointsKeys, TenantKeys
@@ -301,9 +302,8 @@ class SmsService:
         pin = member.pinned_tier if member.pinned_tier in settings.ladder.names else None
         status = tier_for(earned_for_tier(member, settings, int(self._clock())), settings.ladder,
                           pin)
-        whole, cents = divmod(member.stored, 100)  # stored value in fen, shown in units
         return config.reply(
-            "balance", balance=member.balance, stored=f"{whole}.{cents:02d}", tier=status.name,
+            "balance", balance=member.balance, stored=yuan(member.stored), tier=status.name,
             card=format_card(member.card),
         )
 

@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 
+from codegen.amounts import yuan
 from codegen.exc import ItemsealError
 from codegen.store.keyspace import PointsKeys, TenantKeys
 from codegen.times import iso
@@ -23,7 +24,7 @@ from points_bridge.ledger import Ledger
 from points_bridge.members import TRANSITIONS, Member, MemberStore
 from points_bridge.outreach.segments import records
 from points_bridge.purchases import PurchaseDesk
-from verify_api.admin.ledger_details import entry_details, yuan
+from verify_api.admin.ledger_details import entry_details
 from verify_api.admin.listing import DESC, Sorting, list_page
 from verify_api.channels.feedback import FeedbackInbox
 from verify_api.exc import InvalidField, NotFound
