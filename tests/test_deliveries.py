@@ -149,3 +149,34 @@ def test_an_alert_answered_with_a_redirect_is_not_sent(redis_client, points_tena
     assert [a.kind for a in fired] == ["counterfeit_surge"] and len(posts) == 1
     assert gets == []  # not re-sent as a GET
     assert not redis_client.exists(TenantKeys(tenant).alert_sent(fired[0].alert_id))  # retried
+
+
+def test_imported_members_events_verify_and_read_as_the_live_paths(redis_client, points_tenant,
+                                                                   tmp_path):
+    """The importer writes its members' event data itself (not the scripts' cjson): what a
+    CRM receives, checked by the Standard Webhooks library, must read as a live member's."""
+    from points_bridge.transfer import import_members
+
+    tenant = points_tenant()
+    live, _ = MemberStore(redis_client, tenant, master=TEST_MASTER).ensure("+8613812345678")
+    Ledger(redis_client, tenant).adjust(live.card, 100, reason="welcome")
+    crm_file = tmp_path / "crm.csv"
+    crm_file.write_text("phone,points\n+8613912345678,100\n")
+    report = import_members(redis_client, tenant, crm_file, master=TEST_MASTER)
+    assert report.created == 1 and not report.errors
+    crm = Crm([])
+    with serve_posts(crm.answer, "/hooks") as url:
+        stats = run_bridge(redis_client, url, [])
+    assert stats.delivered == 4
+    by_card: dict[str, dict[str, dict]] = {}
+    for event in crm.verified:
+        by_card.setdefault(event["card"], {})[event["type"]] = event
+    imported = next(card for card in by_card if card != live.card)
+    mine, theirs = by_card[imported], by_card[live.card]
+    assert mine["member.created"]["data"]["phone"] == "+8613912345678"
+    assert mine["member.created"]["data"]["source"] == "import"
+    for kind in ("member.created", "ledger"):  # the same fields, each of the same JSON type
+        assert {k: type(v) for k, v in mine[kind]["data"].items()} == {
+            k: type(v) for k, v in theirs[kind]["data"].items()}, kind
+    assert mine["ledger"]["data"]["delta"] == theirs["ledger"]["data"]["delta"] == 100
+    assert mine["ledger"]["data"]["balance"] == 100 and mine["ledger"]["entry_id"]
