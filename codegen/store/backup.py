@@ -275,10 +275,10 @@ def _bgsave(client: redis.Redis, progress: Progress, timeout: float = 3600) -> N
 
 def _scan_keys(client: Any) -> Iterator[bytes]:
     if _is_cluster(client):
-        from redis.cluster import RedisCluster
+        from redis.cluster import PRIMARY
 
         for node in client.get_nodes():
-            if node.server_type == RedisCluster.PRIMARY:
+            if node.server_type == PRIMARY:
                 yield from node.redis_connection.scan_iter(count=1000)
         return
     yield from client.scan_iter(count=1000)
