@@ -17,8 +17,11 @@ flushed store with a fresh tenant:
   on ``--many-entries-members`` members; bytes per member,
   and ``MEMORY USAGE`` per key type on a sample of members; the CRM event
   streams are measured apart (the drop when they are trimmed as the bridge
-  trims them once all is delivered: the events of the entries added at that
-  step), ``bytes_per_member`` is what stays;
+  trims them once all is delivered), ``bytes_per_member`` is what stays;
+  then ``points archive`` (``archive_ledger``) moves every entry to Parquet and
+  ``bytes_per_member_archived`` is what stays of a member whose entries are
+  all archived (its record and phone index), with the archive's time and file
+  bytes per entry. Each count of entries starts from a fresh tenant;
 * import: ``itemseal import members`` (the command, in a subprocess) of a CSV
   and of a Parquet file of ``--import-rows`` rows, members per second, and
   the time of a re-run of the same file (a no-op);
@@ -56,6 +59,7 @@ from codegen.keys import MasterKey  # noqa: E402
 from codegen.store.embedded import EmbeddedRedis  # noqa: E402
 from codegen.store.keyspace import MEMBER_SHARDS  # noqa: E402
 from codegen.tenants import TenantStore  # noqa: E402
+from points_bridge.archiving import archive_ledger  # noqa: E402
 from points_bridge.ledger import entry_spec  # noqa: E402
 from points_bridge.members import MemberStore  # noqa: E402
 from points_bridge.scoped import points_scripts  # noqa: E402
@@ -135,29 +139,41 @@ def key_usage(client, cards: list[str]) -> dict[str, float]:
 
 def measure_memory(client, master: MasterKey, home: Path, members: int,
                    entries: list[int]) -> dict[str, object]:
-    fresh_tenant(client)
+    """For each count of entries, on a fresh tenant: the bytes per member with the entries
+    in Redis, then after ``points archive`` moved them all to Parquet."""
+    out: dict[str, object] = {"members": members}
     path = home / "mem.parquet"
     write_members(path, members, "parquet")
-    before = client.info("memory")["used_memory"]
-    report = import_members(client, TENANT, path, master=master)
-    assert report.created == members and not report.errors, report
-    cards = list(MemberStore(client, TENANT, master=master).cards())
-    out: dict[str, object] = {"members": members}
-    done = 1
     for k in sorted(entries):
-        add_entries(client, cards, k, done)
-        done = k
+        fresh_tenant(client)
+        before = client.info("memory")["used_memory"]
+        report = import_members(client, TENANT, path, master=master)
+        assert report.created == members and not report.errors, report
+        cards = list(MemberStore(client, TENANT, master=master).cards())
+        add_entries(client, cards, k, 1)
         used = client.info("memory")["used_memory"] - before
         usage = key_usage(client, cards)
         keys = MemberStore(client, TENANT).keys
         for shard in range(MEMBER_SHARDS):  # what the bridge leaves once all is delivered
             client.xtrim(keys.events(shard), maxlen=0, approximate=False)
         delivered = client.info("memory")["used_memory"] - before
+        start = time.perf_counter()
+        archived = archive_ledger(client, TENANT, cutoff=time.time(),
+                                  directory=home / "archive", master=master)
+        archive_s = time.perf_counter() - start
+        assert archived.members_trimmed == members, archived
+        left = client.info("memory")["used_memory"] - before
+        files = sum(f.stat().st_size for f in archived.run.directory.iterdir())
         out[f"entries_{k}"] = {
             "bytes_per_member": round(delivered / members, 1),
             "crm_events_bytes_per_member_until_delivered": round((used - delivered) / members, 1),
             "memory_usage_per_key": usage,
+            "bytes_per_member_archived": round(left / members, 1),
+            "archive_s": round(archive_s, 2),
+            "archive_entries_per_s": round(archived.run.entries / archive_s),
+            "archive_file_bytes_per_entry": round(files / archived.run.entries, 1),
         }
+        shutil.rmtree(archived.run.directory)
     return out
 
 

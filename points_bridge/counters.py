@@ -32,6 +32,7 @@ import redis
 from codegen.store.keyspace import MEMBER_SHARDS, PointsKeys, TenantKeys, shard_of
 from codegen.tenants import REPORT_COUNTERS as COUNTED
 from points_bridge.ledger import stored_int
+from points_bridge.ledger_archive import ArchivedEntries, list_runs, live_from
 
 POINTS_BY_KIND = {"credit": "issued", "redeem": "redeemed", "adjust": "adjusted",
                   "expire": "expired"}
@@ -155,17 +156,25 @@ def recount(client: redis.Redis, tenant: str, chunk: int = 500,
             if keep_crm_cards is not None:
                 keep_crm_cards(cards)
             for start in range(0, len(cards), chunk):
-                yield from _tally_cards(client, keys, cards[start:start + chunk])
+                yield from _tally_cards(client, keys, cards[start:start + chunk], first)
+        for card, _, raw in ArchivedEntries(client, tenant).every():  # points archive
+            yield card, tally([], [_points_entry(raw)])
 
+    first = f"{live_from(list_runs(client, tenant))}-0"
     return counts.replace(walk())
 
 
-def _tally_cards(client: redis.Redis, keys: PointsKeys,
-                 cards: list[str]) -> Iterable[tuple[str, Counter]]:
+def _points_entry(raw: Mapping[str, str]) -> dict[str, object]:
+    return {"kind": raw.get("kind", ""), "delta": stored_int(raw.get("delta")),
+            "sku": raw.get("sku") or ""}
+
+
+def _tally_cards(client: redis.Redis, keys: PointsKeys, cards: list[str],
+                 first: str) -> Iterable[tuple[str, Counter]]:
     pipe = client.pipeline(transaction=False)
     for card in cards:
         pipe.hmget(keys.member(card), "status", "tier")
-        pipe.xrange(keys.ledger(card))
+        pipe.xrange(keys.ledger(card), first)  # those below are archived
     replies = pipe.execute()
     for i, card in enumerate(cards):
         status, tier = replies[2 * i]
@@ -173,8 +182,7 @@ def _tally_cards(client: redis.Redis, keys: PointsKeys,
             continue
         entries = []
         for _, raw in replies[2 * i + 1]:
-            kind = raw.get(b"kind", b"").decode()
-            if kind in POINTS_BY_KIND:
-                entries.append({"kind": kind, "delta": stored_int(raw.get(b"delta")),
-                                "sku": (raw.get(b"sku") or b"").decode()})
+            entry = _points_entry({k.decode(): v.decode() for k, v in raw.items()})
+            if entry["kind"] in POINTS_BY_KIND:
+                entries.append(entry)
         yield card, tally([{"status": status.decode(), "tier": (tier or b"").decode()}], entries)

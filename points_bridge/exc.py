@@ -325,3 +325,22 @@ class InsufficientStoredValue(ConflictError, PointsError):
         self.card = card
         self.stored = stored
         self.asked = asked
+
+
+class ArchiveMissing(PointsError):
+    """An archive file Redis lists is not where it was written: history would be incomplete.
+
+    Refused rather than read as an empty history, so no one sees (or exports,
+    or reconciles against) a ledger with entries missing.
+    """
+
+    status = 503
+    code = "archive_missing"
+
+    def __init__(self, path: str, run_id: str) -> None:
+        super().__init__(
+            f"archived ledger file {path!r} (archive run {run_id}) is missing: restore it"
+            " from backup, or mount the archive folder where it was written"
+        )
+        self.path = path
+        self.run_id = run_id

@@ -16,6 +16,7 @@ from codegen.exc import CodegenError
 from codegen.keys import KeyStore
 from codegen.store.backup import count_keys
 from codegen.store.keyspace import TENANT_INDEX
+from points_bridge.exc import PointsError
 from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 
@@ -77,7 +78,11 @@ def verify_store(
             if member is None:
                 continue
             members_checked += 1
-            total = sum(entry.delta for entry in ledger.history(card))
+            try:  # archived entries too: this reads the archive's files
+                total = sum(entry.delta for entry in ledger.history(card))
+            except PointsError as exc:
+                problems.append(f"tenant {tenant}: member {card}: {exc}")
+                continue
             if total != member.balance:
                 problems.append(
                     f"tenant {tenant}: member {card} has balance {member.balance},"

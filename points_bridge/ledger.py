@@ -48,10 +48,13 @@ from points_bridge.exc import (
     Stale,
     UnknownMember,
 )
+from points_bridge.ledger_archive import ArchivedEntries, id_ms, list_runs, live_from, parse_runs
 from points_bridge.members import Member
 from points_bridge.scoped import TenantScoped
 
 BASE_FIELDS = ("kind", "delta", "balance", "earned", "tier", "at", "idem")
+ARCHIVED = "archived"
+"""Member record field: how many of its entries ``points archive`` moved to Parquet."""
 
 
 def stored_int(text: str | bytes | None) -> int:
@@ -99,9 +102,15 @@ class Entry:
 
     @classmethod
     def from_stream(cls, entry_id: bytes | str, raw: Mapping[bytes, bytes]) -> Entry:
-        f = {k.decode(): v.decode() for k, v in raw.items()}
+        return cls.from_fields(entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+                               {k.decode(): v.decode() for k, v in raw.items()})
+
+    @classmethod
+    def from_fields(cls, entry_id: str, fields: Mapping[str, str]) -> Entry:
+        """From the fields a stream entry (or an archive row, ``ledger_archive.py``) holds."""
+        f = dict(fields)
         return cls(
-            entry_id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+            entry_id=entry_id,
             kind=f.pop("kind"),
             delta=stored_int(f.pop("delta", "0")),
             balance=stored_int(f.pop("balance", "0")),
@@ -262,21 +271,50 @@ class Ledger(TenantScoped):
         raw = self._scripts.ledger_apply(keys=self.keys.member_keys(card), args=[json.dumps(spec)])
         return json.loads(raw)
 
-    def entry(self, card: str, entry_id: str) -> Entry:
+    def entry(self, card: str, entry_id: str) -> Entry | None:
+        """One entry by id, in Redis or archived; None when the member has no such entry."""
         found = self._redis.xrange(self.keys.ledger(card), entry_id, entry_id)
-        return Entry.from_stream(*found[0])
+        if found:
+            return Entry.from_stream(*found[0])
+        runs = list_runs(self._redis, self.tenant)
+        if not runs:
+            return None
+        archive = ArchivedEntries(self._redis, self.tenant).of_member(card, runs)
+        return next((Entry.from_fields(i, f) for i, f in archive if i == entry_id), None)
 
     def lookup(self, card: str, idem: str) -> Entry | None:
+        """The entry posted under ``idem`` while it is in Redis (a key leaves with its entry
+        when the entry is archived, ``points archive``)."""
         seen = self._redis.hget(self.keys.idem(card), idem)
         return self.entry(card, seen.decode().split()[1]) if seen else None
 
     def history(self, card: str, count: int | None = None) -> list[Entry]:
-        """Return the member's entries oldest first (the last ``count`` when given)."""
+        """Return the member's entries oldest first (the last ``count`` when given),
+        archived ones (``points archive``) before those still in Redis."""
+        pipe = self._redis.pipeline(transaction=False)
         if count is None:
-            found = self._redis.xrange(self.keys.ledger(card))
+            pipe.xrange(self.keys.ledger(card))
         else:
-            found = list(reversed(self._redis.xrevrange(self.keys.ledger(card), count=count)))
-        return [Entry.from_stream(i, raw) for i, raw in found]
+            pipe.xrevrange(self.keys.ledger(card), count=count)
+        pipe.hget(self.keys.member(card), ARCHIVED)
+        pipe.hgetall(self.keys.ledger_archive)
+        found, archived, listed = pipe.execute()
+        if count is not None:
+            found.reverse()
+        live = [Entry.from_stream(i, raw) for i, raw in found]
+        if not listed:
+            return live
+        runs = parse_runs(listed)
+        first = live_from(runs)
+        kept = [e for e in live if id_ms(e.entry_id) >= first]
+        if not archived and len(kept) == len(live):
+            return kept
+        if count is not None and len(kept) >= count:
+            return kept[-count:]
+        older = [Entry.from_fields(i, f) for i, f in
+                 ArchivedEntries(self._redis, self.tenant).of_member(card, runs)]
+        entries = older + kept
+        return entries if count is None else entries[-count:]
 
     def snapshot(self, card: str, idem: str) -> tuple[Member | None, Entry | None]:
         """Return the member record and the entry already posted under ``idem``, if any."""

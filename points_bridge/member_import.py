@@ -256,22 +256,37 @@ class MemberImporter:
                 self._writer.drain()
                 self._one_row(row, report)
                 continue
-            opened = replies[2 * i + 1]
             try:
-                self._update(row, member, opened.decode() if opened else None)
+                opened = self._opening_posted(card, replies[2 * i + 1],
+                                              replies[2 * i].get(b"opened"), row.points)
+                self._update(row, member, opened)
             except PointsError as exc:
                 report.errors.append((row.where, str(exc)))
                 continue
             report.updated += 1
 
-    def _update(self, row: ImportRow, member: Member, opened: str | None) -> None:
+    def _opening_posted(self, card: str, seen: bytes | None, kept: bytes | None,
+                        points: int | None) -> int | None:
+        """The opening balance the member already has (None: none was posted), from the
+        idem hash's ``<sha> <entry id>``, or from the record once the entry is archived
+        (``opened``, ``lua/ledger_archive.lua``); read from the entry only if it differs."""
+        if kept is not None:
+            return int(kept)
+        if seen is None:
+            return None
+        sha, entry_id = seen.decode().split()
+        if not points or sha == _opening_sha(points):
+            return points or 0
+        first = self.ledger.entry(card, entry_id)
+        return points if first is None else first.delta
+
+    def _update(self, row: ImportRow, member: Member, opened: int | None) -> None:
+        """``opened``: the opening balance already posted (``_opening_posted``)."""
         if row.card and member.card != "".join(c for c in row.card if c.isdigit()):
             raise BadInput("card", row.card, f"{row.e164} is already the member of card "
                            f"{member.card}")
-        if opened is not None and row.points and opened.split()[0] != _opening_sha(row.points):
-            first = self.ledger.lookup(member.card, OPENING_KEY)
-            if first is not None and first.delta != row.points:
-                raise BadInput("points", row.points, f"opening balance already {first.delta}")
+        if opened is not None and row.points and opened != row.points:
+            raise BadInput("points", row.points, f"opening balance already {opened}")
         if self._profile_differs(row, member):
             self.members.update_profile(member.card, birthday=row.birthday,
                                         attributes=row.attributes)
@@ -409,9 +424,11 @@ class MemberImporter:
             report.errors.append((row.where, str(BadInput("points", row.points, "out of bounds"))))
 
     # -- the one-row way ----------------------------------------------------------------
-    def _opened(self, card: str) -> str | None:
-        raw = self._redis.hget(self.keys.idem(card), OPENING_KEY)
-        return raw.decode() if raw else None
+    def _opened(self, card: str, points: int | None) -> int | None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(self.keys.idem(card), OPENING_KEY)
+        pipe.hget(self.keys.member(card), "opened")
+        return self._opening_posted(card, *pipe.execute(), points)
 
     def _one_row(self, row: ImportRow, report: ImportReport) -> None:
         """Write one row with the single-member calls (what is rare in a batch)."""
@@ -419,7 +436,7 @@ class MemberImporter:
         try:
             existing = members.by_phone(row.e164)
             if existing is not None:
-                self._update(row, existing, self._opened(existing.card))
+                self._update(row, existing, self._opened(existing.card, row.points))
                 report.updated += 1
                 return
             if row.card:
@@ -429,7 +446,7 @@ class MemberImporter:
                 member, created = members.ensure(row.e164, settings=settings, source="import",
                                                  profile=row.profile)
             if not created:
-                self._update(row, member, self._opened(member.card))
+                self._update(row, member, self._opened(member.card, row.points))
                 report.updated += 1
                 return
             self._pin(row, member)

@@ -63,7 +63,8 @@ from points_bridge.exc import (
     UnknownMember,
     UnknownPurchase,
 )
-from points_bridge.ledger import Entry, body_sha, entry_spec, lot_expiry, refusal
+from points_bridge.ledger import Entry, Ledger, body_sha, entry_spec, lot_expiry, refusal
+from points_bridge.ledger_archive import ArchivedEntries, live_from
 from points_bridge.members import ACTIVE, Member, MemberStore, earned_for_tier
 from points_bridge.purchase_rules import (
     EarnRates,
@@ -455,11 +456,8 @@ class PurchaseDesk(TenantScoped):
         return spec
 
     def _purchase_entry(self, card: str, entry_id: str, purchase: str) -> Entry:
-        found = self._redis.xrange(self.keys.ledger(card), entry_id, entry_id)
-        if not found:
-            raise UnknownPurchase(self.tenant, purchase)
-        entry = Entry.from_stream(*found[0])
-        if entry.kind != "purchase":
+        entry = Ledger(self._redis, self.tenant).entry(card, entry_id)  # archived, too
+        if entry is None or entry.kind != "purchase":
             raise UnknownPurchase(self.tenant, purchase)
         return entry
 
@@ -508,8 +506,7 @@ class PurchaseDesk(TenantScoped):
         member = find_member(self.members, who)
         kinds = ("purchase", "refund", "topup", "stored_adjust")
         found = []
-        for entry_id, raw in self._redis.xrevrange(self.keys.ledger(member.card)):
-            entry = Entry.from_stream(entry_id, raw)
+        for entry in reversed(Ledger(self._redis, self.tenant).history(member.card)):
             if entry.kind in kinds:
                 pid = entry.fields.get("refund_of") or purchase_id(member.card, entry.entry_id)
                 found.append(PurchaseResult(pid, entry, False).to_json())
@@ -619,10 +616,16 @@ def sales_entries(client: redis.Redis, tenant: str, since: int, *,
     """Every ledger entry posted since ``since`` (unix seconds), member by member.
 
     Reads each member's ledger from that moment on (ledger ids are posting times, and a
-    purchase is never posted before it happened, so nothing in the span is skipped).
+    purchase is never posted before it happened, so nothing in the span is skipped),
+    archived entries first (``points archive``).
     """
     members = MemberStore(client, tenant, master=master)
     keys = members.keys
+    archive = ArchivedEntries(client, tenant)
+    runs = archive.runs()
+    for _, entry_id, fields in archive.every(since * 1000):
+        yield Entry.from_fields(entry_id, fields)
+    start = f"{max(since * 1000, live_from(runs))}-0"
     for card in members.cards():
-        for entry_id, raw in client.xrange(keys.ledger(card), f"{since * 1000}-0", "+"):
+        for entry_id, raw in client.xrange(keys.ledger(card), start, "+"):
             yield Entry.from_stream(entry_id, raw)

@@ -35,6 +35,7 @@ class PointsScripts:
         self.reward_settle = register(client, "points_bridge", "reward_settle")
         self.coupon_redeem = register(client, "points_bridge", "coupon_redeem")
         self.import_members = register(client, "points_bridge", "import_members")
+        self.ledger_archive = register(client, "points_bridge", "ledger_archive")
 
 
 _registered: weakref.WeakKeyDictionary[redis.Redis, PointsScripts] = weakref.WeakKeyDictionary()

@@ -22,9 +22,10 @@ the ladder does not know refuses the row.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,6 +38,7 @@ from codegen.files import file_errors, text_encoding
 from codegen.keys import MasterKey
 from points_bridge.exc import BadInput, PointsError
 from points_bridge.ledger import BASE_FIELDS, Ledger, stored_int
+from points_bridge.ledger_archive import ArchivedEntries, list_runs, live_from
 from points_bridge.member_import import ImportReport, ImportRow, MemberImporter
 from points_bridge.members import MemberStore
 from points_bridge.settings import PointsSettings
@@ -79,26 +81,45 @@ def _member_rows(client: redis.Redis, members: MemberStore, cards: list[str]) ->
     return rows
 
 
-def _ledger_rows(client: redis.Redis, ledger: Ledger, cards: list[str]) -> list[dict]:
+def _ledger_rows(client: redis.Redis, ledger: Ledger, cards: list[str],
+                 start: str = "-") -> list[dict]:
+    """The export rows of the entries in Redis (from id ``start``: those below are
+    archived, ``ledger_archive.live_from``)."""
     pipe = client.pipeline(transaction=False)
     for card in cards:
-        pipe.xrange(ledger.keys.ledger(card))
+        pipe.xrange(ledger.keys.ledger(card), start)
     rows = []
     for card, entries in zip(cards, pipe.execute(), strict=True):
         for entry_id, raw in entries:
-            f = {k.decode(): v.decode() for k, v in raw.items()}
-            details = {k: v for k, v in f.items()
-                       if k not in (*BASE_FIELDS, "serial", "sku", "reason", "card")}
-            rows.append({
-                "card": card, "entry_id": entry_id.decode(), "kind": f["kind"],
-                "delta": stored_int(f.get("delta")), "balance": stored_int(f.get("balance")),
-                "earned": stored_int(f.get("earned")), "tier": f.get("tier"),
-                "at": int(f.get("at", 0)) * 1000, "idempotency_key": f.get("idem") or None,
-                "serial": int(f["serial"]) if f.get("serial") else None,
-                "sku": f.get("sku") or None, "reason": f.get("reason") or None,
-                "details": json.dumps(details, sort_keys=True, ensure_ascii=False),
-            })
+            rows.append(_ledger_row(card, entry_id.decode(),
+                                    {k.decode(): v.decode() for k, v in raw.items()}))
     return rows
+
+
+def _archived_rows(client: redis.Redis, tenant: str) -> Iterator[list[dict]]:
+    """The export rows of the archived entries (``points archive``), a batch at a time."""
+    rows = []
+    for card, entry_id, fields in ArchivedEntries(client, tenant).every():
+        rows.append(_ledger_row(card, entry_id, fields))
+        if len(rows) == CHUNK:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
+
+
+def _ledger_row(card: str, entry_id: str, f: Mapping[str, str]) -> dict:
+    details = {k: v for k, v in f.items()
+               if k not in (*BASE_FIELDS, "serial", "sku", "reason", "card")}
+    return {
+        "card": card, "entry_id": entry_id, "kind": f["kind"],
+        "delta": stored_int(f.get("delta")), "balance": stored_int(f.get("balance")),
+        "earned": stored_int(f.get("earned")), "tier": f.get("tier"),
+        "at": int(f.get("at", 0)) * 1000, "idempotency_key": f.get("idem") or None,
+        "serial": int(f["serial"]) if f.get("serial") else None,
+        "sku": f.get("sku") or None, "reason": f.get("reason") or None,
+        "details": json.dumps(details, sort_keys=True, ensure_ascii=False),
+    }
 
 
 _NUMBER_LIKE = re.compile(r"\+?[0-9]+")
@@ -153,11 +174,16 @@ def export(
                   else pacsv.CSVWriter(sink, schema))
     written = 0
     ledger = Ledger(client, tenant)
+    start = f"{live_from(list_runs(client, tenant))}-0"
+    batches: Iterable[list[dict]] = (
+        (_member_rows(client, members, cards) for cards in _chunks(members.cards()))
+        if what == "members" else
+        itertools.chain(_archived_rows(client, tenant),
+                        (_ledger_rows(client, ledger, cards, start)
+                         for cards in _chunks(members.cards()))))
     try:
         with writer:
-            for cards in _chunks(members.cards()):
-                rows = (_member_rows(client, members, cards) if what == "members"
-                        else _ledger_rows(client, ledger, cards))
+            for rows in batches:
                 if excel:
                     rows = [{k: excel_text(v) for k, v in row.items()} for row in rows]
                 if rows:

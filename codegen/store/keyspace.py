@@ -250,6 +250,12 @@ class PointsKeys:
         return f"{self._t}:cards"
 
     @property
+    def ledger_archive(self) -> str:
+        """Hash: archive run id -> JSON {dir, cutoff_ms, entries, members, at}: the Parquet
+        files ledger entries were moved to (``points_bridge/ledger_archive.py``)."""
+        return f"{self._t}:ledger-archive"
+
+    @property
     def card_secret(self) -> str:
         """Random 32 bytes that permute card numbers (not in the record ``tenant show`` prints)."""
         return f"{self._t}:card-secret"

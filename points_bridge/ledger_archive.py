@@ -1,0 +1,187 @@
+"""Ledger entries archived out of Redis: Parquet files, and where to find them.
+
+A member's ledger stream costs Redis ~1.3 KB from its first entry (a
+stream's node and tree), more than all the rest of the member; most members of
+a large brand have not moved in months. ``itemseal points archive``
+(``archiving.py``) moves entries older than a cut-off into Parquet files and
+trims them from Redis, so a quiet member costs its record and phone index
+only (``benchmarks/bench_members.py``), while the history, exports, reports
+and ``store verify`` read both.
+
+One archive run writes one folder, one file per member shard
+(``shard-NN.parquet``, every shard, so a missing file is a lost file), rows
+sorted by card and entry id in row groups of ``ROW_GROUP`` rows: reading one
+member's entries reads the row groups whose card range holds it, not the file.
+The runs are listed in Redis (``PointsKeys.ledger_archive``: run id -> JSON
+{dir, cutoff_ms, entries, members, at}) so every process that reads a member's history finds them;
+files are written and fsynced before they are listed, and listed before the
+entries leave Redis. A run cut off between the two leaves entries both here
+and in Redis, and the next run archives them again. So readers follow one
+rule (``live_from``): once a run with cut-off C is listed, every entry with an
+id below C is in the files (ids are posting times, and C was in the past when
+the run read Redis), so an entry still in Redis below C is a copy and is
+skipped, and a later run's rows below an earlier run's cut-off are copies too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import redis
+
+from codegen.store.keyspace import MEMBER_SHARDS, PointsKeys, shard_of
+from points_bridge.exc import ArchiveMissing
+
+ROW_GROUP = 16_384
+"""Rows per row group: a member's lookup decodes at most about this many rows per file."""
+
+SCHEMA = pa.schema([
+    ("card", pa.string()),
+    ("entry_id", pa.string()),
+    ("kind", pa.string()),
+    ("delta", pa.int64()),
+    ("balance", pa.int64()),
+    ("earned", pa.int64()),
+    ("tier", pa.string()),
+    ("at", pa.int64()),
+    ("idem", pa.string()),
+    ("fields", pa.string()),  # a JSON object: the kind's own fields (serial, reason, ...)
+])
+
+
+def shard_file(run_dir: Path, shard: int) -> Path:
+    return run_dir / f"shard-{shard:02d}.parquet"
+
+
+@dataclass(frozen=True)
+class ArchiveRun:
+    """One archive run as listed in Redis."""
+
+    run_id: str
+    directory: Path
+    cutoff_ms: int
+    entries: int
+    members: int
+    at: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"run": self.run_id, "dir": str(self.directory), "cutoff_ms": self.cutoff_ms,
+                "entries": self.entries, "members": self.members, "at": self.at}
+
+
+def list_runs(client: redis.Redis, tenant: str) -> list[ArchiveRun]:
+    """The tenant's archive runs, oldest first."""
+    return parse_runs(client.hgetall(PointsKeys(tenant).ledger_archive))
+
+
+def parse_runs(raw: Mapping[bytes, bytes]) -> list[ArchiveRun]:
+    """The runs of ``PointsKeys.ledger_archive`` as read (HGETALL), oldest first."""
+    runs = []
+    for run_id, text in raw.items():
+        facts = json.loads(text)
+        runs.append(ArchiveRun(run_id.decode(), Path(facts["dir"]), int(facts["cutoff_ms"]),
+                               int(facts["entries"]), int(facts["members"]), int(facts["at"])))
+    return sorted(runs, key=lambda run: (run.at, run.run_id))
+
+
+def live_from(runs: Iterable[ArchiveRun]) -> int:
+    """The first ledger id time (ms) read from Redis: entries below it are archived."""
+    return max((run.cutoff_ms for run in runs), default=0)
+
+
+def add_run(client: redis.Redis, tenant: str, run: ArchiveRun) -> None:
+    facts = run.to_json()
+    del facts["run"]
+    client.hset(PointsKeys(tenant).ledger_archive, run.run_id, json.dumps(facts))
+
+
+def write_shard(path: Path, columns: Mapping[str, list]) -> int:
+    """Write one shard's rows sorted by (card, entry id), fsynced; return the rows."""
+    table = pa.table(dict(columns), schema=SCHEMA)
+    table = table.sort_by([("card", "ascending"), ("entry_id", "ascending")])
+    partial = path.with_name(path.name + ".partial")
+    pq.write_table(table, partial, row_group_size=ROW_GROUP, compression="zstd")
+    with open(partial, "rb") as fh:
+        os.fsync(fh.fileno())
+    partial.replace(path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return table.num_rows
+
+
+class ArchivedEntries:
+    """Read a tenant's archived entries as the ledger stream's field mappings.
+
+    Rows come out as ``(card, entry_id, fields)`` with ``fields`` the str -> str
+    mapping the stream would hold, so ``Entry`` is built one way for both.
+    A missing file is an error, not an empty history: entries would be lost.
+    """
+
+    def __init__(self, client: redis.Redis, tenant: str) -> None:
+        self._client = client
+        self.tenant = tenant
+
+    def runs(self) -> list[ArchiveRun]:
+        return list_runs(self._client, self.tenant)
+
+    def of_member(self, card: str, runs: list[ArchiveRun] | None = None,
+                  ) -> list[tuple[str, dict[str, str]]]:
+        """The member's archived entries, oldest first."""
+        found: list[tuple[str, dict[str, str]]] = []
+        below = 0  # the earlier runs' cut-off: their copies in a later run are skipped
+        for run in self.runs() if runs is None else runs:
+            path = _existing(run, shard_of(card))
+            for row in pq.read_table(path, filters=[("card", "=", card)]).to_pylist():
+                if id_ms(row["entry_id"]) >= below:
+                    found.append((row["entry_id"], _stream_fields(row)))
+            below = max(below, run.cutoff_ms)
+        return sorted(found, key=lambda item: id_order(item[0]))
+
+    def every(self, since_ms: int = 0) -> Iterator[tuple[str, str, dict[str, str]]]:
+        """Every archived entry with an id from ``since_ms`` on: (card, entry id, fields)."""
+        below = since_ms
+        for run in self.runs():
+            if run.cutoff_ms <= below:  # every row of it is older (or a copy)
+                continue
+            for shard in range(MEMBER_SHARDS):
+                path = _existing(run, shard)
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP):
+                    for row in batch.to_pylist():
+                        if id_ms(row["entry_id"]) >= below:
+                            yield row["card"], row["entry_id"], _stream_fields(row)
+            below = max(below, run.cutoff_ms)
+
+
+def _existing(run: ArchiveRun, shard: int) -> Path:
+    path = shard_file(run.directory, shard)
+    if not path.exists():
+        raise ArchiveMissing(str(path), run.run_id)
+    return path
+
+
+def id_ms(entry_id: str) -> int:
+    """The posting time (ms) a ledger entry id starts with."""
+    return int(entry_id.partition("-")[0])
+
+
+def id_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _stream_fields(row: Mapping[str, Any]) -> dict[str, str]:
+    fields = {"kind": row["kind"], "delta": str(row["delta"]), "balance": str(row["balance"]),
+              "earned": str(row["earned"]), "tier": row["tier"], "at": str(row["at"]),
+              "idem": row["idem"]}
+    fields.update(json.loads(row["fields"] or "{}"))
+    return fields

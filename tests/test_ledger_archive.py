@@ -1,0 +1,222 @@
+"""``points archive``: entries leave Redis for Parquet, and every reader still sees them once."""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow.parquet as pq
+import pytest
+import redis
+from click.testing import CliRunner
+from redis.cluster import RedisCluster
+
+from cli import main
+from points_bridge.archiving import archive_ledger
+from points_bridge.counters import Counts, recount
+from points_bridge.exc import ArchiveMissing, BadInput
+from points_bridge.integrity import verify_store
+from points_bridge.ledger import Ledger
+from points_bridge.ledger_archive import ArchivedEntries, list_runs, shard_file
+from points_bridge.members import MemberStore
+from points_bridge.purchase_rules import Line
+from points_bridge.purchases import PurchaseDesk, PurchaseRequest
+from points_bridge.scoped import points_scripts
+from points_bridge.settings import SettingsStore
+from points_bridge.shops import ShopStore
+from points_bridge.transfer import export, import_members
+from tests.helpers.master import TEST_MASTER, with_test_master
+
+pytestmark = pytest.mark.cluster
+
+PHONES = [f"1381234{i:04d}" for i in range(6)]
+
+
+@pytest.fixture
+def world(redis_client, points_tenant, tmp_path):
+    """Six imported members with opening balances, adjustments, a redemption, a purchase."""
+    tenant = points_tenant()
+    SettingsStore(redis_client).update(tenant, expiry_months="12")
+    ShopStore(redis_client, tenant).add("JN-01", name="Jinan", region="Shandong")
+    crm = tmp_path / "crm.csv"
+    crm.write_text("phone,points\n" + "".join(f"{p},{100 + i}\n" for i, p in enumerate(PHONES)))
+    assert import_members(redis_client, tenant, crm, master=TEST_MASTER).created == 6
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
+    ledger = Ledger(redis_client, tenant)
+    cards = [members.find(phone=p).card for p in PHONES]
+    for i, card in enumerate(cards[:4]):
+        ledger.adjust(card, 5 + i, reason=f"goodwill {i}")
+    ledger.redeem(cards[1], 20, reason="gift")
+    bought = PurchaseDesk(redis_client, tenant).record(PurchaseRequest(
+        PHONES[2], "JN-01", (Line("LIP-001", 1, 10_000), Line("EYE-002", 2, 5_000)), "till-1"))
+    return tenant, crm, cards, bought.purchase_id
+
+
+def _everything(client, tenant: str, cards: list[str], tmp_path) -> dict:
+    """What every reader of the ledger sees."""
+    ledger = Ledger(client, tenant)
+    out = tmp_path / f"ledger-{time.monotonic_ns()}.parquet"
+    export(client, tenant, "ledger", "parquet", out, master=TEST_MASTER)
+    rows = pq.read_table(out).to_pylist()
+    return {
+        "history": {card: ledger.history(card) for card in cards},
+        "last_two": {card: ledger.history(card, 2) for card in cards},
+        "export": sorted(rows, key=lambda r: (r["card"], r["entry_id"])),
+        "purchases": PurchaseDesk(client, tenant).history(cards[2]),
+    }
+
+
+def _archive(client, tenant: str, tmp_path, **kw):
+    return archive_ledger(client, tenant, cutoff=time.time(), directory=tmp_path / "archive",
+                          master=TEST_MASTER, **kw)
+
+
+def test_archived_entries_leave_redis_and_every_reader_still_sees_them(
+        redis_client, world, tmp_path):
+    tenant, crm, cards, purchase = world
+    before = _everything(redis_client, tenant, cards, tmp_path)
+    counts = Counts(redis_client, tenant).read()
+    balances = [MemberStore(redis_client, tenant).get(c).balance for c in cards]
+    seen = []
+    report = _archive(redis_client, tenant, tmp_path, progress=lambda d, t: seen.append((d, t)))
+    entries = sum(len(h) for h in before["history"].values())
+    assert (report.members_trimmed, report.members_changed, report.run.entries) == (6, 0,
+                                                                                    entries)
+    assert seen[-1][0] == seen[-1][1] and seen == sorted(seen)
+    keys = MemberStore(redis_client, tenant).keys
+    for card in cards:  # the ledger and idem keys are gone; the record says what left
+        assert not redis_client.exists(keys.ledger(card), keys.idem(card))
+        record = redis_client.hgetall(keys.member(card))
+        assert int(record[b"archived"]) == len(before["history"][card])
+    assert _everything(redis_client, tenant, cards, tmp_path) == before
+    assert [MemberStore(redis_client, tenant).get(c).balance for c in cards] == balances
+    assert recount(redis_client, tenant) == counts  # the points report's figures, rebuilt
+    assert verify_store(redis_client, TEST_MASTER).problems == []
+    # An archived purchase is refunded as before, and history goes on after the archive.
+    refund = PurchaseDesk(redis_client, tenant).refund(purchase, [2], idempotency_key="r-1")
+    assert refund.entry.kind == "refund" and refund.entry.delta < 0
+    after = Ledger(redis_client, tenant).adjust(cards[0], 7, reason="later")
+    assert Ledger(redis_client, tenant).history(cards[0])[-1] == after.entry
+    assert Ledger(redis_client, tenant).history(cards[0])[:-1] == before["history"][cards[0]]
+
+
+def test_a_rerun_of_the_import_still_sees_each_archived_opening_balance(
+        redis_client, world, tmp_path):
+    tenant, crm, cards, _ = world
+    balances = [MemberStore(redis_client, tenant).get(c).balance for c in cards]
+    _archive(redis_client, tenant, tmp_path)
+    again = import_members(redis_client, tenant, crm, master=TEST_MASTER)
+    assert (again.created, again.updated, again.errors) == (0, 6, [])
+    assert [MemberStore(redis_client, tenant).get(c).balance for c in cards] == balances
+    changed = tmp_path / "changed.csv"
+    changed.write_text(f"phone,points\n{PHONES[0]},999\n")
+    report = import_members(redis_client, tenant, changed, master=TEST_MASTER)
+    assert report.errors and "opening balance already 100" in report.errors[0][1]
+
+
+def test_a_run_cut_off_before_its_trim_doubles_nothing_and_the_next_run_finishes(
+        redis_client, world, tmp_path):
+    """The files are listed before the trim; a run that dies there leaves each entry in
+    Redis and in a file, and every reader still counts it once."""
+    if isinstance(redis_client, RedisCluster):
+        pytest.skip("an ACL user is made per node; the single server shows the cut")
+    tenant, _, cards, _ = world
+    before = _everything(redis_client, tenant, cards, tmp_path)
+    counts = Counts(redis_client, tenant).read()
+    redis_client.acl_setuser("no-scripts", enabled=True, passwords=["+pw"], keys=["*"],
+                             channels=["*"], commands=["+@all", "-evalsha", "-eval"])
+    try:
+        kwargs = {**redis_client.connection_pool.connection_kwargs,
+                  "username": "no-scripts", "password": "pw"}
+        limited = redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=redis_client.connection_pool.connection_class, **kwargs))
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            _archive(limited, tenant, tmp_path)
+        limited.close()
+    finally:
+        redis_client.acl_deluser("no-scripts")
+    assert len(list_runs(redis_client, tenant)) == 1
+    assert redis_client.exists(MemberStore(redis_client, tenant).keys.ledger(cards[0]))
+    assert _everything(redis_client, tenant, cards, tmp_path) == before
+    assert recount(redis_client, tenant) == counts
+    report = _archive(redis_client, tenant, tmp_path)
+    assert report.members_trimmed == 6 and len(list_runs(redis_client, tenant)) == 2
+    assert _everything(redis_client, tenant, cards, tmp_path) == before
+    assert recount(redis_client, tenant) == counts
+    assert verify_store(redis_client, TEST_MASTER).problems == []
+
+
+def test_the_trim_leaves_a_stream_that_moved_since_it_was_read(redis_client, world, tmp_path):
+    tenant, _, cards, _ = world
+    keys = MemberStore(redis_client, tenant).keys
+    first = redis_client.xrange(keys.ledger(cards[0]))
+    end = f"{int(time.time() * 1000)}-0"
+    trim = points_scripts(redis_client).ledger_archive
+    args = [end, len(first) - 1, first[-2][0], "import:opening-balance"]
+    assert trim(keys=[keys.member(cards[0]), keys.ledger(cards[0]), keys.idem(cards[0])],
+                args=args) == 0
+    assert redis_client.xlen(keys.ledger(cards[0])) == len(first)
+
+
+def test_a_missing_archive_file_is_an_error_not_a_shorter_history(
+        redis_client, world, tmp_path):
+    tenant, _, cards, _ = world
+    run = _archive(redis_client, tenant, tmp_path).run
+    shard_file(run.directory, 0).unlink()
+    for shard in range(1, 16):  # every member's shard file but one
+        shard_file(run.directory, shard).unlink()
+    with pytest.raises(ArchiveMissing, match="is missing"):
+        Ledger(redis_client, tenant).history(cards[0])
+    problems = verify_store(redis_client, TEST_MASTER).problems
+    assert problems and all("is missing" in p for p in problems)
+
+
+def test_the_cut_off_cannot_be_in_the_future(redis_client, world, tmp_path):
+    tenant = world[0]
+    with pytest.raises(BadInput, match="future"):
+        archive_ledger(redis_client, tenant, cutoff=time.time() + 60,
+                       directory=tmp_path, master=TEST_MASTER)
+
+
+def test_the_files_hold_each_entry_as_the_stream_did(redis_client, world, tmp_path):
+    tenant, _, cards, _ = world
+    history = {card: Ledger(redis_client, tenant).history(card) for card in cards}
+    run = _archive(redis_client, tenant, tmp_path).run
+    rows = [row for shard in range(16)
+            for row in pq.read_table(shard_file(run.directory, shard)).to_pylist()]
+    assert len(rows) == run.entries == sum(map(len, history.values()))
+    by_id = {(r["card"], r["entry_id"]): r for r in rows}
+    for card, entries in history.items():
+        for e in entries:
+            row = by_id[(card, e.entry_id)]
+            assert (row["kind"], row["delta"], row["balance"], row["at"], row["idem"]) == (
+                e.kind, e.delta, e.balance, e.at, e.idem)
+    cards_in_files = [r["card"] for r in pq.read_table(shard_file(run.directory, 3))
+                      .to_pylist()]
+    assert cards_in_files == sorted(cards_in_files)  # one member's rows are a range
+    assert list(ArchivedEntries(redis_client, tenant).every()) != []
+
+
+def test_points_archive_command(itemseal_env, redis_client):
+    runner = CliRunner()
+    env = with_test_master(itemseal_env)
+
+    def run(*args):
+        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+
+    assert run("tenant", "create", "ACME", "--name", "Acme").exit_code == 0
+    assert run("member", "join", "--tenant", "ACME", "--phone", PHONES[0]).exit_code == 0
+    assert run("member", "adjust", "--tenant", "ACME", "--phone", PHONES[0], "--points", "40",
+               "--reason", "welcome").exit_code == 0
+    kept = run("points", "archive", "--tenant", "ACME")
+    assert kept.exit_code == 0 and "nothing to archive" in kept.output
+    time.sleep(0.01)
+    moved = run("points", "archive", "--tenant", "ACME", "--older-than", "0")
+    assert moved.exit_code == 0, moved.output
+    assert "archived 1 entry of 1 member to " in moved.output
+    shown = run("member", "show", "--tenant", "ACME", "--phone", PHONES[0])
+    assert "reason=welcome" in shown.output
+    unknown = run("points", "archive", "--tenant", "NOPE", "--older-than", "0")
+    assert unknown.exit_code != 0 and len(unknown.output.strip().splitlines()) == 1
+    assert "Traceback" not in unknown.output
+    negative = run("points", "archive", "--tenant", "ACME", "--older-than", "-1")
+    assert negative.exit_code == 2 and "x>=0" in negative.output
