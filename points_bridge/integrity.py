@@ -1,4 +1,5 @@
-"""Is a (restored) store whole? Keys per tenant, tenant keys open, balances equal ledgers.
+"""Is a (restored) store whole? Keys per tenant, tenant keys open, archive files where they
+were written, balances equal ledgers.
 
 ``itemseal store verify`` runs this after a restore (and on any live store):
 it reads, never writes.
@@ -18,6 +19,7 @@ from codegen.store.backup import count_keys
 from codegen.store.keyspace import TENANT_INDEX
 from points_bridge.exc import PointsError
 from points_bridge.ledger import Ledger
+from points_bridge.ledger_archive import missing_files
 from points_bridge.members import MemberStore
 
 
@@ -65,6 +67,7 @@ def verify_store(
                     opened += 1
                 except (CodegenError, ValueError) as exc:
                     problems.append(f"tenant {tenant}: key {info.key_id} does not open: {exc}")
+        problems.extend(f"tenant {tenant}: {exc}" for exc in missing_files(client, tenant))
         members = MemberStore(client, tenant,
                               master=None if isinstance(master, Exception) else master)
         ledger = Ledger(client, tenant)

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
 
-from codegen.store.keyspace import MEMBER_SHARDS, PointsKeys, shard_of
+from codegen.store.keyspace import MEMBER_SHARDS, TENANT_INDEX, PointsKeys, shard_of
 from points_bridge.exc import ArchiveMissing
 
 ROW_GROUP = 16_384
@@ -185,3 +185,23 @@ def _stream_fields(row: Mapping[str, Any]) -> dict[str, str]:
               "idem": row["idem"]}
     fields.update(json.loads(row["fields"] or "{}"))
     return fields
+
+
+def backup_files(client: redis.Redis) -> dict[str, Path]:
+    """Every tenant's archive files, as ``store backup`` keeps them beside the snapshot:
+    ``ledger-archive/<tenant>/<run>/shard-NN.parquet`` -> the file."""
+    files = {}
+    for raw in sorted(client.smembers(TENANT_INDEX)):
+        tenant = raw.decode()
+        for run in list_runs(client, tenant):
+            for shard in range(MEMBER_SHARDS):
+                path = shard_file(run.directory, shard)
+                files[f"ledger-archive/{tenant}/{run.run_id}/{path.name}"] = path
+    return files
+
+
+def missing_files(client: redis.Redis, tenant: str) -> list[ArchiveMissing]:
+    """The tenant's listed archive files that are not where they were written."""
+    return [ArchiveMissing(str(shard_file(run.directory, shard)), run.run_id)
+            for run in list_runs(client, tenant) for shard in range(MEMBER_SHARDS)
+            if not shard_file(run.directory, shard).exists()]

@@ -40,6 +40,7 @@ from codegen.store.backup import MANIFEST
 from codegen.store.embedded import EmbeddedRedis
 from codegen.store.keyspace import PointsKeys
 from codegen.store.standby import replica_conf
+from points_bridge.ledger import Ledger
 from points_bridge.reconcile import Reconciler
 from verify_api.app import create_app
 from verify_api.check.engine import CheckRequest
@@ -349,3 +350,40 @@ def claimed_card_numbers(world: World) -> Iterator[str]:
 
     members = MemberStore(world.client, TENANT, master=world.master)
     return (card for card in members.cards() if members.get(card) is not None)
+
+
+def test_the_ledger_archive_is_backed_up_and_restored_where_it_was(world, backups):
+    """Entries moved out by ``points archive`` live in files beside the store: a backup
+    holds them, a restore on a machine without them puts them back, verify notices a loss."""
+    claimer = Claimer(world)
+    for i in range(30):
+        claimer.claim(i)
+    claimer.finish()
+    time.sleep(0.01)
+    moved = cli(world, "points", "archive", "--tenant", TENANT, "--older-than", "0")
+    assert moved.exit_code == 0 and "archived 30 entries" in moved.output, moved.output
+    folder = world.store.home / "archive"
+    history = {card: Ledger(world.client, TENANT).history(card)
+               for card in {a.credit.member_card for _, a in claimer.acked.values()}}
+    archive = backups / "b.tar.gz"
+    done = cli(world, "store", "backup", "--out", str(archive), "--format", "keys", url=world.url)
+    assert done.exit_code == 0 and "with 16 ledger archive files" in done.output, done.output
+
+    shutil.rmtree(folder)  # the machine's files are lost with it
+    lost = cli(world, "store", "verify")
+    assert lost.exit_code == 1 and lost.stderr.count("is missing") >= 16, lost.output
+    home = make_short_home()
+    other = World(EmbeddedRedis(home), None, world.master, world.codes, world.first)  # type: ignore[arg-type]
+    try:
+        restored = cli(other, "store", "restore", str(archive))
+        assert restored.exit_code == 0, restored.output
+        assert "restored 16 ledger archive files where they were" in restored.output
+        checked = cli(other, "store", "verify", "--backup", str(archive))
+        assert checked.exit_code == 0, checked.output
+        other.client = other.store.client()
+        assert {card: Ledger(other.client, TENANT).history(card) for card in history} == history
+        assert all(entries for entries in history.values())
+        again = cli(other, "store", "restore", str(archive), "--force")
+        assert again.exit_code == 0, again.output  # the same files, already there: left alone
+    finally:
+        other.close()

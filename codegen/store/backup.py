@@ -21,9 +21,11 @@
 The manifest (``itemseal-backup/1``): ``created_at`` (ISO-8601 UTC),
 ``kind``, ``source`` (password removed), ``redis_version``, ``keys``,
 ``keys_per_tenant`` (keys outside any tenant under ``(shared)``), ``files``
-(name -> sha256 and bytes). The key counts of an ``rdb`` backup are read
-from the copied file by loading it into a throwaway redis-server, which also
-proves the file loads. The master key is never in a backup.
+(name -> sha256 and bytes), ``beside`` (name -> the absolute path a file
+outside Redis was copied from, and is restored to: the ledger archive). The
+key counts of an ``rdb`` backup are read from the copied file by loading it
+into a throwaway redis-server, which also proves the file loads. The master
+key is never in a backup.
 
 **Restore** goes into a stopped embedded store (or, for ``keys``, any empty
 Redis by URL). An ``rdb`` file is loaded by a throwaway redis-server in the
@@ -166,12 +168,19 @@ def backup(
     kind: str = "auto",
     binary: str | None = None,
     progress: Progress = _quiet,
+    beside: Callable[[], Mapping[str, Path]] | None = None,
 ) -> BackupResult:
     """Snapshot the store into ``out`` (a new dir, or a ``.tar``/``.tar.gz`` file).
 
     ``kind``: ``rdb``, ``keys`` or ``auto`` (``rdb`` when the server's files are
     on this machine and readable, else ``keys``). Nothing appears under
     ``out`` until the backup is complete.
+
+    ``beside``: the files the store's keys point to outside Redis (the ledger
+    archive's Parquet files, ``points archive``) as name in the backup -> path.
+    Asked for after the snapshot, so every file a snapshotted key names is
+    there (such files are only ever added); copied in, listed in ``files``
+    and, with where they came from, in ``beside`` (``restore_beside``).
     """
     out = Path(out).absolute()
     archive = out.name.endswith((".tar", ".tar.gz", ".tgz"))
@@ -197,6 +206,13 @@ def backup(
         else:
             counts = _dump_keys(client, work / KEYS_FILE, version, progress)
             files = {KEYS_FILE: _facts(work / KEYS_FILE)}
+        origins: dict[str, str] = {}
+        for name, path in (beside() if beside else {}).items():
+            progress(f"copying {path}")
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, work / name)
+            files[name] = _facts(work / name)
+            origins[name] = str(Path(path).absolute())
         manifest = {
             "format": FORMAT,
             "created_at": _now_iso(),
@@ -206,6 +222,7 @@ def backup(
             "keys": sum(counts.values()),
             "keys_per_tenant": dict(sorted(counts.items())),
             "files": files,
+            "beside": origins,
             "master_key": "not included: back up ITEMSEAL_HOME/master.key or ITEMSEAL_MASTER_KEY",
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -449,6 +466,33 @@ def open_backup(source: Path) -> Backup:
 class RestoreResult:
     keys: int
     moved_aside: Path | None
+    beside: int = 0
+
+
+def restore_beside(opened: Backup) -> int:
+    """Put the backup's ``beside`` files back where they were; return how many were copied.
+
+    A file already there with the same content is left alone; one with other
+    content is an error (it is not overwritten: it may be newer than the backup).
+    """
+    copied = 0
+    for name, origin in opened.manifest.get("beside", {}).items():
+        target = Path(origin)
+        want = opened.manifest["files"][name]["sha256"]
+        if target.exists():
+            if sha256_of(target) != want:
+                raise BackupError(f"{target} exists and differs from the backup's copy:"
+                                  " move it away to restore the backup's")
+            continue
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            shutil.copyfile(opened.folder / name, partial)
+            os.replace(partial, target)
+        except OSError as exc:
+            raise BackupError(f"cannot restore {target}: {exc.strerror}") from None
+        copied += 1
+    return copied
 
 
 def _store_key_count(embedded: EmbeddedRedis) -> int:
@@ -515,7 +559,7 @@ def restore_embedded(
         expected = opened.manifest.get("keys")
         if expected is not None and keys < int(expected) - _expired_since(opened):
             raise BackupError(f"restored {keys} keys, the manifest lists {expected}")
-        return RestoreResult(keys, moved)
+        return RestoreResult(keys, moved, restore_beside(opened))
     finally:
         opened.close()
 

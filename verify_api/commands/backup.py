@@ -1,7 +1,7 @@
 """``itemseal store backup|restore|verify|promote`` and ``store start --replica-of``.
 
-The library is ``verify_api/backup.py``; ``register(store)`` adds these to the
-``store`` group of ``verify_api/commands.py`` (and wraps its ``start``).
+The library is ``codegen/store/backup.py``; ``register(store)`` adds these to the
+``store`` group of ``verify_api/commands/`` (and wraps its ``start``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from codegen.commands.options import Config, pass_config
 from codegen.exc import BackupError, CodegenError
 from codegen.store import backup as lib
 from codegen.store import standby
+from codegen.words import plural
 from points_bridge.integrity import verify_store
+from points_bridge.ledger_archive import backup_files
 
 
 class _ProgressLine:
@@ -67,8 +69,10 @@ def _source(config: Config) -> str:
 def store_backup(config: Config, out: Path, kind: str) -> None:
     """Snapshot the store while checks go on, with a manifest (time, version, keys, sha256).
 
-    The master key is never in a backup: back up ITEMSEAL_HOME/master.key (or
-    ITEMSEAL_MASTER_KEY) separately, somewhere else.
+    The ledger archive's files (`points archive`) are copied in too, and
+    `store restore` puts them back where they were. The master key is never
+    in a backup: back up ITEMSEAL_HOME/master.key (or ITEMSEAL_MASTER_KEY)
+    separately, somewhere else.
 
     \b
     Example:
@@ -83,12 +87,15 @@ def store_backup(config: Config, out: Path, kind: str) -> None:
             kind=kind,
             binary=config.env.get("ITEMSEAL_REDIS_SERVER"),
             progress=progress,
+            beside=lambda: backup_files(config.redis),
         )
     finally:
         progress.done()
     m = result.manifest
     tenants = ", ".join(f"{t} {n}" for t, n in m["keys_per_tenant"].items()) or "none"
     click.echo(f"backup written to {result.path} ({m['kind']}, {m['keys']} keys: {tenants})")
+    if m["beside"]:
+        click.echo(f"with {plural(len(m['beside']), 'ledger archive file')} (points archive)")
     click.echo(lib.master_key_note(config.home, config.env))
 
 
@@ -122,6 +129,8 @@ def store_restore(config: Config, source: Path, force: bool) -> None:
     finally:
         progress.done()
     click.echo(f"restored {result.keys} keys; store running at {config.embedded.url()}")
+    if result.beside:
+        click.echo(f"restored {plural(result.beside, 'ledger archive file')} where they were")
     if result.moved_aside:
         click.echo(f"the data it held before is in {result.moved_aside}")
     click.echo("next: itemseal store verify (it needs the master key the backup was made with)")
@@ -141,7 +150,9 @@ def _restore_external(config: Config, source: Path, force: bool, progress) -> in
                 f"{lib.redact(config.redis_url)} is not empty ({existing} keys): use --force"
                 " to overwrite the keys the backup holds"
             )
-        return lib.load_keys(config.redis, opened.file(), replace=force, progress=progress)
+        keys = lib.load_keys(config.redis, opened.file(), replace=force, progress=progress)
+        lib.restore_beside(opened)
+        return keys
     finally:
         opened.close()
 
