@@ -38,23 +38,10 @@ import redis
 
 from codegen.store.keyspace import MEMBER_SHARDS, TENANT_INDEX, PointsKeys, shard_of
 from points_bridge.exc import ArchiveMissing
+from schemas.points import LEDGER_ARCHIVE_SCHEMA as SCHEMA
 
 ROW_GROUP = 16_384
 """Rows per row group: a member's lookup decodes at most about this many rows per file."""
-
-SCHEMA = pa.schema([
-    ("card", pa.string()),
-    ("entry_id", pa.string()),
-    ("kind", pa.string()),
-    ("delta", pa.int64()),
-    ("balance", pa.int64()),
-    ("earned", pa.int64()),
-    ("tier", pa.string()),
-    ("at", pa.int64()),
-    ("idem", pa.string()),
-    ("fields", pa.string()),  # a JSON object: the kind's own fields (serial, reason, ...)
-])
-
 
 def shard_file(run_dir: Path, shard: int) -> Path:
     return run_dir / f"shard-{shard:02d}.parquet"

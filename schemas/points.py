@@ -1,4 +1,5 @@
-"""Member and ledger exports: Arrow schemas (``itemseal export``), never inferred.
+"""Member and ledger exports (``itemseal export``) and the ledger archive (``points
+archive``): Arrow schemas, never inferred.
 
 Both formats (Parquet, CSV) are written from these schemas. ``attributes`` and
 ``details`` are JSON objects in one string column, so a CSV carries them too.
@@ -47,6 +48,24 @@ LEDGER_SCHEMA = pa.schema(
 )
 
 SCHEMAS = {"members": MEMBERS_SCHEMA, "ledger": LEDGER_SCHEMA}
+
+LEDGER_ARCHIVE_SCHEMA = pa.schema(
+    [
+        pa.field("card", pa.string(), nullable=False),
+        pa.field("entry_id", pa.string(), nullable=False),  # the stream id: "<ms>-<seq>"
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("delta", pa.int64(), nullable=False),
+        pa.field("balance", pa.int64(), nullable=False),
+        pa.field("earned", pa.int64(), nullable=False),
+        pa.field("tier", pa.string(), nullable=False),
+        pa.field("at", pa.int64(), nullable=False),  # unix seconds, as the stream holds it
+        pa.field("idem", pa.string(), nullable=False),
+        pa.field("fields", pa.string(), nullable=False),  # JSON object: the kind's own fields
+    ]
+)
+"""The files of ``itemseal points archive`` (``points_bridge/ledger_archive.py``): one
+ledger entry per row, as the member's stream held it, so it is read back as the same
+``Entry``. Unlike the exports, these are the store's own data and change only with it."""
 
 
 def with_metadata(schema: pa.Schema, tenant: str, kind: str) -> pa.Schema:
