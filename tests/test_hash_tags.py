@@ -8,6 +8,7 @@ server and on the cluster (where such a call would also be a CROSSSLOT error).
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from helpers.aio import Blocking
 from codegen.products import ProductStore
 from codegen.store.keyspace import TenantKeys
 from codegen.store.wire import link_for
+from points_bridge.archiving import archive_ledger
 from points_bridge.campaigns import CampaignStore
 from points_bridge.members import MemberStore
 from points_bridge.rewards import Reward, RewardStore
@@ -102,4 +104,7 @@ def test_every_script_is_called_with_one_hash_tag(
     crm.write_text("phone,points\n13700137000,10\n13600136000,20\n")
     imported = import_members(redis_client, "ACME", crm, master=TEST_MASTER)  # import_members
     assert imported.created == 2
+    archived = archive_ledger(redis_client, "ACME", cutoff=time.time(),  # ledger_archive
+                              directory=tmp_path / "archive", master=TEST_MASTER)
+    assert archived.members_trimmed == 3
     assert set(keyguard.SEEN) == set(keyguard.script_names().values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pyarrow.parquet as pq
@@ -24,6 +25,7 @@ from points_bridge.scoped import points_scripts
 from points_bridge.settings import SettingsStore
 from points_bridge.shops import ShopStore
 from points_bridge.transfer import export, import_members
+from tests.helpers.cli_runner import ITEMSEAL
 from tests.helpers.master import TEST_MASTER, with_test_master
 
 pytestmark = pytest.mark.cluster
@@ -220,3 +222,47 @@ def test_points_archive_command(itemseal_env, redis_client):
     assert "Traceback" not in unknown.output
     negative = run("points", "archive", "--tenant", "ACME", "--older-than", "-1")
     assert negative.exit_code == 2 and "x>=0" in negative.output
+
+
+def test_kill_9_of_the_archive_mid_trim_loses_and_doubles_nothing(
+        redis_client, points_tenant, itemseal_env, tmp_path):
+    """``points archive`` killed with SIGKILL once its first members are trimmed (the run is
+    listed, the rest not trimmed yet): every reader sees each entry once, and a second run
+    finishes the work."""
+    if isinstance(redis_client, RedisCluster):
+        pytest.skip("the single server shows the kill; the cluster's trim is one call each")
+    tenant = points_tenant()
+    members = 20_000
+    crm = tmp_path / "crm.csv"
+    crm.write_text("phone,points\n" + "".join(f"139{i:08d},{1 + i % 50}\n"
+                                                for i in range(members)))
+    assert import_members(redis_client, tenant, crm, master=TEST_MASTER).created == members
+    store = MemberStore(redis_client, tenant, master=TEST_MASTER)
+    sample = [store.find(phone=f"139{i:08d}").card for i in range(0, members, members // 40)]
+    for card in sample:
+        Ledger(redis_client, tenant).adjust(card, 3, reason="sampled")
+    before = _everything(redis_client, tenant, sample, tmp_path)
+    counts = Counts(redis_client, tenant).read()
+    env = with_test_master(itemseal_env)
+    (tmp_path / "archive").mkdir()
+    proc = subprocess.Popen([ITEMSEAL, "points", "archive", "--tenant", tenant,
+                             "--older-than", "0", "--dir", str(tmp_path / "archive")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = store.keys.member(next(iter(store.cards())))  # trimmed in the first batch
+    deadline = time.monotonic() + 60
+    while not redis_client.hexists(first, "archived") and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    proc.kill()
+    assert proc.wait() == -9, "the run ended before it was killed"
+    assert len(list_runs(redis_client, tenant)) == 1  # listed, then cut off while trimming
+    left = sum(redis_client.exists(store.keys.ledger(c)) for c in sample)
+    assert _everything(redis_client, tenant, sample, tmp_path) == before
+    assert recount(redis_client, tenant) == counts
+    assert verify_store(redis_client, TEST_MASTER, sample=50).problems == []
+    again = _archive(redis_client, tenant, tmp_path)
+    assert again.members_trimmed == (again.run.members if again.run else 0)
+    assert not any(redis_client.exists(store.keys.ledger(c)) for c in sample)
+    assert _everything(redis_client, tenant, sample, tmp_path) == before
+    assert recount(redis_client, tenant) == counts
+    print(f"{left} of {len(sample)} sampled ledgers were still in Redis after the kill")

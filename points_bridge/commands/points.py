@@ -344,8 +344,9 @@ def points_recount(config: Config, tenant: str) -> None:
 @click.option("--older-than", "days", type=click.IntRange(min=0), default=DEFAULT_DAYS,
               show_default=True, metavar="DAYS",
               help="Move the entries posted more than DAYS days ago.")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of the archive files [default: ITEMSEAL_HOME/archive].")
+@click.option("--dir", "directory",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="An existing folder for the archive files [default: ITEMSEAL_HOME/archive].")
 @pass_config
 def points_archive(config: Config, tenant: str, days: int, directory: Path | None) -> None:
     """Move old ledger entries out of Redis into Parquet files; history reads both.
