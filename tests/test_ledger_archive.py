@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -215,6 +216,9 @@ def test_points_archive_command(itemseal_env, redis_client):
     moved = run("points", "archive", "--tenant", "ACME", "--older-than", "0")
     assert moved.exit_code == 0, moved.output
     assert "archived 1 entry of 1 member to " in moved.output
+    as_json = run("points", "archive", "--tenant", "ACME", "--older-than", "0", "--json")
+    assert json.loads(as_json.output) == {"run": None, "members_seen": 1,
+                                          "members_trimmed": 0, "members_changed": 0}
     shown = run("member", "show", "--tenant", "ACME", "--phone", PHONES[0])
     assert "reason=welcome" in shown.output
     unknown = run("points", "archive", "--tenant", "NOPE", "--older-than", "0")

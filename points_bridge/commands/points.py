@@ -347,8 +347,10 @@ def points_recount(config: Config, tenant: str) -> None:
 @click.option("--dir", "directory",
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="An existing folder for the archive files [default: ITEMSEAL_HOME/archive].")
+@json_option
 @pass_config
-def points_archive(config: Config, tenant: str, days: int, directory: Path | None) -> None:
+def points_archive(config: Config, tenant: str, days: int, directory: Path | None,
+                   as_json: bool) -> None:
     """Move old ledger entries out of Redis into Parquet files; history reads both.
 
     A member's ledger costs Redis ~1.5 KB while it holds entries; once they
@@ -381,6 +383,12 @@ def points_archive(config: Config, tenant: str, days: int, directory: Path | Non
     finally:
         if bar is not None:
             bar.render_finish()
+    if as_json:
+        echo_json({"run": report.run.to_json() if report.run else None,
+                   "members_seen": report.members_seen,
+                   "members_trimmed": report.members_trimmed,
+                   "members_changed": report.members_changed})
+        return
     if report.run is None:
         click.echo(f"nothing to archive: no entry is older than {plural(days, 'day')}")
         return
