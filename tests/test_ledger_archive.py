@@ -26,6 +26,7 @@ from points_bridge.scoped import points_scripts
 from points_bridge.settings import SettingsStore
 from points_bridge.shops import ShopStore
 from points_bridge.transfer import export, import_members
+from tests.helpers.acl import client_without_scripts
 from tests.helpers.cli_runner import ITEMSEAL
 from tests.helpers.master import TEST_MASTER, with_test_master
 
@@ -125,18 +126,9 @@ def test_a_run_cut_off_before_its_trim_doubles_nothing_and_the_next_run_finishes
     tenant, _, cards, _ = world
     before = _everything(redis_client, tenant, cards, tmp_path)
     counts = Counts(redis_client, tenant).read()
-    redis_client.acl_setuser("no-scripts", enabled=True, passwords=["+pw"], keys=["*"],
-                             channels=["*"], commands=["+@all", "-evalsha", "-eval"])
-    try:
-        kwargs = {**redis_client.connection_pool.connection_kwargs,
-                  "username": "no-scripts", "password": "pw"}
-        limited = redis.Redis(connection_pool=redis.ConnectionPool(
-            connection_class=redis_client.connection_pool.connection_class, **kwargs))
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            _archive(limited, tenant, tmp_path)
-        limited.close()
-    finally:
-        redis_client.acl_deluser("no-scripts")
+    with client_without_scripts(redis_client) as limited, \
+            pytest.raises(redis.exceptions.NoPermissionError):
+        _archive(limited, tenant, tmp_path)
     assert len(list_runs(redis_client, tenant)) == 1
     assert redis_client.exists(MemberStore(redis_client, tenant).keys.ledger(cards[0]))
     assert _everything(redis_client, tenant, cards, tmp_path) == before

@@ -20,6 +20,7 @@ from points_bridge.members import MemberStore
 from points_bridge.outreach.segments import Segment, preview
 from points_bridge.settings import SettingsStore
 from points_bridge.transfer import BATCH, export, import_members
+from tests.helpers.acl import client_without_scripts
 from tests.helpers.master import TEST_MASTER, with_test_master
 
 CLOCK = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -240,18 +241,9 @@ def test_an_error_of_the_writer_thread_is_raised_by_the_import(redis_client, ten
     rows = BATCH + 100
     path = tmp_path / "crm.csv"
     path.write_text("phone,points\n" + "".join(f"138{i:08d},10\n" for i in range(rows)))
-    redis_client.acl_setuser("no-scripts", enabled=True, passwords=["+pw"], keys=["*"],
-                             channels=["*"], commands=["+@all", "-evalsha", "-eval"])
-    try:
-        kwargs = {**redis_client.connection_pool.connection_kwargs,
-                  "username": "no-scripts", "password": "pw"}
-        limited = redis.Redis(connection_pool=redis.ConnectionPool(
-            connection_class=redis_client.connection_pool.connection_class, **kwargs))
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            import_members(limited, tenant, path, master=TEST_MASTER)
-        limited.close()
-    finally:
-        redis_client.acl_deluser("no-scripts")
+    with client_without_scripts(redis_client) as limited, \
+            pytest.raises(redis.exceptions.NoPermissionError):
+        import_members(limited, tenant, path, master=TEST_MASTER)
     assert not _writer_threads()
     report = import_members(redis_client, tenant, path, master=TEST_MASTER)
     assert (report.created + report.updated, report.errors) == (rows, [])

@@ -8,9 +8,11 @@ with an empty success ("0 members") instead of "unknown tenant".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -36,6 +38,25 @@ tenant_option = click.option(
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document instead of text."
 )
+
+
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """Yield ``progress(done, total)`` for long work: a bar on standard error when it is a
+    terminal (a cron job's log stays clean), finished however the work ends."""
+    bar = click.progressbar(length=1, label=label, file=sys.stderr) if sys.stderr.isatty() \
+        else None
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.length = max(total, done, 1)
+            bar.update(done - bar.pos)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.render_finish()
 
 
 def echo_json(document: object) -> None:

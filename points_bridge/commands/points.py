@@ -21,6 +21,7 @@ from codegen.commands.options import (
     echo_rows,
     json_option,
     pass_config,
+    progress_bar,
     read_secret,
     tenant_option,
 )
@@ -366,23 +367,10 @@ def points_archive(config: Config, tenant: str, days: int, directory: Path | Non
       itemseal points archive --tenant ACME --older-than 180
     """
     SettingsStore(config.redis).get(tenant)
-    bar = None
-    if sys.stderr.isatty():
-        bar = click.progressbar(length=1, label="members", file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.length = max(total, done, 1)
-            bar.update(done - bar.pos)
-
-    now = time.time()
-    try:
-        report = archive_ledger(config.redis, tenant, cutoff=now - days * 86400,
+    with progress_bar("members") as progress:
+        report = archive_ledger(config.redis, tenant, cutoff=time.time() - days * 86400,
                                 directory=directory or config.home / "archive",
                                 master=config.master_key(), progress=progress)
-    finally:
-        if bar is not None:
-            bar.render_finish()
     if as_json:
         echo_json({"run": report.run.to_json() if report.run else None,
                    "members_seen": report.members_seen,
@@ -589,15 +577,6 @@ def import_members_command(config: Config, tenant: str, file: Path, encoding: st
     Example:
       itemseal import members --tenant ACME crm-members.csv
     """
-    bar = None
-    if sys.stderr.isatty():
-        bar = click.progressbar(length=1, label="members", file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.length = max(total, done, 1)
-            bar.update(done - bar.pos)
-
     # The import's writer thread (member_import.BatchWriter) waits on redis-server while
     # this thread checks rows; at the default 5 ms switch interval it waited that long for
     # the GIL after each reply, and the server idled: ~15% of the rate
@@ -605,12 +584,11 @@ def import_members_command(config: Config, tenant: str, file: Path, encoding: st
     interval = sys.getswitchinterval()
     sys.setswitchinterval(IMPORT_SWITCH_INTERVAL)
     try:
-        report = import_members(config.redis, tenant, file, encoding, progress=progress,
-                                master=config.master_key())
+        with progress_bar("members") as progress:
+            report = import_members(config.redis, tenant, file, encoding, progress=progress,
+                                    master=config.master_key())
     finally:
         sys.setswitchinterval(interval)
-        if bar is not None:
-            bar.render_finish()
     for where, reason in report.errors:
         click.echo(f"{file}: {where}: {reason}", err=True)
     click.echo(f"created {report.created}, updated {report.updated},"

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -21,6 +20,7 @@ from codegen.commands.options import (
     iso_time,
     json_option,
     pass_config,
+    progress_bar,
     tenant_option,
 )
 from codegen.words import plural
@@ -359,20 +359,8 @@ def import_purchases_command(config: Config, tenant: str, file: Path) -> None:
     Example:
       itemseal import purchases --tenant ACME till-JN-01-20261201.csv
     """
-    bar = None
-    if sys.stderr.isatty():
-        bar = click.progressbar(length=1, label="purchases", file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.length = total
-            bar.update(1)
-
-    try:
+    with progress_bar("purchases") as progress:
         report = import_purchases(config.redis, tenant, file, progress=progress)
-    finally:
-        if bar is not None:
-            bar.render_finish()
     for where, reason in report.errors:
         click.echo(f"{file}: {where}: {reason}", err=True)
     click.echo(f"posted {plural(report.posted, 'purchase')} ({report.points} points),"
