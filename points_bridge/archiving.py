@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import redis
 from redis.cluster import RedisCluster
 
@@ -89,7 +90,7 @@ def archive_ledger(
     end = f"{cutoff_ms}-0"
     run_id = run_id or f"{int(now)}-{uuid.uuid4().hex[:8]}"
     run_dir = directory / tenant / run_id
-    columns = [{name: [] for name in SCHEMA.names} for _ in range(MEMBER_SHARDS)]
+    batches: list[list[pa.RecordBatch]] = [[] for _ in range(MEMBER_SHARDS)]
     trims: list[tuple[str, int, str]] = []
     total = len(cards)
     for start in range(0, total, BATCH):
@@ -97,16 +98,17 @@ def archive_ledger(
         pipe = client.pipeline(transaction=False)
         for card in chunk:
             pipe.xrange(members.keys.ledger(card), "-", f"({end}")
+        rows: list[list[dict[str, object]]] = [[] for _ in range(MEMBER_SHARDS)]
         for card, found in zip(chunk, pipe.execute(), strict=True):
             if not found:
                 continue
             entries = [(i.decode(), {k.decode(): v.decode() for k, v in raw.items()})
                        for i, raw in found]
-            rows = columns[shard_of(card)]
-            for row in archive_rows(card, entries):
-                for name, value in row.items():
-                    rows[name].append(value)
+            rows[shard_of(card)].extend(archive_rows(card, entries))
             trims.append((card, len(entries), entries[-1][0]))
+        for shard, shard_rows in enumerate(rows):  # held as Arrow, not ~10 objects a row
+            if shard_rows:
+                batches[shard].append(pa.RecordBatch.from_pylist(shard_rows, schema=SCHEMA))
         if progress:
             progress(min(start + BATCH, total), 2 * total)
     if not trims:
@@ -115,14 +117,14 @@ def archive_ledger(
         return ArchiveReport(None, total, 0, 0)
     run_dir.mkdir(parents=True, exist_ok=False)
     try:
-        written = sum(write_shard(shard_file(run_dir, shard), columns[shard])
+        written = sum(write_shard(shard_file(run_dir, shard), batches[shard])
                       for shard in range(MEMBER_SHARDS))
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     run = ArchiveRun(run_id, run_dir.absolute(), cutoff_ms, written, len(trims),
                      int(now))
-    add_run(client, tenant, run)
+    run = add_run(client, tenant, run)
     trimmed = _trim(client, members, trims, end, progress, total)
     return ArchiveReport(run, total, trimmed, len(trims) - trimmed)
 

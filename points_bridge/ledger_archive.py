@@ -20,7 +20,8 @@ and in Redis, and the next run archives them again. So readers follow one
 rule (``live_from``): once a run with cut-off C is listed, every entry with an
 id below C is in the files (ids are posting times, and C was in the past when
 the run read Redis), so an entry still in Redis below C is a copy and is
-skipped, and a later run's rows below an earlier run's cut-off are copies too.
+skipped, and a run's rows below the cut-off of a run listed before it are
+copies too (``parse_runs``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def shard_file(run_dir: Path, shard: int) -> Path:
 
 @dataclass(frozen=True)
 class ArchiveRun:
-    """One archive run as listed in Redis."""
+    """One archive run as listed in Redis; ``listed``: its place in the listing order."""
 
     run_id: str
     directory: Path
@@ -57,25 +58,41 @@ class ArchiveRun:
     entries: int
     members: int
     at: int
+    listed: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {"run": self.run_id, "dir": str(self.directory), "cutoff_ms": self.cutoff_ms,
-                "entries": self.entries, "members": self.members, "at": self.at}
+                "entries": self.entries, "members": self.members, "at": self.at,
+                "listed": self.listed}
+
+
+LISTED = "#listed"
+"""Field of ``PointsKeys.ledger_archive`` counting the runs listed, which orders them."""
 
 
 def list_runs(client: redis.Redis, tenant: str) -> list[ArchiveRun]:
-    """The tenant's archive runs, oldest first."""
+    """The tenant's archive runs in the order they were listed."""
     return parse_runs(client.hgetall(PointsKeys(tenant).ledger_archive))
 
 
 def parse_runs(raw: Mapping[bytes, bytes]) -> list[ArchiveRun]:
-    """The runs of ``PointsKeys.ledger_archive`` as read (HGETALL), oldest first."""
+    """The runs of ``PointsKeys.ledger_archive`` as read (HGETALL), in listing order.
+
+    Readers skip a run's rows below the cut-off of any run listed before it:
+    that run read Redis after the earlier one was listed, so whatever it holds
+    below that cut-off the earlier one holds too (or an even earlier one did
+    the trimming, and holds it). Listing order, not cut-off order: a later run
+    with an older cut-off holds only what the earlier ones had not trimmed.
+    """
     runs = []
     for run_id, text in raw.items():
+        if run_id == LISTED.encode():
+            continue
         facts = json.loads(text)
         runs.append(ArchiveRun(run_id.decode(), Path(facts["dir"]), int(facts["cutoff_ms"]),
-                               int(facts["entries"]), int(facts["members"]), int(facts["at"])))
-    return sorted(runs, key=lambda run: (run.at, run.run_id))
+                               int(facts["entries"]), int(facts["members"]), int(facts["at"]),
+                               int(facts["listed"])))
+    return sorted(runs, key=lambda run: run.listed)
 
 
 def live_from(runs: Iterable[ArchiveRun]) -> int:
@@ -83,15 +100,20 @@ def live_from(runs: Iterable[ArchiveRun]) -> int:
     return max((run.cutoff_ms for run in runs), default=0)
 
 
-def add_run(client: redis.Redis, tenant: str, run: ArchiveRun) -> None:
+def add_run(client: redis.Redis, tenant: str, run: ArchiveRun) -> ArchiveRun:
+    """List ``run`` (its files are on disk): numbered first, so a run that reads Redis after
+    this one is listed always comes after it (``parse_runs``)."""
+    key = PointsKeys(tenant).ledger_archive
+    run = replace(run, listed=client.hincrby(key, LISTED, 1))
     facts = run.to_json()
     del facts["run"]
-    client.hset(PointsKeys(tenant).ledger_archive, run.run_id, json.dumps(facts))
+    client.hset(key, run.run_id, json.dumps(facts))
+    return run
 
 
-def write_shard(path: Path, columns: Mapping[str, list]) -> int:
+def write_shard(path: Path, batches: list[pa.RecordBatch]) -> int:
     """Write one shard's rows sorted by (card, entry id), fsynced; return the rows."""
-    table = pa.table(dict(columns), schema=SCHEMA)
+    table = pa.Table.from_batches(batches, schema=SCHEMA)
     table = table.sort_by([("card", "ascending"), ("entry_id", "ascending")])
     partial = path.with_name(path.name + ".partial")
     pq.write_table(table, partial, row_group_size=ROW_GROUP, compression="zstd")

@@ -262,3 +262,30 @@ def test_kill_9_of_the_archive_mid_trim_loses_and_doubles_nothing(
     assert _everything(redis_client, tenant, sample, tmp_path) == before
     assert recount(redis_client, tenant) == counts
     print(f"{left} of {len(sample)} sampled ledgers were still in Redis after the kill")
+
+
+def test_a_later_run_with_an_older_cut_off_hides_nothing_an_earlier_run_trimmed(
+        redis_client, world, tmp_path):
+    """Runs are read in the order they were listed, not by cut-off: run X (cut-off now) is
+    cut off after trimming one member; run Y, with an older cut-off, archives the others
+    again. The member only X holds keeps its history."""
+    if isinstance(redis_client, RedisCluster):
+        pytest.skip("an ACL user is made per node; the single server shows the order")
+    tenant, _, cards, _ = world
+    before = _everything(redis_client, tenant, cards, tmp_path)
+    time.sleep(0.02)
+    older = time.time()
+    time.sleep(0.02)
+    with client_without_scripts(redis_client) as limited, \
+            pytest.raises(redis.exceptions.NoPermissionError):
+        _archive(limited, tenant, tmp_path)  # run X: listed, nothing trimmed
+    (x,) = list_runs(redis_client, tenant)
+    keys = MemberStore(redis_client, tenant).keys
+    found = redis_client.xrange(keys.ledger(cards[0]), "-", f"({x.cutoff_ms}-0")
+    trim = points_scripts(redis_client).ledger_archive  # X's trim of its first member
+    assert trim(keys=[keys.member(cards[0]), keys.ledger(cards[0]), keys.idem(cards[0])],
+                args=[f"{x.cutoff_ms}-0", len(found), found[-1][0], "import:opening-balance"])
+    y = archive_ledger(redis_client, tenant, cutoff=older, directory=tmp_path / "archive",
+                       master=TEST_MASTER)
+    assert y.members_trimmed == 5 and [r.listed for r in list_runs(redis_client, tenant)] == [1, 2]
+    assert _everything(redis_client, tenant, cards, tmp_path) == before
