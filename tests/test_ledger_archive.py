@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from dataclasses import astuple
 
 import pyarrow.parquet as pq
 import pytest
@@ -21,7 +22,7 @@ from points_bridge.ledger import Ledger
 from points_bridge.ledger_archive import ArchivedEntries, list_runs, shard_file
 from points_bridge.members import MemberStore
 from points_bridge.purchase_rules import Line
-from points_bridge.purchases import PurchaseDesk, PurchaseRequest
+from points_bridge.purchases import PurchaseDesk, PurchaseRequest, sales_entries
 from points_bridge.scoped import points_scripts
 from points_bridge.settings import SettingsStore
 from points_bridge.shops import ShopStore
@@ -66,6 +67,8 @@ def _everything(client, tenant: str, cards: list[str], tmp_path) -> dict:
         "last_two": {card: ledger.history(card, 2) for card in cards},
         "export": sorted(rows, key=lambda r: (r["card"], r["entry_id"])),
         "purchases": PurchaseDesk(client, tenant).history(cards[2]),
+        "sales": sorted(sales_entries(client, tenant, 0, master=TEST_MASTER),  # all members'
+                        key=lambda e: (*astuple(e)[:-1], sorted(e.fields.items()))),
     }
 
 
