@@ -104,6 +104,7 @@ def test_every_script_is_called_with_one_hash_tag(
     crm.write_text("phone,points\n13700137000,10\n13600136000,20\n")
     imported = import_members(redis_client, "ACME", crm, master=TEST_MASTER)  # import_members
     assert imported.created == 2
+    time.sleep(0.002)  # the cut-off is in ms: after the entries' own ms
     archived = archive_ledger(redis_client, "ACME", cutoff=time.time(),  # ledger_archive
                               directory=tmp_path / "archive", master=TEST_MASTER)
     assert archived.members_trimmed == 3

@@ -73,6 +73,7 @@ def _everything(client, tenant: str, cards: list[str], tmp_path) -> dict:
 
 
 def _archive(client, tenant: str, tmp_path, **kw):
+    time.sleep(0.002)  # the cut-off is in ms (an entry id's): after the last entry's own ms
     return archive_ledger(client, tenant, cutoff=time.time(), directory=tmp_path / "archive",
                           master=TEST_MASTER, **kw)
 
@@ -147,6 +148,7 @@ def test_the_trim_leaves_a_stream_that_moved_since_it_was_read(redis_client, wor
     tenant, _, cards, _ = world
     keys = MemberStore(redis_client, tenant).keys
     first = redis_client.xrange(keys.ledger(cards[0]))
+    time.sleep(0.002)
     end = f"{int(time.time() * 1000)}-0"
     trim = points_scripts(redis_client).ledger_archive
     args = [end, len(first) - 1, first[-2][0], "import:opening-balance"]
