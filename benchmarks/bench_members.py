@@ -63,6 +63,7 @@ from points_bridge.archiving import archive_ledger  # noqa: E402
 from points_bridge.ledger import entry_spec  # noqa: E402
 from points_bridge.members import MemberStore  # noqa: E402
 from points_bridge.scoped import points_scripts  # noqa: E402
+from points_bridge.settings import SettingsStore  # noqa: E402
 from points_bridge.transfer import import_members  # noqa: E402
 from verify_api.admin.reports import Reports  # noqa: E402
 
@@ -91,9 +92,11 @@ def write_members(path: Path, count: int, fmt: str) -> None:
         writer.writerows(zip(*rows.values(), strict=True))
 
 
-def fresh_tenant(client) -> None:
+def fresh_tenant(client, expiry_months: int = 0) -> None:
     client.flushall()
     TenantStore(client).create(TENANT, "Bench brand")
+    if expiry_months:  # each member's opening balance is then an expiry lot on its record
+        SettingsStore(client).update(TENANT, expiry_months=str(expiry_months))
 
 
 def add_entries(client, cards: list[str], per_member: int, start: int) -> None:
@@ -120,8 +123,7 @@ def key_usage(client, cards: list[str]) -> dict[str, float]:
     """Mean ``MEMORY USAGE`` per member by key type, over a sample of members."""
     keys = MemberStore(client, TENANT).keys
     sample = cards[:: max(1, len(cards) // SAMPLE)][:SAMPLE]
-    kinds = {"member_hash": keys.member, "ledger": keys.ledger, "idem_hash": keys.idem,
-             "lots_list": keys.lots}
+    kinds = {"member_hash": keys.member, "ledger": keys.ledger, "idem_hash": keys.idem}
     out: dict[str, float] = {}
     for name, key_of in kinds.items():
         pipe = client.pipeline(transaction=False)
@@ -138,14 +140,14 @@ def key_usage(client, cards: list[str]) -> dict[str, float]:
 
 
 def measure_memory(client, master: MasterKey, home: Path, members: int,
-                   entries: list[int]) -> dict[str, object]:
+                   entries: list[int], expiry_months: int = 0) -> dict[str, object]:
     """For each count of entries, on a fresh tenant: the bytes per member with the entries
     in Redis, then after ``points archive`` moved them all to Parquet."""
-    out: dict[str, object] = {"members": members}
+    out: dict[str, object] = {"members": members, "expiry_months": expiry_months}
     path = home / "mem.parquet"
     write_members(path, members, "parquet")
     for k in sorted(entries):
-        fresh_tenant(client)
+        fresh_tenant(client, expiry_months)
         before = client.info("memory")["used_memory"]
         report = import_members(client, TENANT, path, master=master)
         assert report.created == members and not report.errors, report
@@ -238,6 +240,8 @@ def main() -> None:
     parser.add_argument("--many-entries-members", type=int, default=10_000,
                         help=f"Members for the counts of {MANY} entries or more.")
     parser.add_argument("--import-rows", type=int, default=100_000)
+    parser.add_argument("--expiry-months", type=int, default=0,
+                        help="Points expire after N months in the memory part's tenant.")
     parser.add_argument("--skip", default="", help="Parts to skip: memory,import,reports.")
     opts = parser.parse_args()
     skip = set(opts.skip.split(","))
@@ -259,10 +263,11 @@ def main() -> None:
         if "memory" not in skip:
             few = [k for k in _sizes(opts.entries) if k < MANY]
             many = [k for k in _sizes(opts.entries) if k >= MANY]
-            result["memory"] = measure_memory(client, master, home, opts.memory_members, few)
+            result["memory"] = measure_memory(client, master, home, opts.memory_members, few,
+                                              opts.expiry_months)
             if many:  # fewer members: 50 entries each is millions of posts
                 result["memory_many_entries"] = measure_memory(
-                    client, master, home, opts.many_entries_members, many)
+                    client, master, home, opts.many_entries_members, many, opts.expiry_months)
         if "import" not in skip:
             result["import"] = measure_import(client, home, env, opts.import_rows)
         if "reports" not in skip:

@@ -72,6 +72,19 @@ TRANSITIONS = {
 }
 ATTR = "a."
 DAY = "d:"
+LOTS = "lots"
+"""Record field: the expiry lots, ``<expires_at> <points left>`` oldest first, joined by
+``,`` (``lua/ledger_apply.lua``; in the member's own record, not a list key: ~20 B, not
+~210 B, per member whose points expire)."""
+
+
+def member_lots(packed: str | bytes | None, listed: list[bytes] | None = None,
+                ) -> list[tuple[int, int]]:
+    """(expires_at, points left) of each lot, oldest first, from the record's ``lots``
+    field; ``listed``: the lots list a version before kept (read until the ledger moves it)."""
+    text = packed.decode() if isinstance(packed, bytes) else (packed or "")
+    lots = [raw.decode() for raw in listed or []] + [lot for lot in text.split(",") if lot]
+    return [(int(at), int(left)) for at, left in (lot.split() for lot in lots)]
 RESERVED = "?"
 """Separates a card from the time of its reservation in a phone index: ``CARD?AT``."""
 RESERVATION_SECONDS = 60

@@ -18,7 +18,7 @@ from points_bridge.exc import (
     MemberInactive,
 )
 from points_bridge.ledger import Ledger, lot_expiry
-from points_bridge.members import MemberStore
+from points_bridge.members import LOTS, MemberStore, member_lots
 from tests.helpers.master import TEST_MASTER
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -128,8 +128,9 @@ def test_points_expire_oldest_first(setup, clock):
     clock.now = ts(2025, 2, 10)
     ledger.adjust(card, 50, reason="february", expiry=january)
     ledger.redeem(card, 30)  # taken from January's lot first
-    lots = members._redis.lrange(PointsKeys(members.tenant).lots(card), 0, -1)
-    assert lots == [f"{ts(2025, 3, 1)} 70".encode(), f"{ts(2025, 4, 1)} 50".encode()]
+    lots = members._redis.hget(PointsKeys(members.tenant).member(card), "lots")
+    assert lots == f"{ts(2025, 3, 1)} 70,{ts(2025, 4, 1)} 50".encode()  # in the record
+    assert not members._redis.exists(PointsKeys(members.tenant).lots(card))
     clock.now = ts(2025, 3, 1)
     assert ledger.expire_due(card) == 70
     member = members.get(card)
@@ -159,6 +160,28 @@ ops = st.lists(
     ),
     max_size=25,
 )
+
+
+def test_lots_a_version_before_kept_in_a_list_move_into_the_record(setup, clock):
+    """A store written before the lots were a record field keeps its lots in a list per
+    member: the next post moves them, oldest first, ahead of any new lot, and nothing
+    expires, is spent or is counted twice."""
+    ledger, members, card = setup
+    keys = PointsKeys(members.tenant)
+    client = members._redis
+    client.hincrby(keys.member(card), "balance", 120)
+    client.rpush(keys.lots(card), f"{ts(2025, 2, 1)} 20", f"{ts(2025, 3, 1)} 100")
+    assert member_lots(None, client.lrange(keys.lots(card), 0, -1)) == [
+        (ts(2025, 2, 1), 20), (ts(2025, 3, 1), 100)]
+    clock.now = ts(2025, 2, 10)  # the first lot is due
+    ledger.adjust(card, 50, reason="february", expiry=(1, SHANGHAI))
+    assert not client.exists(keys.lots(card))
+    lots = member_lots(client.hget(keys.member(card), LOTS))
+    assert lots == [(ts(2025, 3, 1), 100), (ts(2025, 4, 1), 50)]
+    assert members.get(card).balance == 150 == sum(left for _, left in lots)
+    assert [e.kind for e in ledger.history(card)] == ["expire", "adjust"]
+    ledger.redeem(card, 110)
+    assert member_lots(client.hget(keys.member(card), LOTS)) == [(ts(2025, 4, 1), 40)]
 
 
 @settings(max_examples=40, deadline=None,

@@ -295,7 +295,9 @@ class EmbeddedRedis:
             "appendfsync always",
             'save ""',  # the AOF is the durability; no RDB snapshots
             f"hash-max-{packed}-entries 512",
-            f"hash-max-{packed}-value 64",
+            # A member's expiry lots are one record field, ~18 B a lot: with 64 a member
+            # with 4 lots or more left the compact encoding (~2x the memory of its record).
+            f"hash-max-{packed}-value 256",
             "maxmemory-policy noeviction",
             # A new stream node's listpack is preallocated to min(this, 4096) bytes, so with
             # the default every member's ledger stream costs 4.7 KB from its first entry;

@@ -6,7 +6,8 @@
 -- KEYS[1] = events stream (is:{T/mK}:events)
 -- KEYS[2] = counts hash   (is:{T/mK}:counts): "m|active|<tier>" and "p|adjusted" move
 -- KEYS[3 + 4(i-1) .. 6 + 4(i-1)] = row i's member hash, ledger stream, idem hash, lots list
---                                  (is:{T/mK}:m|ledger|idem|lots:CARD), one shard for all
+--                                  (is:{T/mK}:m|ledger|idem|lots:CARD), one shard for all;
+--                                  the list is unused (the lot is the record's 'lots' field)
 -- ARGV[1] = JSON [{card, delta? (the opening balance: a decimal string, 1..10^9),
 --                  sha? (its body hash)}]
 -- ARGV[2] = at, ARGV[3] = the opening balance's idem key, ARGV[4] = its reason,
@@ -33,7 +34,7 @@ end
 
 for i, row in ipairs(rows) do
   local base = 2 + 4 * (i - 1)
-  local member, ledger, idem, lots = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
+  local member, ledger, idem = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3]
   local delta = row.delta
   local created, entry = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
   -- Figures stay strings: the delta is checked as text and moved with HINCRBY.
@@ -59,8 +60,8 @@ for i, row in ipairs(rows) do
     local counted = 'm|' .. record.status .. '|' .. record.tier
     joined[counted] = (joined[counted] or 0) + 1
     if delta then
-      if lot_expires ~= '0' then
-        redis.call('RPUSH', lots, lot_expires .. ' ' .. delta)
+      if lot_expires ~= '0' then  -- its expiry lot, as ledger_apply.lua keeps it
+        redis.call('HSET', member, 'lots', lot_expires .. ' ' .. delta)
       end
       local id = redis.call('XADD', ledger, '*', 'kind', 'adjust', 'delta', delta,
                             'idem', idem_key, 'reason', reason, 'balance', delta,

@@ -2,7 +2,8 @@
 -- KEYS[1] = member hash    (is:{T/mK}:m:CARD): balance, earned, tier, status, v, d:YYYYMMDD
 -- KEYS[2] = ledger stream  (is:{T/mK}:ledger:CARD)
 -- KEYS[3] = idem hash      (is:{T/mK}:idem:CARD): key -> "<body sha> <entry id>"
--- KEYS[4] = lots list      (is:{T/mK}:lots:CARD): "<expires_at> <points left>", oldest first
+-- KEYS[4] = lots list      (is:{T/mK}:lots:CARD): where a version before kept the expiry
+--           lots, now the record's 'lots' field (below); moved there when found
 -- KEYS[5] = events stream  (is:{T/mK}:events): the same entry, for the CRM bridge
 -- KEYS[6] = pending hash   (is:{T/mK}:pending): "<card>/<serial>" -> a frozen member's claim
 -- KEYS[7] = counts hash    (is:{T/mK}:counts): the shard's report counters (counters.py):
@@ -106,16 +107,37 @@ local function append(e)
   return id
 end
 
+-- The expiry lots, "<expires_at> <points left>" oldest first, are the record's 'lots' field
+-- joined by ',' (a list of their own cost each member ~210 B; points_bridge/members.py
+-- member_lots). A version before kept them in the list KEYS[4]: moved here when touched.
+local lots, lots_changed = {}, false
+for lot in string.gmatch(redis.call('HGET', KEYS[1], 'lots') or '', '[^,]+') do
+  lots[#lots + 1] = lot
+end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  local listed = redis.call('LRANGE', KEYS[4], 0, -1)
+  for i = #listed, 1, -1 do table.insert(lots, 1, listed[i]) end
+  redis.call('DEL', KEYS[4])
+  lots_changed = true
+end
+local function save_lots()
+  if #lots == 0 then
+    redis.call('HDEL', KEYS[1], 'lots')
+  else
+    redis.call('HSET', KEYS[1], 'lots', table.concat(lots, ','))
+  end
+end
+
 -- Expired lots leave first, so nothing spends or counts points that are gone.
 local expired = 0
-while true do
-  local lot = redis.call('LINDEX', KEYS[4], 0)
-  if not lot then break end
-  local expires, left = string.match(lot, '^(%d+) (%d+)$')
+while lots[1] do
+  local expires, left = string.match(lots[1], '^(%d+) (%d+)$')
   if tonumber(expires) > at then break end
   expired = expired + tonumber(left)
-  redis.call('LPOP', KEYS[4])
+  table.remove(lots, 1)
+  lots_changed = true
 end
+if lots_changed then save_lots() end
 if expired > 0 then
   redis.call('HINCRBY', KEYS[1], 'balance', '-' .. str(expired))
   redis.call('HINCRBY', KEYS[1], 'v', 1)
@@ -188,30 +210,28 @@ if spec.pending_field then redis.call('HDEL', KEYS[6], spec.pending_field) end
 local add, take = delta + need_points, need_points
 if add < 0 then add, take = 0, take - add end
 if add > 0 and lot_expires > 0 then
-  local last = redis.call('LINDEX', KEYS[4], -1)
-  local expires, left = string.match(last or '', '^(%d+) (%d+)$')
+  local expires, left = string.match(lots[#lots] or '', '^(%d+) (%d+)$')
   if expires and tonumber(expires) == lot_expires then
-    redis.call('LSET', KEYS[4], -1, expires .. ' ' .. str(tonumber(left) + add))
+    lots[#lots] = expires .. ' ' .. str(tonumber(left) + add)
   else
-    redis.call('RPUSH', KEYS[4], spec.lot_expires .. ' ' .. str(add))
+    lots[#lots + 1] = spec.lot_expires .. ' ' .. str(add)
   end
 end
 if take > 0 then
   local owed = take
-  while owed > 0 do
-    local lot = redis.call('LINDEX', KEYS[4], 0)
-    if not lot then break end
-    local expires, left = string.match(lot, '^(%d+) (%d+)$')
+  while owed > 0 and lots[1] do
+    local expires, left = string.match(lots[1], '^(%d+) (%d+)$')
     left = tonumber(left)
     if left <= owed then
-      redis.call('LPOP', KEYS[4])
+      table.remove(lots, 1)
       owed = owed - left
     else
-      redis.call('LSET', KEYS[4], 0, expires .. ' ' .. str(left - owed))
+      lots[1] = expires .. ' ' .. str(left - owed)
       owed = 0
     end
   end
 end
+if (add > 0 and lot_expires > 0) or take > 0 then save_lots() end
 
 -- The entry carries the tier after it; a change of tier follows as its own entry.
 local tier_from = false

@@ -2,7 +2,8 @@
 -- KEYS[1] = member hash    (is:{T/mK}:m:CARD)
 -- KEYS[2] = ledger stream  (is:{T/mK}:ledger:CARD)
 -- KEYS[3] = idem hash      (is:{T/mK}:idem:CARD), unused here: same KEYS as ledger_apply
--- KEYS[4] = lots list      (is:{T/mK}:lots:CARD)
+-- KEYS[4] = lots list      (is:{T/mK}:lots:CARD): a version before's expiry lots (now the
+--           record's 'lots' field), dropped with them on a forfeit
 -- KEYS[5] = events stream  (is:{T/mK}:events)
 -- KEYS[6] = pending hash   (is:{T/mK}:pending), unused here
 -- KEYS[7] = counts hash    (is:{T/mK}:counts): members per "m|<status>|<tier>" (counters.py)
@@ -52,7 +53,8 @@ local forfeited = '0'
 if spec.forfeit then
   forfeited = m.balance or '0'
   redis.call('HSET', KEYS[1], 'balance', '0')
-  redis.call('DEL', KEYS[4])
+  redis.call('HDEL', KEYS[1], 'lots')
+  redis.call('DEL', KEYS[4])  -- where a version before kept them
 end
 local set = flatten(spec.set or {})
 if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from points_bridge.exc import BadInput
-from points_bridge.members import ACTIVE, Member
+from points_bridge.members import ACTIVE, LOTS, Member, member_lots
 from points_bridge.outreach.segments import DAY, records
 from points_bridge.outreach.sms_campaigns import personalise
 from points_bridge.scoped import TenantScoped
@@ -129,10 +129,11 @@ class Care(TenantScoped):
         def flush() -> None:
             pipe = self._redis.pipeline(transaction=False)
             for card, _ in batch:
-                pipe.lindex(self.keys.lots(card), 0)
-            for (card, record), lot in zip(batch, pipe.execute(), strict=True):
+                pipe.lindex(self.keys.lots(card), 0)  # where a version before kept them
+            for (card, record), listed in zip(batch, pipe.execute(), strict=True):
                 member = Member.from_record(self.tenant, card, record)
-                oldest = int(lot.split()[0]) if lot else None
+                lots = member_lots(record.get(LOTS), [listed] if listed else None)
+                oldest = lots[0][0] if lots else None
                 for d in due(member, record, config, today=today, now=now, first_tier=first,
                              oldest_lot=oldest,
                              multiplier_bp=settings.policy.birthday_multiplier_bp):

@@ -33,7 +33,7 @@ from codegen.exc import CodegenError, ItemsealError
 from codegen.keys import KeyStore
 from points_bridge.exc import BadPhone, InsufficientPoints, OutOfStock, PointsError
 from points_bridge.ledger import Ledger
-from points_bridge.members import MemberStore
+from points_bridge.members import LOTS, MemberStore, member_lots
 from points_bridge.rewards import RewardStore
 from points_bridge.sms.signin import CODE_SECONDS, Signin, SigninLimited, SigninRefused
 from verify_api.channels import csrf
@@ -155,9 +155,11 @@ class MemberPage:
                                                                                now)}
         coupons = [(c.code, labels.get(c.item, c.name), c.state, c.expires_at)
                    for c in rewards.coupons(card)]
-        lots = [raw.decode().split() for raw in
-                self._client.lrange(members.keys.lots(card), 0, 4)]
-        expiring = [(int(at), int(n)) for at, n in lots if int(at) > now and int(n) > 0]
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hget(members.keys.member(card), LOTS)
+        pipe.lrange(members.keys.lots(card), 0, -1)
+        lots = member_lots(*pipe.execute())[:5]
+        expiring = [(at, n) for at, n in lots if at > now and n > 0]
         history = [(e.at, e.kind, e.delta, e.balance, e.fields.get("item", ""))
                    for e in reversed(Ledger(self._client, tenant).history(card, HISTORY))]
         note = ""
