@@ -35,7 +35,7 @@ writer sends a batch's scripts before it reads the replies of the batch
 before, so redis-server is never left waiting while the writer counts
 outcomes and packs the next calls: with redis-py's pipelines (an ``SCRIPT
 EXISTS`` round trip, then the batch, then its replies) an import ran
-~20,000 members/s at 100k rows, ~23,000 without them
+~20,000 members/s at 100k rows, ~22,000-23,000 without them
 (``benchmarks/bench_members.py``). A cluster keeps redis-py's cluster client.
 
 Measured (``benchmarks/bench_members.py``) rather than guessed: claiming the
