@@ -120,38 +120,68 @@ def card_numbers(start: int, count: int, tenant_key: bytes) -> list[str]:
 
     Written out rather than calling ``card_number`` per card: the HMAC rounds
     were a fifth of an import's Python time (``benchmarks/bench_members.py``).
+    ``CardNumbers`` does the work; an import keeps one for all its blocks.
+    """
+    return CardNumbers(tenant_key).block(start, count)
+
+
+class CardNumbers:
+    """``card_number`` for blocks of sequence numbers under one key (an import's cards).
+
     HMAC is computed from the key's inner and outer SHA-256 states, hashed
-    once per block and copied per round (~0.7 us a round against ~2 us for
-    ``hmac.digest``, which hashes the key blocks again each call). The same
+    once and copied per round (~0.7 us a round against ~2 us for
+    ``hmac.digest``, which hashes the key blocks again each call). The rounds
+    whose input is the 5-digit half (1, 3 and 5) have 10^5 inputs each: their
+    outputs are remembered (~1 MB a round when all are met), so past the first
+    ~100,000 cards of an import most of those rounds are a lookup: ~6.9 us a
+    card without it, ~5.6 us over 100k cards and ~4.3 us over 1M (blocks of
+    2,000 as ``benchmarks/bench_members.py``'s import takes them, timed apart;
+    the importing process's Python paces the import). The same
     permutation, card for card (tests compare it with ``card_number``).
     """
-    key = _check_key(tenant_key)
-    if count <= 0:
-        return []
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise CardSpaceExhausted(start, CARD_SPACE)
-    if start + count > CARD_SPACE:
-        raise CardSpaceExhausted(max(start, CARD_SPACE), CARD_SPACE)
-    inner, outer = _hmac_pads(key)
-    rounds = [(_LABEL + bytes([index]), modulus) for index, modulus in enumerate(_MODULI)]
-    low = 10**_LOW
-    out = []
-    for seq in range(start, start + count):
-        value = seq
-        while True:  # cycle walking, as _permute
-            a, b = divmod(value, low)
-            for prefix, modulus in rounds:
+
+    def __init__(self, tenant_key: bytes) -> None:
+        self._inner, self._outer = _hmac_pads(_check_key(tenant_key))
+        small = 10**_HIGH
+        self._rounds = [
+            (_LABEL + bytes([index]), modulus,
+             [None] * small if index and _MODULI[index - 1] == small else None)
+            for index, modulus in enumerate(_MODULI)
+        ]
+
+    def block(self, start: int, count: int) -> list[str]:
+        """``card_number(seq)`` for ``count`` sequence numbers from ``start``."""
+        if count <= 0:
+            return []
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise CardSpaceExhausted(start, CARD_SPACE)
+        if start + count > CARD_SPACE:
+            raise CardSpaceExhausted(max(start, CARD_SPACE), CARD_SPACE)
+        low = 10**_LOW
+        out = []
+        for seq in range(start, start + count):
+            value = self._feistel(seq, low)
+            while value >= CARD_SPACE:  # cycle walking, as _permute
+                value = self._feistel(value, low)
+            payload = str(value + _OFFSET)
+            out.append(payload + str(damm_check_digit(payload)))
+        return out
+
+    def _feistel(self, value: int, low: int) -> int:
+        inner, outer = self._inner, self._outer
+        a, b = divmod(value, low)
+        for prefix, modulus, memo in self._rounds:
+            f = None if memo is None else memo[b]
+            if f is None:
                 h = inner.copy()
                 h.update(prefix + b.to_bytes(8, "big"))
                 o = outer.copy()
                 o.update(h.digest())
-                a, b = b, (a + int.from_bytes(o.digest()[:8], "big") % modulus) % modulus
-            value = a * low + b
-            if value < CARD_SPACE:
-                break
-        payload = str(value + _OFFSET)
-        out.append(payload + str(damm_check_digit(payload)))
-    return out
+                f = int.from_bytes(o.digest()[:8], "big") % modulus
+                if memo is not None:
+                    memo[b] = f
+            a, b = b, (a + f) % modulus
+        return a * low + b
 
 
 def normalize_card(text: str) -> str | None:

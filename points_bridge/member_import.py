@@ -29,6 +29,15 @@ so does every one-row write of the caller (a lost race could otherwise take a
 CRM card before the line above it). A process that dies mid-import leaves
 phones indexed without records, which a re-run completes, as before.
 
+On a single server steps 3 and 4 are sent as RESP packed here
+(``wire.Conversation``, each thread on a connection of its own), and the
+writer sends a batch's scripts before it reads the replies of the batch
+before, so redis-server is never left waiting while the writer counts
+outcomes and packs the next calls: with redis-py's pipelines (an ``SCRIPT
+EXISTS`` round trip, then the batch, then its replies) an import ran
+~20,000 members/s at 100k rows, ~22,000-23,000 without them
+(``benchmarks/bench_members.py``). A cluster keeps redis-py's cluster client.
+
 Measured (``benchmarks/bench_members.py``) rather than guessed: claiming the
 phones on the writer thread too, or on a third thread, was slower (the
 writer, which paces the import, waited for them); batches of 4,000 were no
@@ -38,7 +47,6 @@ faster than 2,000 and hold redis-server twice as long per script call.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 from collections import defaultdict, deque
@@ -49,9 +57,12 @@ from typing import Generic, TypeVar
 import orjson
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from codegen.keys import MasterKey
 from codegen.store.keyspace import shard_of
+from codegen.store.scripts import script_source
+from codegen.store.wire import Conversation, ScriptSet, pack
 from points_bridge.cards import is_valid_card, normalize_card
 from points_bridge.exc import BadInput, PointsError
 from points_bridge.ledger import Ledger, body_sha, lot_expiry
@@ -106,8 +117,13 @@ class BatchWriter(Generic[Job]):
     caller's Python work overlaps the server's.
     """
 
-    def __init__(self, work: Callable[[Job], None], depth: int = 2) -> None:
+    def __init__(self, work: Callable[[Job], None], depth: int = 2,
+                 start: Callable[[Job], None] | None = None) -> None:
+        """``start``, when given, is called on the thread for each job before ``work``, and
+        for the job behind the running one as soon as it is queued (before ``work`` of the
+        running one): a job can be sent to a server before the replies of the last are in."""
         self._work = work
+        self._start = start
         self._depth = max(1, depth)
         self._jobs: deque[Job] = deque()
         self._error: BaseException | None = None
@@ -148,13 +164,19 @@ class BatchWriter(Generic[Job]):
             raise self._error
 
     def _run(self) -> None:
+        started = 0  # jobs at the head of the queue already started
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._jobs or self._closed)
                 if not self._jobs:
                     return
                 job = self._jobs[0]
+                # The running job and the one behind it; only this thread takes jobs off.
+                todo = list(self._jobs)[started:2] if self._start else []
             try:
+                for ahead in todo:
+                    self._start(ahead)
+                    started += 1
                 self._work(job)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 with self._cond:
@@ -162,6 +184,7 @@ class BatchWriter(Generic[Job]):
                     self._jobs.clear()
                     self._cond.notify_all()
                 return
+            started = max(0, started - 1)
             with self._cond:
                 self._jobs.popleft()
                 self._cond.notify_all()
@@ -169,10 +192,17 @@ class BatchWriter(Generic[Job]):
 
 @dataclass
 class _Creates:
-    """One batch's create scripts for the writer: (KEYS, ARGV, rows) per member shard."""
+    """One batch's create scripts for the writer: (KEYS, ARGV, rows) per member shard.
+
+    On a single server ``packed`` holds the calls as EVALSHA in RESP, and
+    ``replies`` the replies once read (the writer may read them before the
+    batch's turn when the server lost the script; see ``_reload``).
+    """
 
     phones: frozenset[str]
-    calls: list[tuple[list[str], list[str], list[tuple[ImportRow, str]]]]
+    calls: list[tuple[list[str], list[bytes], list[tuple[ImportRow, str]]]]
+    packed: list[bytes] = field(default_factory=list)
+    replies: list | None = None
 
 
 class MemberImporter:
@@ -198,7 +228,15 @@ class MemberImporter:
         self._scripts = points_scripts(client)
         self._first_tier = settings.ladder.tiers[0].name
         self._written = ImportReport()  # the writer thread's outcomes, until finish()
-        self._writer: BatchWriter[_Creates] = BatchWriter(self._run_creates, depth)
+        # A single server is sent packed commands (module docstring): the caller's claims
+        # and the writer's scripts each on a connection of their own.
+        self._claims = None if self._cluster else Conversation(client)
+        self._talk = None if self._cluster else Conversation(client)
+        self._packer = ScriptSet(None, "points_bridge", ("import_members",))
+        self._sent: deque[_Creates] = deque()  # the writer's jobs sent, replies not read
+        self._writer: BatchWriter[_Creates] = (
+            BatchWriter(self._run_creates, depth) if self._cluster
+            else BatchWriter(self._read_creates, depth + 1, start=self._send_creates))
 
     def __enter__(self) -> MemberImporter:
         return self
@@ -217,6 +255,9 @@ class MemberImporter:
     def close(self) -> None:
         """End the writer thread once what it holds is written (nothing after an error)."""
         self._writer.close()
+        for talk in (self._claims, self._talk):
+            if talk is not None:
+                talk.close()
 
     def write(self, rows: Sequence[ImportRow], report: ImportReport) -> None:
         """Write rows whose phones are distinct; add the outcome of each to ``report``.
@@ -327,21 +368,10 @@ class MemberImporter:
                 cards.append(None)
             else:
                 cards.append(digits)
-        pipe = self._redis.pipeline(transaction=False)
         claimed = [(row, card) for row, card in zip(fresh, cards, strict=True) if card]
-        crm_cards: dict[int, list[str]] = defaultdict(list)
-        for row, card in claimed:
-            if row.card:
-                crm_cards[shard_of(card)].append(card)
-        for shard, kept in crm_cards.items():  # before the members: what walks read (cards())
-            pipe.sadd(self.keys.crm_cards(shard), *kept)
-        phone_key = self.keys.phone
-        for row, card in claimed:
-            pipe.execute_command("SET", phone_key(row.e164), card, "NX")
         won: list[tuple[ImportRow, str]] = []
         lost: list[ImportRow] = []
-        replies = pipe.execute()[len(crm_cards):]
-        for (row, card), ok in zip(claimed, replies, strict=True):
+        for (row, card), ok in zip(claimed, self._claim(claimed), strict=True):
             if ok:
                 won.append((row, card))
             else:  # a first claim of this phone came in between: the one-row way
@@ -353,13 +383,48 @@ class MemberImporter:
         if won:
             self._writer.submit(self._creates(won))
 
+    def _claim(self, claimed: list[tuple[ImportRow, str]]) -> list[object]:
+        """``SET NX`` of each row's phone index to its card, in one round trip: the replies.
+
+        The CRM's cards go first into the sets that walks of the cards read
+        (``MemberStore.cards``). On a single server the commands are packed here:
+        redis-py's pipeline took ~3.1 us a row of the importing process to queue and
+        pack a batch of them, this ~0.7 us (timed apart), and the two threads of an
+        import share one core's worth of Python (``benchmarks/bench_members.py``).
+        """
+        crm_cards: dict[int, list[str]] = defaultdict(list)
+        for row, card in claimed:
+            if row.card:
+                crm_cards[shard_of(card)].append(card)
+        if self._cluster:
+            pipe = self._redis.pipeline(transaction=False)
+            for shard, kept in crm_cards.items():
+                pipe.sadd(self.keys.crm_cards(shard), *kept)
+            for row, card in claimed:
+                pipe.execute_command("SET", self.keys.phone(row.e164), card, "NX")
+            return pipe.execute()[len(crm_cards):]
+        commands = [pack(b"SADD", self.keys.crm_cards(shard).encode(),
+                         *(card.encode() for card in kept))
+                    for shard, kept in crm_cards.items()]
+        phone_key = self.keys.phone
+        for row, card in claimed:
+            key = phone_key(row.e164).encode()
+            commands.append(b"*4\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$2\r\nNX\r\n"
+                            % (len(key), key, len(card), card.encode()))
+        replies = self._claims.call(b"".join(commands), len(commands))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies[len(crm_cards):]
+
     def _creates(self, won: list[tuple[ImportRow, str]]) -> _Creates:
         """The import_members.lua calls of a batch's new members, one per member shard."""
         now = int(self._clock())
         expires = (lot_expiry(now, self.settings.expiry_months, self.settings.timezone)
                    if self.settings.expiry_months else 0)
         first_tier, at = self._first_tier, str(now)
-        head = [at, OPENING_KEY, OPENING_REASON, str(expires)]  # ARGV 2..5 of each call
+        head = [at.encode(), OPENING_KEY.encode(), OPENING_REASON.encode(),
+                str(expires).encode()]  # ARGV 2..5 of each call
         entries: dict[int, bytes] = {}  # points -> the opening entry's CRM event data
         by_shard: dict[int, list[tuple[ImportRow, str]]] = defaultdict(list)
         for row, card in won:
@@ -392,18 +457,62 @@ class MemberImporter:
                 else:
                     events.append(b"")
                 specs.append(spec)
-            calls.append((keys, [json.dumps(specs), *head, *events], group))
-        return _Creates(frozenset(row.e164 for row, _ in won), calls)
+            calls.append((keys, [orjson.dumps(specs), *head, *events], group))
+        job = _Creates(frozenset(row.e164 for row, _ in won), calls)
+        if not self._cluster:
+            job.packed = [self._packer.evalsha("import_members", keys, args)
+                          for keys, args, _ in calls]
+        return job
 
     def _run_creates(self, job: _Creates) -> None:
-        """On the writer thread: the batch's script calls in one round trip (redis-server
-        serves the caller's reads between them); a cluster takes one call per shard."""
+        """On the writer thread, on a cluster: the batch's script calls, one per shard
+        (redis-py refuses EVALSHA in a cluster pipeline)."""
         script = self._scripts.import_members
-        # redis-py refuses EVALSHA in a cluster pipeline: there, one call per shard.
-        pipe = self._redis if self._cluster else self._redis.pipeline(transaction=False)
-        replies = [script(keys=keys, args=args, client=pipe) for keys, args, _ in job.calls]
-        if pipe is not self._redis:
-            replies = pipe.execute()
+        self._outcomes(job, [script(keys=keys, args=args) for keys, args, _ in job.calls])
+
+    def _send_creates(self, job: _Creates) -> None:
+        """On the writer thread, on a single server: send the batch's script calls.
+
+        The writer sends the next batch before it reads the replies of the last, so
+        redis-server has a batch's scripts in hand while the writer reads and counts
+        the last one's outcomes: one after the other, the server idled for that time
+        (``benchmarks/bench_members.py``). The caller's reads are served between the
+        scripts, as before.
+        """
+        self._talk.send(b"".join(job.packed), len(job.packed))
+        self._sent.append(job)
+
+    def _read_creates(self, job: _Creates) -> None:
+        """On the writer thread, on a single server: the replies of the first batch sent."""
+        assert self._sent[0] is job
+        if job.replies is None:
+            job.replies = self._talk.replies(len(job.packed))
+        if any(isinstance(reply, NoScriptError) for reply in job.replies):
+            self._reload()
+        self._sent.popleft()
+        for reply in job.replies:
+            if isinstance(reply, Exception):
+                raise reply
+        self._outcomes(job, job.replies)
+
+    def _reload(self) -> None:
+        """The server lost the script (a restart, SCRIPT FLUSH): load it and send again the
+        calls that came back NOSCRIPT (they did not run), of every batch sent, in order."""
+        for job in self._sent:
+            if job.replies is None:
+                job.replies = self._talk.replies(len(job.packed))
+        source = script_source("points_bridge", "import_members").encode()
+        self._talk.call(pack(b"SCRIPT", b"LOAD", source), 1)
+        for job in self._sent:
+            missing = [i for i, reply in enumerate(job.replies)
+                       if isinstance(reply, NoScriptError)]
+            if missing:
+                again = self._talk.call(b"".join(job.packed[i] for i in missing), len(missing))
+                for i, reply in zip(missing, again, strict=True):
+                    job.replies[i] = reply
+
+    def _outcomes(self, job: _Creates, replies: list) -> None:
+        """Count a written batch's new members into the writer's report."""
         for (_, _, group), outcomes in zip(job.calls, replies, strict=True):
             for (row, card), outcome in zip(group, outcomes, strict=True):
                 self._created(row, card, outcome if isinstance(outcome, str)

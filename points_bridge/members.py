@@ -41,9 +41,9 @@ from codegen.store.keyspace import MEMBER_SHARDS, shard_of
 from points_bridge import regions
 from points_bridge.cards import (
     CARD_KEY_BYTES,
+    CardNumbers,
     card_master,
     card_number,
-    card_numbers,
     card_seq,
     is_valid_card,
     normalize_card,
@@ -264,6 +264,7 @@ class MemberStore(TenantScoped):
         super().__init__(client, tenant, clock=clock, master=master)
         self._secret: bytes | None = None
         self._blocks = CardBlocks(card_block)
+        self._card_numbers: CardNumbers | None = None  # issue_cards': kept for its memo
 
     # -- reading -----------------------------------------------------------------------
     def settings(self) -> PointsSettings:
@@ -447,9 +448,10 @@ class MemberStore(TenantScoped):
         """Take ``count`` card numbers from the tenant's counter in one INCRBY (an import)."""
         if count <= 0:
             return []
-        secret = self._card_secret()
+        if self._card_numbers is None:
+            self._card_numbers = CardNumbers(self._card_secret())
         end = self._redis.incrby(self.keys.card_counter, count)
-        return card_numbers(end - count, count, secret)
+        return self._card_numbers.block(end - count, count)
 
     def _card_secret(self) -> bytes:
         """Return the tenant's card key, made sealed by whoever needs it first (SET NX)."""

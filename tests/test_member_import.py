@@ -15,7 +15,7 @@ from codegen.codes import damm_check_digit
 from codegen.store.keyspace import MEMBER_SHARDS
 from points_bridge.counters import Counts, recount
 from points_bridge.ledger import Ledger
-from points_bridge.member_import import BatchWriter
+from points_bridge.member_import import BatchWriter, ImportRow, MemberImporter
 from points_bridge.members import MemberStore
 from points_bridge.outreach.segments import Segment, preview
 from points_bridge.settings import SettingsStore
@@ -274,6 +274,76 @@ def test_the_writer_runs_jobs_in_order_and_hands_its_error_over():
     assert raised.value.args == (3,)
     writer.close()
     assert done == [0, 1, 2] and not _writer_threads()
+
+
+def test_the_writer_starts_the_next_job_before_it_finishes_the_running_one():
+    """What a single server is sent ahead: each job started once, in order, before its work;
+    the job behind the running one started before the running one's work when queued."""
+    seen: list[tuple[str, int]] = []
+    release = threading.Event()
+
+    def work(job: int) -> None:
+        if job == 0:
+            release.wait(5)
+        seen.append(("work", job))
+
+    writer = BatchWriter(work, depth=3, start=lambda job: seen.append(("start", job)))
+    writer.submit(0)
+    writer.submit(1)
+    writer.submit(2)
+    release.set()
+    for job in range(3, 6):
+        writer.submit(job)
+    writer.drain()
+    writer.close()
+    starts = [job for what, job in seen if what == "start"]
+    works = [job for what, job in seen if what == "work"]
+    assert starts == works == list(range(6))
+    assert all(seen.index(("start", job)) < seen.index(("work", job)) for job in range(6))
+    assert seen.index(("start", 1)) < seen.index(("work", 0))
+
+
+def test_an_import_loads_the_script_again_when_the_server_lost_it(redis_client, tenant,
+                                                                    tmp_path):
+    """Batches sent ahead of the replies of the last: the calls that came back NOSCRIPT are
+    sent again, once loaded, and every member is written once."""
+    if isinstance(redis_client, RedisCluster):
+        pytest.skip("redis-py's Script reloads it there, one call at a time")
+    rows = 3 * BATCH + 7
+    path = tmp_path / "crm.csv"
+    path.write_text("phone,points\n" + "".join(f"138{i:08d},{i % 50 + 1}\n"
+                                               for i in range(rows)))
+    redis_client.script_flush()
+    report = import_members(redis_client, tenant, path, master=TEST_MASTER)
+    assert (report.created, report.updated, report.errors) == (rows, 0, [])
+    members = MemberStore(redis_client, tenant, master=TEST_MASTER)
+    assert all(members.find(phone=f"138{i:08d}").balance == i % 50 + 1 for i in range(0, rows, 89))
+    assert sum(1 for _ in members.cards()) == rows
+    assert not _writer_threads()
+
+
+def test_batches_sent_ahead_are_sent_again_once_the_script_is_loaded(redis_client, tenant):
+    """Two batches in flight when the server lost the script: both come back NOSCRIPT, and
+    both are written once it is loaded again (the writer's own calls, on this thread)."""
+    if isinstance(redis_client, RedisCluster):
+        pytest.skip("a cluster is sent one script call at a time")
+    settings = SettingsStore(redis_client).get(tenant)
+    with MemberImporter(redis_client, tenant, settings, master=TEST_MASTER) as importer:
+        jobs, cards = [], []
+        for batch in range(2):
+            rows = [ImportRow(f"line {i}", f"+86138{i:08d}", {}, None, {}, 10, "", "")
+                    for i in range(10 * batch, 10 * batch + 10)]
+            issued = importer.members.issue_cards(len(rows))
+            cards += issued
+            jobs.append(importer._creates(list(zip(rows, issued, strict=True))))
+        redis_client.script_flush()
+        for job in jobs:
+            importer._send_creates(job)
+        for job in jobs:
+            importer._read_creates(job)
+        assert importer._written.created == 20 and not importer._written.errors
+    members = MemberStore(redis_client, tenant)
+    assert [members.get(card).balance for card in cards] == [10] * 20
 
 
 def test_a_file_of_bad_rows_only_writes_nothing(redis_client, tenant, tmp_path):

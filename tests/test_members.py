@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from codegen.store.keyspace import PointsKeys
-from points_bridge.cards import CARD_SPACE, card_number, card_numbers, is_valid_card
+from points_bridge.cards import CARD_SPACE, CardNumbers, card_number, card_numbers, is_valid_card
 from points_bridge.exc import (
     BadAttribute,
     BadInput,
@@ -215,3 +215,14 @@ def test_cards_made_a_block_at_a_time_are_the_cards_made_one_at_a_time(key_bytes
     assert card_numbers(7, 0, key) == []
     with pytest.raises(CardSpaceExhausted):
         card_numbers(last, 4, key)
+
+
+def test_cards_of_one_maker_stay_the_cards_made_one_at_a_time_once_its_rounds_are_remembered():
+    """An import's blocks share one CardNumbers: its remembered rounds change no card."""
+    key = b"k" * 32
+    maker = CardNumbers(key)
+    blocks = [(0, 2000), (2000, 2000), (10**6, 500), (CARD_SPACE - 3, 3), (4000, 2000)]
+    made = [card for start, count in blocks for card in maker.block(start, count)]
+    seqs = [seq for start, count in blocks for seq in range(start, start + count)]
+    assert made == [card_number(seq, key) for seq in seqs]
+    assert sum(f is not None for _, _, memo in maker._rounds if memo for f in memo) > 0

@@ -151,3 +151,65 @@ class ScriptSet:
             if is_error(reply):
                 raise self._error(f"redis script failed: {reply}")
         return replies
+
+
+class Conversation:
+    """Packed commands down one pooled connection of a redis-py client, from one thread.
+
+    The synchronous counterpart of a ``Link`` for a job that talks to one server
+    for a long while (a members import, ``member_import.py``): replies are read
+    when the caller asks, so it can send the next commands before reading the
+    replies of the last. An error reply is returned in its slot as the
+    exception redis-py would raise (``NoScriptError``, ``NoPermissionError``...),
+    once every reply before it is read, so the connection stays in step; a
+    connection that failed is disconnected before it goes back to the pool.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._conn: redis.Connection | None = None
+        self._owed = 0  # replies sent for and not read yet
+
+    def send(self, payload: bytes, count: int) -> None:
+        """Write ``count`` packed commands; their replies wait for ``replies``."""
+        if self._conn is None:
+            self._conn = self._pool.get_connection()
+        try:
+            self._conn.send_packed_command([payload])
+        except BaseException:
+            self.close(failed=True)
+            raise
+        self._owed += count
+
+    def replies(self, count: int) -> list:
+        """The next ``count`` replies, in order."""
+        conn = self._conn
+        if conn is None or count > self._owed:
+            raise ValueError(f"{count} replies asked, {self._owed} owed")
+        out: list = []
+        try:
+            for _ in range(count):
+                try:
+                    out.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    out.append(exc)
+        except BaseException:
+            self.close(failed=True)
+            raise
+        self._owed -= count
+        return out
+
+    def call(self, payload: bytes, count: int) -> list:
+        """Send ``count`` packed commands and return their replies (one round trip)."""
+        self.send(payload, count)
+        return self.replies(count)
+
+    def close(self, *, failed: bool = False) -> None:
+        """Give the connection back to the pool: disconnected when ``failed`` or when
+        replies are still owed, so no later user reads them."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if failed or self._owed:
+                conn.disconnect()
+            self._pool.release(conn)
+        self._owed = 0
