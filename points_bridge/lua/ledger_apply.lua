@@ -114,8 +114,8 @@ local lots, lots_changed = {}, false
 for lot in string.gmatch(redis.call('HGET', KEYS[1], 'lots') or '', '[^,]+') do
   lots[#lots + 1] = lot
 end
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  local listed = redis.call('LRANGE', KEYS[4], 0, -1)
+local listed = redis.call('LRANGE', KEYS[4], 0, -1)  -- {} once moved: one call either way
+if #listed > 0 then
   for i = #listed, 1, -1 do table.insert(lots, 1, listed[i]) end
   redis.call('DEL', KEYS[4])
   lots_changed = true
