@@ -71,8 +71,8 @@ def extract_gtin(text: str) -> str | None:
 
 def _gs1_value(text: str, wanted: str) -> str | None:
     """AI ``wanted`` of the GS1 form ``text`` is in (21 also from itemseal's QR URL)."""
-    if len(text) > MAX_INPUT:
-        return None
+    if len(text) > MAX_INPUT or (len(text) <= _LONGEST_CODE and text.isdigit()):
+        return None  # the common case, the code's digits alone: no GS1 form is that short
     stripped = _SYMBOLOGY_ID.sub("", text.strip())
     lowered = stripped[:8].lower()
     if lowered.startswith(("http://", "https://")):
