@@ -60,6 +60,9 @@ class CodeChecker:
         self._clock = clock
         self._ring: dict[int, dict] = {}
         self._loaded_at: float | None = None
+        # (key id, profile) -> (key info, signer): what a check needs of its key, made once
+        # per ring load rather than per check (a dataclass and a dict lookup chain each time)
+        self._known: dict[tuple[int, Profile], tuple[KeyInfo, object]] = {}
 
     def stale(self) -> bool:
         """Tell whether the ring must be read again before the next decode."""
@@ -68,6 +71,7 @@ class CodeChecker:
     def load(self, raw: Mapping[bytes, bytes]) -> None:
         """Keep the ring read from ``TenantKeys.keys`` (a raw ``HGETALL``)."""
         self._ring, self._loaded_at = key_ring(raw), self._clock()
+        self._known = {}
 
     def _record(self, key_id: int) -> dict | None:
         if self.stale():
@@ -105,11 +109,15 @@ class CodeChecker:
         return found  # type: ignore[return-value]
 
     def decode_parsed(self, text: str, parsed: ParsedCode) -> Decoded:
-        info = self._info(parsed.key_id)
-        serial = None
-        if info is not None:
-            serial = self._signer(parsed.key_id, parsed.profile).verify(parsed)
-        return self._decoded(text, parsed, info, serial)
+        known = self._known.get((parsed.key_id, parsed.profile)) if not self.stale() else None
+        if known is None:
+            info = self._info(parsed.key_id)
+            if info is None:
+                return self._decoded(text, parsed, None, None)
+            known = self._known[parsed.key_id, parsed.profile] = (
+                info, self._signer(parsed.key_id, parsed.profile))
+        info, signer = known
+        return self._decoded(text, parsed, info, signer.verify(parsed))
 
     @staticmethod
     def _decoded(

@@ -18,6 +18,7 @@ A code of profile P is ``S K T C`` read left to right:
 from __future__ import annotations
 
 import enum
+import functools
 import unicodedata
 from dataclasses import dataclass
 
@@ -168,9 +169,10 @@ def _split(profile: Profile) -> tuple[int, int]:
     return high, profile.serial_digits - high
 
 
-def _round_moduli(profile: Profile) -> list[int]:
+@functools.cache
+def _round_moduli(profile: Profile) -> tuple[int, ...]:
     high, low = _split(profile)
-    return [10 ** (high if i % 2 == 0 else low) for i in range(FEISTEL_ROUNDS)]
+    return tuple(10 ** (high if i % 2 == 0 else low) for i in range(FEISTEL_ROUNDS))
 
 
 def _mix(z: int) -> int:
@@ -202,7 +204,7 @@ def unpermute_serial(permuted: int, round_keys: tuple[int, ...], profile: Profil
     """Invert ``permute_serial``."""
     _, low = _split(profile)
     a, b = divmod(permuted, 10**low)
-    for key, modulus in reversed(list(zip(round_keys, _round_moduli(profile), strict=True))):
+    for key, modulus in zip(reversed(round_keys), reversed(_round_moduli(profile)), strict=True):
         a, b = (b - _mix(a ^ key)) % modulus, a
     return a * 10**low + b
 

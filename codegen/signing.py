@@ -127,7 +127,9 @@ class CodeSigner:
 
     def verify(self, parsed: ParsedCode) -> int | None:
         """Return the serial of a code whose tag holds, else None."""
-        if parsed.profile != self.profile or parsed.key_id != self.key_id:
+        if parsed.key_id != self.key_id or (
+            parsed.profile is not self.profile and parsed.profile != self.profile
+        ):
             return None
         serial = unpermute_serial(parsed.permuted_serial, self.round_keys, self.profile)
         return serial if tag_matches(self.tag(serial), parsed.tag, self.profile) else None

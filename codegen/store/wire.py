@@ -42,11 +42,8 @@ class Link(Protocol):
 
 
 def pack(*args: bytes) -> bytes:
-    """Encode one command in RESP: ``*N`` then ``$len``-prefixed arguments."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(out)
+    """Encode one command in RESP: ``*N`` then ``$len``-prefixed arguments (hiredis, in C)."""
+    return hiredis.pack_command(args)
 
 
 async def call(link: Link, *commands: bytes) -> list:
@@ -119,21 +116,11 @@ class ScriptSet:
         self.wire = wire
         self._error = error
         self._source = {n: script_source(package, n).encode() for n in names}
-        self._prefix = {
-            name: b"$7\r\nEVALSHA\r\n$40\r\n" + hashlib.sha1(src).hexdigest().encode() + b"\r\n"
-            for name, src in self._source.items()
-        }
+        self._sha = {n: hashlib.sha1(src).hexdigest().encode() for n, src in self._source.items()}
 
     def evalsha(self, name: str, keys: Sequence[str], args: tuple[bytes, ...]) -> bytes:
-        """Pack one EVALSHA of script ``name`` (not sent yet)."""
-        items = [b"%d" % len(keys), *[key.encode() for key in keys], *args]
-        return b"".join(
-            [
-                b"*%d\r\n" % (2 + len(items)),
-                self._prefix[name],
-                *[b"$%d\r\n%s\r\n" % (len(item), item) for item in items],
-            ]
-        )
+        """Pack one EVALSHA of script ``name`` (not sent yet); keys are str, UTF-8 on the wire."""
+        return hiredis.pack_command((b"EVALSHA", self._sha[name], len(keys), *keys, *args))
 
     async def run(self, calls: list[bytes]) -> list:
         """Send ``calls`` (packed scripts or commands) in one round trip; raise on an error."""
