@@ -8,23 +8,23 @@ import inspect
 
 import falcon.asgi
 
-from verify_api.exc import BodyTimeout, BodyTooLarge, RequestError
+from verify_api.exc import BodyTooLarge, RequestError
+from verify_api.resources.deadlines import BodyDeadlines
 
 BODY_SECONDS = 10.0
 """How long a client may take to send its body: a slow trickle must not hold a worker."""
+BODY_DEADLINES = BodyDeadlines()
+"""The worker's late-body sweep (``deadlines.py``): one timer, not one per request."""
 
 
-async def read_body(req: falcon.asgi.Request, limit: int, seconds: float = BODY_SECONDS) -> bytes:
+async def read_body(req: falcon.asgi.Request, limit: int, seconds: float | None = None) -> bytes:
     """Return the request body (chunked or not), refusing one over ``limit`` bytes (413)
-    or one that has not arrived within ``seconds`` (408, and the connection is closed)."""
+    or one that has not arrived within ``seconds`` (``BODY_SECONDS``; 408, and the
+    connection is closed)."""
     length = req.content_length
     if length is not None and length > limit:
         raise BodyTooLarge(f"the body is {length} bytes; the limit is {limit}")
-    try:
-        async with asyncio.timeout(seconds):
-            body = await req.stream.read(limit + 1)
-    except TimeoutError:
-        raise BodyTimeout(f"the body did not arrive within {seconds:g} s") from None
+    body = await BODY_DEADLINES.read(req.stream.read(limit + 1), seconds or BODY_SECONDS)
     if len(body) > limit:
         raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
     return body
