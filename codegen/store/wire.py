@@ -118,7 +118,9 @@ class ScriptSet:
         self._source = {n: script_source(package, n).encode() for n in names}
         self._sha = {n: hashlib.sha1(src).hexdigest().encode() for n, src in self._source.items()}
 
-    def evalsha(self, name: str, keys: Sequence[str], args: tuple[bytes, ...]) -> bytes:
+    def evalsha(
+        self, name: str, keys: Sequence[str], args: Sequence[bytes | str | int]
+    ) -> bytes:
         """Pack one EVALSHA of script ``name`` (not sent yet); keys are str, UTF-8 on the wire."""
         return hiredis.pack_command((b"EVALSHA", self._sha[name], len(keys), *keys, *args))
 

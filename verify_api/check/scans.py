@@ -7,6 +7,7 @@ packed calls as one round trip (``codegen/store/wire.py``: reloads lost scripts)
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 
@@ -84,48 +85,39 @@ def verify_calls(
 
     Returns (packed call, indexes of ``queries`` it answers, in reply order).
     A carton of codes from one batch is one call; Redis finds the batch once.
+    Numbers go to the packer as ints (hiredis writes their digits).
     """
     by_segment: dict[int, list[int]] = {}
     for i, query in enumerate(queries):
         by_segment.setdefault(segment_of(query.serial), []).append(i)
     common = (
-        context.mode,
-        b"%d" % now,
-        b"%d" % context.cap,
-        b"%d" % context.channel,
-        context.region.encode(),
-        b"%d" % context.phone_fingerprint,
-        b"%d" % context.phone_bit,
-        b"%d" % context.region_bit,
-        context.phone.encode(),
-        context.channel_name.encode(),
-        " ".join(context.skus).encode(),
-        context.region_source.encode(),
-    )
+        context.mode, now, context.cap, context.channel, context.region,
+        context.phone_fingerprint, context.phone_bit, context.region_bit, context.phone,
+        context.channel_name, " ".join(context.skus), context.region_source,
+    )  # fmt: skip
     calls = []
     day = stats.day_of(now, context.timezone)
     for segment, indexes in by_segment.items():
+        shared = _segment_keys(keys.tenant, segment)
         for at in range(0, len(indexes), per_call):
             chunk = indexes[at : at + per_call]
-            names = [
-                keys.segment_ranges(segment),
-                keys.segment_batches(segment),
-                keys.segment_claims(segment),
-                keys.segment_stats(segment, day),
-            ]
+            names = [*shared, keys.segment_stats(segment, day)]
             args = list(common)
             for i in chunk:
                 q = queries[i]
                 names.append(keys.scan_bucket(q.serial))
-                args += (
-                    b"%d" % q.serial,
-                    b"%d" % q.key_id,
-                    b"%d" % q.wire_id,
-                    b"%d" % (q.serial % SCAN_BUCKET_SERIALS),
-                    b"1" if q.key_revoked else b"0",
-                )
-            calls.append((scripts.evalsha("verify", tuple(names), tuple(args)), chunk))
+                args += (q.serial, q.key_id, q.wire_id, q.serial % SCAN_BUCKET_SERIALS,
+                         b"1" if q.key_revoked else b"0")  # fmt: skip
+            calls.append((scripts.evalsha("verify", names, args), chunk))
     return calls
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment_keys(tenant: str, segment: int) -> tuple[str, str, str]:
+    """A segment's ranges, batch facts and claims outbox: the same for every check in it."""
+    keys = TenantKeys(tenant)
+    return (keys.segment_ranges(segment), keys.segment_batches(segment),
+            keys.segment_claims(segment))  # fmt: skip
 
 
 def parse_verify_reply(reply: list) -> list[ScanReply]:
