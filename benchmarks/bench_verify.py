@@ -28,7 +28,10 @@ time, so waiting is not hidden), once per round on fresh codes, medians
 reported with how many append-only-file rewrites (forks) ran meanwhile, as a
 rewrite is what stalls the tail; distributors' batches of 1,000 codes are
 looked up over 8 connections, and scan-state memory is measured on the same
-server. The last line is one JSON object.
+server. ``cpu_us_per_request`` says where the CPU of the closed-loop loads went,
+per request (from /proc: the server's processes, redis-server, and the rest of
+the machine's busy time, mostly wrk and the kernel): the anatomy behind
+``vs_peer_asgi``. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -53,7 +56,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_peers import peer_bodies, start_peer, stop_peer  # noqa: E402
-from benchmarks.fixtures import answers_200, free_port, machine, seed_active_batch  # noqa: E402
+from benchmarks.fixtures import (  # noqa: E402
+    CpuMeter,
+    answers_200,
+    free_port,
+    machine,
+    process_tree,
+    seed_active_batch,
+)
 from benchmarks.open_loop import run_open_loop  # noqa: E402
 from benchmarks.wrk_load import ensure_wrk, run_wrk  # noqa: E402
 from codegen.codes import NUMERIC_24  # noqa: E402
@@ -142,6 +152,18 @@ def median(rounds: list[dict], key: str) -> float:
     return round(statistics.median(r[key] for r in rounds), 3)
 
 
+CPU_LOADS = {"itemseal_repeat": "cpu_repeat", "itemseal_first": "cpu_first",
+             "peer_asgi_repeat": "cpu_asgi_repeat", "peer_wsgi_repeat": "cpu_wsgi_repeat"}
+
+
+def cpu_medians(rounds: list[dict]) -> dict[str, dict[str, float]]:
+    """Per load, the median over rounds of each part's CPU microseconds per request."""
+    return {
+        name: {part: median([r[key] for r in rounds], part) for part in ("app", "redis", "rest")}
+        for name, key in CPU_LOADS.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="per load per round")
@@ -192,6 +214,11 @@ def main() -> None:
         run_wrk(f"{base['itemseal']}/v1/ping", seconds=2)
         run_wrk(verify_url, repeat_bodies, seconds=2)
 
+        # CPU per request by process group during the closed-loop loads: where a check's
+        # time goes, ours against the peers', on the same machine in the same run
+        servers = dict(zip(("itemseal", "wsgi", "asgi"), (process_tree(p.pid) for p in procs),
+                           strict=True))
+        redis_pid = int(store.pid_path.read_text().split()[0])
         rounds = []
         for r in range(opts.rounds):
             mine = codes[r * per_round : (r + 1) * per_round]
@@ -199,15 +226,21 @@ def main() -> None:
             for name, path in (("itemseal", "/v1/ping"), ("wsgi", "/ping"), ("asgi", "/ping")):
                 res = run_wrk(base[name] + path, seconds=opts.seconds)
                 got[f"{name}_bare_rps"], got[f"{name}_bare_p99_ms"] = res["rps"], res["p99_ms"]
+            meter = CpuMeter({"app": servers["itemseal"], "redis": [redis_pid]})
             res = run_wrk(verify_url, repeat_bodies, seconds=opts.seconds)
             got["repeat_rps"], got["repeat_p99_ms"] = res["rps"], res["p99_ms"]
+            got["cpu_repeat"] = meter.per_request(res["rps"] * opts.seconds)
             for kind in ("wsgi", "asgi"):
+                meter = CpuMeter({"app": servers[kind], "redis": [redis_pid]})
                 res = run_wrk(f"{base[kind]}/verify", peer_repeat, seconds=opts.seconds)
                 got[f"{kind}_repeat_rps"], got[f"{kind}_repeat_p99_ms"] = res["rps"], res["p99_ms"]
+                got[f"cpu_{kind}_repeat"] = meter.per_request(res["rps"] * opts.seconds)
             half = len(mine) // 2
+            meter = CpuMeter({"app": servers["itemseal"], "redis": [redis_pid]})
             res = run_wrk(verify_url, [body(c, i) for i, c in enumerate(mine[:half])],
                           seconds=opts.seconds)
             got["first_rps"], got["first_p99_ms"] = res["rps"], res["p99_ms"]
+            got["cpu_first"] = meter.per_request(res["rps"] * opts.seconds)
             got["first_wraps"] = res["wraps"]
             res = run_wrk(verify_url, mixed(mine[half:], repeat_codes), seconds=opts.seconds)
             got["mix_rps"], got["mix_p99_ms"] = res["rps"], res["p99_ms"]
@@ -264,6 +297,7 @@ def main() -> None:
             "batch_p99_ms": batch["p99_ms"],
             "bytes_per_scanned_code": round(dense, 1),
             "bytes_per_scanned_code_sparse_1_in_16": round(sparse, 1),
+            "cpu_us_per_request": cpu_medians(rounds),
             "errors": sum(r["errors"] for r in rounds) + batch["errors"] + open_loop["errors"],
             "first_codes_reused": sum(r["first_wraps"] for r in rounds),
             "per_round": rounds,

@@ -98,3 +98,56 @@ def machine(**versions: str) -> dict[str, object]:
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         **versions,
     }
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants now (a gunicorn master and its workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(current := todo.pop())
+        todo += children.get(current, [])
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone: its time is lost to the figure, not counted twice
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _busy_seconds() -> float:
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+
+
+class CpuMeter:
+    """Where a load's CPU went, per request: each named group of processes, and the rest.
+
+    ``rest`` is the machine's busy time that no group used (the load generator,
+    the kernel's work for the sockets, anything else running). Linux /proc only;
+    a clock tick is 10 ms, so a load of a few seconds is needed for a figure.
+    """
+
+    def __init__(self, groups: Mapping[str, list[int]]) -> None:
+        self._groups = dict(groups)
+        self._start = {name: _cpu_seconds(pids) for name, pids in self._groups.items()}
+        self._busy = _busy_seconds()
+
+    def per_request(self, requests: float) -> dict[str, float]:
+        """Microseconds of CPU per request since the meter was made."""
+        used = {name: _cpu_seconds(pids) - self._start[name] for name, pids in self._groups.items()}
+        used["rest"] = _busy_seconds() - self._busy - sum(used.values())
+        return {name: round(seconds / max(requests, 1) * 1e6, 1) for name, seconds in used.items()}
