@@ -30,7 +30,7 @@ from codegen.store.wire import Link, link_for
 from verify_api import proxies
 from verify_api.admin.auth import TokenStore
 from verify_api.check.engine import VerifyEngine
-from verify_api.metrics import Metrics, MetricsMiddleware
+from verify_api.metrics import STARTED, Metrics, MetricsMiddleware
 from verify_api.resources import admin, admin_dashboard, admin_routes, office_routes
 from verify_api.resources import channels as channel_resources
 from verify_api.resources.service import (
@@ -60,6 +60,7 @@ class VerifyApp(falcon.asgi.App):
     async def __call__(self, scope, receive, send):
         if scope.get("type") == "http":
             scope = proxies.apply_to_scope(scope, self.trusted_proxies)
+            scope[STARTED] = time.perf_counter()  # MetricsMiddleware's clock
         await super().__call__(scope, receive, send)
 
 

@@ -26,6 +26,8 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prom_multiprocess
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+STARTED = "itemseal.started"
+"""The scope's key for when the app was handed the request (``time.perf_counter``)."""
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -140,18 +142,20 @@ def _add_to_histogram(child: Histogram, counts: list, bounds: tuple[float, ...])
 
 
 class MetricsMiddleware:
-    """Time every request and count it under its route template (not its raw path)."""
+    """Time every request and count it under its route template (not its raw path).
+
+    The clock starts in ``VerifyApp.__call__`` (``STARTED`` in the scope) rather
+    than in a ``process_request``: one coroutine less for falcon to await on
+    every request.
+    """
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    async def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.started = time.perf_counter()
-
     async def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: object, ok: bool
     ) -> None:
-        started = getattr(req.context, "started", None)
+        started = req.scope.get(STARTED)
         if started is None:
             return
         route = req.uri_template or "unmatched"
