@@ -34,13 +34,14 @@ membership, and the code stays spent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 import orjson
 import redis
@@ -148,8 +149,8 @@ def plan_credit(
 ) -> Plan:
     """Compute the award and the tier after it, from a member snapshot and the tenant."""
     settings = view.settings
-    when = datetime.fromtimestamp(at, settings.timezone)
-    day = when.strftime("%Y%m%d")
+    ladder = settings.ladder
+    when, day, oldest = _days_of(at, settings.timezone, max(ladder.window_days or 1, 2))
     note = ""
     if member.status == ACTIVE:
         spent = {cid: c.spent for cid, c in view.campaigns.items()}
@@ -166,12 +167,9 @@ def plan_credit(
     else:
         result = Award(0, (), False, {})
         note = f"member is {member.status}: no points"
-    ladder = settings.ladder
     pin = member.pinned_tier if member.pinned_tier in ladder.names else None
     counted = 0 if ladder.basis == "spend" else result.points  # a code's points are no spend
     status = tier_for(earned_for_tier(member, settings, at) + counted, ladder, pin)
-    keep_days = max(ladder.window_days or 1, 2)
-    oldest = (when.date() - timedelta(days=keep_days)).strftime("%Y%m%d")
     return Plan(
         award=result,
         day=day,
@@ -182,6 +180,18 @@ def plan_credit(
         lot_expires=lot_expiry(at, settings.expiry_months, settings.timezone),
         note=note,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _days_of(at: int, zone: tzinfo, keep_days: int) -> tuple[datetime, str, str]:
+    """(local time of ``at``, its day, the oldest day field a member keeps).
+
+    The credits of one second share these: a dict hit instead of a time-zone
+    conversion and two ``strftime`` per first check.
+    """
+    when = datetime.fromtimestamp(at, zone)
+    oldest = (when.date() - timedelta(days=keep_days)).strftime("%Y%m%d")
+    return when, when.strftime("%Y%m%d"), oldest
 
 
 CARD_BLOCK = 16  # card numbers a crediter takes from a tenant's counter at a time
