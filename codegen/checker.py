@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from codegen.codes import ParsedCode, Profile, Rejected, parse_code
 from codegen.keys import KeyInfo, KeyStore, key_info, key_ring
+from codegen.signing import CodeSigner
 
 MALFORMED = "malformed"
 MISTYPED = "mistyped"
@@ -62,7 +63,7 @@ class CodeChecker:
         self._loaded_at: float | None = None
         # (key id, profile) -> (key info, signer): what a check needs of its key, made once
         # per ring load rather than per check (a dataclass and a dict lookup chain each time)
-        self._known: dict[tuple[int, Profile], tuple[KeyInfo, object]] = {}
+        self._known: dict[tuple[int, Profile], tuple[KeyInfo, CodeSigner]] = {}
 
     def stale(self) -> bool:
         """Tell whether the ring must be read again before the next decode."""
@@ -82,7 +83,7 @@ class CodeChecker:
         record = self._record(key_id)
         return None if record is None else key_info(record)
 
-    def _signer(self, key_id: int, profile: Profile):
+    def _signer(self, key_id: int, profile: Profile) -> CodeSigner:
         return self._keys.signer_for(self.tenant, self._ring[key_id], profile)
 
     def decode(self, text: str) -> Decoded:
