@@ -69,7 +69,7 @@ def test_every_script_is_called_with_one_hash_tag(
     try:
         engine = Blocking(VerifyEngine(pipe, key_store, clock=clock, catalog_seconds=0))
         request = CheckRequest(signer.code(batch.first_serial + 1), "13800138000", "sms")
-        answer = engine.verify("ACME", request, "203.0.113.7")  # verify, rate_limit, ledger,
+        answer = engine.verify("ACME", request, "203.0.113.7")  # verify, rate limits, ledger,
         assert answer.points_awarded == 15  # reserve_spend (the budget), member_update (join)
         redis_client.hset(TenantKeys("ACME").meta, "verify_rate_phone", "1/60")
         crossing = CheckRequest(signer.code(batch.first_serial + 3), "13800138000", "sms")

@@ -7,6 +7,7 @@ from helpers.aio import run
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from codegen.store.keyspace import TenantKeys
 from codegen.store.wire import link_for
 from verify_api.check.ratelimit import (
     Hit,
@@ -74,4 +75,17 @@ def test_limiter_counts_in_redis_and_windows_slide(redis_client, clock):
     clock.advance(caught.value.retry_after)
     run(limiter.check("ACME", hits))  # the window slid far enough for one more
     run(limiter.check("ACME", [Hit("ip/192.0.2.2", Limit(5, 10))]))  # another client never waited
+    pipe.close()
+
+
+def test_a_window_counter_expires_two_windows_after_it_starts(redis_client, clock):
+    pipe = link_for(redis_client)
+    limiter = RateLimiter(VerifyScripts(pipe), clock=clock)
+    hit = Hit("ip/192.0.2.9", Limit(50, 10))
+    for _ in range(3):
+        run(limiter.check("ACME", [hit]))
+    index, _ = window_position(clock(), 10)
+    key = TenantKeys("ACME").rate_limit(hit.subject, index)
+    assert redis_client.get(key) == b"3"
+    assert 0 < redis_client.ttl(key) <= 20  # two windows, set by the first hit's SET NX
     pipe.close()

@@ -165,8 +165,8 @@ class TenantKeys:
         """Counter of one rate-limit window of one client (``ip/...``, ``phone/...``).
 
         Per client, not per code, so it cannot share a code's segment tag. All
-        of a tenant's counters share ``{TENANT/rl}``: one script counts a
-        request against its IP and its phone limit at once.
+        of a tenant's counters share ``{TENANT/rl}``: a request's counts against
+        its IP and its phone limit go to one node (``verify_api/check/ratelimit.py``).
         """
         return f"is:{{{self.tenant}/rl}}:{subject}:{window}"
 

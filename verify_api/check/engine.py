@@ -324,7 +324,7 @@ class VerifyEngine:
         now: int,
         reads: list[bytes] = (),
     ) -> tuple[list[ScanReply], list]:
-        """Send the rate-limit count and the code scripts together; judge the limit first.
+        """Send the rate-limit counts and the code scripts together; judge the limit first.
 
         A request that crosses its limit is refused (429) although its own
         script ran in the same round trip: a claim it made is undone at once
@@ -334,15 +334,14 @@ class VerifyEngine:
         off. Returns the scans and the replies to ``reads``.
         """
         packed = verify_calls(self.scripts, TenantKeys(tenant), queries, context, now)
-        calls = [call for call, _ in packed]
-        if limit is not None:
-            calls.insert(0, limit.call)
+        counting = list(limit.commands) if limit is not None else []
+        calls = counting + [call for call, _ in packed]
         if not calls and not reads:
             return [], []
         replies = await self.scripts.run(calls + list(reads))
         read = replies[len(calls) :]
-        del replies[len(calls) :]
-        counted = replies.pop(0) if limit is not None else None
+        counted = replies[: len(counting)]
+        replies = replies[len(counting) : len(calls)]
         found: list[ScanReply] = [None] * len(queries)  # type: ignore[list-item]
         for (_, indexes), reply in zip(packed, replies, strict=True):
             for i, scan in zip(indexes, parse_verify_reply(reply), strict=True):

@@ -20,7 +20,7 @@ from verify_api.check.scanrecord import ScanRecord
 VERIFY, LOOKUP = b"v", b"l"
 MAX_CODES_PER_CALL = 1000
 ACTIVE = "active"
-SCRIPT_NAMES = ("verify", "rate_limit", "unclaim")
+SCRIPT_NAMES = ("verify", "unclaim")
 
 
 class VerifyScripts(ScriptSet):
