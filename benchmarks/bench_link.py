@@ -7,13 +7,13 @@ is >= 1.2x faster on the check path than the ecosystem's client. This measures
 exactly the check's Redis traffic, in one process on one event loop (uvloop,
 as the uvicorn worker runs): ``--concurrency`` requests at once, each sending
 what a repeat check with a phone sends in its round trip (the rate-limit
-EVALSHA, the verify EVALSHA of a real activated code, the phone-index GET),
+commands, the verify EVALSHA of a real activated code, the phone-index GET),
 against one redis-server with ``appendfsync always``, through
 
-* ``link``: the three commands packed (``wire.pack``) and sent by ``RedisLink.call``
+* ``link``: the commands packed (``wire.pack``) and sent by ``RedisLink.call``
   (what the API does);
 * ``redis_asyncio``: ``redis.asyncio.Redis`` with hiredis, one
-  ``pipeline(transaction=False)`` of the same three commands per request
+  ``pipeline(transaction=False)`` of the same commands per request
   (the idiomatic way to send them in one round trip).
 
 Each round runs both, alternating; the figure is checks per second of the
