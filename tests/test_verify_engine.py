@@ -16,7 +16,7 @@ from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys, segment_of
 from codegen.store.link import RedisLink
 from codegen.store.wire import link_for
 from points_bridge.phones import normalize_phone
-from verify_api.check import answers
+from verify_api.check import answers, stats
 from verify_api.check.batch_scans import scan_counts, void_codes
 from verify_api.check.engine import CheckRequest, VerifyEngine
 from verify_api.check.risk import REGION_SKETCH_BITS
@@ -215,6 +215,60 @@ def test_fifty_concurrent_checks_claiming_one_code_give_one_claim(world):
     assert sum(a.claimed for a in found) == 1
     assert sum(a.result == answers.GENUINE for a in found) == 1
     assert sorted(a.scan_count for a in found) == list(range(1, 51))
+
+
+def test_a_turn_s_checks_share_calls_and_keep_their_own_contexts(world, redis_client):
+    """Sixty checks at once, three of each code by different phones, channels and regions:
+    the answers, claims and day counters of separate calls, in a handful of script calls."""
+    engine = world.engine._target
+    day = TenantKeys("ACME").segment_stats(segment_of(world.batch.first_serial),
+                                           stats.day_of(engine._clock(), engine_zone(engine)))
+    before = redis_client.hgetall(day)
+    asks = []
+    for i in range(20):
+        asks += [CheckRequest(world.code(100 + i), f"1390013{i:04d}", "sms"),
+                 CheckRequest(world.code(100 + i), None, "web"),
+                 CheckRequest(world.code(100 + i), f"1370013{i:04d}", "ivr", "CN-BJ")]
+    calls_before = engine.turns.calls if engine.turns else 0
+
+    async def at_once() -> list:
+        return await asyncio.gather(*(engine.verify("ACME", ask, IP) for ask in asks))
+
+    found = run(at_once())
+    for i in range(20):
+        mine = found[3 * i : 3 * i + 3]
+        assert sorted(a.scan_count for a in mine) == [1, 2, 3]
+        assert [a.result for a in mine].count(answers.GENUINE) == 1
+        pairs = zip(asks[3 * i : 3 * i + 3], mine, strict=True)
+        claimed = [ask.phone for ask, a in pairs if a.claimed]
+        assert len(claimed) == 1 and claimed[0] is not None  # a phone's check claimed it
+        assert all(a.points_awarded == (10 if a.claimed else 0) for a in mine)
+    after = redis_client.hgetall(day)
+    grew = {k.decode(): int(v) - int(before.get(k, 0)) for k, v in after.items()}
+    assert grew["r:genuine"] == 20 and grew["r:already_verified"] == 40
+    assert grew["ch:sms"] == grew["ch:web"] == grew["ch:ivr"] == 20
+    assert grew["sku:LIP-001"] == 60 and grew["region:CN-BJ"] == 20
+    if engine.turns is not None:  # the single server's link (a cluster's sends each alone)
+        assert engine.turns.calls - calls_before < 60
+
+
+def engine_zone(engine):
+    return run(engine.catalog.policy("ACME")).timezone
+
+
+def test_a_turn_s_call_comes_back_after_script_flush(world, redis_client):
+    engine = world.engine._target
+    assert check(world.engine, world.code(140)).result == answers.GENUINE
+    redis_client.script_flush()
+
+    async def at_once() -> list:
+        return await asyncio.gather(*(
+            engine.verify("ACME", CheckRequest(world.code(140 + i % 4)), IP) for i in range(12)
+        ))
+
+    found = run(at_once())
+    assert sorted(a.scan_count for a in found) == [1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4]
+    assert not any(a.sku is None for a in found)
 
 
 def test_after_the_cap_the_limit_is_reached_and_nothing_is_claimed(world, redis_client):

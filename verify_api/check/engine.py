@@ -3,10 +3,12 @@
 The order is what makes guessing cheap to refuse: a client refused lately is
 refused at once (ratelimit.py); the code's format and HMAC tag are checked in
 this process (``malformed``, ``mistyped`` and ``counterfeit`` never reach
-Redis with their code); then one round trip carries the rate-limit count and,
-for an authentic code only, one EVALSHA of ``lua/verify.lua``, which finds
-its batch, reads and updates its scan record and claims it for a member
-phone, atomically. A claim's credit then takes one more round trip
+Redis with their code); then one round trip carries the rate-limit counts and,
+for an authentic code only, ``lua/verify.lua``, which finds its batch, reads
+and updates its scan record and claims it for a member phone, atomically.
+The checks that reach Redis in one event-loop turn of a worker share one
+call of the script per segment (``turns.py``), each with its own request's
+context. A claim's credit then takes one more round trip
 (``points_bridge/credit.py``).
 
 Every method is a coroutine over the worker's asyncio link
@@ -64,6 +66,7 @@ from verify_api.check.scans import (
     unclaim_call,
     verify_calls,
 )
+from verify_api.check.turns import CheckTurns, forget
 from verify_api.exc import RateLimited
 
 LOOKUP_ONLY = CheckContext()
@@ -103,6 +106,8 @@ class VerifyEngine:
         self._checkers: dict[str, CodeChecker] = {}
         self.link = link
         self.scripts = VerifyScripts(link)
+        # one verify call per segment for a turn's checks; a cluster's link sends each its own
+        self.turns = CheckTurns(self.scripts) if hasattr(link, "submit") else None
         self.catalog = Catalog(link, ttl=catalog_seconds)
         self.limiter = RateLimiter(self.scripts, clock=clock)
         self._on_result = on_result or (lambda result, count=1: None)
@@ -333,17 +338,28 @@ class VerifyEngine:
         refused before any script (``reads``) is sent even with the limits
         off. Returns the scans and the replies to ``reads``.
         """
-        packed = verify_calls(self.scripts, TenantKeys(tenant), queries, context, now)
+        keys = TenantKeys(tenant)
+        scanning = None
+        if self.turns is not None and len(queries) == 1:  # joins this turn's call (turns.py)
+            scanning, packed = self.turns.scan(keys, queries[0], context, now), []
+        else:
+            packed = verify_calls(self.scripts, keys, queries, context, now)
         counting = list(limit.commands) if limit is not None else []
         calls = counting + [call for call, _ in packed]
-        if not calls and not reads:
-            return [], []
-        replies = await self.scripts.run(calls + list(reads))
+        replies: list = []
+        if calls or reads:
+            try:
+                replies = await self.scripts.run(calls + list(reads))
+            except BaseException:
+                if scanning is not None:
+                    scanning.add_done_callback(forget)
+                raise
         read = replies[len(calls) :]
         counted = replies[: len(counting)]
-        replies = replies[len(counting) : len(calls)]
         found: list[ScanReply] = [None] * len(queries)  # type: ignore[list-item]
-        for (_, indexes), reply in zip(packed, replies, strict=True):
+        if scanning is not None:
+            found[0] = await scanning
+        for (_, indexes), reply in zip(packed, replies[len(counting) : len(calls)], strict=True):
             for i, scan in zip(indexes, parse_verify_reply(reply), strict=True):
                 found[i] = scan
         try:

@@ -8,6 +8,7 @@ packed calls as one round trip (``codegen/store/wire.py``: reloads lost scripts)
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 
@@ -76,39 +77,46 @@ class ScanReply:
 def verify_calls(
     scripts: VerifyScripts,
     keys: TenantKeys,
-    queries: list[ScanQuery],
-    context: CheckContext,
+    queries: Sequence[ScanQuery],
+    context: CheckContext | Sequence[CheckContext],
     now: int,
     per_call: int = MAX_CODES_PER_CALL,
 ) -> list[tuple[bytes, list[int]]]:
-    """Pack verify.lua calls: one per segment (its keys share the segment's hash tag).
+    """Pack verify.lua calls: one per segment and day (its keys share the segment's hash tag).
 
+    ``context`` is every query's, or one per query (the checks of several
+    requests in one call: ``turns.py``); equal contexts are sent once.
     Returns (packed call, indexes of ``queries`` it answers, in reply order).
     A carton of codes from one batch is one call; Redis finds the batch once.
     Numbers go to the packer as ints (hiredis writes their digits).
     """
-    by_segment: dict[int, list[int]] = {}
-    for i, query in enumerate(queries):
-        by_segment.setdefault(segment_of(query.serial), []).append(i)
-    common = (
-        context.mode, now, context.cap, context.channel, context.region,
-        context.phone_fingerprint, context.phone_bit, context.region_bit, context.phone,
-        context.channel_name, " ".join(context.skus), context.region_source,
-    )  # fmt: skip
+    contexts = [context] * len(queries) if isinstance(context, CheckContext) else context
+    groups: dict[tuple[int, str, bytes], list[int]] = {}
+    for i, (query, ctx) in enumerate(zip(queries, contexts, strict=True)):
+        group = (segment_of(query.serial), stats.day_of(now, ctx.timezone), ctx.mode)
+        groups.setdefault(group, []).append(i)
     calls = []
-    day = stats.day_of(now, context.timezone)
-    for segment, indexes in by_segment.items():
+    for (segment, day, mode), indexes in groups.items():
         shared = _segment_keys(keys.tenant, segment)
         for at in range(0, len(indexes), per_call):
             chunk = indexes[at : at + per_call]
             names = [*shared, keys.segment_stats(segment, day)]
-            args = list(common)
+            numbered: dict[CheckContext, int] = {}
+            codes: list = []
             for i in chunk:
-                q = queries[i]
+                q, ctx = queries[i], contexts[i]
+                n = numbered.setdefault(ctx, len(numbered) + 1)
                 names.append(keys.scan_bucket(q.serial))
-                args += (q.serial, q.key_id, q.wire_id, q.serial % SCAN_BUCKET_SERIALS,
-                         b"1" if q.key_revoked else b"0")  # fmt: skip
-            calls.append((scripts.evalsha("verify", names, args), chunk))
+                codes += (n, q.serial, q.key_id, q.wire_id, q.serial % SCAN_BUCKET_SERIALS,
+                          b"1" if q.key_revoked else b"0")  # fmt: skip
+            args: list = [mode, now, len(numbered)]
+            for ctx in numbered:
+                args += (
+                    ctx.cap, ctx.channel, ctx.region, ctx.phone_fingerprint, ctx.phone_bit,
+                    ctx.region_bit, ctx.phone, ctx.channel_name, " ".join(ctx.skus),
+                    ctx.region_source,
+                )  # fmt: skip
+            calls.append((scripts.evalsha("verify", names, args + codes), chunk))
     return calls
 
 

@@ -1,4 +1,6 @@
 -- Check authentic codes of one segment against their batches; in verify mode record the scan.
+-- One call may carry the checks of several requests (a worker's checks of one event-loop turn,
+-- verify_api/check/turns.py), each code with the context of its own request.
 -- KEYS[1] = segment ranges (is:{TENANT/sN}:ranges): batch id by first serial in the segment
 -- KEYS[2] = segment batch facts (is:{TENANT/sN}:batches): id -> "state key_id wire first last sku"
 -- KEYS[3] = claims outbox (is:{TENANT/sN}:claims): a stream the points side credits from
@@ -6,26 +8,41 @@
 -- KEYS[4+i] = scan bucket of code i (is:{TENANT/sN}:scan:B): serial % 256 -> record
 --             (layout in verify_api/check/scanrecord.py)
 -- ARGV[1] = mode: 'v' verify and record, 'l' look up only; ARGV[2] = now (unix seconds)
--- ARGV[3] = check cap (no claim once the count passes it), ARGV[4] = channel code (1-4)
--- ARGV[5] = region or '', ARGV[6] = phone fingerprint ('0': no phone)
--- ARGV[7] = phone sketch bit, ARGV[8] = region sketch bit
--- ARGV[9] = the member phone in E.164 ('' if none), ARGV[10] = channel name
--- ARGV[11] = the SKUs the code may belong to, space-separated ('' = any): a GS1 link names a
---            GTIN, and a genuine serial under another product's GTIN is a copied label
--- ARGV[12] = where the region came from (declared | member | phone | none; '' look-ups)
--- ARGV[8+5i .. 12+5i] = code i: serial, key id, profile wire id, bucket field, '1' if its key
---                      is revoked else '0'
+-- ARGV[3] = C, the number of contexts; then C contexts of 10 values each:
+--   check cap (no claim once the count passes it), channel code (1-4), region or '',
+--   phone fingerprint ('0': no phone), phone sketch bit, region sketch bit,
+--   the member phone in E.164 ('' if none), channel name,
+--   the SKUs the code may belong to, space-separated ('' = any: a GS1 link names a GTIN, and
+--   a genuine serial under another product's GTIN is a copied label),
+--   where the region came from (declared | member | phone | none; '' look-ups)
+-- then 6 values per code i: its context's number (1..C), serial, key id, profile wire id,
+--   bucket field, '1' if its key is revoked else '0'
 -- Returns 4 values per code: status (counterfeit | not_activated | recalled | revoked |
 -- active), sku, record after this check ('' if never scanned), and 0 or, if this check
 -- claimed the code, 1 or (with a phone) the id of its claims outbox entry.
-local mode, now, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+-- The day's counters are added up over the call and written once per field at the end.
+local mode, now = ARGV[1], tonumber(ARGV[2])
+local contexts = tonumber(ARGV[3])
+local CONTEXT, CODE = 10, 6
+local first_code = 4 + contexts * CONTEXT
 local known = {} -- batches met so far in this call: {first, last, facts}
-local allowed = nil -- set of SKUs, or nil for any
-if ARGV[11] ~= '' then
-  allowed = {}
-  for sku in string.gmatch(ARGV[11], '%S+') do allowed[sku] = true end
-end
+local allowed = {} -- per context: set of SKUs, or false for any
+local counts, fields = {}, {} -- the day's counters this call adds, and their order
 local out = {}
+
+-- The context of a code: ARGV values from `at` on (cap at at, channel at at+1, ...).
+local function context_at(n) return 4 + (n - 1) * CONTEXT end
+
+local function allowed_in(n, c)
+  if allowed[n] == nil then
+    allowed[n] = false
+    if ARGV[c + 8] ~= '' then
+      allowed[n] = {}
+      for sku in string.gmatch(ARGV[c + 8], '%S+') do allowed[n][sku] = true end
+    end
+  end
+  return allowed[n]
+end
 
 local function batch_of(serial, serial_arg)
   for _, b in ipairs(known) do
@@ -42,32 +59,41 @@ local function batch_of(serial, serial_arg)
   return b
 end
 
--- Count a consumer's check by result, product, region and channel (reports read these).
-local function tally(result, sku)
-  local region = ARGV[5] ~= '' and ARGV[5] or '-'
-  redis.call('HINCRBY', KEYS[4], 'r:' .. result, 1)
-  redis.call('HINCRBY', KEYS[4], 'sku:' .. sku, 1)
-  redis.call('HINCRBY', KEYS[4], 'region:' .. region, 1)
-  redis.call('HINCRBY', KEYS[4], 'ch:' .. ARGV[10], 1)
-  if ARGV[12] ~= '' then redis.call('HINCRBY', KEYS[4], 'rsrc:' .. ARGV[12], 1) end
-  if result == 'counterfeit' then redis.call('HINCRBY', KEYS[4], 'cf_region:' .. region, 1) end
+local function bump(field)
+  if not counts[field] then
+    counts[field] = 0
+    fields[#fields + 1] = field
+  end
+  counts[field] = counts[field] + 1
 end
 
-local function record_check(bucket, field, rec)
+-- Count a consumer's check by result, product, region and channel (reports read these).
+local function tally(c, result, sku)
+  local region = ARGV[c + 2] ~= '' and ARGV[c + 2] or '-'
+  bump('r:' .. result)
+  bump('sku:' .. sku)
+  bump('region:' .. region)
+  bump('ch:' .. ARGV[c + 7])
+  if ARGV[c + 9] ~= '' then bump('rsrc:' .. ARGV[c + 9]) end
+  if result == 'counterfeit' then bump('cf_region:' .. region) end
+end
+
+local function record_check(c, bucket, field, rec)
   local flags, count, first, claimed, phones, regions, region
   if rec then
     local _
     flags, count, first, _, claimed, phones, regions = struct.unpack('>BHIIIHB', rec)
     region = string.sub(rec, 19)
   else
-    flags, count, first, claimed, phones, regions, region = ARGV[4] * 2, 0, now, 0, 0, 0, ARGV[5]
+    flags, count, first, claimed, phones, regions, region =
+      ARGV[c + 1] * 2, 0, now, 0, 0, 0, ARGV[c + 2]
   end
   if count < 65535 then count = count + 1 end
-  phones = bit.bor(phones, tonumber(ARGV[7]))
-  regions = bit.bor(regions, tonumber(ARGV[8]))
+  phones = bit.bor(phones, tonumber(ARGV[c + 4]))
+  regions = bit.bor(regions, tonumber(ARGV[c + 5]))
   local claimed_now = 0
-  if claimed == 0 and ARGV[6] ~= '0' and count <= cap then
-    claimed, claimed_now = tonumber(ARGV[6]), 1
+  if claimed == 0 and ARGV[c + 3] ~= '0' and count <= tonumber(ARGV[c]) then
+    claimed, claimed_now = tonumber(ARGV[c + 3]), 1
   end
   rec = struct.pack('>BHIIIHB', flags, count, first, now, claimed, phones, regions) .. region
   redis.call('HSET', bucket, field, rec)
@@ -76,39 +102,46 @@ end
 
 -- A claim and its outbox entry are written together: the points credit that
 -- follows may crash, the reconciler replays the outbox (points_bridge/reconcile.py).
-local function queue_claim(serial_arg, b)
+local function queue_claim(c, serial_arg, b)
   return redis.call('XADD', KEYS[3], '*', 'serial', serial_arg, 'batch', b[7], 'sku', b[6],
-    'phone', ARGV[9], 'channel', ARGV[10], 'region', ARGV[5], 'region_source', ARGV[12], 'at', ARGV[2])
+    'phone', ARGV[c + 6], 'channel', ARGV[c + 7], 'region', ARGV[c + 2],
+    'region_source', ARGV[c + 9], 'at', ARGV[2])
 end
 
 for i = 1, #KEYS - 4 do
-  local at = 8 + 5 * i
-  local serial = tonumber(ARGV[at])
-  local b = batch_of(serial, ARGV[at])
-  if not b or serial > b[2] or b[4] ~= ARGV[at + 1] or b[5] ~= ARGV[at + 2]
-      or (allowed and not allowed[b[6]]) then
+  local at = first_code + (i - 1) * CODE
+  local n = tonumber(ARGV[at])
+  local c = context_at(n)
+  local serial = tonumber(ARGV[at + 1])
+  local b = batch_of(serial, ARGV[at + 1])
+  local only = allowed_in(n, c)
+  if not b or serial > b[2] or b[4] ~= ARGV[at + 2] or b[5] ~= ARGV[at + 3]
+      or (only and not only[b[6]]) then
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = 'counterfeit', '', '', 0
-    if mode == 'v' then tally('counterfeit', '-') end
+    if mode == 'v' then tally(c, 'counterfeit', '-') end
   else
-    local bucket, field = KEYS[4 + i], ARGV[at + 3]
+    local bucket, field = KEYS[4 + i], ARGV[at + 4]
     local rec = redis.call('HGET', bucket, field)
     local status, claimed_now = b[3], 0
-    if ARGV[at + 4] == '1' or (rec and string.byte(rec, 1) % 2 == 1) then
+    if ARGV[at + 5] == '1' or (rec and string.byte(rec, 1) % 2 == 1) then
       status = 'revoked'
     elseif status == 'minted' then
       status = 'not_activated'
     elseif status == 'active' and mode == 'v' then
-      rec, claimed_now = record_check(bucket, field, rec)
-      if claimed_now == 1 and ARGV[9] ~= '' then claimed_now = queue_claim(ARGV[at], b) end
+      rec, claimed_now = record_check(c, bucket, field, rec)
+      if claimed_now == 1 and ARGV[c + 6] ~= '' then
+        claimed_now = queue_claim(c, ARGV[at + 1], b)
+      end
     end
     if mode == 'v' then
       local result = status
       if status == 'active' then
         result = struct.unpack('>H', rec, 2) == 1 and 'genuine' or 'already_verified'
       end
-      tally(result, b[6])
+      tally(c, result, b[6])
     end
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = status, b[6], rec or '', claimed_now
   end
 end
+for _, field in ipairs(fields) do redis.call('HINCRBY', KEYS[4], field, counts[field]) end
 return out
