@@ -401,3 +401,26 @@ def test_batch_lookup_across_segments_batches_and_states(batch_factory, engine_f
         (answers.RECALLED, "SKU-3", 0),
         (answers.COUNTERFEIT, None, 0),
     ]
+
+
+def test_a_loop_stopped_mid_turn_does_not_stall_the_next(world):
+    engine = world.engine._target
+    code = world.code(160)
+    loop = asyncio.new_event_loop()
+    keys, query = TenantKeys("ACME"), ScanQuery(world.batch.first_serial + 160, 0, 0)
+
+    async def hand_over_and_stop() -> None:
+        if engine.turns is not None:
+            engine.turns.scan(keys, query, CheckContext(), 0)
+        loop.stop()  # before the turn's end: its call is never made
+
+    loop.create_task(hand_over_and_stop())
+    loop.run_forever()
+    loop.close()
+    async def check_on_a_new_loop():
+        try:
+            return await asyncio.wait_for(engine.verify("ACME", CheckRequest(code), IP), 10)
+        finally:
+            await engine.link.aclose()  # its connection belongs to this loop
+
+    assert asyncio.run(check_on_a_new_loop()).scan_count == 1

@@ -46,7 +46,7 @@ class CheckTurns:
     def __init__(self, scripts: VerifyScripts) -> None:
         self._scripts = scripts
         self._waiting: list[tuple[TenantKeys, ScanQuery, CheckContext, int, asyncio.Future]] = []
-        self._scheduled = False
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
         self.calls = 0
         """Script calls sent (the tests' and the benchmark's checks per call)."""
 
@@ -55,15 +55,17 @@ class CheckTurns:
     ) -> asyncio.Future:
         """The future ScanReply of one code, checked in this turn's call of its segment."""
         loop = asyncio.get_running_loop()
+        if self._scheduled_on is not loop:
+            if self._scheduled_on is not None:  # a loop that was stopped before its turn ended
+                self._waiting = []
+            self._scheduled_on = loop
+            loop.call_soon(self._send)
         future = loop.create_future()
         self._waiting.append((keys, query, context, now, future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._send)
         return future
 
     def _send(self) -> None:
-        self._scheduled = False
+        self._scheduled_on = None
         waiting, self._waiting = self._waiting, []
         groups: dict[tuple[str, int], list] = {}
         for item in waiting:
