@@ -33,7 +33,6 @@ from codegen.store.wire import is_error
 from verify_api.check.scans import (
     CheckContext,
     ScanQuery,
-    ScanReply,
     VerifyScripts,
     parse_verify_reply,
     verify_calls,
@@ -47,6 +46,7 @@ class CheckTurns:
         self._scripts = scripts
         self._waiting: list[tuple[TenantKeys, ScanQuery, CheckContext, int, asyncio.Future]] = []
         self._scheduled_on: asyncio.AbstractEventLoop | None = None
+        self._sending: set[asyncio.Task] = set()  # calls sent the long way, kept till done
         self.calls = 0
         """Script calls sent (the tests' and the benchmark's checks per call)."""
 
@@ -71,18 +71,26 @@ class CheckTurns:
         for item in waiting:
             groups.setdefault((item[0].tenant, item[3]), []).append(item)
         for (_, now), items in groups.items():
-            keys = items[0][0]
-            queries = [item[1] for item in items]
-            contexts = [item[2] for item in items]
-            for call, indexes in verify_calls(self._scripts, keys, queries, contexts, now):
+            try:
+                packed = verify_calls(self._scripts, items[0][0], [item[1] for item in items],
+                                      [item[2] for item in items], now)
+            except Exception as exc:  # noqa: BLE001 - a loop callback: the requests must hear
+                _fail([item[4] for item in items], exc)
+                continue
+            for call, indexes in packed:
                 targets = [items[i][4] for i in indexes]
                 self.calls += 1
                 try:
                     sent = self._scripts.link.submit(call, 1)
                 except StoreError:  # no live connection on this loop yet
-                    asyncio.ensure_future(self._connect_and_send(call, targets))
+                    self._background(self._connect_and_send(call, targets))
                     continue
                 sent.add_done_callback(partial(self._settle, call, targets))
+
+    def _background(self, sending) -> None:
+        task = asyncio.ensure_future(sending)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def _connect_and_send(self, call: bytes, targets: list[asyncio.Future]) -> None:
         try:
@@ -95,12 +103,15 @@ class CheckTurns:
             self._settle(call, targets, sent)
 
     def _settle(self, call: bytes, targets: list[asyncio.Future], sent: asyncio.Future) -> None:
-        if sent.cancelled() or sent.exception() is not None:
-            _fail(targets, sent.exception() or StoreError("the verify call was cancelled"))
+        if sent.cancelled():
+            _fail(targets, StoreError("the verify call was cancelled"))
+            return
+        if sent.exception() is not None:
+            _fail(targets, sent.exception())
             return
         (reply,) = sent.result()
         if is_error(reply) and str(reply).startswith("NOSCRIPT"):
-            asyncio.ensure_future(self._run(call, targets))
+            self._background(self._run(call, targets))
         elif is_error(reply):
             _fail(targets, StoreError(f"redis script failed: {reply}"))
         else:
@@ -133,5 +144,3 @@ def forget(future: asyncio.Future) -> None:
     if not future.cancelled():
         future.exception()
 
-
-__all__ = ["CheckTurns", "ScanReply", "forget"]
