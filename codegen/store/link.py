@@ -81,6 +81,7 @@ class _Connection(asyncio.Protocol):
         self.waiting: deque[_Call] = deque()
         self.buffer: list[bytes] = []
         self.flush_scheduled = False
+        self.before_flush: list = []  # callbacks that add their calls to this turn's write
         self.watchdog: asyncio.TimerHandle | None = None
         self.broken: Exception | None = None
         self.writes = 0
@@ -122,7 +123,19 @@ class _Connection(asyncio.Protocol):
             self.watchdog = self.loop.call_later(self.timeout, self._watch)
         return future
 
+    def defer(self, callback) -> None:
+        """Run ``callback`` at the end of this turn, just before the write: what it submits
+        leaves with everything else submitted in the turn (``verify_api/check/turns.py``)."""
+        self.before_flush.append(callback)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
     def _flush(self) -> None:
+        while self.before_flush:
+            hooks, self.before_flush = self.before_flush, []
+            for hook in hooks:
+                hook()
         self.flush_scheduled = False
         if self.broken is None and self.buffer:
             data = b"".join(self.buffer)
@@ -149,6 +162,9 @@ class _Connection(asyncio.Protocol):
         for call in waiting:
             if not call.future.done():
                 call.future.set_exception(self.broken)
+        hooks, self.before_flush = self.before_flush, []
+        for hook in hooks:  # they send the long way: a new connection
+            self.loop.call_soon(hook)
         if self.watchdog is not None:
             self.watchdog.cancel()
             self.watchdog = None
@@ -201,6 +217,14 @@ class RedisLink:
             raise StoreError(f"no live connection to {self.url}")
         self.calls += 1
         return conn.submit(payload, count)
+
+    def defer(self, callback) -> None:
+        """Run ``callback`` just before this turn's write on the live connection
+        (``_Connection.defer``); raises StoreError when there is none."""
+        conn = self._conn
+        if conn is None or conn.broken is not None or conn.loop is not asyncio.get_running_loop():
+            raise StoreError(f"no live connection to {self.url}")
+        conn.defer(callback)
 
     async def post(self, payload: bytes, count: int = 1) -> None:
         """Send ``count`` packed commands and return at once; their replies are dropped.

@@ -11,15 +11,14 @@ after. Each code keeps the context of its own request (phone, channel,
 region), so the answers, claims and counters are those separate calls give.
 
 No check waits for another: a request hands its code over, then sends its
-other commands (rate-limit counts, the credit's reads) through the link; the
-turn's call is handed to the link when the turn ends, in the order the link's
-own end-of-turn flush was asked for (``codegen/store/link.py``). The first
-check of a turn asks first, so the call usually leaves in the write that
-carries the turn's other commands, else in the next one. A link still
-connecting takes the call once connected; NOSCRIPT (a restarted Redis) is
-answered by ``ScriptSet.run`` loading the scripts and sending the call again.
-Only the single server's link can take a call at once (``submit``): on a
-cluster every check sends its own call.
+other commands (rate-limit counts, the credit's reads) through the link, and
+the link packs the turn's calls just before it writes the turn's commands
+(``RedisLink.defer``, ``codegen/store/link.py``): they leave in one write, the
+round trip each check would have taken alone. A link still connecting takes
+the call once connected (a link that breaks first hands it over for that);
+NOSCRIPT (a restarted Redis) is answered by ``ScriptSet.run`` loading the
+scripts and sending the call again. Only the single server's link can take
+a call at once (``submit``): on a cluster every check sends its own call.
 """
 
 from __future__ import annotations
@@ -59,7 +58,10 @@ class CheckTurns:
             if self._scheduled_on is not None:  # a loop that was stopped before its turn ended
                 self._waiting = []
             self._scheduled_on = loop
-            loop.call_soon(self._send)
+            try:
+                self._scripts.link.defer(self._send)  # in the write of the turn's other calls
+            except StoreError:  # no live connection yet: at the turn's end, the long way
+                loop.call_soon(self._send)
         future = loop.create_future()
         self._waiting.append((keys, query, context, now, future))
         return future
