@@ -91,21 +91,27 @@ def verify_calls(
     Numbers go to the packer as ints (hiredis writes their digits).
     """
     contexts = [context] * len(queries) if isinstance(context, CheckContext) else context
+    days: dict[int, str] = {}  # by the context object: a carton shares one, each is read once
     groups: dict[tuple[int, str, bytes], list[int]] = {}
     for i, (query, ctx) in enumerate(zip(queries, contexts, strict=True)):
-        group = (segment_of(query.serial), stats.day_of(now, ctx.timezone), ctx.mode)
-        groups.setdefault(group, []).append(i)
+        day = days.get(id(ctx))
+        if day is None:
+            day = days[id(ctx)] = stats.day_of(now, ctx.timezone)
+        groups.setdefault((segment_of(query.serial), day, ctx.mode), []).append(i)
     calls = []
     for (segment, day, mode), indexes in groups.items():
         shared = _segment_keys(keys.tenant, segment)
         for at in range(0, len(indexes), per_call):
             chunk = indexes[at : at + per_call]
             names = [*shared, keys.segment_stats(segment, day)]
-            numbered: dict[CheckContext, int] = {}
+            numbered: dict[CheckContext, int] = {}  # equal contexts, sent once
+            number_of: dict[int, int] = {}  # by object: a context is hashed once, not per code
             codes: list = []
             for i in chunk:
                 q, ctx = queries[i], contexts[i]
-                n = numbered.setdefault(ctx, len(numbered) + 1)
+                n = number_of.get(id(ctx))
+                if n is None:
+                    n = number_of[id(ctx)] = numbered.setdefault(ctx, len(numbered) + 1)
                 names.append(keys.scan_bucket(q.serial))
                 codes += (n, q.serial, q.key_id, q.wire_id, q.serial % SCAN_BUCKET_SERIALS,
                           b"1" if q.key_revoked else b"0")  # fmt: skip
