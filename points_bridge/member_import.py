@@ -387,10 +387,11 @@ class MemberImporter:
         """``SET NX`` of each row's phone index to its card, in one round trip: the replies.
 
         The CRM's cards go first into the sets that walks of the cards read
-        (``MemberStore.cards``). On a single server the commands are packed here:
-        redis-py's pipeline took ~3.1 us a row of the importing process to queue and
-        pack a batch of them, this ~0.7 us (timed apart), and the two threads of an
-        import share one core's worth of Python (``benchmarks/bench_members.py``).
+        (``MemberStore.cards``). On a single server the commands are packed here
+        (``wire.pack``): redis-py's pipeline took ~3.1 us a row of the importing process
+        to queue and pack a batch of them, this under 1 us (timed apart), and the two
+        threads of an import share one core's worth of Python
+        (``benchmarks/bench_members.py``).
         """
         crm_cards: dict[int, list[str]] = defaultdict(list)
         for row, card in claimed:
@@ -403,14 +404,10 @@ class MemberImporter:
             for row, card in claimed:
                 pipe.execute_command("SET", self.keys.phone(row.e164), card, "NX")
             return pipe.execute()[len(crm_cards):]
-        commands = [pack(b"SADD", self.keys.crm_cards(shard).encode(),
-                         *(card.encode() for card in kept))
+        commands = [pack(b"SADD", self.keys.crm_cards(shard), *kept)
                     for shard, kept in crm_cards.items()]
         phone_key = self.keys.phone
-        for row, card in claimed:
-            key = phone_key(row.e164).encode()
-            commands.append(b"*4\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$2\r\nNX\r\n"
-                            % (len(key), key, len(card), card.encode()))
+        commands += [pack(b"SET", phone_key(row.e164), card, b"NX") for row, card in claimed]
         replies = self._claims.call(b"".join(commands), len(commands))
         for reply in replies:
             if isinstance(reply, Exception):

@@ -41,8 +41,9 @@ class Link(Protocol):
     async def aclose(self) -> None: ...
 
 
-def pack(*args: bytes) -> bytes:
-    """Encode one command in RESP: ``*N`` then ``$len``-prefixed arguments (hiredis, in C)."""
+def pack(*args: bytes | str | int) -> bytes:
+    """Encode one command in RESP: ``*N`` then ``$len``-prefixed arguments (hiredis, in C;
+    a str goes as UTF-8, an int as its digits)."""
     return hiredis.pack_command(args)
 
 
