@@ -91,8 +91,10 @@ def parse_runs(raw: Mapping[bytes, bytes]) -> list[ArchiveRun]:
         facts = json.loads(text)
         runs.append(ArchiveRun(run_id.decode(), Path(facts["dir"]), int(facts["cutoff_ms"]),
                                int(facts["entries"]), int(facts["members"]), int(facts["at"]),
-                               int(facts["listed"])))
-    return sorted(runs, key=lambda run: run.listed)
+                               int(facts.get("listed", 0))))
+    # a run listed before runs were numbered (0) came before every numbered one, in the
+    # order of their start, as they were read then
+    return sorted(runs, key=lambda run: (run.listed, run.at, run.run_id))
 
 
 def live_from(runs: Iterable[ArchiveRun]) -> int:

@@ -19,7 +19,13 @@ from points_bridge.counters import Counts, recount
 from points_bridge.exc import ArchiveMissing, BadInput
 from points_bridge.integrity import verify_store
 from points_bridge.ledger import Ledger
-from points_bridge.ledger_archive import ArchivedEntries, list_runs, shard_file
+from points_bridge.ledger_archive import (
+    LISTED,
+    ArchivedEntries,
+    list_runs,
+    parse_runs,
+    shard_file,
+)
 from points_bridge.members import MemberStore
 from points_bridge.purchase_rules import Line
 from points_bridge.purchases import PurchaseDesk, PurchaseRequest, sales_entries
@@ -294,3 +300,13 @@ def test_a_later_run_with_an_older_cut_off_hides_nothing_an_earlier_run_trimmed(
                        master=TEST_MASTER)
     assert y.members_trimmed == 5 and [r.listed for r in list_runs(redis_client, tenant)] == [1, 2]
     assert _everything(redis_client, tenant, cards, tmp_path) == before
+
+
+def test_runs_listed_before_runs_were_numbered_still_read_first():
+    """A run listed by a version before the listing counter has no ``listed``: it came first."""
+    old = {"dir": "/a", "cutoff_ms": 5, "entries": 1, "members": 1, "at": 100}
+    raw = {b"r-old-2": json.dumps({**old, "at": 200}).encode(),
+           b"r-old-1": json.dumps(old).encode(),
+           b"r-new": json.dumps({**old, "at": 50, "listed": 1}).encode(),
+           LISTED.encode(): b"1"}
+    assert [run.run_id for run in parse_runs(raw)] == ["r-old-1", "r-old-2", "r-new"]
