@@ -38,7 +38,7 @@ from redis.connection import parse_url
 from codegen.exc import StoreError
 from codegen.store.wire import pack
 
-__all__ = ["RedisLink", "pack"]
+__all__ = ["RedisLink", "forget", "pack"]
 
 _SSL_OPTIONS = {
     "ssl_keyfile": "keyfile", "ssl_certfile": "certfile", "ssl_cert_reqs": "cert_reqs",
@@ -172,8 +172,8 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-def _drop(future: asyncio.Future) -> None:
-    """Retrieve a posted call's outcome so asyncio does not log it as unhandled."""
+def forget(future: asyncio.Future) -> None:
+    """Retrieve an outcome nobody waits for (a posted call's) so asyncio does not log it."""
     if not future.cancelled():
         future.exception()
 
@@ -235,7 +235,7 @@ class RedisLink:
         conn = self._conn
         if conn is None or conn.broken is not None or self._loop is not conn.loop:
             conn = await self._connected()
-        conn.submit(payload, count).add_done_callback(_drop)
+        conn.submit(payload, count).add_done_callback(forget)
 
     async def ensure_connected(self) -> None:
         await self._connected()

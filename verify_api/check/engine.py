@@ -35,6 +35,7 @@ from codegen.codes import Rejected
 from codegen.exc import ItemsealError
 from codegen.keys import KeyStore
 from codegen.store.keyspace import TenantKeys
+from codegen.store.link import forget
 from codegen.store.standby import replica_ack_from_env
 from codegen.store.wire import Link, call, hash_pairs, pack
 from points_bridge import regions
@@ -66,7 +67,7 @@ from verify_api.check.scans import (
     unclaim_call,
     verify_calls,
 )
-from verify_api.check.turns import CheckTurns, forget
+from verify_api.check.turns import CheckTurns
 from verify_api.exc import RateLimited
 
 LOOKUP_ONLY = CheckContext()

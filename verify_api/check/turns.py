@@ -140,10 +140,3 @@ def _fail(targets: list[asyncio.Future], error: BaseException) -> None:
     for target in targets:
         if not target.done():
             target.set_exception(error)
-
-
-def forget(future: asyncio.Future) -> None:
-    """Retrieve an outcome nobody will wait for, so asyncio does not log it."""
-    if not future.cancelled():
-        future.exception()
-
