@@ -21,7 +21,7 @@ REVOKED = "revoked"
 VALID = "valid"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every check (ARCHITECTURE.md)
 class Decoded:
     """The format-and-key verdict on one code; ``serial`` is set when the tag holds."""
 

@@ -103,7 +103,7 @@ class Verdict(enum.StrEnum):
     WELL_FORMED = "well_formed"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every check (ARCHITECTURE.md)
 class ParsedCode:
     """A code whose check digit holds; the tag is not checked yet."""
 

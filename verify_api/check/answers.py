@@ -50,7 +50,7 @@ def _iso_time(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every check (ARCHITECTURE.md)
 class Answer:
     """What one check found; ``credit`` is set when this check earned a member points."""
 

@@ -74,7 +74,7 @@ LOOKUP_ONLY = CheckContext()
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every check (ARCHITECTURE.md)
 class CheckRequest:
     """A consumer's check, validated (``bodies.py``); the phone as typed."""
 

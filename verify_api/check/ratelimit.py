@@ -61,7 +61,7 @@ class Limit:
         return limit
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every check (ARCHITECTURE.md)
 class Hit:
     """One request's cost against the limit of one subject (``ip/...``, ``phone/...``)."""
 
@@ -102,7 +102,7 @@ def retry_after(current: int, previous: int, fraction: float, limit: Limit) -> i
 COMMANDS_PER_HIT = 3
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every check (ARCHITECTURE.md)
 class Pending:
     """The counting commands on their way, with what is needed to judge their replies."""
 

@@ -33,7 +33,7 @@ CHANNEL_CODES = {name: i + 1 for i, name in enumerate(CHANNELS)}
 MAX_REGION = 16
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every check (ARCHITECTURE.md)
 class ScanRecord:
     voided: bool = False
     first_channel: str | None = None

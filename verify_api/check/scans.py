@@ -32,7 +32,7 @@ class VerifyScripts(ScriptSet):
         self.link = link
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every check (ARCHITECTURE.md)
 class ScanQuery:
     """One authentic code to look up (and, in VERIFY mode, record a check of)."""
 
@@ -42,7 +42,7 @@ class ScanQuery:
     key_revoked: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)  # equal contexts sent once; not frozen: ARCHITECTURE.md
 class CheckContext:
     """What a whole call shares: the mode and, for a consumer's check, who and where."""
 
@@ -61,7 +61,7 @@ class CheckContext:
     """The tenant's (``TenantPolicy.timezone``): the day the check is counted on."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every check (ARCHITECTURE.md)
 class ScanReply:
     """What the verify script said about one code: batch verdict, SKU, scan record."""
 
