@@ -36,6 +36,7 @@ from redis.asyncio.connection import RedisSSLContext
 from redis.connection import parse_url
 
 from codegen.exc import StoreError
+from codegen.store.loops import running_loop
 from codegen.store.wire import pack
 
 __all__ = ["RedisLink", "forget", "pack"]
@@ -213,7 +214,7 @@ class RedisLink:
         cluster link); raises StoreError when there is no live connection.
         """
         conn = self._conn
-        if conn is None or conn.broken is not None or conn.loop is not asyncio.get_running_loop():
+        if conn is None or conn.broken is not None or conn.loop is not running_loop():
             raise StoreError(f"no live connection to {self.url}")
         self.calls += 1
         return conn.submit(payload, count)
@@ -222,7 +223,7 @@ class RedisLink:
         """Run ``callback`` just before this turn's write on the live connection
         (``_Connection.defer``); raises StoreError when there is none."""
         conn = self._conn
-        if conn is None or conn.broken is not None or conn.loop is not asyncio.get_running_loop():
+        if conn is None or conn.broken is not None or conn.loop is not running_loop():
             raise StoreError(f"no live connection to {self.url}")
         conn.defer(callback)
 

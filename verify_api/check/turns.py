@@ -29,6 +29,7 @@ from functools import partial
 
 from codegen.exc import StoreError
 from codegen.store.keyspace import TenantKeys
+from codegen.store.loops import running_loop
 from codegen.store.wire import is_error
 from verify_api.check.scans import (
     CheckContext,
@@ -54,7 +55,7 @@ class CheckTurns:
         self, keys: TenantKeys, query: ScanQuery, context: CheckContext, now: int
     ) -> asyncio.Future:
         """The future ScanReply of one code, checked in this turn's call of its segment."""
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         if self._scheduled_on is not loop:
             if self._scheduled_on is not None:  # a loop that was stopped before its turn ended
                 self._waiting = []

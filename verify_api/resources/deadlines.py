@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
+from codegen.store.loops import running_loop
 from verify_api.exc import BodyTimeout
 
 
@@ -28,8 +29,8 @@ class BodyDeadlines:
 
     async def read(self, reading: Awaitable[bytes], seconds: float) -> bytes:
         """Await ``reading``; raise BodyTimeout (408) if it takes longer than ``seconds``."""
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
+        task = asyncio.current_task(loop)
         self._reading[task] = loop.time() + seconds
         if self._timer is None or self._timer_loop is not loop:
             self._timer, self._timer_loop = loop.call_later(self.tick, self._sweep), loop
