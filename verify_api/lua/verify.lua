@@ -54,7 +54,7 @@ local function batch_of(serial, serial_arg)
   if not facts then return nil end
   local state, key_id, wire, first, last, sku =
     string.match(facts, '^(%S+) (%d+) (%d+) (%d+) (%d+) (.*)$')
-  local b = {tonumber(first), tonumber(last), state, key_id, wire, sku, hit[1]}
+  local b = {tonumber(first), tonumber(last), state, key_id, wire, sku, hit[1], 'sku:' .. sku}
   known[#known + 1] = b
   return b
 end
@@ -67,15 +67,34 @@ local function bump(field)
   counts[field] = counts[field] + 1
 end
 
+-- The counter fields of a context, made once per call (not concatenated for every code).
+local named = {}
+local function fields_of(n, c)
+  local f = named[n]
+  if not f then
+    local region = ARGV[c + 2] ~= '' and ARGV[c + 2] or '-'
+    f = {'region:' .. region, 'ch:' .. ARGV[c + 7],
+         ARGV[c + 9] ~= '' and 'rsrc:' .. ARGV[c + 9] or false, 'cf_region:' .. region}
+    named[n] = f
+  end
+  return f
+end
+local result_field = {}
+
 -- Count a consumer's check by result, product, region and channel (reports read these).
-local function tally(c, result, sku)
-  local region = ARGV[c + 2] ~= '' and ARGV[c + 2] or '-'
-  bump('r:' .. result)
-  bump('sku:' .. sku)
-  bump('region:' .. region)
-  bump('ch:' .. ARGV[c + 7])
-  if ARGV[c + 9] ~= '' then bump('rsrc:' .. ARGV[c + 9]) end
-  if result == 'counterfeit' then bump('cf_region:' .. region) end
+local function tally(n, c, result, sku_field)
+  local f = fields_of(n, c)
+  local rf = result_field[result]
+  if not rf then
+    rf = 'r:' .. result
+    result_field[result] = rf
+  end
+  bump(rf)
+  bump(sku_field)
+  bump(f[1])
+  bump(f[2])
+  if f[3] then bump(f[3]) end
+  if result == 'counterfeit' then bump(f[4]) end
 end
 
 local function record_check(c, bucket, field, rec)
@@ -118,7 +137,7 @@ for i = 1, #KEYS - 4 do
   if not b or serial > b[2] or b[4] ~= ARGV[at + 2] or b[5] ~= ARGV[at + 3]
       or (only and not only[b[6]]) then
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = 'counterfeit', '', '', 0
-    if mode == 'v' then tally(c, 'counterfeit', '-') end
+    if mode == 'v' then tally(n, c, 'counterfeit', 'sku:-') end
   else
     local bucket, field = KEYS[4 + i], ARGV[at + 4]
     local rec = redis.call('HGET', bucket, field)
@@ -138,7 +157,7 @@ for i = 1, #KEYS - 4 do
       if status == 'active' then
         result = struct.unpack('>H', rec, 2) == 1 and 'genuine' or 'already_verified'
       end
-      tally(c, result, b[6])
+      tally(n, c, result, b[8])
     end
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = status, b[6], rec or '', claimed_now
   end
