@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import math
 from functools import partial
 
@@ -165,6 +166,21 @@ def test_verify_many_agrees_with_verify(case, data):
     codes = data.draw(st.permutations(codes))
     parsed = [parse_code(code) for code in codes]
     assert signer.verify_many(parsed) == [signer.verify(p) for p in parsed]
+
+
+@given(minted(), st.integers(0, 3))
+def test_tags_are_hmac_sha256_as_the_standard_library_computes_it(case, offset):
+    """Both spelled-out HMACs (a check's ``tag``, minting's ``tags``) against ``hmac.digest``:
+    the tag is the 8 bytes of HMAC(tag key, wire id, key id, group) at the serial's slot."""
+    signer, serial, _ = case
+    serial = max(serial - offset, signer.profile.serial_base)
+    tag_key = hmac.digest(signer.secret, b"itemseal/tag/v1", "sha256")
+    message = bytes([signer.profile.wire_id, signer.key_id]) + (serial // 4).to_bytes(8, "big")
+    digest = hmac.digest(tag_key, message, "sha256")
+    expected = int.from_bytes(digest[8 * (serial % 4) : 8 * (serial % 4) + 8], "big")
+    expected %= signer.profile.tag_modulus
+    assert signer.tag(serial) == expected
+    assert int(signer.tags(serial, 1)[0]) == expected
 
 
 @pytest.mark.parametrize("profile", ALL_PROFILES, ids=lambda p: p.name)
