@@ -11,6 +11,7 @@ token of another tenant gets 404, a role without ``reports.read`` gets 403.
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import falcon
@@ -26,6 +27,7 @@ from verify_api.resources.admin import AdminContext, authorize
 COOKIE = "itemseal_admin"
 LOGIN_CSRF_COOKIE = "itemseal_admin_login"
 ACTION = "reports.read"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self';"
                                " frame-ancestors 'none'; base-uri 'none'",
@@ -99,7 +101,10 @@ class Login:
             _login_page(req, resp, tenant, str(exc), falcon.HTTP_401)
             return
         session_id = self._sessions.open(tenant, token)
-        resp.unset_cookie(LOGIN_CSRF_COOKIE, path=f"/admin/{tenant}")
+        # expired in 1970 and HttpOnly, not falcon's unset_cookie (an Expires one second ago
+        # and no HttpOnly): once, under load, Chromium kept that as a cookie scripts could read
+        resp.set_cookie(LOGIN_CSRF_COOKIE, "", path=f"/admin/{tenant}", expires=_EPOCH,
+                        http_only=True, same_site="Strict", secure=req.scheme == "https")
         resp.set_cookie(COOKIE, session_id, path=f"/admin/{tenant}", http_only=True,
                         same_site="Strict", secure=req.scheme == "https",
                         max_age=SESSION_SECONDS)
