@@ -34,6 +34,8 @@ async def read_body(req: falcon.asgi.Request, limit: int, seconds: float | None 
 # character a gateway's GBK encoder wrote (Chinese gateways often say gb2312 and send GBK).
 _SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "cp936": "gb18030", "x-gbk": "gb18030"}
 
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
 
 def charset_of(content_type: str | None) -> str | None:
     """The ``charset`` parameter of a Content-Type, lower case, or None."""
@@ -47,7 +49,7 @@ def charset_of(content_type: str | None) -> str | None:
 def _codec(charset: str | None, body: bytes) -> str:
     if body.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
-    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if body.startswith(_BOMS[1:]):
         return "utf-16"
     name = _SUPERSETS.get(charset or "", charset or "utf-8")
     try:
@@ -70,9 +72,12 @@ def body_text(content_type: str | None, body: bytes) -> str:
 
 def json_body(content_type: str | None, body: bytes) -> bytes:
     """A JSON body as UTF-8 bytes for the parser: re-encoded when its charset is another."""
+    plain = content_type is None or content_type == "application/json"
+    if plain and not body.startswith(_BOMS):
+        return body  # what nearly every check sends: no charset to look up
     codec = _codec(charset_of(content_type), body)
     if codec == "utf-8":
-        return body  # the common case: nothing to do
+        return body
     return body_text(content_type, body).encode()
 
 

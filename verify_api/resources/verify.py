@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import replace
 
 import falcon
+import orjson
 
 from verify_api.admin.auth import authenticate_over
 from verify_api.check.engine import VerifyEngine
@@ -28,11 +29,11 @@ class VerifyResource:
     async def on_post(self, req: falcon.Request, resp: falcon.Response, tenant: str) -> None:
         request = bodies.parse_verify(
             json_body(req.content_type, await read_body(req, bodies.MAX_VERIFY_BODY)))
-        token = bearer(req)
-        if request.region and token:
+        if request.region and (token := bearer(req)):
             await authenticate_over(self._engine.link, tenant, token)
             request = replace(request, region_trusted=True)
-        resp.media = (await self._engine.verify(tenant, request, req.remote_addr)).to_json()
+        answer = await self._engine.verify(tenant, request, req.remote_addr)
+        resp.data = orjson.dumps(answer.to_json())  # JSON, falcon's default type; no handler lookup
 
 
 class CodeResource:
