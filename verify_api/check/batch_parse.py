@@ -41,20 +41,15 @@ def parse_many(texts: list[str]) -> list[ParsedCode | Rejected]:
         matrix = matrix - np.uint8(48)
         ok = damm_check_digits(matrix[:, :-1]) == matrix[:, -1]
         s, t = profile.serial_digits, profile.tag_digits
-        serials = _as_int(matrix[:, :s])
-        tags = _as_int(matrix[:, s + 1 : s + 1 + t])
-        key_ids = (matrix[:, s].astype(np.int64) - matrix[:, s + t]) % 10
-        for row, i in enumerate(slots):
-            if not ok[row]:
+        # as Python lists at once: indexing a numpy array per code makes a numpy scalar each
+        serials = _as_int(matrix[:, :s]).tolist()
+        tags = _as_int(matrix[:, s + 1 : s + 1 + t]).tolist()
+        key_ids = ((matrix[:, s].astype(np.int64) - matrix[:, s + t]) % 10).tolist()
+        for row, (i, good) in enumerate(zip(slots, ok.tolist(), strict=True)):
+            if not good:
                 out[i] = Rejected(texts[i], Verdict.MISTYPED)
                 continue
-            out[i] = ParsedCode(
-                digits=rows[row],
-                profile=profile,
-                key_id=int(key_ids[row]),
-                permuted_serial=int(serials[row]),
-                tag=int(tags[row]),
-            )
+            out[i] = ParsedCode(rows[row], profile, key_ids[row], serials[row], tags[row])
     return out  # type: ignore[return-value]
 
 
