@@ -31,7 +31,10 @@ looked up over 8 connections, and scan-state memory is measured on the same
 server. ``cpu_us_per_request`` says where the CPU of the closed-loop loads went,
 per request (from /proc: the server's processes, redis-server, and the rest of
 the machine's busy time, mostly wrk and the kernel): the anatomy behind
-``vs_peer_asgi``. The last line is one JSON object.
+``vs_peer_asgi``. ``cpu_steal_share`` (the run's, and each round's) is the
+CPU time the hypervisor gave to other machines: these machines are shared,
+and a run with more than a few percent is not a quiet one. The last line is
+one JSON object.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.bench_peers import peer_bodies, start_peer, stop_peer  # noqa: E402
 from benchmarks.fixtures import (  # noqa: E402
     CpuMeter,
+    StealMeter,
     answers_200,
     free_port,
     machine,
@@ -177,6 +181,7 @@ def main() -> None:
         raise SystemExit("wrk is needed (apt-get install wrk)")
 
     load_before = [round(x, 2) for x in os.getloadavg()]
+    steal = StealMeter()
     home = Path(tempfile.mkdtemp(prefix="isb-", dir="/tmp"))
     master = MasterKey(os.urandom(32))
     env = {**os.environ, "ITEMSEAL_HOME": str(home),
@@ -222,6 +227,7 @@ def main() -> None:
         rounds = []
         for r in range(opts.rounds):
             mine = codes[r * per_round : (r + 1) * per_round]
+            round_steal = StealMeter()
             got: dict[str, float] = {}
             for name, path in (("itemseal", "/v1/ping"), ("wsgi", "/ping"), ("asgi", "/ping")):
                 res = run_wrk(base[name] + path, seconds=opts.seconds)
@@ -245,17 +251,20 @@ def main() -> None:
             res = run_wrk(verify_url, mixed(mine[half:], repeat_codes), seconds=opts.seconds)
             got["mix_rps"], got["mix_p99_ms"] = res["rps"], res["p99_ms"]
             got["errors"] = res["errors"] + res["non2xx"]
+            got["cpu_steal_share"] = round_steal.share()
             rounds.append(got)
 
         mix_rps = median(rounds, "mix_rps")
         tail = codes[opts.rounds * per_round :]
         forks_before = client.info("stats")["total_forks"]
-        open_loops = []
+        open_loops, open_loop_steal = [], []
         for r in range(opts.rounds):  # fresh first checks each time: slices of the tail
             share = tail[r * len(tail) // opts.rounds : (r + 1) * len(tail) // opts.rounds]
+            round_steal = StealMeter()
             open_loops.append(run_open_loop(
                 verify_url, mixed(share, repeat_codes), rate=mix_rps / 2,
                 seconds=opts.seconds * 2, connections=opts.connections))
+            open_loop_steal.append(round_steal.share())
         open_loop = {key: statistics.median(o[key] for o in open_loops)
                      for key in ("achieved_rps", "p50_ms", "p99_ms")}
         open_loop["kept_up"] = all(o["kept_up"] for o in open_loops)
@@ -291,6 +300,7 @@ def main() -> None:
             "open_loop_p99_ms": round(open_loop["p99_ms"], 3),
             "open_loop_generator_kept_up": open_loop["kept_up"],
             "open_loop_p99_ms_per_round": [o["p99_ms"] for o in open_loops],
+            "open_loop_cpu_steal_share_per_round": open_loop_steal,
             "aof_rewrites_during_open_loop": open_loop_forks,
             "aof_rewrites_total": client.info("stats")["total_forks"],
             "batch_codes_per_s": round(batch["rps"] * 1000, 1),
@@ -303,6 +313,7 @@ def main() -> None:
             "per_round": rounds,
             "redis_version": client.info("server")["redis_version"],
             "loadavg_before": load_before,
+            "cpu_steal_share": steal.share(),
             "machine": machine(),
         }
         result["vs_peer_asgi"] = round(result["repeat_rps"] / result["peer_asgi_repeat_rps"], 3)

@@ -128,6 +128,29 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_ticks() -> list[int]:
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+class StealMeter:
+    """The share of the machine's CPU time the hypervisor gave to others since this was made.
+
+    These machines are shared: a neighbour's burst shows up as steal (``/proc/stat``) and
+    skews every figure of the run, the tails most; a run with more than a few percent is not
+    a quiet machine's. None where ``/proc/stat`` has no steal column.
+    """
+
+    def __init__(self) -> None:
+        self._start = _cpu_ticks()
+
+    def share(self) -> float | None:
+        now = _cpu_ticks()
+        if len(now) < 8:
+            return None
+        spent = [b - a for a, b in zip(self._start, now, strict=False)]
+        return round(spent[7] / max(sum(spent[:8]), 1), 4)  # user .. steal
+
+
 def _busy_seconds() -> float:
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
