@@ -106,13 +106,18 @@ def verify_calls(
             names = [*shared, keys.segment_stats(segment, day)]
             numbered: dict[CheckContext, int] = {}  # equal contexts, sent once
             number_of: dict[int, int] = {}  # by object: a context is hashed once, not per code
+            buckets: dict[int, str] = {}  # a carton's serials share a few buckets: named once
             codes: list = []
             for i in chunk:
                 q, ctx = queries[i], contexts[i]
                 n = number_of.get(id(ctx))
                 if n is None:
                     n = number_of[id(ctx)] = numbered.setdefault(ctx, len(numbered) + 1)
-                names.append(keys.scan_bucket(q.serial))
+                bucket = q.serial // SCAN_BUCKET_SERIALS
+                name = buckets.get(bucket)
+                if name is None:
+                    name = buckets[bucket] = keys.scan_bucket(q.serial)
+                names.append(name)
                 codes += (n, q.serial, q.key_id, q.wire_id, q.serial % SCAN_BUCKET_SERIALS,
                           b"1" if q.key_revoked else b"0")  # fmt: skip
             args: list = [mode, now, len(numbered)]
