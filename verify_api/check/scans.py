@@ -142,8 +142,8 @@ def _segment_keys(tenant: str, segment: int) -> tuple[str, str, str]:
 def parse_verify_reply(reply: list) -> list[ScanReply]:
     """Split a verify.lua reply, four values per code, into ScanReplies."""
     out = []
-    for at in range(0, len(reply), 4):
-        status, sku, raw, claimed = reply[at : at + 4]
+    fours = iter(reply)
+    for status, sku, raw, claimed in zip(fours, fours, fours, fours, strict=True):  # no slicing
         out.append(
             ScanReply(
                 status.decode(),
