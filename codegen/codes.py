@@ -60,6 +60,10 @@ class Profile:
     tag_digits: int
     serial_base: int
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.tag_digits <= 19:  # a tag is 8 digest bytes (signing.tag_matches)
+            raise ValueError(f"a tag has 1 to 19 digits, not {self.tag_digits}")
+
     @property
     def length(self) -> int:
         return self.serial_digits + 1 + self.tag_digits + 1

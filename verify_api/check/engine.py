@@ -248,7 +248,7 @@ class VerifyEngine:
         names = {sku: await self.catalog.product_name(tenant, sku)
                  for sku in {reply.sku for reply in replies} if sku}
         for i, reply in zip(slots, replies, strict=True):
-            found[i] = _shaped(policy, reply, names.get(reply.sku), now, recorded=False)
+            found[i] = _answer_of(policy, reply, names.get(reply.sku), now, recorded=False)
         for result, count in Counter(answer.result for answer in found).items():
             self._on_result(result, count)
         return found  # type: ignore[return-value]
@@ -387,14 +387,14 @@ class VerifyEngine:
     ) -> Answer:
         """Turn the script's reply into an answer; ``recorded``: this call counted a check."""
         name = await self.catalog.product_name(tenant, reply.sku) if reply.sku else None
-        return _shaped(policy, reply, name, now, recorded)
+        return _answer_of(policy, reply, name, now, recorded)
 
     def _done(self, answer: Answer) -> Answer:
         self._on_result(answer.result, 1)
         return answer
 
 
-def _shaped(
+def _answer_of(
     policy: TenantPolicy, reply: ScanReply, name: str | None, now: int, recorded: bool
 ) -> Answer:
     """The answer to one code, its product's name found (``VerifyEngine._answer``); apart so
