@@ -26,7 +26,9 @@ the rounds. Then the mix is offered open loop at half the measured
 ``mix_rps`` (benchmarks/open_loop.py: latency from each request's scheduled
 time, so waiting is not hidden), once per round on fresh codes, medians
 reported with how many append-only-file rewrites (forks) ran meanwhile, as a
-rewrite is what stalls the tail; distributors' batches of 1,000 codes are
+rewrite is what stalls the tail, and the worst stall of each kind redis-server's
+latency monitor saw (>= 10 ms: an fsync, a command), which tells a store's
+stall from a worker's; distributors' batches of 1,000 codes are
 looked up over 8 connections, and scan-state memory is measured on the same
 server. ``cpu_us_per_request`` says where the CPU of the closed-loop loads went,
 per request (from /proc: the server's processes, redis-server, and the rest of
@@ -257,6 +259,8 @@ def main() -> None:
         mix_rps = median(rounds, "mix_rps")
         tail = codes[opts.rounds * per_round :]
         forks_before = client.info("stats")["total_forks"]
+        client.config_set("latency-monitor-threshold", 10)  # the store's own stalls of >= 10 ms
+        client.execute_command("LATENCY", "RESET")
         open_loops, open_loop_steal = [], []
         for r in range(opts.rounds):  # fresh first checks each time: slices of the tail
             share = tail[r * len(tail) // opts.rounds : (r + 1) * len(tail) // opts.rounds]
@@ -270,6 +274,9 @@ def main() -> None:
         open_loop["kept_up"] = all(o["kept_up"] for o in open_loops)
         open_loop["errors"] = sum(o["errors"] for o in open_loops)
         open_loop_forks = client.info("stats")["total_forks"] - forks_before
+        store_stalls = {event.decode() if isinstance(event, bytes) else event: worst
+                        for event, _, _, worst in client.execute_command("LATENCY", "LATEST")}
+        client.config_set("latency-monitor-threshold", 0)
         batch_bodies = [orjson.dumps({"codes": batch_codes[at : at + 1000]})
                         for at in range(0, len(batch_codes), 1000)]
         batch = run_wrk(f"{base['itemseal']}/v1/tenants/{TENANT}/verify:batch", batch_bodies,
@@ -301,6 +308,7 @@ def main() -> None:
             "open_loop_generator_kept_up": open_loop["kept_up"],
             "open_loop_p99_ms_per_round": [o["p99_ms"] for o in open_loops],
             "open_loop_cpu_steal_share_per_round": open_loop_steal,
+            "open_loop_store_stalls_worst_ms": store_stalls,
             "aof_rewrites_during_open_loop": open_loop_forks,
             "aof_rewrites_total": client.info("stats")["total_forks"],
             "batch_codes_per_s": round(batch["rps"] * 1000, 1),
