@@ -150,7 +150,9 @@ class CodeSigner:
         One vectorised unpermute, and one HMAC per group of serials: a carton's
         consecutive codes share their digests.
         """
-        mine = [p.profile == self.profile and p.key_id == self.key_id for p in parsed]
+        profile, key_id = self.profile, self.key_id  # the same object, as a rule: no field compare
+        mine = [(p.profile is profile or p.profile == profile) and p.key_id == key_id
+                for p in parsed]
         permuted = np.fromiter(
             (p.permuted_serial if ok else 0 for p, ok in zip(parsed, mine, strict=True)),
             np.uint64, len(parsed),

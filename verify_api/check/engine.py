@@ -286,12 +286,8 @@ class VerifyEngine:
 
     @staticmethod
     def _query(decoded: Decoded) -> ScanQuery:
-        return ScanQuery(
-            decoded.serial,
-            decoded.key_id,
-            decoded.profile.wire_id,
-            key_revoked=decoded.verdict == answers.REVOKED,
-        )
+        return ScanQuery(decoded.serial, decoded.key_id, decoded.profile.wire_id,
+                         decoded.verdict == answers.REVOKED)  # positional: once per code
 
     def _context(
         self, policy: TenantPolicy, request: CheckRequest, phone: str | None,
