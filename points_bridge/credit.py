@@ -87,7 +87,7 @@ MAX_ATTEMPTS = 64
 SCRIPT_NAMES = ("ledger_apply", "member_update", "reserve_spend", "del_if")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every credit (ARCHITECTURE.md)
 class CreditResult:
     """What a claim earned, for the verify answer; ``duplicate`` for a repeat."""
 
@@ -130,7 +130,7 @@ class TenantView:
     campaigns: dict[str, StoredCampaign]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every credit (ARCHITECTURE.md)
 class Plan:
     """A credit computed from one member snapshot (pure: ``plan_credit``)."""
 

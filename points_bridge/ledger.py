@@ -86,7 +86,7 @@ def check_entry_points(name: str, value: object, *, low: int = -MAX_ENTRY_POINTS
     return value  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every credit (ARCHITECTURE.md)
 class Entry:
     """One ledger entry; ``fields`` holds the kind-specific rest (serial, reason, ...)."""
 
@@ -122,7 +122,7 @@ class Entry:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every credit (ARCHITECTURE.md)
 class Posted:
     """What a post did: the entry (the first one, for a repeated key)."""
 

@@ -172,7 +172,7 @@ class CardBlocks:
             self._blocks.appendleft(range(seq, seq + 1))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every credit (ARCHITECTURE.md)
 class Member:
     tenant: str
     card: str

@@ -203,7 +203,7 @@ class PointsPolicy:
             _check_points("policy", "daily_cap", self.daily_cap, MAX_ENTRY_POINTS)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every credit (ARCHITECTURE.md)
 class ClaimContext:
     """The facts of one genuine first check that the rules look at.
 
@@ -233,7 +233,7 @@ class ClaimContext:
                 raise BadInput(f"campaign_spent[{campaign_id!r}]", spent, "must be an int >= 0")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every credit (ARCHITECTURE.md)
 class AppliedRule:
     """One step that changed the figure: its kind, its name and what it added.
 
@@ -248,7 +248,7 @@ class AppliedRule:
     limited: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every credit (ARCHITECTURE.md)
 class Award:
     """Points to credit for one claim, and the rules that produced them.
 

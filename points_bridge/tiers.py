@@ -129,7 +129,7 @@ class TierLadder:
         return at - timedelta(days=self.window_days)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every credit (ARCHITECTURE.md)
 class TierStatus:
     """A member's tier, and what it takes to reach the next one.
 
