@@ -38,3 +38,8 @@ regions.geocoder()  # ~1.5 s of data, loaded here rather than by a first join's 
 # view. A full collection over it stops the event loop ~15 ms (63k objects at start),
 # which showed up as the open-loop p99 of benchmarks/bench_verify.py.
 gc.freeze()
+# A carton's look-up makes ~7 objects a code; at the default 700 allocations between young
+# collections that is ~10 collections a carton, each walking the carton's live lists: 6% of a
+# batch look-up's instructions (callgrind). 10,000 leaves a check's path as it was (measured)
+# and holds at most that many more young objects between collections.
+gc.set_threshold(10_000, *gc.get_threshold()[1:])
