@@ -213,19 +213,21 @@ class RedisLink:
         For a caller that sends to several links before it awaits any (the
         cluster link); raises StoreError when there is no live connection.
         """
-        conn = self._conn
-        if conn is None or conn.broken is not None or conn.loop is not running_loop():
-            raise StoreError(f"no live connection to {self.url}")
+        conn = self._live()
         self.calls += 1
         return conn.submit(payload, count)
 
     def defer(self, callback) -> None:
         """Run ``callback`` just before this turn's write on the live connection
         (``_Connection.defer``); raises StoreError when there is none."""
+        self._live().defer(callback)
+
+    def _live(self) -> _Connection:
+        """The connection of the running loop, usable now; StoreError when there is none."""
         conn = self._conn
         if conn is None or conn.broken is not None or conn.loop is not running_loop():
             raise StoreError(f"no live connection to {self.url}")
-        conn.defer(callback)
+        return conn
 
     async def post(self, payload: bytes, count: int = 1) -> None:
         """Send ``count`` packed commands and return at once; their replies are dropped.
