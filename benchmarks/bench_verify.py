@@ -33,7 +33,15 @@ looked up over 8 connections, and scan-state memory is measured on the same
 server. ``cpu_us_per_request`` says where the CPU of the closed-loop loads went,
 per request (from /proc: the server's processes, redis-server, and the rest of
 the machine's busy time, mostly wrk and the kernel): the anatomy behind
-``vs_peer_asgi``. ``cpu_steal_share`` (the run's, and each round's) is the
+``vs_peer_asgi``; ``idle_share`` how much of the machine's CPU the same loads
+left idle: a closed loop that leaves CPU idle is bound by its latency, each of
+its connections waiting for an answer, so less CPU per request does not buy
+more requests. Every write of the store waits for ``fdatasync`` (``appendfsync
+always``): ``store_fsync_ms`` is how long an appended record took to reach
+this machine's disk, on the store's file system, before the rounds and before
+each open-loop round: on a shared virtual disk that time moves every latency here; the
+latency monitor's stalls are given per open-loop round for the same reason.
+``cpu_steal_share`` (the run's, and each round's) is the
 CPU time the hypervisor gave to other machines: these machines are shared,
 and a run with more than a few percent is not a quiet one. The last line is
 one JSON object.
@@ -66,6 +74,7 @@ from benchmarks.fixtures import (  # noqa: E402
     StealMeter,
     answers_200,
     free_port,
+    fsync_latency,
     machine,
     process_tree,
     seed_active_batch,
@@ -162,6 +171,16 @@ CPU_LOADS = {"itemseal_repeat": "cpu_repeat", "itemseal_first": "cpu_first",
              "peer_asgi_repeat": "cpu_asgi_repeat", "peer_wsgi_repeat": "cpu_wsgi_repeat"}
 
 
+IDLE_LOADS = {"itemseal_repeat": "idle_repeat", "peer_asgi_repeat": "idle_asgi_repeat",
+              "itemseal_first": "idle_first"}
+
+
+def store_stalls(client: redis.Redis) -> dict[str, int]:
+    """The worst stall of each kind redis-server's latency monitor saw since its reset (ms)."""
+    return {event.decode() if isinstance(event, bytes) else event: worst
+            for event, _, _, worst in client.execute_command("LATENCY", "LATEST")}
+
+
 def cpu_medians(rounds: list[dict]) -> dict[str, dict[str, float]]:
     """Per load, the median over rounds of each part's CPU microseconds per request."""
     return {
@@ -226,6 +245,7 @@ def main() -> None:
         servers = dict(zip(("itemseal", "wsgi", "asgi"), (process_tree(p.pid) for p in procs),
                            strict=True))
         redis_pid = int(store.pid_path.read_text().split()[0])
+        fsync_before_rounds = fsync_latency(store.data_dir)
         rounds = []
         for r in range(opts.rounds):
             mine = codes[r * per_round : (r + 1) * per_round]
@@ -238,17 +258,20 @@ def main() -> None:
             res = run_wrk(verify_url, repeat_bodies, seconds=opts.seconds)
             got["repeat_rps"], got["repeat_p99_ms"] = res["rps"], res["p99_ms"]
             got["cpu_repeat"] = meter.per_request(res["rps"] * opts.seconds)
+            got["idle_repeat"] = meter.idle_share()
             for kind in ("wsgi", "asgi"):
                 meter = CpuMeter({"app": servers[kind], "redis": [redis_pid]})
                 res = run_wrk(f"{base[kind]}/verify", peer_repeat, seconds=opts.seconds)
                 got[f"{kind}_repeat_rps"], got[f"{kind}_repeat_p99_ms"] = res["rps"], res["p99_ms"]
                 got[f"cpu_{kind}_repeat"] = meter.per_request(res["rps"] * opts.seconds)
+                got[f"idle_{kind}_repeat"] = meter.idle_share()
             half = len(mine) // 2
             meter = CpuMeter({"app": servers["itemseal"], "redis": [redis_pid]})
             res = run_wrk(verify_url, [body(c, i) for i, c in enumerate(mine[:half])],
                           seconds=opts.seconds)
             got["first_rps"], got["first_p99_ms"] = res["rps"], res["p99_ms"]
             got["cpu_first"] = meter.per_request(res["rps"] * opts.seconds)
+            got["idle_first"] = meter.idle_share()
             got["first_wraps"] = res["wraps"]
             res = run_wrk(verify_url, mixed(mine[half:], repeat_codes), seconds=opts.seconds)
             got["mix_rps"], got["mix_p99_ms"] = res["rps"], res["p99_ms"]
@@ -260,22 +283,22 @@ def main() -> None:
         tail = codes[opts.rounds * per_round :]
         forks_before = client.info("stats")["total_forks"]
         client.config_set("latency-monitor-threshold", 10)  # the store's own stalls of >= 10 ms
-        client.execute_command("LATENCY", "RESET")
-        open_loops, open_loop_steal = [], []
+        open_loops, open_loop_steal, open_loop_fsync, open_loop_stalls = [], [], [], []
         for r in range(opts.rounds):  # fresh first checks each time: slices of the tail
             share = tail[r * len(tail) // opts.rounds : (r + 1) * len(tail) // opts.rounds]
+            open_loop_fsync.append(fsync_latency(store.data_dir))
+            client.execute_command("LATENCY", "RESET")
             round_steal = StealMeter()
             open_loops.append(run_open_loop(
                 verify_url, mixed(share, repeat_codes), rate=mix_rps / 2,
                 seconds=opts.seconds * 2, connections=opts.connections))
             open_loop_steal.append(round_steal.share())
+            open_loop_stalls.append(store_stalls(client))
         open_loop = {key: statistics.median(o[key] for o in open_loops)
                      for key in ("achieved_rps", "p50_ms", "p99_ms")}
         open_loop["kept_up"] = all(o["kept_up"] for o in open_loops)
         open_loop["errors"] = sum(o["errors"] for o in open_loops)
         open_loop_forks = client.info("stats")["total_forks"] - forks_before
-        store_stalls = {event.decode() if isinstance(event, bytes) else event: worst
-                        for event, _, _, worst in client.execute_command("LATENCY", "LATEST")}
         client.config_set("latency-monitor-threshold", 0)
         batch_bodies = [orjson.dumps({"codes": batch_codes[at : at + 1000]})
                         for at in range(0, len(batch_codes), 1000)]
@@ -308,7 +331,12 @@ def main() -> None:
             "open_loop_generator_kept_up": open_loop["kept_up"],
             "open_loop_p99_ms_per_round": [o["p99_ms"] for o in open_loops],
             "open_loop_cpu_steal_share_per_round": open_loop_steal,
-            "open_loop_store_stalls_worst_ms": store_stalls,
+            "open_loop_store_stalls_worst_ms": {
+                event: max(stalls[event] for stalls in open_loop_stalls if event in stalls)
+                for event in sorted({event for stalls in open_loop_stalls for event in stalls})},
+            "open_loop_store_stalls_worst_ms_per_round": open_loop_stalls,
+            "store_fsync_ms": {"before_rounds": fsync_before_rounds,
+                               "before_each_open_loop_round": open_loop_fsync},
             "aof_rewrites_during_open_loop": open_loop_forks,
             "aof_rewrites_total": client.info("stats")["total_forks"],
             "batch_codes_per_s": round(batch["rps"] * 1000, 1),
@@ -316,6 +344,7 @@ def main() -> None:
             "bytes_per_scanned_code": round(dense, 1),
             "bytes_per_scanned_code_sparse_1_in_16": round(sparse, 1),
             "cpu_us_per_request": cpu_medians(rounds),
+            "idle_share": {name: median(rounds, key) for name, key in IDLE_LOADS.items()},
             "errors": sum(r["errors"] for r in rounds) + batch["errors"] + open_loop["errors"],
             "first_codes_reused": sum(r["first_wraps"] for r in rounds),
             "per_round": rounds,
