@@ -6,7 +6,7 @@ Run under the shared lock, the box is small and others benchmark on it too:
 
 It starts its own redis-server (append-only file, fsync always) in a
 temporary home, seeds a tenant with an activated batch and a product worth
-points, starts ``itemseal serve`` (2 gevent workers) and drives it from
+points, starts ``itemseal serve`` (``--workers`` uvicorn workers) and drives it from
 ``--threads`` client threads, each picking a request from ``MIXES`` by
 weight: claims and repeat checks over HTTP, look-ups, distributor batches,
 signed Aliyun-style SMS (a code, claimed for the sender, or the balance
