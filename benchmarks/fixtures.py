@@ -130,7 +130,13 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def _cpu_ticks() -> list[int]:
+    """The machine's CPU time so far in clock ticks: user, nice, system, idle, iowait, irq,
+    softirq, steal, ... (``/proc/stat``)."""
     return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def _ticks_since(start: list[int]) -> list[int]:
+    return [b - a for a, b in zip(start, _cpu_ticks(), strict=False)]
 
 
 class StealMeter:
@@ -145,16 +151,10 @@ class StealMeter:
         self._start = _cpu_ticks()
 
     def share(self) -> float | None:
-        now = _cpu_ticks()
-        if len(now) < 8:
+        spent = _ticks_since(self._start)
+        if len(spent) < 8:
             return None
-        spent = [b - a for a, b in zip(self._start, now, strict=False)]
         return round(spent[7] / max(sum(spent[:8]), 1), 4)  # user .. steal
-
-
-def _busy_seconds() -> float:
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 
 
 class CpuMeter:
@@ -168,7 +168,6 @@ class CpuMeter:
     def __init__(self, groups: Mapping[str, list[int]]) -> None:
         self._groups = dict(groups)
         self._start = {name: _cpu_seconds(pids) for name, pids in self._groups.items()}
-        self._busy = _busy_seconds()
         self._ticks = _cpu_ticks()
 
     def idle_share(self) -> float:
@@ -178,13 +177,15 @@ class CpuMeter:
         connection waits for its answer), not by CPU: there, less work per
         request does not buy more requests.
         """
-        spent = [b - a for a, b in zip(self._ticks, _cpu_ticks(), strict=False)]
+        spent = _ticks_since(self._ticks)
         return round((spent[3] + spent[4]) / max(sum(spent[:8]), 1), 4)
 
     def per_request(self, requests: float) -> dict[str, float]:
         """Microseconds of CPU per request since the meter was made."""
         used = {name: _cpu_seconds(pids) - self._start[name] for name, pids in self._groups.items()}
-        used["rest"] = _busy_seconds() - self._busy - sum(used.values())
+        spent = _ticks_since(self._ticks)
+        busy = (sum(spent) - spent[3] - spent[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+        used["rest"] = busy - sum(used.values())
         return {name: round(seconds / max(requests, 1) * 1e6, 1) for name, seconds in used.items()}
 
 
