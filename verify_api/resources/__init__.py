@@ -34,7 +34,8 @@ async def read_body(req: falcon.asgi.Request, limit: int, seconds: float | None 
 # character a gateway's GBK encoder wrote (Chinese gateways often say gb2312 and send GBK).
 _SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "cp936": "gb18030", "x-gbk": "gb18030"}
 
-_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_BOMS = (codecs.BOM_UTF8, *_UTF16_BOMS)
 
 
 def charset_of(content_type: str | None) -> str | None:
@@ -49,7 +50,7 @@ def charset_of(content_type: str | None) -> str | None:
 def _codec(charset: str | None, body: bytes) -> str:
     if body.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
-    if body.startswith(_BOMS[1:]):
+    if body.startswith(_UTF16_BOMS):
         return "utf-16"
     name = _SUPERSETS.get(charset or "", charset or "utf-8")
     try:
