@@ -334,5 +334,7 @@ def test_the_office_in_chinese(served, chromium):
     d = chromium
     log_in(d, base, "ACME", "sam", lang="zh")
     d.get(f"{base}/office/ACME/members/{card}")
+    # page_source read straight after get() was once '' under load: wait for the page's own card
+    assert by_id(d, "card").text.replace(" ", "") == card
     assert "积分余额" in d.page_source and "调整积分" in d.page_source
     shot(d, "14-member-zh")
