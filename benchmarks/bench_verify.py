@@ -20,8 +20,9 @@ from Debian's ``wrk`` (C; 2 threads, 32 connections; benchmarks/wrk_load.py):
   (claim and points credit; a phone becomes a member on its first claim);
 * ``mix``: first checks interleaved with repeats, half and half.
 
-Each round runs every load once, itemseal and its peers back to back
-(alternating), on codes no earlier round used; the figures are medians of
+Each round runs every load once, itemseal and its peers back to back (the
+repeat loads in reverse order every other round, ``repeat_order`` per round),
+on codes no earlier round used; the figures are medians of
 the rounds. Then the mix is offered open loop at half the measured
 ``mix_rps`` (benchmarks/open_loop.py: latency from each request's scheduled
 time, so waiting is not hidden), once per round on fresh codes, medians
@@ -98,6 +99,7 @@ TENANT = "BENCH"
 SKU = "SKU-CREAM-50ML"
 PHONES = 2000
 PEER_KEY = bytes(range(32))
+REPEAT_ORDER = ("itemseal", "wsgi", "asgi")  # each round's repeat loads; every other reversed
 LIMITS = {"verify_rate_ip": "100000000/60", "verify_rate_phone": "100000000/60",
           "verify_rate_batch": "1000000000/60"}  # fmt: skip
 
@@ -254,17 +256,21 @@ def main() -> None:
             for name, path in (("itemseal", "/v1/ping"), ("wsgi", "/ping"), ("asgi", "/ping")):
                 res = run_wrk(base[name] + path, seconds=opts.seconds)
                 got[f"{name}_bare_rps"], got[f"{name}_bare_p99_ms"] = res["rps"], res["p99_ms"]
-            meter = CpuMeter({"app": servers["itemseal"], "redis": [redis_pid]})
-            res = run_wrk(verify_url, repeat_bodies, seconds=opts.seconds)
-            got["repeat_rps"], got["repeat_p99_ms"] = res["rps"], res["p99_ms"]
-            got["cpu_repeat"] = meter.per_request(res["rps"] * opts.seconds)
-            got["idle_repeat"] = meter.idle_share()
-            for kind in ("wsgi", "asgi"):
+            # The repeat loads in turn, reversed every other round, so no server always goes
+            # first: two servers with the same check path, back to back in a round, differed
+            # by up to 20% here, the later one ahead in 8 rounds of 12.
+            repeat_order = REPEAT_ORDER if r % 2 == 0 else REPEAT_ORDER[::-1]
+            got["repeat_order"] = list(repeat_order)
+            for kind in repeat_order:
+                url, bodies = ((verify_url, repeat_bodies) if kind == "itemseal"
+                               else (f"{base[kind]}/verify", peer_repeat))
+                prefix = "" if kind == "itemseal" else f"{kind}_"
                 meter = CpuMeter({"app": servers[kind], "redis": [redis_pid]})
-                res = run_wrk(f"{base[kind]}/verify", peer_repeat, seconds=opts.seconds)
-                got[f"{kind}_repeat_rps"], got[f"{kind}_repeat_p99_ms"] = res["rps"], res["p99_ms"]
-                got[f"cpu_{kind}_repeat"] = meter.per_request(res["rps"] * opts.seconds)
-                got[f"idle_{kind}_repeat"] = meter.idle_share()
+                res = run_wrk(url, bodies, seconds=opts.seconds)
+                got[f"{prefix}repeat_rps"] = res["rps"]
+                got[f"{prefix}repeat_p99_ms"] = res["p99_ms"]
+                got[f"cpu_{prefix}repeat"] = meter.per_request(res["rps"] * opts.seconds)
+                got[f"idle_{prefix}repeat"] = meter.idle_share()
             half = len(mine) // 2
             meter = CpuMeter({"app": servers["itemseal"], "redis": [redis_pid]})
             res = run_wrk(verify_url, [body(c, i) for i, c in enumerate(mine[:half])],
