@@ -1,4 +1,5 @@
-"""A real ASGI server (uvicorn, the worker ``itemseal serve`` runs) for an app built in a test."""
+"""A real ASGI server for an app built in a test: uvicorn with uvloop and httptools, as in
+``itemseal serve``'s workers (``verify_api/gunicorn_conf.py``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def serving_app(app, *, timeout: float = 10.0) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", loop="asyncio", http="h11")
+                            lifespan="on", loop="uvloop", http="httptools")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
