@@ -184,7 +184,8 @@ class CpuMeter:
         """Microseconds of CPU per request since the meter was made."""
         used = {name: _cpu_seconds(pids) - self._start[name] for name, pids in self._groups.items()}
         spent = _ticks_since(self._ticks)
-        busy = (sum(spent) - spent[3] - spent[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+        # user .. steal less idle and iowait: guest time is already in user, as for the shares
+        busy = (sum(spent[:8]) - spent[3] - spent[4]) / os.sysconf("SC_CLK_TCK")
         used["rest"] = busy - sum(used.values())
         return {name: round(seconds / max(requests, 1) * 1e6, 1) for name, seconds in used.items()}
 
