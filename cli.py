@@ -106,5 +106,6 @@ def main(ctx: click.Context) -> None:
       itemseal check --tenant ACME "1234 5678 9012 3456 7890 1234"
     """
     ctx.obj = Config()
+    ctx.call_on_close(ctx.obj.close)
 
 

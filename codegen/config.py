@@ -39,6 +39,17 @@ class Config:
     def redis(self) -> redis.Redis:
         return connect(self.home, self.redis_url)
 
+    def close(self) -> None:
+        """Close the store client if a command opened one (``cli.main`` calls this at its end).
+
+        A process's exit would close it anyway; a command run in-process (the
+        tests' ``CliRunner``, a notebook) would otherwise leave the socket to the
+        garbage collector, which warns about it wherever it happens to run.
+        """
+        client = self.__dict__.pop("redis", None)
+        if client is not None:
+            client.close()
+
     def master_key(self, *, create: bool = False) -> MasterKey:
         return load_master_key(self.home, self.env, create=create)
 

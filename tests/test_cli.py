@@ -6,11 +6,13 @@ help of the installed script is run as a real process, a smoke test of the entry
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from helpers.cli_runner import run, run_process
@@ -132,3 +134,26 @@ def test_a_command_imports_only_its_own_module():
     assert "codegen.commands.tenants" in loaded and "verify_api.commands.tenants" in loaded
     assert "points_bridge.commands.care" not in loaded
     assert "verify_api.commands.server" not in loaded
+
+
+def test_a_command_leaves_no_store_connection_to_the_garbage_collector(itemseal_env):
+    """The store client is closed when the command ends, not left to the collector.
+
+    ``CliRunner`` keeps a command's exit in a reference cycle; collected later,
+    the client's socket warned ``unclosed`` in whichever test the collection fell
+    (an order-dependent failure of the suite, which turns warnings into errors).
+    """
+    run(itemseal_env, "tenant", "create", "ACME", "--name", "Acme")
+    gc.collect()
+    unraisable: list = []
+    before, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                run(itemseal_env, "tenant", "list")
+            gc.collect()
+    finally:
+        sys.unraisablehook = before
+    found = [str(w.message) for w in warned] + [repr(u.exc_value) for u in unraisable]
+    assert not found, found
