@@ -7,6 +7,8 @@ import os
 from gunicorn.glogging import Logger
 from uvicorn_worker import UvicornWorker
 
+from verify_api.http_writes import OneWriteHttpProtocol
+
 keepalive = 30  # clients (SMS gateways, load balancers) reuse connections
 graceful_timeout = 10
 # gunicorn's most: a code of 512 characters (the spec's limit) percent-encoded as 4-byte UTF-8
@@ -46,7 +48,8 @@ logger_class = ServeLogger
 
 
 class ItemsealWorker(UvicornWorker):
-    """uvicorn's gunicorn worker, without uvicorn's own reading of proxy headers.
+    """uvicorn's gunicorn worker, without uvicorn's own reading of proxy headers, and with
+    a response's head and body in one write (``verify_api/http_writes.py``).
 
     uvicorn believes X-Forwarded-For and -Proto from 127.0.0.1 by default
     (``forwarded_allow_ips``) and knows nothing of X-Forwarded-Host or
@@ -55,4 +58,5 @@ class ItemsealWorker(UvicornWorker):
     ``--trusted-proxies`` only; so uvicorn's middleware is off.
     """
 
-    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "proxy_headers": False}
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "proxy_headers": False,
+                     "http": OneWriteHttpProtocol}
