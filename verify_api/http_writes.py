@@ -3,11 +3,12 @@
 uvicorn writes the status line and headers when the app sends
 ``http.response.start`` and the body when it sends ``http.response.body``: two
 ``send`` calls, two TCP segments (the socket has ``TCP_NODELAY``), and a client
-woken twice for an answer of a few hundred bytes. Measured with
-``benchmarks/bench_verify.py``'s A/B of repeat checks (issue 15, six rotated
-rounds of 5 s, wrk -t2 -c32): one write gave 1.10x the checks per second of two
-(rounds 1.00-1.21), with less CPU in the worker and in the client. uvicorn has no
-option for it, hence this module; it replaces nothing else of uvicorn.
+woken twice for an answer of a few hundred bytes. Measured side by side on one
+redis-server with ``bench_verify.py``'s servers and loads (issue 15: six rounds of
+5 s, wrk -t2 -c32, the order reversed every round): one write gave 1.09x the
+repeat checks per second of two (rounds 0.94-1.15, five of six above 1.04) and
+1.05x the first checks, with less CPU in the worker and in the client. uvicorn
+has no option for it, hence this module; it replaces nothing else of uvicorn.
 
 ``OneWriteTransport`` sits between the protocol and its transport: a write is
 held until the next one, which takes it along, or until the end of the event
