@@ -1,7 +1,8 @@
 """A response's head and body in one write (verify_api/http_writes.py), on a real uvicorn.
 
 Each test runs uvicorn's own server with ``OneWriteHttpProtocol`` on a loopback
-port, on uvloop as the workers do, and talks to it over a real socket. Writes
+port (``helpers.asgi_server``, uvloop as in the workers) and talks to it over a
+real socket. Writes
 are counted by a transport that records what passes to the real one beneath.
 """
 
@@ -10,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import uvicorn
 import uvloop
+from helpers.asgi_server import serving_app
 
 from verify_api.http_writes import OneWriteHttpProtocol, OneWriteTransport
 
@@ -40,40 +41,37 @@ def _serve(app, body: bytes) -> tuple[bytes, list[bytes]]:
         def connection_made(self, transport):
             super().connection_made(_Recording(transport, writes))
 
-    async def main() -> bytes:
-        with socket.socket() as listener:
-            listener.bind(("127.0.0.1", 0))
-            listener.listen()
-            listener.setblocking(False)
-            config = uvicorn.Config(app, http=Protocol, lifespan="off", log_level="warning")
-            server = uvicorn.Server(config)
-            serving = asyncio.ensure_future(server.serve(sockets=[listener]))
-            while not server.started:
-                await asyncio.sleep(0.01)
-            try:
-                reader, writer = await asyncio.open_connection(*listener.getsockname())
-                writer.write(body)
-                answered = b""
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(reader.read(65536), 1.0)
-                    except TimeoutError:
-                        break
-                    if not chunk:
-                        break
-                    answered += chunk
-                writer.close()
-                return answered
-            finally:
-                server.should_exit = True
-                await serving
+    with serving_app(_http_only(app), http=Protocol) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=1.0) as client:
+            client.sendall(body)
+            answered = b""
+            while True:
+                try:
+                    chunk = client.recv(65536)
+                except TimeoutError:
+                    break
+                if not chunk:
+                    break
+                answered += chunk
+    return answered, writes
 
-    return uvloop.run(main()), writes
+
+def _http_only(app):
+    """``app`` with the lifespan messages answered, as ``serving_app`` starts one."""
+
+    async def wrapped(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+        else:
+            await app(scope, receive, send)
+
+    return wrapped
 
 
 async def _json_app(scope, receive, send) -> None:
-    if scope["type"] != "http":
-        return
     await receive()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")]})
@@ -93,8 +91,6 @@ def test_a_response_leaves_in_one_write():
 def test_a_head_whose_body_comes_later_is_not_held_for_it():
     """A stream's head leaves at the end of its turn: the client sees it before any body."""
     async def streaming(scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return
         await receive()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain")]})
@@ -118,7 +114,7 @@ def test_an_answer_then_close_is_flushed_before_the_close():
 
 
 def test_the_transport_keeps_order_across_turns():
-    """Joined, held and flushed writes arrive in the order written; abort drops what is held."""
+    """Joined, held and flushed writes arrive in the order written; close sends what is held."""
 
     async def main() -> tuple[bytes, list[bytes]]:
         loop = asyncio.get_running_loop()

@@ -1,5 +1,5 @@
-"""A real ASGI server for an app built in a test: uvicorn with uvloop and httptools, as in
-``itemseal serve``'s workers (``verify_api/gunicorn_conf.py``)."""
+"""A real ASGI server for an app built in a test: uvicorn with uvloop and the workers' httptools
+protocol, as in ``itemseal serve``'s workers (``verify_api/gunicorn_conf.py``)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,21 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from verify_api.gunicorn_conf import ItemsealWorker
+
 
 @contextlib.contextmanager
-def serving_app(app, *, timeout: float = 10.0) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port in a thread; yield its base URL."""
+def serving_app(app, *, timeout: float = 10.0, http=None) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port in a thread; yield its base URL.
+
+    ``http`` is the protocol class, the workers' own unless a test gives another.
+    """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", loop="uvloop", http="httptools")
+                            lifespan="on", loop="uvloop",
+                            http=http or ItemsealWorker.CONFIG_KWARGS["http"])
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
