@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import gc
 import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 KEPT_UP_LAG_MS = 5.0
@@ -181,7 +183,8 @@ async def _run(url: str, bodies: list[bytes] | None, rate: float, seconds: float
     }
 
 
-class _quiet_gc:  # noqa: N801 - used as a context manager
+@contextlib.contextmanager
+def _quiet_gc() -> Iterator[None]:
     """No cyclic garbage collection in this process while the generator runs.
 
     What it keeps (latencies, due times, connections) holds no reference
@@ -189,15 +192,14 @@ class _quiet_gc:  # noqa: N801 - used as a context manager
     (not collected: the caller's garbage, and its finalizers, stay the
     caller's) so the collection after the run does not walk them.
     """
-
-    def __enter__(self) -> None:
-        self.was_enabled = gc.isenabled()
-        gc.freeze()  # no collection first: the caller's garbage is the caller's to collect
-        gc.disable()
-
-    def __exit__(self, *exc: object) -> None:
+    was_enabled = gc.isenabled()
+    gc.freeze()  # no collection first: the caller's garbage is the caller's to collect
+    gc.disable()
+    try:
+        yield
+    finally:
         gc.unfreeze()
-        if self.was_enabled:
+        if was_enabled:
             gc.enable()
 
 
@@ -220,10 +222,8 @@ def run_open_loop(
     the machine, that a p99 of lags hides when it is short).
     """
     try:
-        import uvloop
+        from uvloop import run
     except ImportError:
-        uvloop = None
+        run = asyncio.run
     with _quiet_gc():
-        if uvloop is None:
-            return asyncio.run(_run(url, bodies, rate, seconds, connections, grace))
-        return uvloop.run(_run(url, bodies, rate, seconds, connections, grace))
+        return run(_run(url, bodies, rate, seconds, connections, grace))

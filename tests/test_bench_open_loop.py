@@ -88,4 +88,4 @@ def test_a_server_stall_shows_in_the_tail_and_the_generator_leaves_gc_as_it_was(
     # the requests due during the pause waited for it (timed from when they were sent,
     # only the stalled one would be slow): well over 1% of 200 took >= 100 ms
     assert result["p99_ms"] >= 100.0
-    assert result["dispatch_lag_max_ms"] >= 0.0
+    assert result["dispatch_lag_max_ms"] >= result["dispatch_lag_p99_ms"] >= 0.0
