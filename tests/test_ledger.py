@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -220,3 +221,28 @@ def test_balance_and_lots_match_a_fifo_model(redis_client, points_tenant, ops):
         assert member.balance == sum(left for _, left in lots) >= 0
     history = ledger.history(card)
     assert sum(e.delta for e in history) == members.get(card).balance
+
+
+def test_a_posting_reads_the_member_record_once_and_writes_it_once(setup, redis_client):
+    """Each call of ``ledger_apply.lua`` is Redis time a claim's credit waits for: the record is
+    read once before the entry and once after it (the figures the entry carries), written once
+    (HSET) besides the HINCRBYs of its points. Before: five reads, two HSETs and the version's
+    own HINCRBY."""
+    ledger, _, card = setup
+    ledger.adjust(card, 100, reason="opening")
+    record = PointsKeys(ledger.tenant).member(card)
+    with redis_client.monitor() as monitor:
+        ledger.post(card, kind="credit", idem="claim:1", body={"serial": 1}, delta=10, earned=10,
+                    day="20250115", lot_expires=ts(2025, 3, 1), tier="silver",
+                    member_set={"last_check_at": "1"})
+        redis_client.echo("posted")
+        on_record = Counter()
+        for seen in monitor.listen():
+            words = seen["command"].split()
+            if words[:2] == ["ECHO", "posted"]:
+                break
+            if len(words) > 1 and words[1] == record:
+                on_record[words[0].upper()] += 1
+    assert on_record == {"HMGET": 2, "HINCRBY": 3, "HSET": 1}
+    member = MemberStore(redis_client, ledger.tenant, master=TEST_MASTER).get(card)
+    assert (member.balance, member.earned, member.tier, member.version) == (110, 10, "silver", 3)
