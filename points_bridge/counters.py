@@ -34,8 +34,8 @@ from codegen.tenants import REPORT_COUNTERS as COUNTED
 from points_bridge.ledger import stored_int
 from points_bridge.ledger_archive import ArchivedEntries, list_runs, live_from
 
-POINTS_BY_KIND = {"credit": "issued", "redeem": "redeemed", "adjust": "adjusted",
-                  "expire": "expired"}
+POINTS_BY_KIND = {"credit": "issued", "reversal": "issued", "redeem": "redeemed",
+                  "adjust": "adjusted", "expire": "expired"}
 """Ledger kind -> points report column; other kinds (purchases, tiers, ...) are not counted."""
 
 

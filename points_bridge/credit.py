@@ -360,7 +360,7 @@ class ClaimCrediter:
         reply = orjson.loads(replies[-1])
         if pinned != member.card:
             if reply["ok"]:
-                await self._reverse(keys, member.card, serial, plan.award.points, at)
+                await self._reverse(keys, member.card, serial, sku, plan, at)
             return await self.credit_claim(keys.tenant, member.phone, serial, sku, channel,
                                            region, at)
         if reply["ok"]:
@@ -375,14 +375,24 @@ class ClaimCrediter:
                                        at)
 
     async def _reverse(
-        self, keys: PointsKeys, card: str, serial: int, points: int, at: int
+        self, keys: PointsKeys, card: str, serial: int, sku: str, plan: Plan, at: int
     ) -> None:
-        """Take back a credit posted to a card the serial turned out not to be pinned to."""
+        """Take back a credit posted to a card the serial turned out not to be pinned to.
+
+        The points leave the balance, the earned total and the day they were counted in (as a
+        refund's do), and the points report's issued column (``counters.py``).
+        """
+        points = plan.award.points
         spec = entry_spec(card, kind="reversal", idem=f"unclaim:{serial}",
-                          body={"serial": serial}, delta=-points, earned=-points, at=at,
-                          fields={"serial": str(serial), "note": "credited to the pinned card"})
+                          body={"serial": serial}, delta=-points, at=at,
+                          fields={"serial": str(serial), "sku": sku,
+                                  "note": "credited to the pinned card"})
+        if points:
+            spec.update(earned=str(-points), undo_day=f"d:{plan.day}")
         call = self._scripts.evalsha("ledger_apply", keys.member_keys(card), (_json(spec),))
-        await self._scripts.run([call])
+        reply = orjson.loads((await self._scripts.run([call]))[0])
+        if not reply["ok"] and reply["why"] != "dup":
+            raise refusal(reply, keys.tenant, card, spec)
 
     # -- the careful path (reconcile, retries) ------------------------------------------
 

@@ -10,8 +10,10 @@ from helpers.aio import run
 from helpers.api import Api
 from helpers.crm import serve_receiver
 
-from codegen.store.keyspace import PointsKeys, segment_of
+from codegen.store.keyspace import CREDIT_BUCKET_SERIALS, PointsKeys, segment_of
+from points_bridge.counters import Counts
 from points_bridge.crm import Bridge, Webhook
+from points_bridge.ledger import Ledger
 from points_bridge.members import MemberStore
 from points_bridge.reconcile import Reconciler
 from tests.helpers.master import TEST_MASTER
@@ -95,6 +97,34 @@ def test_the_outbox_keeps_only_uncredited_claims(api_world, redis_client):
     outbox = PointsKeys("ACME").claims(segment_of(batch.first_serial))
     api.verify({"code": code_of(6), "phone": PHONE})
     assert redis_client.xlen(outbox) == 0, "credited at once, so nothing is owed"
+
+
+def test_a_serial_pinned_to_another_card_meanwhile_credits_that_card_once(api_world,
+                                                                          redis_client):
+    """The API's first attempt pins and posts in one round trip (``_pin_and_post``). Should the
+    serial be pinned to another card already (a reconcile, while this worker stalled past its
+    ``min_age``, pinned it to the card the phone had then), the post to the card read here is
+    reversed and the pinned card credited: each card's ledger still tells the truth."""
+    api, code_of, batch = api_world
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
+    pinned, _ = members.ensure(OTHER)
+    checker = api.verify({"code": code_of(60), "phone": PHONE}).json["member"]["card"]
+    serial = batch.first_serial + 61
+    keys = PointsKeys("ACME")
+    redis_client.hset(keys.credit_pin(serial), str(serial % CREDIT_BUCKET_SERIALS), pinned.card)
+
+    answer = api.verify({"code": code_of(61), "phone": PHONE}).json
+    assert answer["result"] == "genuine" and answer["claimed"] is True
+    assert answer["points_awarded"] == 10
+    assert (members.get(pinned.card).balance, members.get(checker).balance) == (10, 10)
+    ledger = Ledger(redis_client, "ACME")
+    assert [(e.kind, e.delta) for e in ledger.history(checker)] == [
+        ("credit", 10), ("credit", 10), ("reversal", -10)]
+    assert [(e.kind, e.delta) for e in ledger.history(pinned.card)] == [("credit", 10)]
+    assert Counts(redis_client, "ACME").read()["p|issued|LIP-001"] == 20, "the report's too"
+    Reconciler(redis_client, "ACME", min_age=0, master=TEST_MASTER).run()
+    assert (members.get(pinned.card).balance, members.get(checker).balance) == (10, 10)
+    assert members.get(checker).earned == 10
 
 
 def _round_trips(engine, check) -> tuple[int, int]:

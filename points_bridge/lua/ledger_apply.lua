@@ -84,7 +84,7 @@ local function negated(s)
 end
 local function count(e)
   local field, by
-  if e.kind == 'credit' then
+  if e.kind == 'credit' or e.kind == 'reversal' then  -- a reversal takes a credit back
     field, by = 'p|issued|' .. ((e.sku and e.sku ~= '') and e.sku or '-'), e.delta
   elseif e.kind == 'redeem' then
     field, by = 'p|redeemed', negated(e.delta)
