@@ -127,6 +127,29 @@ def test_a_serial_pinned_to_another_card_meanwhile_credits_that_card_once(api_wo
     assert members.get(checker).earned == 10
 
 
+def test_a_frozen_member_s_check_over_the_api_waits_and_is_credited_once_on_unfreeze(
+        api_world, redis_client):
+    """The API's first attempt parks a frozen member's claim in the same round trip as the pin
+    (``_pin_and_post``: the script's ``parked``); unfreezing credits it, once."""
+    api, code_of, batch = api_world
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
+    card = api.verify({"code": code_of(70), "phone": PHONE}).json["member"]["card"]
+    members.change_status(card, "freeze")
+    frozen = api.verify({"code": code_of(71), "phone": PHONE}).json
+    assert frozen["claimed"] is True and frozen["points_awarded"] == 0
+    assert frozen["balance"] == 10
+    outbox = PointsKeys("ACME").claims(segment_of(batch.first_serial))
+    assert redis_client.xlen(outbox) == 1, "owed until credited"
+    Reconciler(redis_client, "ACME", min_age=0, master=TEST_MASTER).run()
+    assert members.get(card).balance == 10, "still frozen: reconcile parks it again"
+    member, _ = members.change_status(card, "unfreeze")
+    assert member.balance == 20
+    Reconciler(redis_client, "ACME", min_age=0, master=TEST_MASTER).run()
+    assert members.get(card).balance == 20
+    kinds = [e.kind for e in Ledger(redis_client, "ACME").history(card)]
+    assert kinds.count("credit") == 2
+
+
 def _round_trips(engine, check) -> tuple[int, int]:
     """(round trips waited for, commands posted without waiting) of ``check`` on the link."""
     link, waited, posted = engine.link, [], []
