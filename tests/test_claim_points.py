@@ -150,6 +150,30 @@ def test_a_frozen_member_s_check_over_the_api_waits_and_is_credited_once_on_unfr
     assert kinds.count("credit") == 2
 
 
+def test_a_member_changed_between_the_check_and_its_credit_is_credited_once(api_world,
+                                                                           redis_client):
+    """The credit posts against the member version its check read; a change in between (here
+    an adjustment made while the check waits for its product's points) makes the script answer
+    ``stale`` and the careful path credit the member as it is now, once."""
+    api, code_of, _ = api_world
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
+    card = api.verify({"code": code_of(80), "phone": PHONE}).json["member"]["card"]
+    crediter = api.app.engine.crediter
+    view = crediter.tenant_view
+
+    async def meanwhile(*args, **kwargs):
+        Ledger(redis_client, "ACME").adjust(card, 5, reason="goodwill")
+        crediter.tenant_view = view
+        return await view(*args, **kwargs)
+
+    crediter.tenant_view = meanwhile
+    answer = api.verify({"code": code_of(81), "phone": PHONE}).json
+    assert answer["points_awarded"] == 10 and answer["balance"] == 25
+    assert members.get(card).balance == 25
+    kinds = [e.kind for e in Ledger(redis_client, "ACME").history(card)]
+    assert kinds == ["credit", "adjust", "credit"]
+
+
 def _round_trips(engine, check) -> tuple[int, int]:
     """(round trips waited for, commands posted without waiting) of ``check`` on the link."""
     link, waited, posted = engine.link, [], []
