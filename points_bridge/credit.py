@@ -384,11 +384,10 @@ class ClaimCrediter:
         """
         points = plan.award.points
         spec = entry_spec(card, kind="reversal", idem=f"unclaim:{serial}",
-                          body={"serial": serial}, delta=-points, at=at,
+                          body={"serial": serial}, delta=-points, earned=-points,
+                          undo_day=plan.day, at=at,
                           fields={"serial": str(serial), "sku": sku,
                                   "note": "credited to the pinned card"})
-        if points:
-            spec.update(earned=str(-points), undo_day=f"d:{plan.day}")
         call = self._scripts.evalsha("ledger_apply", keys.member_keys(card), (_json(spec),))
         reply = orjson.loads((await self._scripts.run([call]))[0])
         if not reply["ok"] and reply["why"] != "dup":

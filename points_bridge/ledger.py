@@ -162,6 +162,7 @@ def entry_spec(
     version: int | None = None,
     fields: Mapping[str, str] | None = None,
     member_set: Mapping[str, str] | None = None,
+    undo_day: str | None = None,
 ) -> dict[str, object]:
     """The argument of ``lua/ledger_apply.lua`` for one entry (see the script's header).
 
@@ -169,7 +170,8 @@ def entry_spec(
     (``BadInput``) and again by the script, which never rounds them.
     """
     check_entry_points("delta", delta)
-    check_entry_points("earned", earned, low=0)
+    # earned goes negative only to take back points counted on ``undo_day`` (a refund, a reversal)
+    check_entry_points("earned", earned, low=-MAX_ENTRY_POINTS if undo_day is not None else 0)
     spec: dict[str, object] = {
         "card": card, "at": str(at), "kind": kind, "idem": idem, "sha": body_sha(body),
         "delta": str(delta), "earned": str(earned), "day": f"d:{day}",
@@ -182,6 +184,8 @@ def entry_spec(
         spec["member_set"] = dict(member_set)
     if version is not None:
         spec["version"] = str(version)
+    if undo_day is not None:
+        spec["undo_day"] = f"d:{undo_day}"
     return spec
 
 

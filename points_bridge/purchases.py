@@ -448,11 +448,11 @@ class PurchaseDesk(TenantScoped):
         refunded = ",".join(map(str, sorted(done | set(todo))))
         spec = entry_spec(
             member.card, kind="refund", idem=idem, body=body, at=at,
-            delta=paid_points - points, earned=0, tier=tier.name, version=member.version,
-            fields=fields, member_set={REFUNDED + original.entry_id: refunded},
+            delta=paid_points - points, earned=-points, undo_day=day, tier=tier.name,
+            version=member.version, fields=fields,
+            member_set={REFUNDED + original.entry_id: refunded},
         )
-        spec.update(earned=str(-points), undo_day=f"d:{day}", stored=str(paid_stored),
-                    spend=str(-amount))
+        spec.update(stored=str(paid_stored), spend=str(-amount))
         return spec
 
     def _purchase_entry(self, card: str, entry_id: str, purchase: str) -> Entry:
