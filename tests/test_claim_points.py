@@ -174,6 +174,35 @@ def test_a_member_changed_between_the_check_and_its_credit_is_credited_once(api_
     assert kinds == ["credit", "adjust", "credit"]
 
 
+def test_a_claim_reconciled_while_its_check_waits_is_answered_from_that_credit(api_world,
+                                                                               redis_client):
+    """Should reconcile credit a claim between its check's round trip and the check's own
+    credit (a worker stalled past ``min_age``), the pin and post find the serial pinned to the
+    same card and its entry already there (the script's ``dup``): the check answers with that
+    credit and the member is credited once."""
+    api, code_of, _ = api_world
+    members = MemberStore(redis_client, "ACME", master=TEST_MASTER)
+    card = api.verify({"code": code_of(90), "phone": PHONE}).json["member"]["card"]
+    crediter = api.app.engine.crediter
+    view = crediter.tenant_view
+    reconciled = []
+
+    async def meanwhile(*args, **kwargs):
+        crediter.tenant_view = view
+        reconciler = Reconciler(redis_client, "ACME", min_age=0, master=TEST_MASTER)
+        reconciled.append(await asyncio.to_thread(reconciler.run))  # it runs its own loop
+        return await view(*args, **kwargs)
+
+    crediter.tenant_view = meanwhile
+    answer = api.verify({"code": code_of(91), "phone": PHONE}).json
+    assert reconciled, "reconcile ran between the check and its credit"
+    assert answer["claimed"] is True and answer["points_awarded"] == 10
+    assert answer["balance"] == 20 and answer["member"]["card"] == card
+    assert members.get(card).balance == 20
+    kinds = [e.kind for e in Ledger(redis_client, "ACME").history(card)]
+    assert kinds == ["credit", "credit"]
+
+
 def _round_trips(engine, check) -> tuple[int, int]:
     """(round trips waited for, commands posted without waiting) of ``check`` on the link."""
     link, waited, posted = engine.link, [], []
