@@ -52,6 +52,8 @@ PEERS = {
     "wsgi": ("gevent", "benchmarks.peers.naive_wsgi:app"),
     "asgi": ("uvicorn_worker.UvicornWorker", "benchmarks.peers.naive_asgi:app"),
 }
+# bench_verify's yardstick for first checks (claim + credit), not a repeat peer: not in PEERS
+CLAIMS_PEER = ("uvicorn_worker.UvicornWorker", "benchmarks.peers.naive_asgi_claims:app")
 
 
 def redis_server_binary() -> str:
@@ -92,9 +94,9 @@ def start_redis(run_dir: Path) -> tuple[subprocess.Popen, str]:
 def start_peer(
     kind: str, redis_url: str, port: int, key: bytes, workers: int = 2
 ) -> subprocess.Popen:
-    """Start peer ``kind`` (``wsgi`` or ``asgi``) under gunicorn on 127.0.0.1:``port`` and
-    wait until ``GET /ping`` answers; the peers read their key and Redis from the env."""
-    worker_class, app = PEERS[kind]
+    """Start peer ``kind`` (``wsgi``, ``asgi`` or ``claims``) under gunicorn on 127.0.0.1:``port``
+    and wait until ``GET /ping`` answers; the peers read their key and Redis from the env."""
+    worker_class, app = CLAIMS_PEER if kind == "claims" else PEERS[kind]
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     env = {**os.environ, "PEER_KEY": key.hex(), "PEER_REDIS_URL": redis_url}
     proc = subprocess.Popen(
@@ -124,8 +126,15 @@ def peer_bodies(key: bytes, count: int, first: int = 1) -> list[bytes]:
     return peer_codes.bodies(peer_codes.make_codes(key, count, first))
 
 
-def _post(port: int, code: str) -> dict:
-    body = json.dumps({"code": code}).encode()
+def claim_bodies(key: bytes, count: int, first: int, phones: int) -> list[bytes]:
+    """``POST /verify`` bodies of ``count`` fresh codes, each with a phone of a pool of ``phones``
+    (the claims peer's first checks, as bench_verify's itemseal ones)."""
+    return [json.dumps({"code": code, "phone": f"1390013{i % phones:04d}"}).encode()
+            for i, code in enumerate(peer_codes.make_codes(key, count, first))]
+
+
+def _post(port: int, code: str, phone: str | None = None) -> dict:
+    body = json.dumps({"code": code} if phone is None else {"code": code, "phone": phone}).encode()
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/verify", body, {"Content-Type": "application/json"}
     )
@@ -142,6 +151,17 @@ def smoke(port: int, key: bytes, serial: int) -> None:
     want = [("genuine", 1), ("already_verified", 2), ("counterfeit", 0), ("counterfeit", 0)]
     if [(s["result"], s["count"]) for s in seen] != want:
         raise AssertionError(f"peer on port {port} answered {seen}")
+
+
+def smoke_claims(port: int, key: bytes, serial: int) -> None:
+    """Check the claims peer credits a first check with a phone once, before its numbers are
+    believed: 10 points for the first, none for the repeat, none for a forged code."""
+    code, phone = peer_codes.code(key, serial), "13900139999"
+    forged = code[:-1] + str((int(code[-1]) + 1) % 10)
+    seen = [_post(port, code, phone), _post(port, code, phone), _post(port, forged, phone)]
+    want = [("genuine", 10), ("already_verified", None), ("counterfeit", None)]
+    if [(s["result"], s.get("balance")) for s in seen] != want:
+        raise AssertionError(f"claims peer on port {port} answered {seen}")
 
 
 def prime(port: int, bodies: list[bytes], client: redis.Redis, rate: float = 2000.0) -> dict:

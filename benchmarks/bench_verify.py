@@ -18,7 +18,12 @@ from Debian's ``wrk`` (C; 2 threads, 32 connections; benchmarks/wrk_load.py):
   the peers' check has none; the peers get their own repeat checks;
 * ``first``: first checks of fresh codes with a phone from a pool of 2,000
   (claim and points credit; a phone becomes a member on its first claim);
-* ``mix``: first checks interleaved with repeats, half and half.
+* ``mix``: first checks interleaved with repeats, half and half;
+* ``peer_claims_first``: the yardstick of ``first``: fresh codes with a phone
+  from the same pool on benchmarks/peers/naive_asgi_claims.py, which makes the
+  same two durable round trips as itemseal's first check (claim, then pin and
+  credit) and does nothing else; ``first_vs_peer_claims_first`` is how far
+  itemseal's claim and credit are from the cheapest durable ones.
 
 Each round runs every load once, itemseal and its peers back to back (the
 repeat loads in reverse order every other round, ``repeat_order`` per round),
@@ -69,7 +74,13 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_peers import peer_bodies, start_peer, stop_peer  # noqa: E402
+from benchmarks.bench_peers import (  # noqa: E402
+    claim_bodies,
+    peer_bodies,
+    smoke_claims,
+    start_peer,
+    stop_peer,
+)
 from benchmarks.fixtures import (  # noqa: E402
     CpuMeter,
     StealMeter,
@@ -99,6 +110,8 @@ TENANT = "BENCH"
 SKU = "SKU-CREAM-50ML"
 PHONES = 2000
 PEER_KEY = bytes(range(32))
+CLAIMS_FIRST_SERIAL = 10**9  # the claims peer's fresh serials, past any repeat code's
+CLAIMS_SMOKE_SERIAL = 10**10 - 1
 REPEAT_ORDER = ("itemseal", "wsgi", "asgi")  # each round's repeat loads; every other reversed
 LIMITS = {"verify_rate_ip": "100000000/60", "verify_rate_phone": "100000000/60",
           "verify_rate_batch": "1000000000/60"}  # fmt: skip
@@ -170,11 +183,12 @@ def median(rounds: list[dict], key: str) -> float:
 
 
 CPU_LOADS = {"itemseal_repeat": "cpu_repeat", "itemseal_first": "cpu_first",
-             "peer_asgi_repeat": "cpu_asgi_repeat", "peer_wsgi_repeat": "cpu_wsgi_repeat"}
+             "peer_asgi_repeat": "cpu_asgi_repeat", "peer_wsgi_repeat": "cpu_wsgi_repeat",
+             "peer_claims_first": "cpu_claims_first"}
 
 
 IDLE_LOADS = {"itemseal_repeat": "idle_repeat", "peer_asgi_repeat": "idle_asgi_repeat",
-              "itemseal_first": "idle_first"}
+              "itemseal_first": "idle_first", "peer_claims_first": "idle_claims_first"}
 
 
 def store_stalls(client: redis.Redis) -> dict[str, int]:
@@ -227,10 +241,11 @@ def main() -> None:
         sparse = measure_memory(url, client, memory_first + opts.memory_codes,
                                 opts.memory_codes // 16, 16)
 
-        ports = {name: free_port() for name in ("itemseal", "wsgi", "asgi")}
+        ports = {name: free_port() for name in ("itemseal", "wsgi", "asgi", "claims")}
         procs.append(start_itemseal(env, ports["itemseal"]))
-        for kind in ("wsgi", "asgi"):
+        for kind in ("wsgi", "asgi", "claims"):
             procs.append(start_peer(kind, url, ports[kind], PEER_KEY))
+        smoke_claims(ports["claims"], PEER_KEY, CLAIMS_SMOKE_SERIAL)
         base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         verify_url = f"{base['itemseal']}/v1/tenants/{TENANT}/verify"
         repeat_bodies = [body(c) for c in repeat_codes]
@@ -244,8 +259,8 @@ def main() -> None:
 
         # CPU per request by process group during the closed-loop loads: where a check's
         # time goes, ours against the peers', on the same machine in the same run
-        servers = dict(zip(("itemseal", "wsgi", "asgi"), (process_tree(p.pid) for p in procs),
-                           strict=True))
+        servers = dict(zip(("itemseal", "wsgi", "asgi", "claims"),
+                           (process_tree(p.pid) for p in procs), strict=True))
         redis_pid = int(store.pid_path.read_text().split()[0])
         fsync_before_rounds = fsync_latency(store.data_dir)
         rounds = []
@@ -279,6 +294,17 @@ def main() -> None:
             got["cpu_first"] = meter.per_request(res["rps"] * opts.seconds)
             got["idle_first"] = meter.idle_share()
             got["first_wraps"] = res["wraps"]
+            # the yardstick: the same two durable round trips and nothing else, fresh codes too
+            meter = CpuMeter({"app": servers["claims"], "redis": [redis_pid]})
+            res = run_wrk(f"{base['claims']}/verify",
+                          claim_bodies(PEER_KEY, per_round, CLAIMS_FIRST_SERIAL + r * per_round,
+                                       PHONES),
+                          seconds=opts.seconds)
+            got["claims_first_rps"], got["claims_first_p99_ms"] = res["rps"], res["p99_ms"]
+            got["cpu_claims_first"] = meter.per_request(res["rps"] * opts.seconds)
+            got["idle_claims_first"] = meter.idle_share()
+            got["first_wraps"] += res["wraps"]
+            got["claims_errors"] = res["errors"] + res["non2xx"]
             res = run_wrk(verify_url, mixed(mine[half:], repeat_codes), seconds=opts.seconds)
             got["mix_rps"], got["mix_p99_ms"] = res["rps"], res["p99_ms"]
             got["errors"] = res["errors"] + res["non2xx"]
@@ -330,6 +356,8 @@ def main() -> None:
             "peer_wsgi_repeat_p99_ms": median(rounds, "wsgi_repeat_p99_ms"),
             "peer_asgi_repeat_rps": median(rounds, "asgi_repeat_rps"),
             "peer_asgi_repeat_p99_ms": median(rounds, "asgi_repeat_p99_ms"),
+            "peer_claims_first_rps": median(rounds, "claims_first_rps"),
+            "peer_claims_first_p99_ms": median(rounds, "claims_first_p99_ms"),
             "open_loop_rps": round(open_loop["achieved_rps"], 1),
             "open_loop_offered_rps": round(mix_rps / 2, 1),
             "open_loop_p50_ms": round(open_loop["p50_ms"], 3),
@@ -353,7 +381,8 @@ def main() -> None:
             "bytes_per_scanned_code_sparse_1_in_16": round(sparse, 1),
             "cpu_us_per_request": cpu_medians(rounds),
             "idle_share": {name: median(rounds, key) for name, key in IDLE_LOADS.items()},
-            "errors": sum(r["errors"] for r in rounds) + batch["errors"] + open_loop["errors"],
+            "errors": sum(r["errors"] + r["claims_errors"] for r in rounds) + batch["errors"]
+            + open_loop["errors"],
             "first_codes_reused": sum(r["first_wraps"] for r in rounds),
             "per_round": rounds,
             "redis_version": client.info("server")["redis_version"],
@@ -365,6 +394,8 @@ def main() -> None:
         result["vs_peer_wsgi"] = round(result["repeat_rps"] / result["peer_wsgi_repeat_rps"], 3)
         result["first_vs_peer_asgi_repeat"] = round(
             result["first_rps"] / result["peer_asgi_repeat_rps"], 3)
+        result["first_vs_peer_claims_first"] = round(
+            result["first_rps"] / result["peer_claims_first_rps"], 3)
     finally:
         for proc in procs:
             if proc.poll() is None:
