@@ -167,7 +167,7 @@ def plan_credit(
     else:
         result = Award(0, (), False, {})
         note = f"member is {member.status}: no points"
-    pin = member.pinned_tier if member.pinned_tier in ladder.names else None
+    pin = member.pinned_tier if member.pinned_tier and member.pinned_tier in ladder.names else None
     counted = 0 if ladder.basis == "spend" else result.points  # a code's points are no spend
     status = tier_for(earned_for_tier(member, settings, at) + counted, ladder, pin)
     return Plan(
@@ -203,8 +203,9 @@ class Prefetch:
     """What a check sends in its own round trip so that its claim's credit needs one more.
 
     For a phone this crediter has met: the phone's index and, for the card it
-    had then (``guess``), the card's record and its entry for this claim,
-    used only if the index still names that card. For a phone it has not
+    had then (``guess``), the card's record, used only if the index still
+    names that card (an entry already posted for this claim, a retry's, is
+    found by the post itself: ``ledger_apply``'s ``dup``). For a phone it has not
     met: a card reserved for the phone (``SET NX`` of ``CARD?AT`` on its
     index, ``fresh``) and the index read back, so that a new member can be
     created and credited in the next round trip; a phone that already has a
@@ -266,8 +267,8 @@ class ClaimCrediter:
         index = keys.phone(e164).encode()
         guess = self._cards.get((tenant, e164))
         if guess is not None:
-            commands = [pack(b"GET", index), *_read_commands(keys, serial, guess.encode(),
-                                                              pin=False)]
+            # the record only: an entry already posted for this claim, the post finds (dup)
+            commands = [pack(b"GET", index), pack(b"HGETALL", keys.member(guess).encode())]
             return Prefetch(e164, guess, None, commands)
         seq, card = await self._fresh_card(tenant)
         reserved = index_value(card, int(self._clock())).encode()
@@ -309,7 +310,7 @@ class ClaimCrediter:
     def _settle_prefetch(
         self, tenant: str, prefetch: Prefetch
     ) -> tuple[str | None, tuple[Member | None, bytes | None] | None]:
-        """(the phone's card, (member, entry) as read, or (None, None) if unread).
+        """(the phone's card, (member, None) as read, or (None, None) if unread).
 
         The snapshot is None for the card this check reserved for the phone:
         a new member, whose record the credit creates. A fresh number the
@@ -320,9 +321,7 @@ class ClaimCrediter:
             card, _ = parse_index(replies[0])
             if card != prefetch.guess:
                 return card, ((None, None) if card else None)
-            keys = PointsKeys(tenant)
-            _, member, seen = _parse_read(keys, card.encode(), replies[1:], pin=False)
-            return card, (member, seen)
+            return card, (_member_of(tenant, card, replies[1]), None)
         seq, fresh = prefetch.fresh
         won, (card, _) = replies[0] is not None, parse_index(replies[1])
         if not won:  # the phone had a card already: a member (or one in the making), unread
@@ -364,7 +363,7 @@ class ClaimCrediter:
             return await self.credit_claim(keys.tenant, member.phone, serial, sku, channel,
                                            region, at)
         if reply["ok"]:
-            return replace(_result(plan, member.card, reply), member_created=created)
+            return _result(plan, member.card, reply, member_created=created)
         if reply["why"] == "dup":
             entry = await self._entry(keys, member.card, None, entry_id=reply["entry"])
             return CreditResult.from_entry(entry, duplicate=True)
@@ -737,7 +736,7 @@ def _credit_spec(
 
 def _parked(plan: Plan, member: Member) -> CreditResult:
     """The answer for a claim that waits for its frozen member."""
-    return replace(_result(plan, member.card, {"balance": member.balance, "tier": member.tier}),
+    return _result(plan, member.card, {"balance": member.balance, "tier": member.tier},
                    pending=True)
 
 
@@ -770,14 +769,27 @@ def _parse_read(
         found, *replies = replies
         pinned = found.decode() if found is not None else None
     raw, seen = replies
-    fields = {k.decode(): v.decode() for k, v in hash_pairs(raw).items()}
-    name = card.decode()
-    member = Member.from_record(keys.tenant, name, fields) if fields.get("status") else None
-    return pinned, member, seen
+    return pinned, _member_of(keys.tenant, card.decode(), raw), seen
 
 
-def _result(plan: Plan, card: str, reply: Mapping) -> CreditResult:
-    """The credit as posted: figures from the plan, balance and tier from the script."""
+def _member_of(tenant: str, card: str, raw: list | dict) -> Member | None:
+    """The member from its record's ``HGETALL`` reply (a flat list, or a RESP3 map); None for
+    no record. Decoded in one pass: on every first check."""
+    if isinstance(raw, dict):
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+    else:
+        pairs = iter(raw)
+        fields = {k.decode(): v.decode() for k, v in zip(pairs, pairs, strict=True)}
+    return Member.from_record(tenant, card, fields) if fields.get("status") else None
+
+
+def _result(
+    plan: Plan, card: str, reply: Mapping, *, member_created: bool = False, pending: bool = False
+) -> CreditResult:
+    """The credit as posted: figures from the plan, balance and tier from the script.
+
+    Built whole, never ``dataclasses.replace``d: on every first check, where replace costs
+    as much as the build."""
     return CreditResult(
         points=plan.award.points,
         balance=int(reply["balance"]),
@@ -788,6 +800,8 @@ def _result(plan: Plan, card: str, reply: Mapping) -> CreditResult:
         duplicate=False,
         next_tier=plan.next_tier,
         note=plan.note,
+        member_created=member_created,
+        pending=pending,
     )
 
 
@@ -802,10 +816,12 @@ def _with_spent(view: TenantView, spent: Mapping[str, int]) -> TenantView:
 def _entry_fields(
     card: str, serial: int, sku: str, channel: str, region: str | None, plan: Plan
 ) -> dict[str, str]:
+    """The entry's own fields; ``rules`` and ``spend`` are JSON (orjson: on every first check)."""
+    spend = plan.award.campaign_spend
     return {
         "card": card, "serial": str(serial), "sku": sku, "channel": channel,
-        "region": region or "", "rules": json.dumps(_rules(plan)),
-        "spend": json.dumps(dict(plan.award.campaign_spend)),
+        "region": region or "", "rules": orjson.dumps(_rules(plan)).decode(),
+        "spend": orjson.dumps(dict(spend)).decode() if spend else "{}",
         "to_next": "" if plan.points_to_next is None else str(plan.points_to_next),
         "next_tier": plan.next_tier or "", "note": plan.note,
     }

@@ -29,6 +29,7 @@ are gone. ``expire_due`` sweeps a member who is not otherwise active.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -136,8 +137,12 @@ def body_sha(body: Mapping[str, object]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
 
 
+@functools.lru_cache(maxsize=1024)
 def lot_expiry(at: int, months: int, zone: ZoneInfo) -> int:
-    """Return when points earned at ``at`` expire: the start of month (earned + N + 1)."""
+    """Return when points earned at ``at`` expire: the start of month (earned + N + 1).
+
+    Cached: the credits of one second share it (a time-zone conversion and two datetimes
+    on every first check otherwise)."""
     if months <= 0:
         return 0
     local = datetime.fromtimestamp(at, zone)

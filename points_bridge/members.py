@@ -197,6 +197,12 @@ class Member:
 
     @classmethod
     def from_record(cls, tenant: str, card: str, m: Mapping[str, str]) -> Member:
+        attributes, days = {}, {}
+        for k, v in m.items():  # one pass over the record: read on every first check
+            if k.startswith(ATTR):
+                attributes[k[len(ATTR) :]] = v
+            elif k.startswith(DAY):
+                days[k[len(DAY) :]] = int(v)
         return cls(
             tenant=tenant,
             card=card,
@@ -210,8 +216,8 @@ class Member:
             created_at=int(m.get("created_at", 0)),
             source=m.get("source", ""),
             version=int(m.get("v", 0)),
-            attributes={k[len(ATTR) :]: v for k, v in m.items() if k.startswith(ATTR)},
-            days={k[len(DAY) :]: int(v) for k, v in m.items() if k.startswith(DAY)},
+            attributes=attributes,
+            days=days,
             reason=m.get("reason", ""),
             rebind_to=m.get("rebind_to") or None,
             stored=int(m.get("stored", 0)),

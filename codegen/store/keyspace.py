@@ -9,6 +9,7 @@ tenant's scans spread over the cluster while one check stays in one slot.
 
 from __future__ import annotations
 
+import functools
 import re
 
 SEGMENT_SERIALS = 1 << 20
@@ -407,11 +408,9 @@ class PointsKeys:
         return [f"{tag}:m:{card}", f"{tag}:ledger:{card}", f"{tag}:idem:{card}",
                 f"{tag}:lots:{card}"]
 
-    def member_keys(self, card: str) -> list[str]:
+    def member_keys(self, card: str) -> tuple[str, ...]:
         """KEYS of every member script, in this order."""
-        return [self.member(card), self.ledger(card), self.idem(card), self.lots(card),
-                self.events(shard_of(card)), self.pending(shard_of(card)),
-                self.counts(shard_of(card))]
+        return _member_keys(self.tenant, card)
 
     def counts(self, shard: int) -> str:
         """Hash: the shard's members per status and tier, points per kind (``counters.py``).
@@ -508,3 +507,13 @@ class PointsKeys:
         """Hash: ``serial % 128`` -> the card the serial's points go to (set once)."""
         tag = self.tenant_keys.segment_tag(segment_of(serial))
         return f"{tag}:credit:{serial // CREDIT_BUCKET_SERIALS}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _member_keys(tenant: str, card: str) -> tuple[str, ...]:
+    """``PointsKeys.member_keys``, cached: seven names built on every first check otherwise,
+    for the few thousand members a worker credits again and again."""
+    keys = PointsKeys(tenant)
+    shard = shard_of(card)
+    return (keys.member(card), keys.ledger(card), keys.idem(card), keys.lots(card),
+            keys.events(shard), keys.pending(shard), keys.counts(shard))

@@ -188,9 +188,11 @@ class VerifyEngine:
         except (redis.RedisError, ItemsealError) as exc:
             log.warning("claim of serial %s of %s queued for reconcile: %s", serial, tenant,
                         type(exc).__name__)
-            return replace(answer, points_pending=True)
-        return replace(answer, points_awarded=credit.points, balance=credit.balance, credit=credit,
-                       points_pending=credit.pending)
+            answer.points_pending = True  # this check's own answer (_answer_of): set, not copied
+            return answer
+        answer.points_awarded, answer.balance, answer.credit = credit.points, credit.balance, credit
+        answer.points_pending = credit.pending
+        return answer
 
     @staticmethod
     def locate(request: CheckRequest, phone: str | None) -> CheckRequest:
