@@ -103,10 +103,14 @@ local function append(e)
             or redis.call('HMGET', KEYS[1], 'balance', 'earned', 'tier')
   e.balance, e.earned, e.tier, e.at = m[1], m[2], m[3], spec.at
   if spec.stored then e.stored = m[4] or '0' end
-  local fields = {}
+  -- every value is a string but a record's missing field (false) or a caller's number: the
+  -- common case asks type() once and calls nothing (~15k of ~410k instructions a credit)
+  local fields, n = {}, 0
   for k, v in pairs(e) do
-    fields[#fields + 1] = k
-    fields[#fields + 1] = type(v) == 'number' and str(v) or tostring(v)
+    local t = type(v)
+    if t ~= 'string' then v = t == 'number' and str(v) or tostring(v) end
+    fields[n + 1], fields[n + 2] = k, v
+    n = n + 2
   end
   local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
   redis.call('XADD', KEYS[5], '*', 'type', 'ledger', 'card', spec.card, 'entry', id,
