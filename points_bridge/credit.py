@@ -816,12 +816,12 @@ def _with_spent(view: TenantView, spent: Mapping[str, int]) -> TenantView:
 def _entry_fields(
     card: str, serial: int, sku: str, channel: str, region: str | None, plan: Plan
 ) -> dict[str, str]:
-    """The entry's own fields; ``rules`` and ``spend`` are JSON (orjson: on every first check)."""
+    """The entry's own fields; ``rules`` and ``spend`` as JSON, as every entry writes them."""
     spend = plan.award.campaign_spend
     return {
         "card": card, "serial": str(serial), "sku": sku, "channel": channel,
-        "region": region or "", "rules": orjson.dumps(_rules(plan)).decode(),
-        "spend": orjson.dumps(dict(spend)).decode() if spend else "{}",
+        "region": region or "", "rules": json.dumps(_rules(plan)),
+        "spend": json.dumps(dict(spend)) if spend else "{}",  # no campaign: most credits
         "to_next": "" if plan.points_to_next is None else str(plan.points_to_next),
         "next_tier": plan.next_tier or "", "note": plan.note,
     }
