@@ -128,6 +128,9 @@ class ScriptSet:
     async def run(self, calls: list[bytes]) -> list:
         """Send ``calls`` (packed scripts or commands) in one round trip; raise on an error."""
         replies = await self.wire.call(b"".join(calls), len(calls))
+        error = hiredis.ReplyError  # one isinstance a reply: twice a check, ~6 replies each
+        if not any(isinstance(reply, error) for reply in replies):
+            return replies
         missing = [i for i, r in enumerate(replies) if _is_noscript(r)]
         if missing:
             await self.wire.call(
