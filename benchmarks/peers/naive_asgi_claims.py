@@ -17,21 +17,21 @@ claim and credit are from the cheapest durable ones a user could write:
 
 No rules, tiers, member records beyond a balance, rate limits, stats, risk
 or CRM events; a single Redis (the scripts touch keys of several slots).
-Same code scheme and HMAC check as naive_asgi.py; its keys are prefixed
-``claims:`` so it shares a redis-server with the other peers.
+It is naive_asgi.py's program (its code check and ping, imported) with a
+phone and the credit added; its keys are prefixed ``claims:`` so it shares a
+redis-server with the other peers.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 
 import falcon
 import falcon.asgi
 import redis.asyncio as aioredis
 
-KEY = bytes.fromhex(os.environ["PEER_KEY"])
-SERIAL_DIGITS, TAG_DIGITS = 11, 13
+from benchmarks.peers.naive_asgi import SERIAL_DIGITS, Ping, authentic
+
 OUTBOX = "claims:outbox"
 CLAIM = """
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
@@ -51,15 +51,6 @@ redis.call('HSET', KEYS[4], ARGV[1], id)
 redis.call('XDEL', KEYS[5], ARGV[3])
 return balance
 """
-
-
-def authentic(digits: str) -> bool:
-    if len(digits) != SERIAL_DIGITS + TAG_DIGITS or not digits.isascii() or not digits.isdigit():
-        return False
-    serial, given = digits[:SERIAL_DIGITS], digits[SERIAL_DIGITS:]
-    mac = hmac.digest(KEY, serial.encode(), "sha256")
-    expected = f"{int.from_bytes(mac[:8], 'big') % 10**TAG_DIGITS:0{TAG_DIGITS}d}"
-    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 class Store:
@@ -97,11 +88,6 @@ class Verify:
                     f"claims:ledger:{phone}", f"claims:idem:{phone}", OUTBOX]
             answer["balance"] = await self.store.credit(keys=keys, args=[serial, phone, entry])
         resp.media = answer
-
-
-class Ping:
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.media = {"ok": True}
 
 
 store = Store()
