@@ -42,7 +42,10 @@ the machine's busy time, mostly wrk and the kernel): the anatomy behind
 ``vs_peer_asgi``; ``idle_share`` how much of the machine's CPU the same loads
 left idle: a closed loop that leaves CPU idle is bound by its latency, each of
 its connections waiting for an answer, so less CPU per request does not buy
-more requests. Every write of the store waits for ``fdatasync`` (``appendfsync
+more requests. ``redis_commands_per_request`` names the commands each of
+those loads paid redis-server for, per request (``INFO commandstats``: calls
+and microseconds; a script's EVALSHA includes the commands it calls, which
+are counted as well). Every write of the store waits for ``fdatasync`` (``appendfsync
 always``): ``store_fsync_ms`` is how long an appended record took to reach
 this machine's disk, on the store's file system, before the rounds and before
 each open-loop round: on a shared virtual disk that time moves every latency here; the
@@ -82,6 +85,7 @@ from benchmarks.bench_peers import (  # noqa: E402
     stop_peer,
 )
 from benchmarks.fixtures import (  # noqa: E402
+    CommandMeter,
     CpuMeter,
     StealMeter,
     answers_200,
@@ -205,6 +209,25 @@ def cpu_medians(rounds: list[dict]) -> dict[str, dict[str, float]]:
     }
 
 
+COMMAND_LOADS = {"itemseal_repeat": "commands_repeat", "itemseal_first": "commands_first",
+                 "peer_asgi_repeat": "commands_asgi_repeat",
+                 "peer_claims_first": "commands_claims_first"}
+
+
+def command_medians(rounds: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per load, the median over rounds of each command's calls and microseconds a request
+    (a command missing from a round counts 0 there)."""
+    out = {}
+    for name, key in COMMAND_LOADS.items():
+        seen = {command for r in rounds for command in r[key]}
+        figures = {command: {part: statistics.median(r[key].get(command, {}).get(part, 0.0)
+                                                     for r in rounds)
+                             for part in ("calls", "usec")}
+                   for command in seen}
+        out[name] = dict(sorted(figures.items(), key=lambda item: -item[1]["usec"]))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="per load per round")
@@ -281,27 +304,33 @@ def main() -> None:
                                else (f"{base[kind]}/verify", peer_repeat))
                 prefix = "" if kind == "itemseal" else f"{kind}_"
                 meter = CpuMeter({"app": servers[kind], "redis": [redis_pid]})
+                commands = CommandMeter(client)
                 res = run_wrk(url, bodies, seconds=opts.seconds)
                 got[f"{prefix}repeat_rps"] = res["rps"]
                 got[f"{prefix}repeat_p99_ms"] = res["p99_ms"]
                 got[f"cpu_{prefix}repeat"] = meter.per_request(res["rps"] * opts.seconds)
                 got[f"idle_{prefix}repeat"] = meter.idle_share()
+                got[f"commands_{prefix}repeat"] = commands.per_request(res["requests"])
             half = len(mine) // 2
             meter = CpuMeter({"app": servers["itemseal"], "redis": [redis_pid]})
+            commands = CommandMeter(client)
             res = run_wrk(verify_url, [body(c, i) for i, c in enumerate(mine[:half])],
                           seconds=opts.seconds)
             got["first_rps"], got["first_p99_ms"] = res["rps"], res["p99_ms"]
             got["cpu_first"] = meter.per_request(res["rps"] * opts.seconds)
+            got["commands_first"] = commands.per_request(res["requests"])
             got["idle_first"] = meter.idle_share()
             got["first_wraps"] = res["wraps"]
             # the yardstick: the same two durable round trips and nothing else, fresh codes too
             meter = CpuMeter({"app": servers["claims"], "redis": [redis_pid]})
+            commands = CommandMeter(client)
             res = run_wrk(f"{base['claims']}/verify",
                           claim_bodies(PEER_KEY, per_round, CLAIMS_FIRST_SERIAL + r * per_round,
                                        PHONES),
                           seconds=opts.seconds)
             got["claims_first_rps"], got["claims_first_p99_ms"] = res["rps"], res["p99_ms"]
             got["cpu_claims_first"] = meter.per_request(res["rps"] * opts.seconds)
+            got["commands_claims_first"] = commands.per_request(res["requests"])
             got["idle_claims_first"] = meter.idle_share()
             got["first_wraps"] += res["wraps"]
             got["claims_errors"] = res["errors"] + res["non2xx"]
@@ -381,6 +410,7 @@ def main() -> None:
             "bytes_per_scanned_code_sparse_1_in_16": round(sparse, 1),
             "cpu_us_per_request": cpu_medians(rounds),
             "idle_share": {name: median(rounds, key) for name, key in IDLE_LOADS.items()},
+            "redis_commands_per_request": command_medians(rounds),
             "errors": sum(r["errors"] + r["claims_errors"] for r in rounds) + batch["errors"]
             + open_loop["errors"],
             "first_codes_reused": sum(r["first_wraps"] for r in rounds),

@@ -190,6 +190,38 @@ class CpuMeter:
         return {name: round(seconds / max(requests, 1) * 1e6, 1) for name, seconds in used.items()}
 
 
+class CommandMeter:
+    """Where a load's Redis time went, per request and command: ``INFO commandstats``'
+    counts and microseconds since the meter was made.
+
+    redis-server times a command a script calls like any other, and the script's
+    EVALSHA includes that time as well: so the figures of one load do not add up to
+    its Redis time, but they tell, next to a peer's, which commands a request pays for.
+    """
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self._start = _command_stats(client)
+
+    def per_request(self, requests: float, top: int = 12) -> dict[str, dict[str, float]]:
+        """``{command: {"calls": per request, "usec": per request}}``, the costliest first."""
+        now = _command_stats(self._client)
+        spent = {name: (calls - self._start.get(name, (0, 0))[0],
+                        usec - self._start.get(name, (0, 0))[1])
+                 for name, (calls, usec) in now.items()}
+        costliest = sorted((item for item in spent.items() if item[1][0] > 0),
+                           key=lambda item: -item[1][1])[:top]
+        n = max(requests, 1)
+        return {name: {"calls": round(calls / n, 2), "usec": round(usec / n, 2)}
+                for name, (calls, usec) in costliest}
+
+
+def _command_stats(client) -> dict[str, tuple[int, int]]:
+    """``{command: (calls, usec)}`` from ``INFO commandstats`` (redis-py parses each line)."""
+    return {name.removeprefix("cmdstat_"): (int(stat["calls"]), int(stat["usec"]))
+            for name, stat in client.info("commandstats").items()}
+
+
 def fsync_latency(directory: Path, seconds: float = 1.0, size: int = 256) -> dict[str, float]:
     """Milliseconds an appended ``size``-byte record takes to reach the disk (``fdatasync``),
     p50 and p99 over ``seconds``, in a file of ``directory``.
