@@ -204,16 +204,17 @@ class CommandMeter:
         self._start = _command_stats(client)
 
     def per_request(self, requests: float, top: int = 12) -> dict[str, dict[str, float]]:
-        """``{command: {"calls": per request, "usec": per request}}``, the costliest first."""
+        """``{command: {"calls": per request, "usec": per request}}``, the costliest first; a
+        command too rare to show at two decimals a request (the meter's own INFO) is left out."""
         now = _command_stats(self._client)
         spent = {name: (calls - self._start.get(name, (0, 0))[0],
                         usec - self._start.get(name, (0, 0))[1])
                  for name, (calls, usec) in now.items()}
-        costliest = sorted((item for item in spent.items() if item[1][0] > 0),
-                           key=lambda item: -item[1][1])[:top]
         n = max(requests, 1)
-        return {name: {"calls": round(calls / n, 2), "usec": round(usec / n, 2)}
-                for name, (calls, usec) in costliest}
+        figures = {name: {"calls": round(calls / n, 2), "usec": round(usec / n, 2)}
+                   for name, (calls, usec) in spent.items()}
+        seen = [item for item in figures.items() if item[1]["calls"] or item[1]["usec"]]
+        return dict(sorted(seen, key=lambda item: -item[1]["usec"])[:top])
 
 
 def _command_stats(client) -> dict[str, tuple[int, int]]:
