@@ -199,7 +199,7 @@ class CommandMeter:
     its Redis time, but they tell, next to a peer's, which commands a request pays for.
     """
 
-    def __init__(self, client) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._start = _command_stats(client)
 
@@ -217,7 +217,7 @@ class CommandMeter:
         return dict(sorted(seen, key=lambda item: -item[1]["usec"])[:top])
 
 
-def _command_stats(client) -> dict[str, tuple[int, int]]:
+def _command_stats(client: redis.Redis) -> dict[str, tuple[int, int]]:
     """``{command: (calls, usec)}`` from ``INFO commandstats`` (redis-py parses each line)."""
     return {name.removeprefix("cmdstat_"): (int(stat["calls"]), int(stat["usec"]))
             for name, stat in client.info("commandstats").items()}
