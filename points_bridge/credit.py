@@ -56,7 +56,16 @@ from codegen.store.keyspace import (
     segment_of,
     shard_of,
 )
-from codegen.store.wire import Link, ScriptSet, call, hash_pairs, is_error, link_for, pack
+from codegen.store.wire import (
+    Link,
+    ScriptSet,
+    call,
+    hash_pairs,
+    is_error,
+    link_for,
+    pack,
+    text_pairs,
+)
 from codegen.tenants import tenant_from_record
 from points_bridge.campaigns import StoredCampaign, parse_all, reserve_args, reserve_refused
 from points_bridge.cards import (
@@ -773,13 +782,8 @@ def _parse_read(
 
 
 def _member_of(tenant: str, card: str, raw: list | dict) -> Member | None:
-    """The member from its record's ``HGETALL`` reply (a flat list, or a RESP3 map); None for
-    no record. Decoded in one pass: on every first check."""
-    if isinstance(raw, dict):
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
-    else:
-        pairs = iter(raw)
-        fields = {k.decode(): v.decode() for k, v in zip(pairs, pairs, strict=True)}
+    """The member from its record's ``HGETALL`` reply; None for no record."""
+    fields = text_pairs(raw)
     return Member.from_record(tenant, card, fields) if fields.get("status") else None
 
 

@@ -67,6 +67,15 @@ def hash_pairs(raw: list | dict) -> dict:
     return dict(zip(raw[::2], raw[1::2], strict=True))
 
 
+def text_pairs(raw: list | dict) -> dict[str, str]:
+    """``hash_pairs`` decoded as UTF-8 text, in one pass over the reply (a member's record is
+    read this way on every first check)."""
+    if isinstance(raw, dict):
+        return {k.decode(): v.decode() for k, v in raw.items()}
+    pairs = iter(raw)
+    return {k.decode(): v.decode() for k, v in zip(pairs, pairs, strict=True)}
+
+
 def is_error(reply: object) -> bool:
     return isinstance(reply, hiredis.ReplyError)
 
