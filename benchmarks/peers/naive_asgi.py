@@ -33,12 +33,17 @@ def authentic(digits: str) -> bool:
 
 
 class Store:
-    """Lifespan middleware: one redis.asyncio client and its script per worker."""
+    """Lifespan middleware: one redis.asyncio client per worker, and its scripts as
+    attributes by name (``Store(count_scan=COUNT_SCAN).count_scan``)."""
+
+    def __init__(self, **scripts: str) -> None:
+        self._scripts = scripts
 
     async def process_startup(self, scope: dict, event: dict) -> None:
         url = os.environ.get("PEER_REDIS_URL", "redis://127.0.0.1:6379/0")
         self.client = aioredis.Redis.from_url(url)
-        self.count_scan = self.client.register_script(COUNT_SCAN)
+        for name, source in self._scripts.items():
+            setattr(self, name, self.client.register_script(source))
 
     async def process_shutdown(self, scope: dict, event: dict) -> None:
         await self.client.aclose()
@@ -65,7 +70,7 @@ class Ping:
         resp.media = {"ok": True}
 
 
-store = Store()
+store = Store(count_scan=COUNT_SCAN)
 app = falcon.asgi.App(middleware=[store])
 app.add_route("/verify", Verify(store))
 app.add_route("/ping", Ping())

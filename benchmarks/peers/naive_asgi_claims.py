@@ -17,20 +17,17 @@ claim and credit are from the cheapest durable ones a user could write:
 
 No rules, tiers, member records beyond a balance, rate limits, stats, risk
 or CRM events; a single Redis (the scripts touch keys of several slots).
-It is naive_asgi.py's program (its code check and ping, imported) with a
+It is naive_asgi.py's program (its code check, ping and store, imported) with a
 phone and the credit added; its keys are prefixed ``claims:`` so it shares a
 redis-server with the other peers.
 """
 
 from __future__ import annotations
 
-import os
-
 import falcon
 import falcon.asgi
-import redis.asyncio as aioredis
 
-from benchmarks.peers.naive_asgi import SERIAL_DIGITS, Ping, authentic
+from benchmarks.peers.naive_asgi import SERIAL_DIGITS, Ping, Store, authentic
 
 OUTBOX = "claims:outbox"
 CLAIM = """
@@ -51,19 +48,6 @@ redis.call('HSET', KEYS[4], ARGV[1], id)
 redis.call('XDEL', KEYS[5], ARGV[3])
 return balance
 """
-
-
-class Store:
-    """Lifespan middleware: one redis.asyncio client and its two scripts per worker."""
-
-    async def process_startup(self, scope: dict, event: dict) -> None:
-        url = os.environ.get("PEER_REDIS_URL", "redis://127.0.0.1:6379/0")
-        self.client = aioredis.Redis.from_url(url)
-        self.claim = self.client.register_script(CLAIM)
-        self.credit = self.client.register_script(CREDIT)
-
-    async def process_shutdown(self, scope: dict, event: dict) -> None:
-        await self.client.aclose()
 
 
 class Verify:
@@ -90,7 +74,7 @@ class Verify:
         resp.media = answer
 
 
-store = Store()
+store = Store(claim=CLAIM, credit=CREDIT)
 app = falcon.asgi.App(middleware=[store])
 app.add_route("/verify", Verify(store))
 app.add_route("/ping", Ping())
