@@ -357,15 +357,19 @@ class ClaimCrediter:
                                            region, at)
         bucket, field = keys.credit_pin(serial).encode(), b"%d" % (serial % CREDIT_BUCKET_SERIALS)
         spec = _credit_spec(member, plan, serial, sku, channel, region, at, idem)
-        calls = [pack(b"HSETNX", bucket, field, member.card.encode()), pack(b"HGET", bucket, field)]
+        # The pin's HGET only when the HSETNX lost (rare: a later round trip): each reads
+        # the whole pin hash, a listpack of up to 128 fields (~11k Redis instructions).
+        calls = [pack(b"HSETNX", bucket, field, member.card.encode())]
         if create is not None:
             calls.append(create)
         calls.append(self._scripts.evalsha("ledger_apply", keys.member_keys(member.card),
                                            (_json(spec),)))
         replies = await self._scripts.run(calls)
-        created = create is not None and orjson.loads(replies[2])["ok"]
-        pinned = replies[1].decode()
+        created = create is not None and orjson.loads(replies[1])["ok"]
         reply = orjson.loads(replies[-1])
+        pinned = member.card
+        if replies[0] != 1:
+            pinned = (await self._run(pack(b"HGET", bucket, field)))[0].decode()
         if pinned != member.card:
             if reply["ok"]:
                 await self._reverse(keys, member.card, serial, sku, plan, at)
