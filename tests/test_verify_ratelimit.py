@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from helpers.aio import run
-from hypothesis import assume, given
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from codegen.store.keyspace import TenantKeys
 from codegen.store.wire import link_for
 from verify_api.check.ratelimit import (
+    SETTLED_FRACTION,
     Hit,
     Limit,
     RateLimiter,
@@ -88,4 +91,88 @@ def test_a_window_counter_expires_two_windows_after_it_starts(redis_client, cloc
     key = TenantKeys("ACME").rate_limit(hit.subject, index)
     assert redis_client.get(key) == b"3"
     assert 0 < redis_client.ttl(key) <= 20  # two windows, set by the first hit's SET NX
+    pipe.close()
+
+
+def _names(pending) -> list[bytes]:
+    """The command of each packed command (``*N\\r\\n$L\\r\\nNAME...``)."""
+    return [command.split(b"\r\n")[2] for command in pending.commands]
+
+
+def _count(limiter: RateLimiter, pipe, hits: list[Hit]) -> list[bytes]:
+    """One round trip of ``hits``, as the engine makes it; the commands it sent."""
+    pending = limiter.prepare("ACME", hits)
+    limiter.settle(pending, run(pipe.call(b"".join(pending.commands), len(pending.commands))))
+    return _names(pending)
+
+
+def test_a_worker_that_knows_the_windows_counts_a_hit_with_one_command(redis_client, clock):
+    """Once a worker has counted in a window, the counter exists with its expiry; once the
+    previous window is over, its count no longer moves: the next hits are an INCRBY each."""
+    pipe = link_for(redis_client)
+    limiter = RateLimiter(VerifyScripts(pipe), clock=clock)
+    hits = [Hit("ip/192.0.2.7", Limit(50, 10)), Hit("phone/def", Limit(50, 10))]
+    redis_client.set(TenantKeys("ACME").rate_limit("ip/192.0.2.7",
+                                                    window_position(clock(), 10)[0] - 1), 7)
+    clock.advance(10 * SETTLED_FRACTION / 2)  # the previous window just ended: read it again
+    assert _count(limiter, pipe, hits) == [b"SET", b"INCRBY", b"GET"] * 2
+    assert _count(limiter, pipe, hits) == [b"INCRBY", b"GET"] * 2
+    clock.advance(2)
+    assert _count(limiter, pipe, hits) == [b"INCRBY", b"GET"] * 2
+    assert _count(limiter, pipe, hits) == [b"INCRBY"] * 2
+    index, _ = window_position(clock(), 10)
+    key = TenantKeys("ACME").rate_limit("ip/192.0.2.7", index)
+    assert redis_client.get(key) == b"4" and 0 < redis_client.ttl(key) <= 20
+    pending = limiter.prepare("ACME", hits)
+    assert [c.previous_count for c in pending.counted] == [7, 0], "the counts it read"
+    pipe.close()
+
+
+def test_a_counter_that_vanished_gets_its_expiry_back_on_the_next_round_trip(
+        redis_client, clock):
+    pipe = link_for(redis_client)
+    limiter = RateLimiter(VerifyScripts(pipe), clock=clock)
+    hit = Hit("ip/192.0.2.8", Limit(50, 10))
+    clock.advance(1)
+    _count(limiter, pipe, [hit])
+    key = TenantKeys("ACME").rate_limit(hit.subject, window_position(clock(), 10)[0])
+    redis_client.delete(key)  # by hand, or a backup restored under the worker
+    assert _count(limiter, pipe, [hit]) == [b"INCRBY"]
+    assert redis_client.ttl(key) == -1, "made again by the INCRBY, without an expiry"
+    assert _count(limiter, pipe, [Hit("ip/192.0.2.99", Limit(50, 10))])[0] == b"EXPIRE"
+    assert redis_client.get(key) == b"1" and 0 < redis_client.ttl(key) <= 20
+    pipe.close()
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.floats(0, 4), st.integers(0, 2)), min_size=1, max_size=40))
+def test_remembering_the_windows_changes_no_decision(redis_client, steps):
+    """Each check's verdict is the sliding-window estimate of exact per-window counts (a model
+    in this test), with a refused client refused locally until its Retry-After: what
+    a worker remembers of the windows saves commands, never changes an answer."""
+    from conftest import ManualClock
+
+    clock, limit, tag = ManualClock(), Limit(4, 10), uuid.uuid4().hex
+    pipe = link_for(redis_client)
+    limiter = RateLimiter(VerifyScripts(pipe), clock=clock)
+    counts: dict[tuple[str, int], int] = {}
+    refused_until: dict[str, float] = {}
+    for advance, who in steps:
+        clock.advance(advance)
+        subject, now = f"ip/{tag}-{who}", clock()
+        index, fraction = window_position(now, limit.seconds)
+        expected = now < refused_until.get(subject, 0.0)
+        if not expected:
+            counts[subject, index] = counts.get((subject, index), 0) + 1
+            current, previous = counts[subject, index], counts.get((subject, index - 1), 0)
+            if estimate(current, previous, fraction) > limit.count:
+                expected = True
+                refused_until[subject] = now + retry_after(current, previous, fraction, limit)
+        try:
+            run(limiter.check("ACME", [Hit(subject, limit)]))
+            refused = False
+        except RateLimited:
+            refused = True
+        assert refused == expected
     pipe.close()

@@ -5,13 +5,24 @@ the previous one weighed by how much of it the sliding window still covers),
 kept in Redis so every gunicorn worker shares it. Windows are numbered from the
 injected clock, so tests move time by hand.
 
-A hit is three plain commands, no script: ``SET current 0 EX 2w NX`` (the
-window's counter, with its expiry, unless it exists), ``INCRBY current cost``
-and ``GET previous``. A script doing the same cost redis-server twice the CPU
-(~7 against ~3.5 us a hit, measured on the embedded store: a call's setup and
+A hit is at most three plain commands, no script: ``SET current 0 EX 2w NX``
+(the window's counter, with its expiry, unless it exists), ``INCRBY current
+cost`` and ``GET previous``. A script doing the same cost redis-server twice the
+CPU (~7 against ~3.5 us a hit, measured on the embedded store: a call's setup and
 its effects wrapped in MULTI/EXEC in the append-only file; a ``SET NX`` that
 finds the key writes nothing). A counter is written only during its own window
 and lives two, so it cannot expire between the ``SET`` and the ``INCRBY``.
+
+Most hits are the ``INCRBY`` alone. A worker that has counted in a window's
+counter knows it exists with its expiry, so it sends no more ``SET``; and once
+a window is over its count no longer moves, so the worker keeps the previous
+window's count it read (``WindowMemory``) instead of reading it again. A repeat
+check's one hit is one command instead of three, a first check's two hits two
+instead of six: ~11k fewer redis-server instructions a hit (callgrind, 3,000
+checks of 2,000 phones: 36.7k a check of two hits as three commands each, 15.0k
+as one each). Should a counter a worker believes in vanish meanwhile (deleted by
+hand, a restored backup), the ``INCRBY`` that makes it again says so (its count
+is its own cost) and the next round trip gives it its expiry.
 
 The keys are per client, not per code, so they cannot share a code's hash tag;
 the engine sends them in the same round trip (pipeline) as the code's script.
@@ -99,7 +110,27 @@ def retry_after(current: int, previous: int, fraction: float, limit: Limit) -> i
     return max(1, math.floor(wait * limit.seconds + 1e-6) + 1)  # strictly past the boundary
 
 
-COMMANDS_PER_HIT = 3
+SETTLED_FRACTION = 0.05
+"""How far into a window the previous one's count is taken as final (no request still
+counting in it): read later than that, a worker keeps it for the rest of the window."""
+REMEMBERED = 10_000
+"""Counters and previous counts a worker keeps, each, before it forgets them all."""
+
+
+@dataclass(slots=True)  # not frozen: made on every check (ARCHITECTURE.md)
+class Counted:
+    """One hit's commands in the round trip: where its replies are, what they mean."""
+
+    hit: Hit
+    fraction: float
+    current: str
+    previous: str
+    at: int
+    """Index of the ``INCRBY``'s reply in the pending commands' replies."""
+    with_set: bool
+    """A ``SET NX`` went first, so the counter has its expiry whatever the count says."""
+    previous_count: int | None
+    """The previous window's count as remembered; None: read by a ``GET`` after the INCRBY."""
 
 
 @dataclass(slots=True)  # not frozen: made on every check (ARCHITECTURE.md)
@@ -107,11 +138,40 @@ class Pending:
     """The counting commands on their way, with what is needed to judge their replies."""
 
     tenant: str
-    hits: tuple[Hit, ...]
-    fractions: tuple[float, ...]
+    counted: tuple[Counted, ...]
     now: float
     commands: tuple[bytes, ...]
-    """``COMMANDS_PER_HIT`` packed commands a hit, for the engine's round trip."""
+    """Packed commands for the engine's round trip: each hit's, after any owed expiry."""
+
+
+class WindowMemory:
+    """What one worker knows of the window counters: saves two of a hit's three commands.
+
+    Kept per worker and never shared: a worker that forgets (``REMEMBERED``) only sends
+    the ``SET`` and the ``GET`` again.
+    """
+
+    __slots__ = ("counting", "closed", "owed")
+
+    def __init__(self) -> None:
+        self.counting: set[str] = set()
+        """Counters this worker has counted in: they exist with their expiry."""
+        self.closed: dict[str, int] = {}
+        """Counts of windows that are over, by counter."""
+        self.owed: list[bytes] = []
+        """EXPIREs for counters an INCRBY made again (vanished meanwhile), for the next trip."""
+
+    def counted_in(self, counted: Counted, count: int, previous: int) -> None:
+        if not counted.with_set and count == counted.hit.cost:  # made again by the INCRBY
+            seconds = 2 * counted.hit.limit.seconds
+            self.owed.append(pack(b"EXPIRE", counted.current, seconds))
+        if len(self.counting) >= REMEMBERED:
+            self.counting.clear()
+        self.counting.add(counted.current)
+        if counted.previous_count is None and counted.fraction >= SETTLED_FRACTION:
+            if len(self.closed) >= REMEMBERED:
+                self.closed.clear()
+            self.closed[counted.previous] = previous
 
 
 class RateLimiter:
@@ -127,6 +187,7 @@ class RateLimiter:
         self._scripts = scripts
         self._clock = clock
         self._refused: dict[tuple[str, str], float] = {}
+        self._windows = WindowMemory()
 
     def prepare(self, tenant: str, hits: list[Hit]) -> Pending | None:
         """Pack the call counting ``hits``; raise RateLimited for a client refused lately."""
@@ -136,18 +197,26 @@ class RateLimiter:
         now = self._clock()
         self.refuse_lately(tenant, hits, now)
         keys = TenantKeys(tenant)
-        commands: list[bytes] = []
-        fractions = []
+        windows = self._windows
+        commands: list[bytes] = windows.owed
+        windows.owed = []
+        counted = []
         for hit in hits:
-            index, fraction = window_position(now, hit.limit.seconds)
-            fractions.append(fraction)
+            seconds = hit.limit.seconds
+            index, fraction = window_position(now, seconds)
             current = keys.rate_limit(hit.subject, index)
-            commands += (
-                pack(b"SET", current, b"0", b"EX", 2 * hit.limit.seconds, b"NX"),
-                pack(b"INCRBY", current, hit.cost),
-                pack(b"GET", keys.rate_limit(hit.subject, index - 1)),
-            )
-        return Pending(tenant, tuple(hits), tuple(fractions), now, tuple(commands))
+            previous = keys.rate_limit(hit.subject, index - 1)
+            with_set = current not in windows.counting
+            if with_set:
+                commands.append(pack(b"SET", current, b"0", b"EX", 2 * seconds, b"NX"))
+            commands.append(pack(b"INCRBY", current, hit.cost))
+            at = len(commands) - 1
+            previous_count = windows.closed.get(previous)
+            if previous_count is None:
+                commands.append(pack(b"GET", previous))
+            counted.append(Counted(hit, fraction, current, previous, at, with_set,
+                                   previous_count))
+        return Pending(tenant, tuple(counted), now, tuple(commands))
 
     def refuse_lately(self, tenant: str, hits: list[Hit], now: float | None = None) -> None:
         """Raise RateLimited for a client this worker refused until a time not yet passed.
@@ -166,9 +235,12 @@ class RateLimiter:
         """Raise RateLimited if the replies to ``pending.commands`` put a client over its limit."""
         if pending is None:
             return
-        for i, (hit, fraction) in enumerate(zip(pending.hits, pending.fractions, strict=True)):
-            at = COMMANDS_PER_HIT * i
-            current, previous = replies[at + 1], int(replies[at + 2] or 0)
+        for counted in pending.counted:
+            current, previous = int(replies[counted.at]), counted.previous_count
+            if previous is None:
+                previous = int(replies[counted.at + 1] or 0)
+            self._windows.counted_in(counted, current, previous)
+            hit, fraction = counted.hit, counted.fraction
             if estimate(current, previous, fraction) > hit.limit.count:
                 wait = retry_after(current, previous, fraction, hit.limit)
                 if len(self._refused) >= 10_000:
