@@ -76,7 +76,7 @@ from points_bridge.cards import (
     seal_card_key,
 )
 from points_bridge.exc import Contended
-from points_bridge.ledger import Entry, entry_spec, lot_expiry, refusal
+from points_bridge.ledger import Entry, claim_sha, entry_spec, lot_expiry, refusal
 from points_bridge.members import (
     ACTIVE,
     FROZEN,
@@ -734,7 +734,7 @@ def _credit_spec(
     """
     spec = entry_spec(
         member.card, kind="credit", idem=idem, body={"serial": serial, "sku": sku},
-        delta=plan.award.points, earned=plan.award.points, day=plan.day,
+        sha=claim_sha(serial, sku), delta=plan.award.points, earned=plan.award.points, day=plan.day,
         drop_days=plan.drop_days, lot_expires=plan.lot_expires, tier=plan.tier,
         version=member.version, at=at,
         fields=_entry_fields(member.card, serial, sku, channel, region, plan),
@@ -803,7 +803,7 @@ def _result(
         balance=int(reply["balance"]),
         tier=reply["tier"] or plan.tier,
         points_to_next=plan.points_to_next,
-        applied_rules=tuple(_rules(plan)),
+        applied_rules=_rules(plan)[0],
         member_card=card,
         duplicate=False,
         next_tier=plan.next_tier,
@@ -828,7 +828,7 @@ def _entry_fields(
     spend = plan.award.campaign_spend
     return {
         "card": card, "serial": str(serial), "sku": sku, "channel": channel,
-        "region": region or "", "rules": json.dumps(_rules(plan)),
+        "region": region or "", "rules": _rules(plan)[1],
         "spend": json.dumps(dict(spend)) if spend else "{}",  # no campaign: most credits
         "to_next": "" if plan.points_to_next is None else str(plan.points_to_next),
         "next_tier": plan.next_tier or "", "note": plan.note,
@@ -849,8 +849,15 @@ def check_fields(sku: str, region: str | None, at: int) -> dict[str, str]:
     return fields
 
 
-def _rules(plan: Plan) -> list[dict]:
-    return [
-        {"kind": r.kind, "name": r.name, "delta": r.delta, "limited": r.limited}
-        for r in plan.award.applied
-    ]
+def _rules(plan: Plan) -> tuple[tuple[dict, ...], str]:
+    """The applied rules as the answer and the entry give them, and the entry's JSON text."""
+    return _rules_of(tuple((r.kind, r.name, r.delta, r.limited) for r in plan.award.applied))
+
+
+@functools.lru_cache(maxsize=1024)
+def _rules_of(steps: tuple[tuple[str, str, int, bool], ...]) -> tuple[tuple[dict, ...], str]:
+    """Cached: most first checks apply the same few rules (a ``json.dumps``, ~3 us, each).
+    The dicts are shared by every answer that gives them: read, never changed."""
+    rules = tuple({"kind": kind, "name": name, "delta": delta, "limited": limited}
+                  for kind, name, delta, limited in steps)
+    return rules, json.dumps(list(rules))

@@ -18,7 +18,7 @@ from points_bridge.exc import (
     InsufficientPoints,
     MemberInactive,
 )
-from points_bridge.ledger import Ledger, lot_expiry
+from points_bridge.ledger import Ledger, body_sha, claim_sha, lot_expiry
 from points_bridge.members import LOTS, MemberStore, member_lots
 from tests.helpers.master import TEST_MASTER
 
@@ -246,3 +246,10 @@ def test_a_posting_reads_the_member_record_once_and_writes_it_once(setup, redis_
     assert on_record == {"HMGET": 2, "HINCRBY": 3, "HSET": 1}
     member = MemberStore(redis_client, ledger.tenant, master=TEST_MASTER).get(card)
     assert (member.balance, member.earned, member.tier, member.version) == (110, 10, "silver", 3)
+
+
+@given(st.integers(0, 10**20), st.text())
+def test_a_claim_s_sha_is_the_sha_of_its_body_as_json_writes_it(serial, sku):
+    """A claim posted by a version that hashed the JSON body must not look like another
+    claim (``conflict``) to one that writes the text directly."""
+    assert claim_sha(serial, sku) == body_sha({"serial": serial, "sku": sku})
