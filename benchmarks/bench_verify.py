@@ -116,6 +116,8 @@ PHONES = 2000
 PEER_KEY = bytes(range(32))
 CLAIMS_FIRST_SERIAL = 10**9  # the claims peer's fresh serials, past any repeat code's
 CLAIMS_SMOKE_SERIAL = 10**10 - 1
+WARM_FIRST = 5 * PHONES  # first checks before the rounds: 5 a phone of the pool
+CLAIMS_WARM_SERIAL = CLAIMS_FIRST_SERIAL - WARM_FIRST  # the claims peer's, below its rounds'
 REPEAT_ORDER = ("itemseal", "wsgi", "asgi")  # each round's repeat loads; every other reversed
 LIMITS = {"verify_rate_ip": "100000000/60", "verify_rate_phone": "100000000/60",
           "verify_rate_batch": "1000000000/60"}  # fmt: skip
@@ -254,12 +256,14 @@ def main() -> None:
         env["ITEMSEAL_REDIS_URL"] = url
         per_round = opts.first_codes
         fresh_count = per_round * (opts.rounds + 1)  # + the open-loop runs
-        count = opts.repeat_codes + fresh_count + 60_000 + 2 * opts.memory_codes
+        checked = opts.repeat_codes + 60_000 + WARM_FIRST + fresh_count
+        count = checked + 2 * opts.memory_codes
         key_store, first = seed_active_batch(client, master, TENANT, SKU, count, limits=LIMITS)
-        codes = codes_of(key_store, first, opts.repeat_codes + fresh_count + 60_000)
+        codes = codes_of(key_store, first, checked)
         repeat_codes, codes = codes[: opts.repeat_codes], codes[opts.repeat_codes :]
         batch_codes, codes = codes[:60_000], codes[60_000:]
-        memory_first = first + opts.repeat_codes + fresh_count + 60_000
+        warm_codes, codes = codes[:WARM_FIRST], codes[WARM_FIRST:]
+        memory_first = first + checked
         dense = measure_memory(url, client, memory_first, opts.memory_codes, 1)
         sparse = measure_memory(url, client, memory_first + opts.memory_codes,
                                 opts.memory_codes // 16, 16)
@@ -276,9 +280,14 @@ def main() -> None:
         prime(verify_url, repeat_bodies)
         for kind in ("wsgi", "asgi"):
             prime(f"{base[kind]}/verify", peer_repeat)
-        # warm up every server (connections, caches, the phones' members)
+        # warm up every server (connections, caches, the phones' members): the first checks
+        # of the rounds are those of known members, in every round alike. Without this,
+        # round 1's made the pool's 2,000 members, each the careful path's extra round trips.
         run_wrk(f"{base['itemseal']}/v1/ping", seconds=2)
         run_wrk(verify_url, repeat_bodies, seconds=2)
+        prime(verify_url, [body(c, i) for i, c in enumerate(warm_codes)])
+        prime(f"{base['claims']}/verify",
+              claim_bodies(PEER_KEY, WARM_FIRST, CLAIMS_WARM_SERIAL, PHONES))
 
         # CPU per request by process group during the closed-loop loads: where a check's
         # time goes, ours against the peers', on the same machine in the same run
