@@ -151,6 +151,8 @@ class Plan:
     points_to_next: int | None
     lot_expires: int
     note: str
+    rules: tuple[tuple[dict, ...], str]
+    """The applied rules as the answer gives them, and as the entry's JSON (``_rules_of``)."""
 
 
 def plan_credit(
@@ -188,6 +190,7 @@ def plan_credit(
         points_to_next=status.points_to_next,
         lot_expires=lot_expiry(at, settings.expiry_months, settings.timezone),
         note=note,
+        rules=_rules_of(tuple((r.kind, r.name, r.delta, r.limited) for r in result.applied)),
     )
 
 
@@ -733,8 +736,8 @@ def _credit_spec(
     A frozen member's claim is parked instead of posted (``pending_field``).
     """
     spec = entry_spec(
-        member.card, kind="credit", idem=idem, body={"serial": serial, "sku": sku},
-        sha=claim_sha(serial, sku), delta=plan.award.points, earned=plan.award.points, day=plan.day,
+        member.card, kind="credit", idem=idem, sha=claim_sha(serial, sku),
+        delta=plan.award.points, earned=plan.award.points, day=plan.day,
         drop_days=plan.drop_days, lot_expires=plan.lot_expires, tier=plan.tier,
         version=member.version, at=at,
         fields=_entry_fields(member.card, serial, sku, channel, region, plan),
@@ -803,7 +806,7 @@ def _result(
         balance=int(reply["balance"]),
         tier=reply["tier"] or plan.tier,
         points_to_next=plan.points_to_next,
-        applied_rules=_rules(plan)[0],
+        applied_rules=plan.rules[0],
         member_card=card,
         duplicate=False,
         next_tier=plan.next_tier,
@@ -828,7 +831,7 @@ def _entry_fields(
     spend = plan.award.campaign_spend
     return {
         "card": card, "serial": str(serial), "sku": sku, "channel": channel,
-        "region": region or "", "rules": _rules(plan)[1],
+        "region": region or "", "rules": plan.rules[1],
         "spend": json.dumps(dict(spend)) if spend else "{}",  # no campaign: most credits
         "to_next": "" if plan.points_to_next is None else str(plan.points_to_next),
         "next_tier": plan.next_tier or "", "note": plan.note,
@@ -847,11 +850,6 @@ def check_fields(sku: str, region: str | None, at: int) -> dict[str, str]:
     if region:
         fields["last_region"] = region
     return fields
-
-
-def _rules(plan: Plan) -> tuple[tuple[dict, ...], str]:
-    """The applied rules as the answer and the entry give them, and the entry's JSON text."""
-    return _rules_of(tuple((r.kind, r.name, r.delta, r.limited) for r in plan.award.applied))
 
 
 @functools.lru_cache(maxsize=1024)

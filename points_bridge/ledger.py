@@ -165,7 +165,7 @@ def entry_spec(
     *,
     kind: str,
     idem: str,
-    body: Mapping[str, object],
+    body: Mapping[str, object] | None = None,
     at: int,
     delta: int = 0,
     earned: int = 0,
@@ -183,14 +183,19 @@ def entry_spec(
     """The argument of ``lua/ledger_apply.lua`` for one entry (see the script's header).
 
     Figures go as decimal strings, checked against ``codegen/amounts.py`` here
-    (``BadInput``) and again by the script, which never rounds them. ``sha`` is
-    ``body_sha(body)`` when the caller has it already (``claim_sha``).
+    (``BadInput``) and again by the script, which never rounds them. The request's
+    ``body`` gives the idempotency sha (``body_sha``), or ``sha`` is that sha already
+    (``claim_sha``).
     """
     check_entry_points("delta", delta)
     # earned goes negative only to take back points counted on ``undo_day`` (a refund, a reversal)
     check_entry_points("earned", earned, low=-MAX_ENTRY_POINTS if undo_day is not None else 0)
+    if sha is None:
+        if body is None:
+            raise TypeError("entry_spec needs the request's body or its sha")
+        sha = body_sha(body)
     spec: dict[str, object] = {
-        "card": card, "at": str(at), "kind": kind, "idem": idem, "sha": sha or body_sha(body),
+        "card": card, "at": str(at), "kind": kind, "idem": idem, "sha": sha,
         "delta": str(delta), "earned": str(earned), "day": f"d:{day}",
         "drop_days": [f"d:{d}" for d in drop_days], "need_active": need_active,
         "lot_expires": str(int(lot_expires)), "fields": dict(fields or {}),
