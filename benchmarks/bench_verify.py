@@ -36,9 +36,12 @@ rewrite is what stalls the tail, and the worst stall of each kind redis-server's
 latency monitor saw (>= 10 ms: an fsync, a command), which tells a store's
 stall from a worker's; distributors' batches of 1,000 codes are
 looked up over 8 connections, and scan-state memory is measured on the same
-server. ``cpu_us_per_request`` says where the CPU of the closed-loop loads went,
-per request (from /proc: the server's processes, redis-server, and the rest of
-the machine's busy time, mostly wrk and the kernel): the anatomy behind
+server, with every code of a range scanned, 1 in 16, 1 in 100 and each code alone in
+its scan bucket (a code's record shares its bucket's key with its neighbours', so
+the sparser, the dearer).
+``cpu_us_per_request`` says where the CPU of the closed-loop loads went, per
+request (from /proc: the server's processes, redis-server, and the rest of the
+machine's busy time, mostly wrk and the kernel): the anatomy behind
 ``vs_peer_asgi``; ``idle_share`` how much of the machine's CPU the same loads
 left idle: a closed loop that leaves CPU idle is bound by its latency, each of
 its connections waiting for an answer, so less CPU per request does not buy
@@ -100,7 +103,7 @@ from benchmarks.wrk_load import ensure_wrk, run_wrk  # noqa: E402
 from codegen.codes import NUMERIC_24  # noqa: E402
 from codegen.keys import KeyStore, MasterKey  # noqa: E402
 from codegen.store.embedded import EmbeddedRedis  # noqa: E402
-from codegen.store.keyspace import TenantKeys  # noqa: E402
+from codegen.store.keyspace import SCAN_BUCKET_SERIALS, TenantKeys  # noqa: E402
 from codegen.store.link import RedisLink  # noqa: E402
 from verify_api.check.scans import (  # noqa: E402
     VERIFY,
@@ -257,7 +260,7 @@ def main() -> None:
         per_round = opts.first_codes
         fresh_count = per_round * (opts.rounds + 1)  # + the open-loop runs
         checked = opts.repeat_codes + 60_000 + WARM_FIRST + fresh_count
-        count = checked + 2 * opts.memory_codes
+        count = checked + 17 * opts.memory_codes
         key_store, first = seed_active_batch(client, master, TENANT, SKU, count, limits=LIMITS)
         codes = codes_of(key_store, first, checked)
         repeat_codes, codes = codes[: opts.repeat_codes], codes[opts.repeat_codes :]
@@ -267,6 +270,11 @@ def main() -> None:
         dense = measure_memory(url, client, memory_first, opts.memory_codes, 1)
         sparse = measure_memory(url, client, memory_first + opts.memory_codes,
                                 opts.memory_codes // 16, 16)
+        # a batch few of whose codes anyone checks: each scanned code pays more of its bucket's key
+        rare = measure_memory(url, client, memory_first + 2 * opts.memory_codes,
+                              opts.memory_codes // 25, 100)
+        alone = measure_memory(url, client, memory_first + 6 * opts.memory_codes,
+                               opts.memory_codes // 25, SCAN_BUCKET_SERIALS)
 
         ports = {name: free_port() for name in ("itemseal", "wsgi", "asgi", "claims")}
         procs.append(start_itemseal(env, ports["itemseal"]))
@@ -417,6 +425,8 @@ def main() -> None:
             "batch_p99_ms": batch["p99_ms"],
             "bytes_per_scanned_code": round(dense, 1),
             "bytes_per_scanned_code_sparse_1_in_16": round(sparse, 1),
+            "bytes_per_scanned_code_sparse_1_in_100": round(rare, 1),
+            "bytes_per_scanned_code_alone_in_its_bucket": round(alone, 1),
             "cpu_us_per_request": cpu_medians(rounds),
             "idle_share": {name: median(rounds, key) for name, key in IDLE_LOADS.items()},
             "redis_commands_per_request": command_medians(rounds),
