@@ -38,6 +38,7 @@ import redis
 from codegen.amounts import MINOR_PER_UNIT
 from codegen.keys import MasterKey
 from codegen.store.keyspace import MEMBER_SHARDS, shard_of
+from codegen.store.wire import text_pairs
 from points_bridge import regions
 from points_bridge.cards import (
     CARD_KEY_BYTES,
@@ -250,10 +251,6 @@ def check_birthday(text: str) -> str:
         raise BadInput("birthday", text, "write YYYY-MM-DD or MM-DD") from None
 
 
-def _decode(raw: Mapping[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in raw.items()}
-
-
 class MemberStore(TenantScoped):
     """Create, find and change the members of one tenant."""
 
@@ -285,7 +282,7 @@ class MemberStore(TenantScoped):
 
     def get_from(self, card: str, raw: Mapping[bytes, bytes]) -> Member | None:
         """Build a member from its raw record (e.g. from a pipeline); None if there is none."""
-        fields = _decode(raw)
+        fields = text_pairs(raw)
         return Member.from_record(self.tenant, card, fields) if fields.get("status") else None
 
     def find(self, *, phone: str | None = None, card: str | None = None) -> Member:

@@ -44,6 +44,7 @@ from codegen.batches import BatchRegistry, segments_of
 from codegen.exc import ItemsealError
 from codegen.keys import MasterKey
 from codegen.store.keyspace import PointsKeys
+from codegen.store.wire import text_pairs
 from points_bridge.credit import BlockingCrediter, CreditResult
 from points_bridge.exc import Contended, UnknownDeadLetter
 
@@ -88,10 +89,6 @@ class DeadClaim:
     reason: str
     at: int
     claim: dict[str, str]
-
-
-def _fields(raw: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 class Reconciler:
@@ -157,7 +154,7 @@ class Reconciler:
                 if int(entry_id.split("-")[0]) > newest:
                     stopped = True
                     break
-                if not self._settle(entry_id, _fields(raw), report):
+                if not self._settle(entry_id, text_pairs(raw), report):
                     stopped = True
                     break
                 done = entry_id
@@ -215,7 +212,7 @@ class Reconciler:
 
     def dead(self) -> list[DeadClaim]:
         """The parked claims, oldest first."""
-        return [_dead(i.decode(), _fields(raw))
+        return [_dead(i.decode(), text_pairs(raw))
                 for i, raw in self._redis.xrange(self.keys.claims_dead)]
 
     def replay(self, dead_ids: Iterable[str] = ()) -> ReconcileReport:
