@@ -139,6 +139,7 @@ def test_a_counter_that_vanished_gets_its_expiry_back_on_the_next_round_trip(
     redis_client.delete(key)  # by hand, or a backup restored under the worker
     assert _count(limiter, pipe, [hit]) == [b"INCRBY"]
     assert redis_client.ttl(key) == -1, "made again by the INCRBY, without an expiry"
+    limiter.prepare("ACME", [hit])  # a round trip that never came back: the EXPIRE stays owed
     assert _count(limiter, pipe, [Hit("ip/192.0.2.99", Limit(50, 10))])[0] == b"EXPIRE"
     assert redis_client.get(key) == b"1" and 0 < redis_client.ttl(key) <= 20
     pipe.close()

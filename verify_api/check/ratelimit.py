@@ -142,6 +142,8 @@ class Pending:
     now: float
     commands: tuple[bytes, ...]
     """Packed commands for the engine's round trip: each hit's, after any owed expiry."""
+    expiries: tuple[bytes, ...] = ()
+    """The owed EXPIREs among ``commands``: owed until their replies come (``settle``)."""
 
 
 class WindowMemory:
@@ -159,7 +161,8 @@ class WindowMemory:
         self.closed: dict[str, int] = {}
         """Counts of windows that are over, by counter."""
         self.owed: list[bytes] = []
-        """EXPIREs for counters an INCRBY made again (vanished meanwhile), for the next trip."""
+        """EXPIREs for counters an INCRBY made again (vanished meanwhile): sent with every
+        round trip until one comes back, so a trip that fails loses none."""
 
     def counted_in(self, counted: Counted, count: int, previous: int) -> None:
         if not counted.with_set and count == counted.hit.cost:  # made again by the INCRBY
@@ -198,8 +201,8 @@ class RateLimiter:
         self.refuse_lately(tenant, hits, now)
         keys = TenantKeys(tenant)
         windows = self._windows
-        commands: list[bytes] = windows.owed
-        windows.owed = []
+        expiries = tuple(windows.owed)
+        commands: list[bytes] = list(expiries)
         counted = []
         for hit in hits:
             seconds = hit.limit.seconds
@@ -216,7 +219,7 @@ class RateLimiter:
                 commands.append(pack(b"GET", previous))
             counted.append(Counted(hit, fraction, current, previous, at, with_set,
                                    previous_count))
-        return Pending(tenant, tuple(counted), now, tuple(commands))
+        return Pending(tenant, tuple(counted), now, tuple(commands), expiries)
 
     def refuse_lately(self, tenant: str, hits: list[Hit], now: float | None = None) -> None:
         """Raise RateLimited for a client this worker refused until a time not yet passed.
@@ -235,6 +238,9 @@ class RateLimiter:
         """Raise RateLimited if the replies to ``pending.commands`` put a client over its limit."""
         if pending is None:
             return
+        if pending.expiries:
+            owed = self._windows.owed
+            self._windows.owed = [e for e in owed if e not in pending.expiries]
         for counted in pending.counted:
             current, previous = int(replies[counted.at]), counted.previous_count
             if previous is None:
