@@ -216,3 +216,6 @@ def test_a_chunked_body_reaches_itemseal_serve_whole(tenant, tmp_path):
         data = json.loads(answer.read())
         conn.close()
         assert answer.status == 200 and data["result"] == "malformed", data
+        # nor does the answer name the HTTP stack (uvicorn sends ``server: uvicorn`` by default)
+        assert answer.getheader("server") is None, answer.getheaders()
+        assert answer.getheader("date") is not None

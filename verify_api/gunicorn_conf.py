@@ -48,8 +48,12 @@ logger_class = ServeLogger
 
 
 class ItemsealWorker(UvicornWorker):
-    """uvicorn's gunicorn worker, without uvicorn's own reading of proxy headers, and with
-    a response's head and body in one write (``verify_api/http_writes.py``).
+    """uvicorn's gunicorn worker, without uvicorn's own reading of proxy headers, without its
+    ``server: uvicorn`` header, and with a response's head and body in one write
+    (``verify_api/http_writes.py``).
+
+    The server header told every caller, counterfeiters' scripts included, which HTTP
+    stack answers, and nothing a client needs.
 
     uvicorn believes X-Forwarded-For and -Proto from 127.0.0.1 by default
     (``forwarded_allow_ips``) and knows nothing of X-Forwarded-Host or
@@ -59,4 +63,4 @@ class ItemsealWorker(UvicornWorker):
     """
 
     CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "proxy_headers": False,
-                     "http": OneWriteHttpProtocol}
+                     "server_header": False, "http": OneWriteHttpProtocol}
