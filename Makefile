@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	sh scripts/ensure-debs.sh chromium chromium-driver nginx
+	sh scripts/ensure-debs.sh chromium chromium-driver nginx wrk
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-cluster: $(STAMP)

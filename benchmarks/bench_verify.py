@@ -34,7 +34,13 @@ time, so waiting is not hidden), once per round on fresh codes, medians
 reported with how many append-only-file rewrites (forks) ran meanwhile, as a
 rewrite is what stalls the tail, and the worst stall of each kind redis-server's
 latency monitor saw (>= 10 ms: an fsync, a command), which tells a store's
-stall from a worker's; distributors' batches of 1,000 codes are
+stall from a worker's; ``open_loop_p99_ms_by_kind`` splits the tail between the
+mix's first checks and its repeats. Then, as a diagnosis and never as the bar's
+figure, the same open loop runs again with the store not fsyncing
+(``open_loop_store_fsync_off``: after the bar's rounds, on fresh codes, the
+store's ``appendfsync always`` restored and the disk synced before anything
+else runs): the difference is what this machine's disk adds to the tail, as
+every reply of a store's turn waits for that turn's fsync. Distributors' batches of 1,000 codes are
 looked up over 8 connections, and scan-state memory is measured on the same
 server, with every code of a range scanned, 1 in 16, 1 in 100 and each code alone in
 its scan bucket (a code's record shares its bucket's key with its neighbours', so
@@ -138,11 +144,15 @@ def body(code: str, phone: int | None = None) -> bytes:
     return orjson.dumps(found)
 
 
+MIX_LABELS = ("first", "repeat")  # the kinds of mixed()'s bodies, in turn
+
+
 def mixed(first_codes: list[str], repeat_codes: list[str]) -> list[bytes]:
-    """First checks with a phone interleaved with repeats, half and half."""
+    """First checks with a phone interleaved with repeats, half and half: every first code
+    once (the repeat codes go round as often as needed, a repeat can be sent again)."""
     out = []
-    for i, (fresh, seen) in enumerate(zip(first_codes, repeat_codes, strict=False)):
-        out += [body(fresh, i), body(seen)]
+    for i, fresh in enumerate(first_codes):
+        out += [body(fresh, i), body(repeat_codes[i % len(repeat_codes)])]
     return out
 
 
@@ -258,7 +268,8 @@ def main() -> None:
         url = store.start()
         env["ITEMSEAL_REDIS_URL"] = url
         per_round = opts.first_codes
-        fresh_count = per_round * (opts.rounds + 1)  # + the open-loop runs
+        # + the open-loop runs: half a round's worth each, with the store's fsync and without
+        fresh_count = per_round * opts.rounds * 2
         checked = opts.repeat_codes + 60_000 + WARM_FIRST + fresh_count
         count = checked + 17 * opts.memory_codes
         key_store, first = seed_active_batch(client, master, TENANT, SKU, count, limits=LIMITS)
@@ -353,29 +364,47 @@ def main() -> None:
             got["claims_errors"] = res["errors"] + res["non2xx"]
             res = run_wrk(verify_url, mixed(mine[half:], repeat_codes), seconds=opts.seconds)
             got["mix_rps"], got["mix_p99_ms"] = res["rps"], res["p99_ms"]
+            got["first_wraps"] += res["wraps"]
             got["errors"] = res["errors"] + res["non2xx"]
             got["cpu_steal_share"] = round_steal.share()
             rounds.append(got)
 
         mix_rps = median(rounds, "mix_rps")
         tail = codes[opts.rounds * per_round :]
+        half_round = per_round // 2
+        slices = [tail[i * half_round : (i + 1) * half_round] for i in range(2 * opts.rounds)]
         forks_before = client.info("stats")["total_forks"]
         client.config_set("latency-monitor-threshold", 10)  # the store's own stalls of >= 10 ms
         open_loops, open_loop_steal, open_loop_fsync, open_loop_stalls = [], [], [], []
-        for r in range(opts.rounds):  # fresh first checks each time: slices of the tail
-            share = tail[r * len(tail) // opts.rounds : (r + 1) * len(tail) // opts.rounds]
+        for r in range(opts.rounds):  # fresh first checks each time
             open_loop_fsync.append(fsync_latency(store.data_dir))
             client.execute_command("LATENCY", "RESET")
             round_steal = StealMeter()
             open_loops.append(run_open_loop(
-                verify_url, mixed(share, repeat_codes), rate=mix_rps / 2,
-                seconds=opts.seconds * 2, connections=opts.connections))
+                verify_url, mixed(slices[r], repeat_codes), rate=mix_rps / 2,
+                seconds=opts.seconds * 2, connections=opts.connections,
+                labels=list(MIX_LABELS) * len(slices[r])))
             open_loop_steal.append(round_steal.share())
             open_loop_stalls.append(store_stalls(client))
+        # What the store's disk adds to that tail: the same open loop with the store not
+        # fsyncing (for these rounds only, after the bar's rounds, so it cannot touch them;
+        # then everything written meanwhile is flushed before anything else is measured).
+        # A diagnosis, never the bar's figure: the product asks for fsync on every write.
+        unsynced = []
+        try:
+            client.config_set("appendfsync", "no")
+            for r in range(opts.rounds):
+                unsynced.append(run_open_loop(
+                    verify_url, mixed(slices[opts.rounds + r], repeat_codes), rate=mix_rps / 2,
+                    seconds=opts.seconds * 2, connections=opts.connections,
+                    labels=list(MIX_LABELS) * len(slices[opts.rounds + r])))
+        finally:
+            client.config_set("appendfsync", "always")
+            os.sync()
         open_loop = {key: statistics.median(o[key] for o in open_loops)
                      for key in ("achieved_rps", "p50_ms", "p99_ms")}
         open_loop["kept_up"] = all(o["kept_up"] for o in open_loops)
-        open_loop["errors"] = sum(o["errors"] for o in open_loops)
+        open_loop["errors"] = sum(o["errors"] for o in open_loops + unsynced)
         open_loop_forks = client.info("stats")["total_forks"] - forks_before
         client.config_set("latency-monitor-threshold", 0)
         batch_bodies = [orjson.dumps({"codes": batch_codes[at : at + 1000]})
@@ -409,6 +438,20 @@ def main() -> None:
             "open_loop_p50_ms": round(open_loop["p50_ms"], 3),
             "open_loop_p99_ms": round(open_loop["p99_ms"], 3),
             "open_loop_generator_kept_up": open_loop["kept_up"],
+            "open_loop_p99_ms_by_kind": {kind: statistics.median(o["p99_ms_by_label"][kind]
+                                                                 for o in open_loops)
+                                         for kind in MIX_LABELS},
+            "open_loop_p50_ms_by_kind": {kind: statistics.median(o["p50_ms_by_label"][kind]
+                                                                 for o in open_loops)
+                                         for kind in MIX_LABELS},
+            "open_loop_store_fsync_off": {
+                "p50_ms": statistics.median(o["p50_ms"] for o in unsynced),
+                "p99_ms": statistics.median(o["p99_ms"] for o in unsynced),
+                "p99_ms_per_round": [o["p99_ms"] for o in unsynced],
+                "p99_ms_by_kind": {kind: statistics.median(o["p99_ms_by_label"][kind]
+                                                           for o in unsynced)
+                                   for kind in MIX_LABELS},
+                "generator_kept_up": all(o["kept_up"] for o in unsynced)},
             "open_loop_p99_ms_per_round": [o["p99_ms"] for o in open_loops],
             "open_loop_dispatch_lag_max_ms_per_round": [o["dispatch_lag_max_ms"]
                                                         for o in open_loops],
@@ -433,6 +476,7 @@ def main() -> None:
             "errors": sum(r["errors"] + r["claims_errors"] for r in rounds) + batch["errors"]
             + open_loop["errors"],
             "first_codes_reused": sum(r["first_wraps"] for r in rounds),
+            "open_loop_requests_reused": sum(o["reused"] for o in open_loops + unsynced),
             "per_round": rounds,
             "redis_version": client.info("server")["redis_version"],
             "loadavg_before": load_before,

@@ -54,13 +54,14 @@ class _Conn(asyncio.Protocol):
         self.buf = b""
         self.need = -1
         self.due = 0.0
+        self.index = 0  # of the request in flight, in the generator's list
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, due: float, request: bytes) -> None:
-        self.due = due
+    def send(self, due: float, index: int, request: bytes) -> None:
+        self.due, self.index = due, index
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
@@ -86,14 +87,17 @@ class _Conn(asyncio.Protocol):
 
 
 class _Generator:
-    def __init__(self, requests: list[bytes], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, requests: list[bytes], labels: list[str] | None,
+                 loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
         self.requests = requests
+        self.labels = labels
         self.loop = loop
         self.free: collections.deque[_Conn] = collections.deque()
         self.waiting: collections.deque[float] = collections.deque()  # due times
         self.busy: set[_Conn] = set()
         self.sent = 0
         self.latencies: list[float] = []
+        self.by_label: dict[str, list[float]] = collections.defaultdict(list)
         self.errors = 0
 
     def dispatch(self, due: float) -> None:
@@ -104,11 +108,15 @@ class _Generator:
 
     def _send(self, conn: _Conn, due: float) -> None:
         self.busy.add(conn)
-        conn.send(due, self.requests[self.sent % len(self.requests)])
+        index = self.sent % len(self.requests)
+        conn.send(due, index, self.requests[index])
         self.sent += 1
 
     def done(self, conn: _Conn, ok: bool) -> None:
-        self.latencies.append((self.loop.time() - conn.due) * 1000.0)
+        latency = (self.loop.time() - conn.due) * 1000.0
+        self.latencies.append(latency)
+        if self.labels:
+            self.by_label[self.labels[conn.index]].append(latency)
         self.errors += not ok
         self.busy.discard(conn)
         if self.waiting:
@@ -127,13 +135,14 @@ class _Generator:
             self.free.remove(conn)
 
 
-async def _run(url: str, bodies: list[bytes] | None, rate: float, seconds: float,
-               connections: int, grace: float) -> dict:  # fmt: skip
+async def _run(url: str, bodies: list[bytes] | None, labels: list[str] | None, rate: float,
+               seconds: float, connections: int, grace: float) -> dict:  # fmt: skip
     loop = asyncio.get_running_loop()
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     method = "POST" if bodies else "GET"
-    gen = _Generator([_request(method, parts.netloc, path, b) for b in (bodies or [b""])], loop)
+    requests = [_request(method, parts.netloc, path, b) for b in (bodies or [b""])]
+    gen = _Generator(requests, labels, loop)
     for _ in range(connections):
         _, conn = await loop.create_connection(lambda: _Conn(gen), parts.hostname, parts.port or 80)
         gen.free.append(conn)
@@ -160,10 +169,16 @@ async def _run(url: str, bodies: list[bytes] | None, rate: float, seconds: float
     # Unanswered requests count with what they waited so far: a lower bound, not nothing.
     latencies = gen.latencies + [(end - c.due) * 1000.0 for c in gen.busy]
     latencies += [(end - due) * 1000.0 for due in gen.waiting]
+    if labels:
+        for conn in gen.busy:
+            gen.by_label[labels[conn.index]].append((end - conn.due) * 1000.0)
+        for k, due in enumerate(gen.waiting):
+            gen.by_label[labels[(gen.sent + k) % len(labels)]].append((end - due) * 1000.0)
     for conn in list(gen.free) + list(gen.busy):
         conn.transport.close()
     latencies.sort()
     lags.sort()
+    by_label = sorted((label, sorted(v)) for label, v in gen.by_label.items())
 
     def pct(values: list[float], q: float) -> float:
         return values[min(len(values) - 1, int(q / 100 * len(values)))] if values else float("nan")
@@ -180,6 +195,11 @@ async def _run(url: str, bodies: list[bytes] | None, rate: float, seconds: float
         "dispatch_lag_max_ms": round(lags[-1], 3) if lags else float("nan"),
         "generator_cpu": round(cpu, 3),
         "kept_up": lag_p99 <= KEPT_UP_LAG_MS and cpu < KEPT_UP_CPU,
+        # requests sent again because the list ran out: a first check sent twice is a repeat
+        "reused": max(0, gen.sent - len(requests)),
+        "p50_ms_by_label": {label: round(pct(v, 50), 3) for label, v in by_label},
+        "p99_ms_by_label": {label: round(pct(v, 99), 3) for label, v in by_label},
+        "count_by_label": {label: len(v) for label, v in by_label},
     }
 
 
@@ -210,6 +230,7 @@ def run_open_loop(
     seconds: float,
     connections: int = 32,
     grace: float = 5.0,
+    labels: list[str] | None = None,
 ) -> dict:
     """Send ``rate`` requests a second for ``seconds`` to ``url`` (POST ``bodies`` in turn,
     GET if none) over ``connections`` keep-alive connections.
@@ -226,4 +247,4 @@ def run_open_loop(
     except ImportError:
         run = asyncio.run
     with _quiet_gc():
-        return run(_run(url, bodies, rate, seconds, connections, grace))
+        return run(_run(url, bodies, labels, rate, seconds, connections, grace))

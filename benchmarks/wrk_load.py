@@ -3,8 +3,13 @@
 wrk is C and event driven, so at 32 connections it costs the 2-core box far
 less than a Python generator would, and the servers keep more of the CPU.
 POST bodies come from a list: a generated wrk Lua script gives each wrk thread
-its own slice of a bodies file (one JSON body a line) and walks it in order,
-so a code is not sent twice until a thread has gone through its whole slice;
+its own run of a bodies file (one JSON body a line: the first half to one of
+two threads, the second to the other) and walks it in order, so a code is not
+sent twice until a thread has gone through its whole run, and a list that
+alternates kinds (bench_verify.py's half-and-half mix) alternates them in every
+thread. (Every other line to each thread, as it was, gave one thread all the
+first checks and the other all the repeats: two closed loops side by side,
+where the faster kind took more than its half.)
 how many times a thread started its slice over is reported as ``wraps``
 (``0`` is what a caller asking for first checks needs).
 
@@ -33,10 +38,12 @@ function init(args)
   local path, nthreads = args[1], tonumber(args[2])
   local headers = {["Content-Type"] = "application/json"}
   reqs, at, wraps = {}, 0, 0
-  local i = 0
-  for line in io.lines(path) do
-    if i % nthreads == id then reqs[#reqs + 1] = wrk.format("POST", nil, headers, line) end
-    i = i + 1
+  local lines = {}
+  for line in io.lines(path) do lines[#lines + 1] = line end
+  -- a run of the list of its own, in the list's order: a mix stays a mix in every thread
+  local first = math.floor(#lines * id / nthreads) + 1
+  for i = first, math.floor(#lines * (id + 1) / nthreads) do
+    reqs[#reqs + 1] = wrk.format("POST", nil, headers, lines[i])
   end
   if #reqs == 0 then error("thread " .. id .. " has no bodies") end
 end

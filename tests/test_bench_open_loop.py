@@ -1,4 +1,5 @@
-"""The open-loop generator of bench_verify.py: a stall counts for every request due during it.
+"""The open-loop generator of bench_verify.py: a stall counts for every request due during it,
+and labelled requests are timed by kind.
 
 The server here is a real HTTP/1.1 server on a loopback socket (a thread of
 its own) that answers at once except for one long pause, so what is checked
@@ -30,7 +31,17 @@ result = run_open_loop(sys.argv[1], None, rate=200, seconds=1.0, connections=1, 
 print(json.dumps({**result, "gc_before": before, "gc_after": gc.isenabled()}))
 """
 
+# 100 requests/s for 1 s over 4 connections, "fast" and "slow" bodies in turn, 3 bodies in all
+LABELLED = """
+import json, sys
+from benchmarks.open_loop import run_open_loop
+result = run_open_loop(sys.argv[1], [b"fast", b"slow", b"fast"], rate=100, seconds=1.0,
+                       connections=4, grace=5.0, labels=["fast", "slow", "fast"])
+print(json.dumps(result))
+"""
+
 STALL_AT, STALL_SECONDS = 30, 0.3
+SLOW_BODY_SECONDS = 0.05
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
 
@@ -61,7 +72,17 @@ class StallingServer:
                     if not data:
                         return
                     pending += data
-                _, _, pending = pending.partition(b"\r\n\r\n")
+                head, _, pending = pending.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                               if line.startswith(b"content-length:")), 0)
+                while len(pending) < length:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    pending += data
+                found, pending = pending[:length], pending[length:]
+                if found == b"slow":
+                    time.sleep(SLOW_BODY_SECONDS)
                 with self.lock:
                     self.served += 1
                     mine = self.served
@@ -89,3 +110,21 @@ def test_a_server_stall_shows_in_the_tail_and_the_generator_leaves_gc_as_it_was(
     # only the stalled one would be slow): well over 1% of 200 took >= 100 ms
     assert result["p99_ms"] >= 100.0
     assert result["dispatch_lag_max_ms"] >= result["dispatch_lag_p99_ms"] >= 0.0
+
+
+def test_labels_split_the_latencies_by_kind_and_a_list_that_runs_out_is_counted():
+    server = StallingServer()
+    try:
+        done = subprocess.run([sys.executable, "-c", LABELLED, f"http://127.0.0.1:{server.port}/"],
+                              capture_output=True, text=True, timeout=60, cwd=REPO)
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["errors"] == 0 and result["unfinished"] == 0
+    # the list is fast, slow, fast, sent over and over: a third of the 100 are slow
+    assert result["count_by_label"] == {"fast": 67, "slow": 33}
+    assert result["reused"] == 97  # 100 sent from a list of 3
+    # every slow one waited for its pause; only a lower bound, a slow machine only adds
+    assert result["p50_ms_by_label"]["slow"] >= SLOW_BODY_SECONDS * 1000
+    assert result["p99_ms_by_label"]["slow"] >= result["p50_ms_by_label"]["slow"]
