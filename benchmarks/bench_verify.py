@@ -455,6 +455,8 @@ def main() -> None:
             "open_loop_p99_ms_per_round": [o["p99_ms"] for o in open_loops],
             "open_loop_dispatch_lag_max_ms_per_round": [o["dispatch_lag_max_ms"]
                                                         for o in open_loops],
+            "open_loop_dispatch_lag_p99_ms_per_round": [o["dispatch_lag_p99_ms"]
+                                                        for o in open_loops],
             "open_loop_cpu_steal_share_per_round": open_loop_steal,
             "open_loop_store_stalls_worst_ms": {
                 event: max(stalls[event] for stalls in open_loop_stalls if event in stalls)
