@@ -376,14 +376,17 @@ def main() -> None:
         forks_before = client.info("stats")["total_forks"]
         client.config_set("latency-monitor-threshold", 10)  # the store's own stalls of >= 10 ms
         open_loops, open_loop_steal, open_loop_fsync, open_loop_stalls = [], [], [], []
+
+        def offer_mix(first_codes: list[str]) -> dict:  # half the mix's rate, open loop
+            return run_open_loop(verify_url, mixed(first_codes, repeat_codes), rate=mix_rps / 2,
+                                 seconds=opts.seconds * 2, connections=opts.connections,
+                                 labels=list(MIX_LABELS) * len(first_codes))
+
         for r in range(opts.rounds):  # fresh first checks each time
             open_loop_fsync.append(fsync_latency(store.data_dir))
             client.execute_command("LATENCY", "RESET")
             round_steal = StealMeter()
-            open_loops.append(run_open_loop(
-                verify_url, mixed(slices[r], repeat_codes), rate=mix_rps / 2,
-                seconds=opts.seconds * 2, connections=opts.connections,
-                labels=list(MIX_LABELS) * len(slices[r])))
+            open_loops.append(offer_mix(slices[r]))
             open_loop_steal.append(round_steal.share())
             open_loop_stalls.append(store_stalls(client))
         # What the store's disk adds to that tail: the same open loop with the store not
@@ -394,10 +397,7 @@ def main() -> None:
         try:
             client.config_set("appendfsync", "no")
             for r in range(opts.rounds):
-                unsynced.append(run_open_loop(
-                    verify_url, mixed(slices[opts.rounds + r], repeat_codes), rate=mix_rps / 2,
-                    seconds=opts.seconds * 2, connections=opts.connections,
-                    labels=list(MIX_LABELS) * len(slices[opts.rounds + r])))
+                unsynced.append(offer_mix(slices[opts.rounds + r]))
         finally:
             client.config_set("appendfsync", "always")
             os.sync()

@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from helpers.httpkit import serve_posts
+
 REPO = Path(__file__).resolve().parent.parent
 # 200 requests/s for 1 s over one connection, and whether gc is on before and after
 GENERATE = """
@@ -72,17 +74,7 @@ class StallingServer:
                     if not data:
                         return
                     pending += data
-                head, _, pending = pending.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
-                               if line.startswith(b"content-length:")), 0)
-                while len(pending) < length:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    pending += data
-                found, pending = pending[:length], pending[length:]
-                if found == b"slow":
-                    time.sleep(SLOW_BODY_SECONDS)
+                _, _, pending = pending.partition(b"\r\n\r\n")
                 with self.lock:
                     self.served += 1
                     mine = self.served
@@ -94,15 +86,20 @@ class StallingServer:
         self.listener.close()
 
 
+def _generate(script: str, url: str) -> dict:
+    """Run a generator script in a process of its own against ``url``; its JSON result."""
+    done = subprocess.run([sys.executable, "-c", script, url],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_a_server_stall_shows_in_the_tail_and_the_generator_leaves_gc_as_it_was():
     server = StallingServer()
     try:
-        done = subprocess.run([sys.executable, "-c", GENERATE, f"http://127.0.0.1:{server.port}/"],
-                              capture_output=True, text=True, timeout=60, cwd=REPO)
+        result = _generate(GENERATE, f"http://127.0.0.1:{server.port}/")
     finally:
         server.close()
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["gc_before"] and result["gc_after"]
     assert result["errors"] == 0 and result["unfinished"] == 0
     assert result["achieved_rps"] > 0
@@ -113,14 +110,13 @@ def test_a_server_stall_shows_in_the_tail_and_the_generator_leaves_gc_as_it_was(
 
 
 def test_labels_split_the_latencies_by_kind_and_a_list_that_runs_out_is_counted():
-    server = StallingServer()
-    try:
-        done = subprocess.run([sys.executable, "-c", LABELLED, f"http://127.0.0.1:{server.port}/"],
-                              capture_output=True, text=True, timeout=60, cwd=REPO)
-    finally:
-        server.close()
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    def answer(headers: dict, body: bytes) -> tuple:
+        if body == b"slow":
+            time.sleep(SLOW_BODY_SECONDS)
+        return 200, b"ok"
+
+    with serve_posts(answer, "/", keep_alive=True) as url:
+        result = _generate(LABELLED, url)
     assert result["errors"] == 0 and result["unfinished"] == 0
     # the list is fast, slow, fast, sent over and over: a third of the 100 are slow
     assert result["count_by_label"] == {"fast": 67, "slow": 33}
