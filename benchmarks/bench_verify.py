@@ -481,6 +481,7 @@ def main() -> None:
             "open_loop_requests_reused": sum(o["reused"] for o in open_loops + unsynced),
             "per_round": rounds,
             "redis_version": client.info("server")["redis_version"],
+            "store_nice": store.status().nice,  # codegen/store/priority.py, for all three
             "loadavg_before": load_before,
             "cpu_steal_share": steal.share(),
             "machine": machine(),

@@ -89,7 +89,7 @@ def test_embedded_store_starts_once_and_stops(short_home):
         first = run(env, "store", "status").stdout
         assert first.startswith("store running (pid ")
         pid = re.search(r"pid (\d+)", first).group(1)
-        assert f"(pid {pid})" in run(env, "store", "start").stdout, "reused, not restarted"
+        assert f"(pid {pid}, nice " in run(env, "store", "start").stdout, "reused, not restarted"
         assert "ACME" in run(env, "tenant", "list").stdout
         assert (short_home / "redis" / "data").is_dir()
     finally:

@@ -35,6 +35,7 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from codegen.exc import EmbeddedStoreError, StoreUrlError
+from codegen.store.priority import current_nice, favour_store
 
 BINARY_ENV = "ITEMSEAL_REDIS_SERVER"
 # sun_path holds 108 bytes on Linux, 104 on macOS/BSD, including the trailing NUL.
@@ -106,6 +107,8 @@ class ServerStatus:
     pid: int | None
     socket: Path
     detail: str
+    nice: int | None = None
+    """The store's nice value while it runs (``codegen/store/priority.py``)."""
 
 
 class EmbeddedRedis:
@@ -205,7 +208,7 @@ class EmbeddedRedis:
             theirs = int(answer.get("process_id", 0))
             if theirs == pid or answer.get("run_id") == _read(self.runid_path):
                 return "running", ServerStatus(
-                    True, theirs, sock, f"running (pid {theirs}){self._note}"
+                    True, theirs, sock, f"running (pid {theirs}){self._note}", _nice_of(theirs)
                 )
             answer = f"redis-server pid {theirs}"
         if state == "ours":  # alive in our data dir, yet silent or failing on the socket
@@ -272,6 +275,7 @@ class EmbeddedRedis:
             pid = self._read_pid()
             if isinstance(answer, dict) and answer.get("process_id") == pid:
                 self.runid_path.write_text(str(answer.get("run_id", "")))
+                favour_store(pid)  # where allowed: without, it runs as it always did
                 return
             time.sleep(0.02)
         raise EmbeddedStoreError(
@@ -345,6 +349,13 @@ class EmbeddedRedis:
             return f" (no log at {self.log_path})"
         tail = [_LOG_PREFIX.sub("", line) for line in text.strip().splitlines()[-lines:]]
         return f"; last lines of {self.log_path}: " + " | ".join(tail) if tail else ""
+
+
+def _nice_of(pid: int) -> int | None:
+    try:
+        return current_nice(pid)
+    except OSError:  # exited since it answered
+        return None
 
 
 def _read(path: Path) -> str:

@@ -41,7 +41,7 @@ def store_start(config: Config) -> None:
     if not _external(config):
         url = config.embedded.start()
         status = config.embedded.status()
-        click.echo(f"store running (pid {status.pid}) at {url}")
+        click.echo(f"store running (pid {status.pid}, nice {status.nice}) at {url}")
 
 
 @store.command("stop")
@@ -56,13 +56,13 @@ def store_stop(config: Config) -> None:
 @store.command("status")
 @pass_config
 def store_status(config: Config) -> None:
-    """Say whether the embedded redis-server runs, with its pid and socket."""
+    """Say whether the embedded redis-server runs, with its pid, nice value and socket."""
     if _external(config):
         config.redis.ping()
         click.echo("external store answers PING")
         return
     status = config.embedded.status()
-    state = f"running (pid {status.pid})" if status.running else "stopped"
+    state = f"running (pid {status.pid}, nice {status.nice})" if status.running else "stopped"
     detail = f": {status.detail}" if status.detail and not status.running else ""
     click.echo(f"store {state} at {status.socket}{detail}")
     if not status.running:
