@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from helpers.processes import dead_pid
 
 from codegen.exc import EmbeddedStoreError
 from codegen.store.embedded import EmbeddedRedis, connect, find_server_binary
@@ -97,12 +98,6 @@ def garbage_listener(sock: Path) -> Iterator[None]:
         stop.set()
         thread.join(5)
         listener.close()
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
 def test_status_of_fresh_home_creates_nothing(server: EmbeddedRedis) -> None:

@@ -10,7 +10,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
+from helpers.processes import dead_pid
 
 from codegen.exc import EmbeddedStoreError
 from codegen.store.embedded import EmbeddedRedis
@@ -24,11 +26,8 @@ needs_privilege = pytest.mark.skipif(
 
 
 def thread_nices(pid: int) -> set[int]:
-    """The nice value of every thread of ``pid`` (field 19 of /proc/PID/task/TID/stat)."""
-    return {
-        int(stat.read_text().rsplit(")", 1)[1].split()[16])
-        for stat in Path(f"/proc/{pid}/task").glob("*/stat")
-    }
+    """The nice value of every thread of ``pid``."""
+    return {psutil.Process(thread.id).nice() for thread in psutil.Process(pid).threads()}
 
 
 def autogroup_nice(pid: int) -> int | None:
@@ -91,8 +90,7 @@ def test_without_the_privilege_nothing_changes() -> None:
 
 
 def test_a_process_that_is_gone_is_not_an_error() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
+    gone = dead_pid()
     with pytest.raises(ProcessLookupError):
-        current_nice(proc.pid)
-    assert favour_store(proc.pid) is False
+        current_nice(gone)
+    assert favour_store(gone) is False
