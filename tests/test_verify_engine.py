@@ -403,6 +403,36 @@ def test_batch_lookup_across_segments_batches_and_states(batch_factory, engine_f
     ]
 
 
+def test_one_call_of_scattered_codes_reads_as_a_call_per_code(world, redis_client):
+    """verify.lua takes a call's codes as one packed value and names each scan bucket once:
+    codes that come back to a bucket, a revoked key, a wrong key id and two contexts in one
+    call answer code by code as calls of a single code do."""
+    first = world.batch.first_serial
+    for i in (0, 300, 301, 700):  # records to read back: checked once, one with a phone
+        check(world.engine, world.code(i), phone="13900138000" if i == 300 else None)
+    scripts, keys = world.engine.scripts, TenantKeys("ACME")
+    wire = world.batch.profile.wire_id
+    queries = [ScanQuery(first + 300, 0, wire), ScanQuery(first + 5, 0, wire),
+               ScanQuery(first + 700, 0, wire), ScanQuery(first + 301, 0, wire, True),
+               ScanQuery(first + 0, 0, wire), ScanQuery(first + 999, 7, wire),
+               ScanQuery(first + 6, 0, wire)]  # fmt: skip
+    assert len({q.serial // SCAN_BUCKET_SERIALS for q in queries}) == 4
+    contexts = [CheckContext(), CheckContext(skus=("LIP-001",))] * 3 + [CheckContext(skus=("X",))]
+    now = 1_767_225_600
+
+    def replies(qs, ctxs):
+        calls = verify_calls(scripts, keys, qs, ctxs, now)
+        return [r for raw in run(scripts.run([c for c, _ in calls])) for r in raw]
+
+    together = replies(queries, contexts)
+    alone = [r for q, ctx in zip(queries, contexts, strict=True) for r in replies([q], [ctx])]
+    assert together == alone
+    statuses = together[::4]
+    assert statuses == [b"active", b"active", b"active", b"revoked", b"active", b"counterfeit",
+                        b"counterfeit"]  # fmt: skip
+    assert [bool(raw) for raw in together[2::4]] == [True, False, True, True, True, False, False]
+
+
 def test_a_loop_stopped_mid_turn_does_not_stall_the_next(world):
     engine = world.engine._target
     code = world.code(160)

@@ -8,6 +8,7 @@ packed calls as one round trip (``codegen/store/wire.py``: reloads lost scripts)
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
@@ -20,6 +21,9 @@ from verify_api.check.scanrecord import ScanRecord
 
 VERIFY, LOOKUP = b"v", b"l"
 MAX_CODES_PER_CALL = 1000
+# One code of a verify.lua call, laid out in the script's header: every field fits (serials
+# < 10**9, a call <= 1,000 codes so <= 1,000 contexts and buckets, fields < 256).
+_pack_code = struct.Struct(">HIIBHBB").pack
 ACTIVE = "active"
 SCRIPT_NAMES = ("verify", "unclaim")
 
@@ -87,8 +91,9 @@ def verify_calls(
     ``context`` is every query's, or one per query (the checks of several
     requests in one call: ``turns.py``); equal contexts are sent once.
     Returns (packed call, indexes of ``queries`` it answers, in reply order).
-    A carton of codes from one batch is one call; Redis finds the batch once.
-    Numbers go to the packer as ints (hiredis writes their digits).
+    A carton of codes from one batch is one call; Redis finds the batch once, and each
+    scan bucket is named once. The codes go as one value (``lua/verify.lua``), the
+    contexts' numbers to the packer as ints (hiredis writes their digits).
     """
     contexts = [context] * len(queries) if isinstance(context, CheckContext) else context
     days: dict[int, str] = {}  # by the context object: a carton shares one, each is read once
@@ -106,20 +111,20 @@ def verify_calls(
             names = [*shared, keys.segment_stats(segment, day)]
             numbered: dict[CheckContext, int] = {}  # equal contexts, sent once
             number_of: dict[int, int] = {}  # by object: a context is hashed once, not per code
-            buckets: dict[int, str] = {}  # a carton's serials share a few buckets: named once
-            codes: list = []
+            buckets: dict[int, int] = {}  # a carton's serials share a few buckets: named once
+            codes: list[bytes] = []
             for i in chunk:
                 q, ctx = queries[i], contexts[i]
                 n = number_of.get(id(ctx))
                 if n is None:
                     n = number_of[id(ctx)] = numbered.setdefault(ctx, len(numbered) + 1)
                 bucket = q.serial // SCAN_BUCKET_SERIALS
-                name = buckets.get(bucket)
-                if name is None:
-                    name = buckets[bucket] = keys.scan_bucket(q.serial)
-                names.append(name)
-                codes += (n, q.serial, q.key_id, q.wire_id, q.serial % SCAN_BUCKET_SERIALS,
-                          b"1" if q.key_revoked else b"0")  # fmt: skip
+                j = buckets.get(bucket)
+                if j is None:
+                    j = buckets[bucket] = len(names) - 3  # its key is KEYS[4 + j]
+                    names.append(keys.scan_bucket(q.serial))
+                codes.append(_pack_code(n, q.serial, q.key_id, q.wire_id, j,
+                                        q.serial % SCAN_BUCKET_SERIALS, q.key_revoked))
             args: list = [mode, now, len(numbered)]
             for ctx in numbered:
                 args += (
@@ -127,7 +132,8 @@ def verify_calls(
                     ctx.region_bit, ctx.phone, ctx.channel_name, " ".join(ctx.skus),
                     ctx.region_source,
                 )  # fmt: skip
-            calls.append((scripts.evalsha("verify", names, args + codes), chunk))
+            args.append(b"".join(codes))
+            calls.append((scripts.evalsha("verify", names, args), chunk))
     return calls
 
 
