@@ -27,7 +27,7 @@
 local mode, now = ARGV[1], tonumber(ARGV[2])
 local contexts = tonumber(ARGV[3])
 local CONTEXT = 10
-local first_code = 4 + contexts * CONTEXT
+local codes_at = 4 + contexts * CONTEXT -- ARGV index of the packed codes
 local known = {} -- batches met so far in this call: {first, last, facts}
 local allowed = {} -- per context: set of SKUs, or false for any
 local counts, fields = {}, {} -- the day's counters this call adds, and their order
@@ -135,7 +135,7 @@ end
 -- Serials are below 10^9 (codegen/codes.py): a Lua number holds one exactly, and '%d'
 -- writes its digits where they are stored or compared as text; a bucket field (< 256)
 -- goes to redis.call as a number, which writes an integer's digits.
-local codes, pos = ARGV[first_code], 1
+local codes, pos = ARGV[codes_at], 1
 while pos <= #codes do
   local n, serial, key_id, wire, j, field, revoked
   n, serial, key_id, wire, j, field, revoked, pos = struct.unpack('>HI4I4BHBB', codes, pos)
